@@ -1,0 +1,117 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express, { type ErrorRequestHandler, type Express } from 'express';
+import { pinoHttp } from 'pino-http';
+import { type ErrorCode, ipcolaError, isIPColaError } from '../errors/index.ts';
+import type { Logger } from '../log/index.ts';
+import { checkReadiness, type Dependency } from './health.ts';
+import type { components } from './openapi.d.ts';
+
+export type { Dependency } from './health.ts';
+
+type ErrorBody = components['schemas']['Error'];
+
+export interface ApiOptions {
+  logger: Logger;
+  dependencies: { database: Dependency; hot_state: Dependency };
+  /** The OpenAPI document, served as it is. */
+  openapiDocument: string;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** The REST API: health, readiness, the OpenAPI document; JSON errors, request-scoped logs. */
+export function createApiApp(options: ApiOptions): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+
+  app.use(
+    pinoHttp({
+      logger: options.logger.child({ role: 'api' }),
+      genReqId(req: IncomingMessage, res: ServerResponse) {
+        const offered = req.headers['x-request-id'];
+        const id = typeof offered === 'string' && REQUEST_ID.test(offered) ? offered : randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      customLogLevel(req, res, error) {
+        if (error || res.statusCode >= 500) return 'error';
+        if (req.url === '/healthz' || req.url === '/readyz') return 'debug';
+        return 'info';
+      },
+    }),
+  );
+  app.use((_req, res, next) => {
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' } satisfies components['schemas']['Health']);
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const readiness = await checkReadiness(options.dependencies);
+    res.status(readiness.status === 'ready' ? 200 : 503).json(readiness);
+  });
+
+  app.get('/openapi.yaml', (_req, res) => {
+    res.type('application/yaml; charset=utf-8').send(options.openapiDocument);
+  });
+
+  app.use((_req, _res, next) => next(ipcolaError('not_found')));
+  app.use(apiErrorHandler);
+  return app;
+}
+
+/** Maps any error to the JSON error shape; internals and stacks stay in the log. */
+export const apiErrorHandler: ErrorRequestHandler = (error, req, res, _next) => {
+  let code: ErrorCode;
+  let message: string;
+  if (isIPColaError(error)) {
+    code = error.code;
+    message = error.message;
+  } else if (isBodyParserError(error)) {
+    [code, message] = bodyParserRefusal(error);
+  } else {
+    code = 'internal_error';
+    message = 'Internal error';
+    req.log?.error({ err: error }, 'unhandled error');
+  }
+  const status = ipcolaError(code).status;
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.status(status).json({ error: { code, message } } satisfies ErrorBody);
+};
+
+interface BodyParserError {
+  type: string;
+  status: number;
+}
+
+function isBodyParserError(error: unknown): error is BodyParserError {
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    typeof (error as BodyParserError).type === 'string' &&
+    typeof (error as BodyParserError).status === 'number'
+  );
+}
+
+// body-parser tags its errors with a stable `type`; that, not the message, decides the code.
+function bodyParserRefusal(error: BodyParserError): [ErrorCode, string] {
+  switch (error.type) {
+    case 'entity.too.large':
+      return ['payload_too_large', 'The request body is too large'];
+    case 'entity.parse.failed':
+      return ['invalid_request', 'The request body is not valid JSON'];
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return ['unsupported_media_type', 'The request body encoding is not supported'];
+    default:
+      return ['invalid_request', 'The request body could not be read'];
+  }
+}

@@ -1,0 +1,193 @@
+import { isIP } from 'node:net';
+import path from 'node:path';
+
+/** The whole runtime configuration, read once at start-up and frozen. */
+export interface Config {
+  readonly host: string;
+  readonly apiPort: number;
+  readonly proxyPort: number;
+  readonly socksPort: number;
+  readonly hubPort: number;
+  readonly dataDir: string;
+  /** Unset: embedded PGlite under dataDir. */
+  readonly databaseUrl: string | undefined;
+  /** Unset: in-process hot state. */
+  readonly redisUrl: string | undefined;
+  readonly stripeSecretKey: string | undefined;
+  readonly stripeWebhookSecret: string | undefined;
+  readonly trustDeclaredLocation: boolean;
+  readonly logLevel: LogLevel;
+  /** How long shutdown waits for open connections before cutting them. */
+  readonly shutdownGraceMs: number;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = [
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+];
+
+/** A configuration mistake, always naming the variable it is about. */
+export class ConfigError extends Error {
+  readonly code = 'config_invalid';
+  constructor(
+    readonly variable: string,
+    readonly reason: string,
+  ) {
+    super(`${variable}: ${reason}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Reads and validates the environment; throws ConfigError on the first bad variable. */
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+  const read = (name: string): string | undefined => {
+    const value = env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  };
+
+  const databaseUrl = optionalUrl('DATABASE_URL', read('DATABASE_URL'), [
+    'postgres:',
+    'postgresql:',
+  ]);
+  const redisUrl = optionalUrl('REDIS_URL', read('REDIS_URL'), ['redis:', 'rediss:']);
+  const config: Config = {
+    host: host('HOST', read('HOST') ?? '127.0.0.1'),
+    apiPort: port('API_PORT', read('API_PORT') ?? '8080'),
+    proxyPort: port('PROXY_PORT', read('PROXY_PORT') ?? '8000'),
+    socksPort: port('SOCKS_PORT', read('SOCKS_PORT') ?? '1080'),
+    hubPort: port('HUB_PORT', read('HUB_PORT') ?? '7000'),
+    dataDir: path.resolve(cwd, read('DATA_DIR') ?? 'data'),
+    databaseUrl,
+    redisUrl,
+    stripeSecretKey: prefixed('STRIPE_SECRET_KEY', read('STRIPE_SECRET_KEY'), ['sk_', 'rk_']),
+    stripeWebhookSecret: prefixed('STRIPE_WEBHOOK_SECRET', read('STRIPE_WEBHOOK_SECRET'), [
+      'whsec_',
+    ]),
+    trustDeclaredLocation: bool(
+      'TRUST_DECLARED_LOCATION',
+      read('TRUST_DECLARED_LOCATION'),
+      databaseUrl === undefined,
+    ),
+    logLevel: oneOf('LOG_LEVEL', read('LOG_LEVEL') ?? 'info', LOG_LEVELS),
+    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', read('SHUTDOWN_GRACE_MS') ?? '3000', 0, 60_000),
+  };
+
+  if (config.stripeWebhookSecret && !config.stripeSecretKey) {
+    throw new ConfigError('STRIPE_WEBHOOK_SECRET', 'is set but STRIPE_SECRET_KEY is not');
+  }
+  distinctPorts(config);
+  return Object.freeze(config);
+}
+
+/** A URL with any password replaced, safe for logs and error lines. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}
+
+function port(name: string, raw: string): number {
+  if (!/^\d{1,5}$/.test(raw))
+    throw new ConfigError(name, `"${raw}" is not a port number (0-65535)`);
+  const value = Number(raw);
+  if (value > 65535) throw new ConfigError(name, `${value} is out of range (0-65535)`);
+  return value;
+}
+
+function integer(name: string, raw: string, min: number, max: number): number {
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `"${raw}" is not a whole number`);
+  const value = Number(raw);
+  if (value < min || value > max) {
+    throw new ConfigError(name, `${value} is out of range (${min}-${max})`);
+  }
+  return value;
+}
+
+function host(name: string, raw: string): string {
+  const hostname =
+    /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+  if (isIP(raw) === 0 && !hostname.test(raw)) {
+    throw new ConfigError(name, `"${raw}" is not an IP address or host name`);
+  }
+  return raw;
+}
+
+function bool(name: string, raw: string | undefined, fallback: boolean): boolean {
+  if (raw === undefined) return fallback;
+  const value = raw.toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true;
+  if (['0', 'false', 'no', 'off'].includes(value)) return false;
+  throw new ConfigError(name, `"${raw}" is not a boolean (use true/false, on/off, 1/0)`);
+}
+
+function oneOf<T extends string>(name: string, raw: string, allowed: readonly T[]): T {
+  const value = raw.toLowerCase() as T;
+  if (!allowed.includes(value)) {
+    throw new ConfigError(name, `"${raw}" is not one of ${allowed.join(', ')}`);
+  }
+  return value;
+}
+
+function optionalUrl(
+  name: string,
+  raw: string | undefined,
+  protocols: readonly string[],
+): string | undefined {
+  if (raw === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(name, 'is not a valid URL');
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(
+      name,
+      `scheme "${parsed.protocol}" is not supported (use ${protocols.map((p) => `${p}//`).join(' or ')})`,
+    );
+  }
+  if (!parsed.hostname) throw new ConfigError(name, 'has no host');
+  return raw;
+}
+
+function prefixed(
+  name: string,
+  raw: string | undefined,
+  prefixes: readonly string[],
+): string | undefined {
+  if (raw === undefined) return undefined;
+  if (!prefixes.some((prefix) => raw.startsWith(prefix))) {
+    throw new ConfigError(
+      name,
+      `does not look like a Stripe value (expected ${prefixes.join(' or ')}...)`,
+    );
+  }
+  return raw;
+}
+
+function distinctPorts(config: Config): void {
+  const seen = new Map<number, string>();
+  for (const [name, value] of [
+    ['API_PORT', config.apiPort],
+    ['PROXY_PORT', config.proxyPort],
+    ['SOCKS_PORT', config.socksPort],
+    ['HUB_PORT', config.hubPort],
+  ] as const) {
+    if (value === 0) continue; // 0 asks the OS for a free port each time
+    const other = seen.get(value);
+    if (other) throw new ConfigError(name, `${value} is already taken by ${other}`);
+    seen.set(value, name);
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The one catalogue of refusal codes (DESIGN.md section 5 and the API's codes).
+ * Errors are values carrying a code; the HTTP, SOCKS and JSON edges map them,
+ * nothing ever branches on a message.
+ */
+
+/** RFC 9209 Proxy-Status error types we use. */
+export type ProxyStatusType =
+  | 'http_request_denied'
+  | 'http_request_error'
+  | 'destination_ip_prohibited'
+  | 'destination_unavailable'
+  | 'destination_not_found'
+  | 'dns_error'
+  | 'connection_refused'
+  | 'connection_limit_reached'
+  | 'connection_timeout'
+  | 'connection_terminated'
+  | 'proxy_internal_error';
+
+/** SOCKS5: 'auth' is a failed RFC 1929 sub-negotiation; a number is the RFC 1928 REP field. */
+export type SocksReply = 'auth' | 0x01 | 0x02 | 0x03 | 0x04 | 0x05 | 0x07 | 0x08;
+
+interface ProxyCodeSpec {
+  readonly status: number;
+  readonly socks: SocksReply;
+  readonly proxyStatus: ProxyStatusType;
+  readonly retryable: boolean;
+  readonly message: string;
+}
+
+interface ApiCodeSpec {
+  readonly status: number;
+  readonly message: string;
+}
+
+export const PROXY_ERRORS = {
+  auth_required: spec(407, 'auth', 'http_request_denied', false, 'Proxy credentials are required'),
+  auth_failed: spec(407, 'auth', 'http_request_denied', false, 'Proxy credentials were rejected'),
+  bad_params: spec(400, 0x01, 'http_request_error', false, 'The username parameters are malformed'),
+  ip_not_allowed: spec(
+    403,
+    0x02,
+    'http_request_denied',
+    false,
+    "The client IP is outside the key's allow-list",
+  ),
+  target_forbidden: spec(
+    403,
+    0x02,
+    'destination_ip_prohibited',
+    false,
+    'The target is not allowed',
+  ),
+  quota_exhausted: spec(
+    402,
+    0x02,
+    'http_request_denied',
+    false,
+    'The byte cap or balance is used up',
+  ),
+  rate_limited: spec(
+    429,
+    0x02,
+    'connection_limit_reached',
+    true,
+    'Too many connections or requests',
+  ),
+  no_exit_available: spec(
+    503,
+    0x03,
+    'destination_unavailable',
+    true,
+    'No online exit matches the targeting',
+  ),
+  session_exit_gone: spec(
+    503,
+    0x03,
+    'destination_unavailable',
+    false,
+    "The sticky session's exit is offline",
+  ),
+  target_unreachable: spec(
+    502,
+    0x04,
+    'destination_unavailable',
+    false,
+    'The target could not be reached',
+  ),
+  target_timeout: spec(504, 0x04, 'connection_timeout', false, 'The target did not answer in time'),
+  exit_failed: spec(
+    502,
+    0x01,
+    'connection_terminated',
+    true,
+    'The exit node dropped the connection',
+  ),
+} as const satisfies Record<string, ProxyCodeSpec>;
+
+export const API_ERRORS = {
+  invalid_request: api(400, 'The request is malformed'),
+  unauthorized: api(401, 'Authentication is required'),
+  not_found: api(404, 'No such resource'),
+  method_not_allowed: api(405, 'Method not allowed'),
+  payload_too_large: api(413, 'The request body is too large'),
+  unsupported_media_type: api(415, 'The request body must be JSON'),
+  not_ready: api(503, 'A dependency is unavailable'),
+  internal_error: api(500, 'Internal error'),
+} as const satisfies Record<string, ApiCodeSpec>;
+
+export type ProxyErrorCode = keyof typeof PROXY_ERRORS;
+export type ApiErrorCode = keyof typeof API_ERRORS;
+export type ErrorCode = ProxyErrorCode | ApiErrorCode;
+
+/** An expected refusal: it has a code from the catalogue and an HTTP status. */
+export class IPColaError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message ?? describe(code), options);
+    this.name = 'IPColaError';
+    this.status = statusOf(code);
+  }
+}
+
+/** The one factory every refusal goes through. */
+export function ipcolaError(
+  code: ErrorCode,
+  message?: string,
+  options?: { cause?: unknown },
+): IPColaError {
+  return new IPColaError(code, message, options);
+}
+
+export function isIPColaError(value: unknown): value is IPColaError {
+  return value instanceof IPColaError;
+}
+
+export function isProxyErrorCode(code: string): code is ProxyErrorCode {
+  return Object.hasOwn(PROXY_ERRORS, code);
+}
+
+export function proxySpec(code: ProxyErrorCode): ProxyCodeSpec {
+  return PROXY_ERRORS[code];
+}
+
+function statusOf(code: ErrorCode): number {
+  return isProxyErrorCode(code) ? PROXY_ERRORS[code].status : API_ERRORS[code].status;
+}
+
+function describe(code: ErrorCode): string {
+  return isProxyErrorCode(code) ? PROXY_ERRORS[code].message : API_ERRORS[code].message;
+}
+
+function spec(
+  status: number,
+  socks: SocksReply,
+  proxyStatus: ProxyStatusType,
+  retryable: boolean,
+  message: string,
+): ProxyCodeSpec {
+  return { status, socks, proxyStatus, retryable, message };
+}
+
+function api(status: number, message: string): ApiCodeSpec {
+  return { status, message };
+}

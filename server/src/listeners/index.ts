@@ -1,0 +1,75 @@
+import type { Server as HttpServer } from 'node:http';
+import type { AddressInfo, Server } from 'node:net';
+import { ConfigError } from '../config/index.ts';
+
+/**
+ * Starts listening; resolves with the bound port. A bind failure becomes a ConfigError
+ * naming the variable that chose the port (or HOST when the address is not ours).
+ */
+export function listen(
+  server: Server,
+  variable: string,
+  host: string,
+  port: number,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      server.off('listening', onListening);
+      reject(bindError(error, variable, host, port));
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve((server.address() as AddressInfo).port);
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen({ host, port, exclusive: true });
+  });
+}
+
+/**
+ * Stops accepting, lets open requests finish for graceMs, then cuts what is left.
+ * Safe to call on a server that is not listening.
+ */
+export function closeServer(server: Server | HttpServer, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    const cut = setTimeout(() => {
+      if ('closeAllConnections' in server) server.closeAllConnections();
+    }, graceMs);
+    cut.unref();
+    server.close(() => {
+      clearTimeout(cut);
+      resolve();
+    });
+    // Idle keep-alive sockets would hold close() open until they time out.
+    if ('closeIdleConnections' in server) server.closeIdleConnections();
+  });
+}
+
+function bindError(
+  error: NodeJS.ErrnoException,
+  variable: string,
+  host: string,
+  port: number,
+): Error {
+  switch (error.code) {
+    case 'EADDRINUSE':
+      return new ConfigError(variable, `${host}:${port} is already in use`);
+    case 'EACCES':
+      return new ConfigError(variable, `permission denied to listen on ${host}:${port}`);
+    case 'EADDRNOTAVAIL':
+      return new ConfigError('HOST', `${host} is not an address of this machine`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new ConfigError('HOST', `${host} does not resolve`);
+    default:
+      return new ConfigError(
+        variable,
+        `cannot listen on ${host}:${port} (${error.code ?? error.message})`,
+      );
+  }
+}

@@ -1,0 +1,15 @@
+export { claimDataDir } from './data-dir.ts';
+export type { Database, Queryable } from './database.ts';
+export type {
+  CounterBatch,
+  CounterStore,
+  HotState,
+  LiveRegistry,
+  RateLimiterOptions,
+  SessionTable,
+} from './hot-state.ts';
+export { createMemoryHotState } from './memory-hot-state.ts';
+export { MigrationError, migrate } from './migrate.ts';
+export { openPglite } from './pglite.ts';
+export { openPostgres } from './postgres.ts';
+export { openRedisHotState } from './redis-hot-state.ts';

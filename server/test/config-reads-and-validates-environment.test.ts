@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ConfigError, loadConfig, redactUrl } from '../src/config/index.ts';
+
+const load = (env: Record<string, string>) => loadConfig(env, '/srv/ipcola');
+
+function refusal(env: Record<string, string>): ConfigError {
+  try {
+    load(env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+    return error;
+  }
+  assert.fail(`expected ${JSON.stringify(env)} to be refused`);
+}
+
+describe('configuration', () => {
+  test('an empty environment gives the documented embedded defaults', () => {
+    const config = load({});
+    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.apiPort, 8080);
+    assert.equal(config.proxyPort, 8000);
+    assert.equal(config.socksPort, 1080);
+    assert.equal(config.hubPort, 7000);
+    assert.equal(config.dataDir, '/srv/ipcola/data');
+    assert.equal(config.databaseUrl, undefined);
+    assert.equal(config.redisUrl, undefined);
+    assert.equal(config.stripeSecretKey, undefined);
+    assert.equal(config.trustDeclaredLocation, true);
+    assert.equal(config.logLevel, 'info');
+  });
+
+  test('the config object is frozen', () => {
+    const config = load({});
+    assert.ok(Object.isFrozen(config));
+    assert.throws(() => {
+      (config as { apiPort: number }).apiPort = 1;
+    }, TypeError);
+  });
+
+  test('values are read and typed', () => {
+    const config = load({
+      HOST: '0.0.0.0',
+      API_PORT: '9080',
+      PROXY_PORT: ' 9000 ',
+      SOCKS_PORT: '9001',
+      HUB_PORT: '9002',
+      DATA_DIR: 'var/ipcola',
+      DATABASE_URL: 'postgres://u:p@db:5432/ipcola',
+      REDIS_URL: 'redis://cache:6379/2',
+      STRIPE_SECRET_KEY: 'sk_test_123',
+      STRIPE_WEBHOOK_SECRET: 'whsec_abc',
+      LOG_LEVEL: 'DEBUG',
+    });
+    assert.equal(config.host, '0.0.0.0');
+    assert.deepEqual(
+      [config.apiPort, config.proxyPort, config.socksPort, config.hubPort],
+      [9080, 9000, 9001, 9002],
+    );
+    assert.equal(config.dataDir, '/srv/ipcola/var/ipcola');
+    assert.equal(config.databaseUrl, 'postgres://u:p@db:5432/ipcola');
+    assert.equal(config.redisUrl, 'redis://cache:6379/2');
+    assert.equal(config.logLevel, 'debug');
+    assert.equal(config.trustDeclaredLocation, false, 'off by default with PostgreSQL');
+  });
+
+  test('TRUST_DECLARED_LOCATION overrides the mode default both ways', () => {
+    assert.equal(load({ TRUST_DECLARED_LOCATION: 'off' }).trustDeclaredLocation, false);
+    assert.equal(
+      load({ TRUST_DECLARED_LOCATION: 'true', DATABASE_URL: 'postgresql://db/x' })
+        .trustDeclaredLocation,
+      true,
+    );
+  });
+
+  test('port 0 may repeat: each listener asks the OS for its own free port', () => {
+    const config = load({ API_PORT: '0', PROXY_PORT: '0', SOCKS_PORT: '0', HUB_PORT: '0' });
+    assert.equal(config.apiPort, 0);
+    assert.equal(config.hubPort, 0);
+  });
+
+  const bad: Array<[string, Record<string, string>, RegExp]> = [
+    ['API_PORT', { API_PORT: 'abc' }, /not a port/],
+    ['API_PORT', { API_PORT: '80.5' }, /not a port/],
+    ['PROXY_PORT', { PROXY_PORT: '65536' }, /out of range/],
+    ['SOCKS_PORT', { SOCKS_PORT: '-1' }, /not a port/],
+    ['HUB_PORT', { HUB_PORT: '1e3' }, /not a port/],
+    ['HUB_PORT', { HUB_PORT: '8080' }, /already taken by API_PORT/],
+    ['HOST', { HOST: 'not a host' }, /not an IP address or host name/],
+    ['HOST', { HOST: '-bad.example' }, /not an IP address or host name/],
+    ['DATABASE_URL', { DATABASE_URL: 'mysql://db/x' }, /scheme "mysql:" is not supported/],
+    ['DATABASE_URL', { DATABASE_URL: 'not a url' }, /not a valid URL/],
+    ['REDIS_URL', { REDIS_URL: 'http://cache' }, /not supported/],
+    ['STRIPE_SECRET_KEY', { STRIPE_SECRET_KEY: 'pk_live_123' }, /Stripe/],
+    [
+      'STRIPE_WEBHOOK_SECRET',
+      { STRIPE_SECRET_KEY: 'sk_test_1', STRIPE_WEBHOOK_SECRET: 'abc' },
+      /Stripe/,
+    ],
+    ['STRIPE_WEBHOOK_SECRET', { STRIPE_WEBHOOK_SECRET: 'whsec_1' }, /STRIPE_SECRET_KEY is not/],
+    ['TRUST_DECLARED_LOCATION', { TRUST_DECLARED_LOCATION: 'maybe' }, /not a boolean/],
+    ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /not one of/],
+    ['SHUTDOWN_GRACE_MS', { SHUTDOWN_GRACE_MS: '999999' }, /out of range/],
+  ];
+  for (const [variable, env, reason] of bad) {
+    test(`${variable}=${Object.values(env).at(-1)} is refused naming ${variable}`, () => {
+      const error = refusal(env);
+      assert.equal(error.variable, variable);
+      assert.match(error.message, new RegExp(`^${variable}: `));
+      assert.match(error.reason, reason);
+      assert.doesNotMatch(error.message, /\n/, 'one line');
+    });
+  }
+
+  test('a refused DATABASE_URL never echoes its password', () => {
+    const error = refusal({ DATABASE_URL: 'mysql://user:hunter2@db/x' });
+    assert.doesNotMatch(error.message, /hunter2/);
+    assert.equal(redactUrl('postgres://user:hunter2@db/x'), 'postgres://user:***@db/x');
+  });
+});

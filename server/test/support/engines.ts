@@ -1,0 +1,154 @@
+/**
+ * The engines every data-layer test runs against: always the embedded defaults
+ * (PGlite, in-process), and real PostgreSQL / Redis when DATABASE_URL / REDIS_URL are set.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { createLogger } from '../../src/log/index.ts';
+import {
+  createMemoryHotState,
+  type Database,
+  type HotState,
+  openPglite,
+  openPostgres,
+  openRedisHotState,
+} from '../../src/store/index.ts';
+
+export const quietLogger = createLogger('silent');
+
+export interface Opened<T> {
+  value: T;
+  dispose(): Promise<void>;
+}
+
+export interface DatabaseEngine {
+  name: 'pglite' | 'postgres';
+  open(): Promise<Opened<Database>>;
+}
+
+export interface HotStateEngine {
+  name: 'memory' | 'redis';
+  open(): Promise<Opened<HotState>>;
+}
+
+export const databaseEngines: DatabaseEngine[] = [
+  {
+    name: 'pglite',
+    async open() {
+      const dir = await mkdtemp(path.join(tmpdir(), 'ipcola-pglite-'));
+      const db = await openPglite(dir);
+      return {
+        value: db,
+        async dispose() {
+          await db.close();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  },
+];
+
+if (process.env.DATABASE_URL) {
+  databaseEngines.push({
+    name: 'postgres',
+    async open() {
+      const fresh = await createScratchDatabase(process.env.DATABASE_URL as string);
+      const db = await openPostgres(fresh.url, quietLogger);
+      return {
+        value: db,
+        async dispose() {
+          await db.close();
+          await fresh.drop();
+        },
+      };
+    },
+  });
+}
+
+export const hotStateEngines: HotStateEngine[] = [
+  {
+    name: 'memory',
+    async open() {
+      const hot = createMemoryHotState();
+      return { value: hot, dispose: () => hot.close() };
+    },
+  },
+];
+
+if (process.env.REDIS_URL) {
+  hotStateEngines.push({
+    name: 'redis',
+    async open() {
+      const url = process.env.REDIS_URL as string;
+      const prefix = `ipcola-test:${randomBytes(6).toString('hex')}:`;
+      const hot = await openRedisHotState(url, quietLogger, { prefix });
+      return {
+        value: hot,
+        async dispose() {
+          await hot.close();
+          await deleteRedisKeys(url, prefix);
+        },
+      };
+    },
+  });
+}
+
+/** A new, empty PostgreSQL database next to the one in baseUrl; drop() removes it. */
+export async function createScratchDatabase(
+  baseUrl: string,
+): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `ipcola_t_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: baseUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(baseUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const client = new pg.Client({ connectionString: baseUrl });
+      await client.connect();
+      try {
+        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+async function deleteRedisKeys(url: string, prefix: string): Promise<void> {
+  const { Redis } = await import('ioredis');
+  const redis = new Redis(url);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
+      if (keys.length > 0) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Polls until check() is true; fails after timeoutMs. For conditions that only time brings. */
+export async function eventually(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
