@@ -12,7 +12,18 @@ import {
   quietLogger,
 } from './support/engines.ts';
 
-const TABLES = ['accounts', 'api_keys', 'exit_ips', 'ledger', 'nodes', 'usage_hourly', 'users'];
+const TABLES = [
+  'accounts',
+  'api_keys',
+  'exit_ips',
+  'ledger',
+  'nodes',
+  'sessions',
+  'settings',
+  'usage_hourly',
+  'users',
+];
+const VERSIONS = ['0001_initial', '0002_settings_and_sessions'];
 
 async function migrationsDir(
   files: Record<string, string>,
@@ -33,7 +44,7 @@ for (const engine of databaseEngines) {
     after(() => opened.dispose());
 
     test('the first migrate applies the schema; the second applies nothing', async () => {
-      assert.deepEqual(await migrate(db), ['0001_initial']);
+      assert.deepEqual(await migrate(db), VERSIONS);
       assert.deepEqual(await migrate(db), []);
       const rows = await db.query<{ table_name: string }>(
         `SELECT table_name FROM information_schema.tables
@@ -46,7 +57,7 @@ for (const engine of databaseEngines) {
       const [recorded] = await db.query<{ n: number }>(
         'SELECT count(*)::int8 AS n FROM schema_migrations',
       );
-      assert.equal(recorded?.n, 1);
+      assert.equal(recorded?.n, VERSIONS.length);
     });
 
     test('parameters and column types come back the same on every engine', async () => {
@@ -207,12 +218,12 @@ if (process.env.DATABASE_URL) {
     const pools = await Promise.all([1, 2, 3].map(() => openPostgres(scratch.url, quietLogger)));
     try {
       const results = await Promise.all(pools.map((pool) => migrate(pool)));
-      assert.deepEqual(results.flat(), ['0001_initial']);
+      assert.deepEqual(results.flat().sort(), VERSIONS);
       const [recorded] =
         (await pools[0]?.query<{ n: number }>(
           'SELECT count(*)::int8 AS n FROM schema_migrations',
         )) ?? [];
-      assert.equal(recorded?.n, 1);
+      assert.equal(recorded?.n, VERSIONS.length);
     } finally {
       await Promise.all(pools.map((pool) => pool.close()));
       await scratch.drop();

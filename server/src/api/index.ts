@@ -2,25 +2,36 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express, { type ErrorRequestHandler, type Express } from 'express';
 import { pinoHttp } from 'pino-http';
+import { parse as parseYaml } from 'yaml';
 import { type ErrorCode, ipcolaError, isIPColaError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
+import { type ControlOptions, createControlRouter } from './control.ts';
 import { checkReadiness, type Dependency } from './health.ts';
 import type { components } from './openapi.d.ts';
+import { createBodyValidator } from './validate.ts';
 
+export type { ProxyEndpoint } from './connection.ts';
+export type { ControlOptions, Region } from './control.ts';
 export type { Dependency } from './health.ts';
+export { DatabaseSessionStore, type DatabaseSessionStoreOptions } from './session-store.ts';
 
 type ErrorBody = components['schemas']['Error'];
 
 export interface ApiOptions {
   logger: Logger;
   dependencies: { database: Dependency; hot_state: Dependency };
-  /** The OpenAPI document, served as it is. */
+  /** The OpenAPI document, served as it is; request bodies are validated against its schemas. */
   openapiDocument: string;
+  /** The control API under `/v1` (accounts, keys, nodes, regions); without it, not served. */
+  control?: ControlOptions;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
-/** The REST API: health, readiness, the OpenAPI document; JSON errors, request-scoped logs. */
+/**
+ * The REST API: health, readiness, the OpenAPI document and, given `control`, the
+ * control API under `/v1`; JSON errors, request-scoped logs.
+ */
 export function createApiApp(options: ApiOptions): Express {
   const app = express();
   app.disable('x-powered-by');
@@ -34,6 +45,15 @@ export function createApiApp(options: ApiOptions): Express {
         const id = typeof offered === 'string' && REQUEST_ID.test(offered) ? offered : randomUUID();
         res.setHeader('X-Request-Id', id);
         return id;
+      },
+      serializers: {
+        // The CSRF token is a session secret: like cookies, it stays out of the log.
+        req(req: { headers?: Record<string, unknown> }) {
+          if (req.headers?.['x-csrf-token'] !== undefined) {
+            req.headers = { ...req.headers, 'x-csrf-token': '[redacted]' };
+          }
+          return req;
+        },
       },
       customLogLevel(req, res, error) {
         if (error || res.statusCode >= 500) return 'error';
@@ -59,6 +79,11 @@ export function createApiApp(options: ApiOptions): Express {
   app.get('/openapi.yaml', (_req, res) => {
     res.type('application/yaml; charset=utf-8').send(options.openapiDocument);
   });
+
+  if (options.control) {
+    const bodies = createBodyValidator(parseYaml(options.openapiDocument));
+    app.use('/v1', createControlRouter(options.control, bodies));
+  }
 
   app.use((_req, _res, next) => next(ipcolaError('not_found')));
   app.use(apiErrorHandler);

@@ -58,6 +58,149 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/auth/signup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create an account and its first user, and sign in.
+         * @description The new account starts with a trial credit. Answers with the session cookie
+         *     and the CSRF token for it.
+         */
+        post: operations["signup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/login": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign in with email and password.
+         * @description Starts a new session (a session id held before is discarded, so it cannot be
+         *     fixed in advance). A wrong email and a wrong password get the same answer.
+         */
+        post: operations["login"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/auth/logout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign out, ending the session.
+         * @description With an API key there is no session to end; the answer is still 204.
+         */
+        post: operations["logout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in account and user. */
+        get: operations["getMe"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create an API key; its secret is shown in this answer only.
+         * @description The key id is the proxy username (followed by targeting parameters), the
+         *     secret the proxy password; `KEYID.SECRET` is the bearer token for this API.
+         *     Only a hash of the secret is kept: it cannot be shown again.
+         */
+        post: operations["createKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/nodes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Register an exit node; its token is shown in this answer only.
+         * @description The node's operator is the caller's account, credited for the bytes the node
+         *     carries. Only a hash of the token is kept: it cannot be shown again.
+         */
+        post: operations["createNode"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/regions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Online exits by country, city and type.
+         * @description Counts only: no node or exit IP is ever named. Needs a signed-in user or an
+         *     API key, like the rest of `/v1`.
+         */
+        get: operations["listRegions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -87,11 +230,112 @@ export interface components {
             error?: string;
         };
         /**
+         * Format: email
+         * @description ASCII `local@domain` (an internationalised domain in its `xn--` form); unique in any case.
+         * @example ada@example.com
+         */
+        Email: string;
+        SignupRequest: {
+            email: components["schemas"]["Email"];
+            /** @description 10 to 256 characters; stored only as a scrypt hash. */
+            password: string;
+        };
+        LoginRequest: {
+            email: string;
+            password: string;
+        };
+        Account: {
+            id: string;
+            /** @description Credit left, in bytes of proxy traffic. */
+            balance_bytes: number;
+            /** Format: date-time */
+            created_at: string;
+        };
+        User: {
+            id: string;
+            email: string;
+        };
+        SessionStarted: {
+            account: components["schemas"]["Account"];
+            user: components["schemas"]["User"];
+            /** @description Send it as `X-CSRF-Token` with every cookie-authenticated mutation. */
+            csrf_token: string;
+        };
+        Me: {
+            account: components["schemas"]["Account"];
+            /** @description The signed-in user; null when the request carries an API key. */
+            user: components["schemas"]["User"] | null;
+            /** @description The session's CSRF token (cookie sessions only), for a portal page that was reloaded. */
+            csrf_token?: string;
+        };
+        /**
+         * @description `proxy`: may carry traffic through the gateway. `api`: may call this API as a bearer token.
+         * @enum {string}
+         */
+        KeyScope: "proxy" | "api";
+        /** @description Free text, at most 100 characters, no control characters. */
+        DisplayName: string;
+        CreateKeyRequest: {
+            name?: components["schemas"]["DisplayName"];
+        };
+        KeyCreated: {
+            /** @description The key id; lowercase letters and digits. */
+            id: string;
+            name: string;
+            scopes: components["schemas"]["KeyScope"][];
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * @description 43 letters and digits (256 bits): the proxy password, and the part after
+             *     the dot of the bearer token `KEYID.SECRET`. Shown only in this answer.
+             */
+            secret: string;
+            /** @description The key id; append targeting parameters, e.g. `KEYID-country-us`. */
+            proxy_username: string;
+            /** @description The secret. */
+            proxy_password: string;
+            /** @description `http://KEYID:SECRET@HOST:PROXY_PORT` */
+            http_proxy_url: string;
+            /** @description `socks5h://KEYID:SECRET@HOST:SOCKS_PORT` */
+            socks_proxy_url: string;
+            /** @description A ready command line through an exit in the United States. */
+            curl_example: string;
+        };
+        /** @enum {string} */
+        ExitType: "residential" | "datacenter" | "mobile";
+        CreateNodeRequest: {
+            name?: components["schemas"]["DisplayName"];
+            type?: components["schemas"]["ExitType"];
+        };
+        NodeCreated: {
+            id: string;
+            name: string;
+            type: components["schemas"]["ExitType"];
+            /** Format: date-time */
+            created_at: string;
+            /** @description `NODEID.SECRET`, what the agent presents to the hub. Shown only in this answer. */
+            token: string;
+            /** @description The command line that runs the exit-node agent with this token. */
+            agent_command: string;
+        };
+        Region: {
+            /** @description ISO 3166-1 alpha-2, lowercase. */
+            country: string;
+            /** @description Lowercase slug, or null for exits whose city is unknown. */
+            city: string | null;
+            type: components["schemas"]["ExitType"];
+            /** @description Online exit IPs there. */
+            exits: number;
+        };
+        RegionList: {
+            data: components["schemas"]["Region"][];
+        };
+        /**
          * @description Every code an error answer may carry. The proxy codes are the ones the
          *     gateway sends in `X-IPCola-Error`; the others are the API's own.
          * @enum {string}
          */
-        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "invalid_request" | "unauthorized" | "not_found" | "method_not_allowed" | "payload_too_large" | "unsupported_media_type" | "not_ready" | "internal_error";
+        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "payload_too_large" | "unsupported_media_type" | "not_ready" | "internal_error";
         Error: {
             error: {
                 code: components["schemas"]["ErrorCode"];
@@ -100,6 +344,54 @@ export interface components {
         };
     };
     responses: {
+        /** @description The body is not JSON, or a field is missing, unknown or of the wrong type (`invalid_request`); the message names the field. */
+        InvalidRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description No valid session cookie or API key (`unauthorized`). */
+        Unauthorized: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /**
+         * @description A cookie-authenticated mutation without the session's `X-CSRF-Token`
+         *     (`csrf_failed`), or an API key without the `api` scope (`forbidden`).
+         */
+        Forbidden: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The body is over 64 KiB (`payload_too_large`). */
+        PayloadTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The body is not `application/json` (`unsupported_media_type`). */
+        UnsupportedMediaType: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description No such resource. */
         NotFound: {
             headers: {
@@ -110,9 +402,15 @@ export interface components {
             };
         };
     };
-    parameters: never;
+    parameters: {
+        /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+        CsrfToken: string;
+    };
     requestBodies: never;
-    headers: never;
+    headers: {
+        /** @description `ipcola.sid=...; Path=/; HttpOnly; SameSite=Lax` (and `Secure` over TLS). */
+        SessionCookie: string;
+    };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
@@ -184,6 +482,203 @@ export interface operations {
                     "application/yaml": string;
                 };
             };
+        };
+    };
+    signup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SignupRequest"];
+            };
+        };
+        responses: {
+            /** @description Signed up and signed in. */
+            201: {
+                headers: {
+                    "Set-Cookie": components["headers"]["SessionCookie"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionStarted"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            /** @description An account with this email (in any case) exists (`email_taken`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    login: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LoginRequest"];
+            };
+        };
+        responses: {
+            /** @description Signed in. */
+            200: {
+                headers: {
+                    "Set-Cookie": components["headers"]["SessionCookie"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionStarted"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    logout: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session is gone. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    getMe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Who is asking. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    createKey: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreateKeyRequest"];
+            };
+        };
+        responses: {
+            /** @description The new key, with its secret and ready-made proxy URLs. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyCreated"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    createNode: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreateNodeRequest"];
+            };
+        };
+        responses: {
+            /** @description The new node, with its token and the command that runs it. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeCreated"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    listRegions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Where exits are online now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegionList"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
         };
     };
 }

@@ -100,8 +100,11 @@ export const PROXY_ERRORS = {
 export const API_ERRORS = {
   invalid_request: api(400, 'The request is malformed'),
   unauthorized: api(401, 'Authentication is required'),
+  csrf_failed: api(403, 'The X-CSRF-Token header is missing or does not match the session'),
+  forbidden: api(403, 'The credentials do not allow this'),
   not_found: api(404, 'No such resource'),
   method_not_allowed: api(405, 'Method not allowed'),
+  email_taken: api(409, 'An account with this email already exists'),
   payload_too_large: api(413, 'The request body is too large'),
   unsupported_media_type: api(415, 'The request body must be JSON'),
   not_ready: api(503, 'A dependency is unavailable'),

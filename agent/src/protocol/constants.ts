@@ -1,0 +1,31 @@
+/**
+ * Names both ends of the tunnel must agree on. Header names are lowercase because
+ * HTTP/2 requires it and Node lowercases HTTP/1.1 header names on read.
+ */
+
+/** The HTTP/1.1 path the agent sends its Upgrade request to. */
+export const TUNNEL_PATH = '/v1/tunnel';
+
+/**
+ * The Upgrade token. The version lives here rather than in a header so that a hub
+ * that does not speak an agent's version refuses with 426 before anything else.
+ */
+export const TUNNEL_UPGRADE_TOKEN = 'ipcola-tunnel.v1';
+
+/** Upgrade request: the node's hello, as JSON (see hello.ts). */
+export const HELLO_HEADER = 'x-ipcola-hello';
+
+/** 101 response: the node id the hub authenticated the token as, for the agent's logs. */
+export const NODE_ID_HEADER = 'x-ipcola-node-id';
+
+/** CONNECT stream request: the exit IP the agent must bind the egress connection to. */
+export const EXIT_IP_HEADER = 'x-ipcola-exit-ip';
+
+/** CONNECT stream request: an opaque label (request id) that both ends put in their logs. */
+export const STREAM_LABEL_HEADER = 'x-ipcola-stream';
+
+/** CONNECT stream response: the tunnel error code when the status is not 200. */
+export const ERROR_HEADER = 'x-ipcola-error';
+
+/** Longest stream label accepted, in characters. */
+export const STREAM_LABEL_MAX_LENGTH = 128;

@@ -1,0 +1,68 @@
+/**
+ * HTTP/2 PING heart-beats, run by both ends: the hub to find frozen or vanished
+ * nodes, the agent to find a hub that vanished without a FIN (NAT timeouts, power
+ * cuts). TCP alone would notice only after minutes, if at all.
+ */
+import type { Http2Session } from 'node:http2';
+
+export interface HeartbeatOptions {
+  readonly intervalMs: number;
+  /** How long one PING may go unanswered before the peer is declared dead. */
+  readonly timeoutMs: number;
+  /** Called once, when a PING went unanswered; the caller destroys the session. */
+  readonly onDead: (error: Error) => void;
+  /** Called with each measured round trip. */
+  readonly onRtt?: (rttMs: number) => void;
+}
+
+export interface Heartbeat {
+  stop(): void;
+}
+
+export class PingTimeoutError extends Error {
+  readonly code = 'ping_timeout';
+  constructor(timeoutMs: number) {
+    super(`no PING answer within ${timeoutMs} ms`);
+    this.name = 'PingTimeoutError';
+  }
+}
+
+/**
+ * Sends a PING every intervalMs (never two at once) and gives up on the peer when an
+ * answer takes longer than timeoutMs. A dead peer is found within intervalMs + timeoutMs.
+ * The PING answer queues behind whatever the peer is sending, so timeoutMs must allow
+ * for a full socket buffer on a slow uplink.
+ */
+export function startHeartbeat(session: Http2Session, options: HeartbeatOptions): Heartbeat {
+  let stopped = false;
+  let deadline: NodeJS.Timeout | undefined;
+
+  const stop = () => {
+    stopped = true;
+    clearInterval(ticker);
+    if (deadline) clearTimeout(deadline);
+    session.off('close', stop);
+  };
+
+  const beat = () => {
+    if (stopped || deadline || session.destroyed || session.closed) return;
+    deadline = setTimeout(() => {
+      stop();
+      options.onDead(new PingTimeoutError(options.timeoutMs));
+    }, options.timeoutMs);
+    deadline.unref();
+    // ping() returns false only with too many PINGs in flight, which one at a time
+    // never reaches; the deadline would give the same verdict anyway.
+    session.ping((error, durationMs) => {
+      if (stopped) return;
+      clearTimeout(deadline);
+      deadline = undefined;
+      if (!error) options.onRtt?.(durationMs);
+    });
+  };
+
+  const ticker = setInterval(beat, options.intervalMs);
+  ticker.unref();
+  session.once('close', stop);
+  return { stop };
+}

@@ -1,0 +1,69 @@
+/**
+ * The tunnel protocol shared by the hub (server) and the exit-node agent: names,
+ * the node's hello, error codes, HTTP/2 tuning, heart-beats, and spliceStreams.
+ * Nothing here may import from the rest of the agent or from the server.
+ */
+export {
+  formatAuthority,
+  type HostPort,
+  isValidHost,
+  isValidPort,
+  parseAuthority,
+} from './authority.ts';
+export {
+  ERROR_HEADER,
+  EXIT_IP_HEADER,
+  HELLO_HEADER,
+  NODE_ID_HEADER,
+  STREAM_LABEL_HEADER,
+  STREAM_LABEL_MAX_LENGTH,
+  TUNNEL_PATH,
+  TUNNEL_UPGRADE_TOKEN,
+} from './constants.ts';
+export {
+  isTunnelError,
+  isTunnelErrorCode,
+  TUNNEL_ERROR_CODES,
+  TUNNEL_ERROR_STATUS,
+  TunnelError,
+  type TunnelErrorCode,
+  tunnelCodeOf,
+  tunnelError,
+} from './errors.ts';
+export {
+  type Heartbeat,
+  type HeartbeatOptions,
+  PingTimeoutError,
+  startHeartbeat,
+} from './heartbeat.ts';
+export {
+  canonicalIp,
+  encodeHello,
+  HELLO_MAX_EXIT_IPS,
+  HELLO_MAX_LENGTH,
+  HELLO_MAX_STREAMS,
+  type HelloResult,
+  NODE_TYPES,
+  type NodeHello,
+  type NodeType,
+  parseHello,
+  validateHello,
+} from './hello.ts';
+export { silentLogger, type TunnelLogger } from './logger.ts';
+export {
+  type Splice,
+  SpliceError,
+  type SpliceErrorCode,
+  type SpliceOptions,
+  type SpliceResult,
+  spliceStreams,
+} from './splice.ts';
+export {
+  CONNECTION_WINDOW_BYTES,
+  DEFAULT_PING_INTERVAL_MS,
+  DEFAULT_PING_TIMEOUT_MS,
+  MAX_SESSION_MEMORY_MB,
+  STREAM_WINDOW_BYTES,
+  tunnelSettings,
+  widenConnectionWindow,
+} from './tuning.ts';

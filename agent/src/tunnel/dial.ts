@@ -1,0 +1,119 @@
+/**
+ * Dialling the hub: one HTTP/1.1 Upgrade request out (the agent never listens). On 101
+ * the socket is handed back, with any HTTP/2 bytes that arrived behind the response
+ * pushed back into it.
+ */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { ConnectionOptions } from 'node:tls';
+import {
+  HELLO_HEADER,
+  NODE_ID_HEADER,
+  TUNNEL_PATH,
+  TUNNEL_UPGRADE_TOKEN,
+} from '../protocol/index.ts';
+
+export interface DialOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly token: string;
+  /** The encoded hello (encodeHello). */
+  readonly hello: string;
+  readonly agentVersion: string;
+  readonly tls: false | ConnectionOptions;
+  readonly timeoutMs: number;
+  readonly signal: AbortSignal;
+  /** Replaces the TCP (and TLS) dial, e.g. to go through a relay; `tls` is then ignored. */
+  readonly createConnection?: (target: { host: string; port: number }) => Duplex;
+}
+
+export interface Dialled {
+  readonly socket: Socket;
+  /** The node id the hub recognised the token as (for logs). */
+  readonly nodeId: string | undefined;
+}
+
+/** The hub answered, but not with 101: the status says whether retrying can help. */
+export class HubRefusedError extends Error {
+  readonly code = 'hub_refused';
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(`hub refused the tunnel with ${status}: ${message}`);
+    this.name = 'HubRefusedError';
+    this.status = status;
+  }
+}
+
+const REFUSAL_BODY_LIMIT = 512;
+
+export function dialHub(options: DialOptions): Promise<Dialled> {
+  const { host, port, tls, createConnection } = options;
+  const request = tls ? httpsRequest : httpRequest;
+  const req = request({
+    ...(tls || {}),
+    host,
+    port,
+    path: TUNNEL_PATH,
+    method: 'GET',
+    signal: options.signal,
+    headers: {
+      Connection: 'Upgrade',
+      Upgrade: TUNNEL_UPGRADE_TOKEN,
+      Authorization: `Bearer ${options.token}`,
+      [HELLO_HEADER]: options.hello,
+      'User-Agent': `ipcola-agent/${options.agentVersion}`,
+    },
+    // Node uses createConnection only without an agent; otherwise a fresh agent, so
+    // that the tunnel's socket never sits in a shared keep-alive pool.
+    ...(createConnection
+      ? { createConnection: () => createConnection({ host, port }) }
+      : { agent: false }),
+  });
+
+  return new Promise<Dialled>((resolve, reject) => {
+    const timer = setTimeout(
+      () => req.destroy(new Error(`the hub did not answer within ${options.timeoutMs} ms`)),
+      options.timeoutMs,
+    );
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      reject(error);
+    };
+    req.once('error', fail);
+    req.once('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
+      clearTimeout(timer);
+      req.off('error', fail);
+      const upgrade = (res.headers.upgrade ?? '').trim().toLowerCase();
+      if (upgrade !== TUNNEL_UPGRADE_TOKEN) {
+        socket.destroy();
+        reject(new Error(`the hub switched to "${upgrade}", not ${TUNNEL_UPGRADE_TOKEN}`));
+        return;
+      }
+      if (head.length > 0) socket.unshift(head);
+      const nodeId = res.headers[NODE_ID_HEADER];
+      resolve({ socket, nodeId: typeof nodeId === 'string' ? nodeId : undefined });
+    });
+    req.once('response', (res: IncomingMessage) => {
+      // The timer still runs: a hub that stalls mid-body is cut like one that is silent.
+      readReason(res).then((reason) => {
+        clearTimeout(timer);
+        req.destroy();
+        reject(new HubRefusedError(res.statusCode ?? 0, reason));
+      }, fail);
+    });
+    req.end();
+  });
+}
+
+/** The first line of a refusal body, for the operator's log. */
+async function readReason(res: IncomingMessage): Promise<string> {
+  let text = '';
+  res.setEncoding('utf8');
+  for await (const chunk of res as AsyncIterable<string>) {
+    text += chunk;
+    if (text.length >= REFUSAL_BODY_LIMIT) break;
+  }
+  return text.slice(0, REFUSAL_BODY_LIMIT).split('\n', 1)[0]?.trim() || (res.statusMessage ?? '');
+}

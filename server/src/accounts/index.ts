@@ -1,0 +1,95 @@
+/**
+ * Accounts, users, API keys and node tokens: who may use the API, the proxy and the hub.
+ * Role-neutral (no HTTP here): the API signs people up and issues keys, the gateway
+ * verifies key secrets, the hub verifies node tokens. Secrets are stored only as
+ * hashes: passwords with scrypt, key secrets and node tokens with HMAC-SHA-256 under
+ * the pepper (see loadOrCreatePepper).
+ */
+import { createHmac } from 'node:crypto';
+import type { Database } from '../store/index.ts';
+import {
+  type IssuedKey,
+  type IssueKeyOptions,
+  issueKey,
+  type VerifiedKey,
+  verifyKey,
+} from './keys.ts';
+import {
+  type RegisteredNode,
+  type RegisterNodeOptions,
+  registerNode,
+  type VerifiedNode,
+  verifyNodeToken,
+} from './nodes.ts';
+import { prepareStandIn } from './passwords.ts';
+import { type Account, getAccount, getUser, login, signup, type User } from './users.ts';
+
+export type { IssuedKey, IssueKeyOptions, KeyScope, VerifiedKey } from './keys.ts';
+export { KEY_SCOPES } from './keys.ts';
+export type { NodeType, RegisteredNode, RegisterNodeOptions, VerifiedNode } from './nodes.ts';
+export { NODE_TYPES } from './nodes.ts';
+export { loadOrCreatePepper } from './pepper.ts';
+export {
+  EMAIL_MAX_LENGTH,
+  isEmailAddress,
+  NAME_MAX_LENGTH,
+  PASSWORD_MAX_LENGTH,
+  PASSWORD_MIN_LENGTH,
+} from './rules.ts';
+export type { Account, User } from './users.ts';
+
+export interface AccountsOptions {
+  /** The server secret from loadOrCreatePepper. */
+  pepper: Buffer;
+  /** Bytes credited to every new account (a `trial` ledger row); 0 grants none. */
+  trialCreditBytes: number;
+}
+
+export interface Accounts {
+  /**
+   * A new account with its first user and the trial credit, in one transaction.
+   * Throws `email_taken` when the email is in use (in any case), `invalid_request`
+   * for an unusable email or a password outside 10-256 characters.
+   */
+  signup(email: string, password: string): Promise<{ account: Account; user: User }>;
+  /** The user when email (any case) and password match, else null; the same work either way. */
+  login(email: string, password: string): Promise<User | null>;
+  getUser(userId: string): Promise<User | null>;
+  getAccount(accountId: string): Promise<Account | null>;
+  /** A new key; its secret is in the answer and nowhere else. */
+  issueKey(accountId: string, options?: IssueKeyOptions): Promise<IssuedKey>;
+  /** The key when it is live and the secret matches, else null. */
+  verifyKey(keyId: string, secret: string): Promise<VerifiedKey | null>;
+  /** A new exit node; its token (`<node id>.<secret>`) is in the answer and nowhere else. */
+  registerNode(accountId: string, options?: RegisterNodeOptions): Promise<RegisteredNode>;
+  /** The node when it exists, is not deleted and the token matches, else null. */
+  verifyNodeToken(token: string): Promise<VerifiedNode | null>;
+  /**
+   * A 32-byte secret for one purpose (e.g. signing session cookies), derived from the
+   * pepper: stable across restarts and the same on every server sharing the database.
+   */
+  deriveSecret(purpose: string): Buffer;
+}
+
+export function createAccounts(db: Database, options: AccountsOptions): Accounts {
+  const { pepper, trialCreditBytes } = options;
+  if (pepper.length < 32) throw new RangeError('the pepper must be at least 32 bytes');
+  if (!Number.isSafeInteger(trialCreditBytes) || trialCreditBytes < 0) {
+    throw new RangeError('trialCreditBytes must be a whole number of bytes, 0 or more');
+  }
+  // Prepares the stand-in hash now, so the first login for an unknown email is not slower.
+  prepareStandIn();
+
+  return {
+    signup: (email, password) => signup(db, trialCreditBytes, email, password),
+    login: (email, password) => login(db, email, password),
+    getUser: (userId) => getUser(db, userId),
+    getAccount: (accountId) => getAccount(db, accountId),
+    issueKey: (accountId, issueOptions) => issueKey(db, pepper, accountId, issueOptions),
+    verifyKey: (keyId, secret) => verifyKey(db, pepper, keyId, secret),
+    registerNode: (accountId, nodeOptions) => registerNode(db, pepper, accountId, nodeOptions),
+    verifyNodeToken: (token) => verifyNodeToken(db, pepper, token),
+    deriveSecret: (purpose) =>
+      createHmac('sha256', pepper).update(`ipcola derived secret: ${purpose}`).digest(),
+  };
+}

@@ -1,0 +1,65 @@
+/** What a customer or operator pastes: proxy URLs, a curl line, the agent command. */
+import type { NodeType } from '../accounts/index.ts';
+import { formatProxyUsername } from '../gateway/credentials.ts';
+
+/** Where clients reach the proxy and nodes reach the hub: public names, not bind addresses. */
+export interface ProxyEndpoint {
+  /** Host name or IP address customers dial for the HTTP and SOCKS5 proxy. */
+  host: string;
+  httpPort: number;
+  socksPort: number;
+  hubPort: number;
+  /** Host name or IP address exit nodes dial; default `host`. */
+  hubHost?: string;
+}
+
+export interface KeyConnection {
+  proxy_username: string;
+  proxy_password: string;
+  http_proxy_url: string;
+  socks_proxy_url: string;
+  curl_example: string;
+}
+
+const HOST = /^[A-Za-z0-9.-]{1,253}$|^[0-9A-Fa-f:.]{2,45}$/;
+
+export function keyConnection(
+  endpoint: ProxyEndpoint,
+  keyId: string,
+  secret: string,
+): KeyConnection {
+  const host = urlHost(endpoint.host);
+  const http = port(endpoint.httpPort);
+  const socks = port(endpoint.socksPort);
+  // The key id and secret are letters and digits only: nothing to percent-encode.
+  const usUsername = formatProxyUsername(keyId, { country: 'us' });
+  return {
+    proxy_username: keyId,
+    proxy_password: secret,
+    http_proxy_url: `http://${keyId}:${secret}@${host}:${http}`,
+    socks_proxy_url: `socks5h://${keyId}:${secret}@${host}:${socks}`,
+    curl_example: `curl -x http://${usUsername}:${secret}@${host}:${http} https://example.com`,
+  };
+}
+
+export function agentCommand(endpoint: ProxyEndpoint, token: string, type: NodeType): string {
+  const hub = `${urlHost(endpoint.hubHost ?? endpoint.host)}:${port(endpoint.hubPort)}`;
+  const typeFlag = type === 'residential' ? '' : ` --type ${type}`;
+  return `npm run agent -- --hub ${hub} --token ${token}${typeFlag}`;
+}
+
+/** An IPv6 address goes in brackets inside a URL or host:port. */
+function urlHost(host: string): string {
+  if (!HOST.test(host))
+    throw new RangeError(
+      `proxy endpoint host ${JSON.stringify(host)} is not a host name or IP address`,
+    );
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function port(value: number): number {
+  if (!Number.isInteger(value) || value < 1 || value > 65_535) {
+    throw new RangeError(`proxy endpoint port ${value} is not a port number (1-65535)`);
+  }
+  return value;
+}

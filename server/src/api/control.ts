@@ -1,0 +1,239 @@
+/**
+ * The control API under /v1: sign-up, sign-in, sign-out, who am I, API keys, exit
+ * nodes, regions. Request and answer types come from the OpenAPI document.
+ */
+import express, { type Request, type RequestHandler, type Router } from 'express';
+import session from 'express-session';
+import type { Account, Accounts, User } from '../accounts/index.ts';
+import { ipcolaError } from '../errors/index.ts';
+import type { Queryable } from '../store/index.ts';
+import { callerOf, createAuthenticator, requireCaller, startSession } from './auth.ts';
+import { agentCommand, keyConnection, type ProxyEndpoint } from './connection.ts';
+import type { components } from './openapi.d.ts';
+import { DatabaseSessionStore } from './session-store.ts';
+import type { BodyValidator } from './validate.ts';
+
+type Schemas = components['schemas'];
+export type Region = Schemas['Region'];
+
+export interface ControlOptions {
+  accounts: Accounts;
+  /** Where sessions live unless sessionStore is given (the `sessions` table). */
+  database: Queryable;
+  /** Another express-session store (e.g. over Redis); default: the database. */
+  sessionStore?: session.Store;
+  /** Public proxy and hub addresses for the URLs and commands answers carry; a function when known late. */
+  proxyEndpoint: ProxyEndpoint | (() => ProxyEndpoint);
+  /** Online exits by country, city and type (the hub's live registry). */
+  listRegions: () => Promise<Region[]>;
+}
+
+export const SESSION_COOKIE = 'ipcola.sid';
+/** A session lasts a week from sign-in; signing out ends it at once. */
+const SESSION_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
+const BODY_LIMIT = '64kb';
+
+export function createControlRouter(options: ControlOptions, bodies: BodyValidator): Router {
+  const { accounts } = options;
+  const endpoint =
+    typeof options.proxyEndpoint === 'function'
+      ? options.proxyEndpoint
+      : () => options.proxyEndpoint as ProxyEndpoint;
+  const authenticator = createAuthenticator(accounts);
+  const caller = requireCaller(accounts);
+  const router = express.Router();
+
+  // Answers carry secrets shown once (key secrets, node tokens, CSRF tokens): never cached.
+  router.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  router.use(
+    session({
+      name: SESSION_COOKIE,
+      store: options.sessionStore ?? new DatabaseSessionStore(options.database),
+      // Derived from the pepper: the same on every server sharing the database.
+      secret: accounts.deriveSecret('session cookie').toString('base64url'),
+      resave: false,
+      saveUninitialized: false,
+      unset: 'destroy',
+      cookie: {
+        httpOnly: true,
+        sameSite: 'lax',
+        // Secure when the request itself came over TLS (trust proxy is off).
+        secure: 'auto',
+        path: '/',
+        maxAge: SESSION_MAX_AGE_MS,
+      },
+    }),
+  );
+  router.use(authenticator.initialize());
+  router.use(authenticator.session());
+
+  router
+    .route('/auth/signup')
+    .post(jsonBody, async (req, res) => {
+      const body = bodies.check('SignupRequest', requiredBody(req));
+      const { account, user } = await accounts.signup(body.email, body.password);
+      const csrfToken = await startSession(req, user);
+      res.status(201).json({
+        account: accountView(account),
+        user: userView(user),
+        csrf_token: csrfToken,
+      } satisfies Schemas['SessionStarted']);
+    })
+    .all(onlyMethods('POST'));
+
+  router
+    .route('/auth/login')
+    .post(jsonBody, (req, res, next) => {
+      bodies.check('LoginRequest', requiredBody(req));
+      const verdict = (error: unknown, user: User | false) => {
+        if (error) return next(error);
+        if (!user) return next(ipcolaError('unauthorized', 'Wrong email or password'));
+        signIn(req, user).then((answer) => res.json(answer), next);
+      };
+      authenticator.authenticate('local', { session: false }, verdict)(req, res, next);
+    })
+    .all(onlyMethods('POST'));
+
+  const signIn = async (req: Request, user: User): Promise<Schemas['SessionStarted']> => {
+    const account = await accounts.getAccount(user.accountId);
+    if (!account) throw ipcolaError('unauthorized', 'Wrong email or password');
+    const csrfToken = await startSession(req, user);
+    return { account: accountView(account), user: userView(user), csrf_token: csrfToken };
+  };
+
+  router
+    .route('/auth/logout')
+    .post(caller, (req, res, next) => {
+      if (callerOf(res).kind === 'key') {
+        res.status(204).end();
+        return;
+      }
+      req.session.destroy((error) => {
+        if (error) return next(error);
+        res.clearCookie(SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'lax' });
+        res.status(204).end();
+      });
+    })
+    .all(onlyMethods('POST'));
+
+  router
+    .route('/me')
+    .get(caller, async (req, res) => {
+      const who = callerOf(res);
+      const account = await accounts.getAccount(who.accountId);
+      if (!account) throw ipcolaError('unauthorized', 'The account no longer exists');
+      const me: Schemas['Me'] = { account: accountView(account), user: null };
+      if (who.kind === 'session') {
+        me.user = userView(who.user);
+        if (req.session.csrfToken) me.csrf_token = req.session.csrfToken;
+      }
+      res.json(me);
+    })
+    .all(onlyMethods('GET', 'HEAD'));
+
+  router
+    .route('/keys')
+    .post(caller, jsonBody, async (req, res) => {
+      const body = bodies.check('CreateKeyRequest', optionalBody(req));
+      const key = await accounts.issueKey(callerOf(res).accountId, { name: body.name ?? '' });
+      res.status(201).json({
+        id: key.id,
+        name: key.name,
+        scopes: key.scopes,
+        created_at: key.createdAt.toISOString(),
+        secret: key.secret,
+        ...keyConnection(endpoint(), key.id, key.secret),
+      } satisfies Schemas['KeyCreated']);
+    })
+    .all(onlyMethods('POST'));
+
+  router
+    .route('/nodes')
+    .post(caller, jsonBody, async (req, res) => {
+      const body = bodies.check('CreateNodeRequest', optionalBody(req));
+      const node = await accounts.registerNode(callerOf(res).accountId, {
+        name: body.name ?? '',
+        type: body.type ?? 'residential',
+      });
+      res.status(201).json({
+        id: node.id,
+        name: node.name,
+        type: node.type,
+        created_at: node.createdAt.toISOString(),
+        token: node.token,
+        agent_command: agentCommand(endpoint(), node.token, node.type),
+      } satisfies Schemas['NodeCreated']);
+    })
+    .all(onlyMethods('POST'));
+
+  router
+    .route('/regions')
+    .get(caller, async (_req, res) => {
+      const regions = await options.listRegions();
+      // Only these four fields leave, whatever the provider hands over: never a node identity.
+      const data: Region[] = regions
+        .filter((region) => region.exits > 0)
+        .map(({ country, city, type, exits }) => ({ country, city: city ?? null, type, exits }))
+        .sort(
+          (a, b) =>
+            compare(a.country, b.country) ||
+            Number(a.city === null) - Number(b.city === null) ||
+            compare(a.city ?? '', b.city ?? '') ||
+            compare(a.type, b.type),
+        );
+      res.json({ data } satisfies Schemas['RegionList']);
+    })
+    .all(onlyMethods('GET', 'HEAD'));
+
+  return router;
+}
+
+const parseJson = express.json({ limit: BODY_LIMIT, type: 'application/json', strict: true });
+
+/** JSON bodies only (a cross-site form cannot send one), parsed up to 64 KiB. */
+const jsonBody: RequestHandler = (req, res, next) => {
+  const length = req.headers['content-length'];
+  const hasBody =
+    req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+  if (hasBody && !req.is('application/json')) {
+    throw ipcolaError('unsupported_media_type', 'The request body must be application/json');
+  }
+  parseJson(req, res, next);
+};
+
+function requiredBody(req: Request): unknown {
+  if (req.body === undefined) {
+    throw ipcolaError('invalid_request', 'The request body is required: a JSON object');
+  }
+  return req.body;
+}
+
+function optionalBody(req: Request): unknown {
+  return req.body === undefined ? {} : req.body;
+}
+
+function onlyMethods(...methods: string[]): RequestHandler {
+  return (_req, res) => {
+    res.setHeader('Allow', methods.join(', '));
+    throw ipcolaError('method_not_allowed', `Only ${methods.join(', ')} is allowed here`);
+  };
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function accountView(account: Account): Schemas['Account'] {
+  return {
+    id: account.id,
+    balance_bytes: account.balanceBytes,
+    created_at: account.createdAt.toISOString(),
+  };
+}
+
+function userView(user: User): Schemas['User'] {
+  return { id: user.id, email: user.email };
+}

@@ -1,0 +1,282 @@
+/**
+ * Request bodies checked against the schemas of the OpenAPI document itself, so the
+ * document stays the one source of truth: the generated types say what a handler
+ * receives, and this makes it so. Only the JSON Schema keywords the document uses are
+ * understood; an unknown keyword stops start-up instead of being silently ignored.
+ */
+import { isEmailAddress } from '../accounts/index.ts';
+import { ipcolaError } from '../errors/index.ts';
+import type { components } from './openapi.d.ts';
+
+type Schemas = components['schemas'];
+type JsonSchema = Record<string, unknown>;
+/** A failure message naming the field, or null. */
+type Check = (value: unknown, path: string) => string | null;
+
+export interface BodyValidator {
+  /** The value as the named schema's type; throws `invalid_request` naming the first bad field. */
+  check<K extends keyof Schemas>(schema: K, value: unknown): Schemas[K];
+}
+
+const ANNOTATIONS = new Set([
+  'description',
+  'title',
+  'examples',
+  'example',
+  'default',
+  'deprecated',
+]);
+const FORMATS: Record<string, (value: string) => boolean> = {
+  email: isEmailAddress,
+  'date-time': (value) => !Number.isNaN(Date.parse(value)),
+};
+
+export function createBodyValidator(document: {
+  components?: { schemas?: unknown };
+}): BodyValidator {
+  const definitions = (document.components?.schemas ?? {}) as Record<string, JsonSchema>;
+  const compiled = new Map<string, Check>();
+
+  const named = (name: string): Check => {
+    let check = compiled.get(name);
+    if (!check) {
+      const schema = definitions[name];
+      if (!schema) throw new Error(`the OpenAPI document has no schema ${name}`);
+      // Set before compiling so that recursive references resolve lazily.
+      let inner: Check | undefined;
+      check = (value, path) => (inner as Check)(value, path);
+      compiled.set(name, check);
+      inner = compile(schema, name);
+    }
+    return check;
+  };
+
+  const compile = (schema: JsonSchema, where: string): Check => {
+    const checks: Check[] = [];
+    for (const keyword of Object.keys(schema)) {
+      if (!KNOWN_KEYWORDS.has(keyword) && !ANNOTATIONS.has(keyword)) {
+        throw new Error(
+          `schema ${where}: the keyword ${keyword} is not supported by the validator`,
+        );
+      }
+    }
+    if (typeof schema.$ref === 'string') {
+      const name = /^#\/components\/schemas\/([A-Za-z0-9_]+)$/.exec(schema.$ref)?.[1];
+      if (!name) throw new Error(`schema ${where}: unsupported $ref ${schema.$ref}`);
+      checks.push(named(name));
+    }
+    if (schema.type !== undefined) checks.push(typeCheck(schema.type));
+    if (schema.enum !== undefined) {
+      const allowed = schema.enum as unknown[];
+      checks.push((value, path) =>
+        allowed.includes(value) ? null : `${subject(path)} must be one of ${allowed.join(', ')}`,
+      );
+    }
+    if (schema.const !== undefined) {
+      checks.push((value, path) =>
+        value === schema.const ? null : `${subject(path)} must be ${JSON.stringify(schema.const)}`,
+      );
+    }
+    pushStringChecks(schema, where, checks);
+    pushNumberChecks(schema, checks);
+    pushObjectChecks(schema, where, checks);
+    if (schema.items !== undefined) {
+      const item = compile(schema.items as JsonSchema, `${where}.items`);
+      checks.push((value, path) => {
+        if (!Array.isArray(value)) return null;
+        for (const [index, element] of value.entries()) {
+          const failure = item(element, `${path}[${index}]`);
+          if (failure) return failure;
+        }
+        return null;
+      });
+    }
+    if (schema.oneOf !== undefined) {
+      const options = (schema.oneOf as JsonSchema[]).map((option, i) =>
+        compile(option, `${where}.oneOf[${i}]`),
+      );
+      checks.push((value, path) => {
+        const failures = options.map((option) => option(value, path));
+        const passed = failures.filter((failure) => failure === null).length;
+        if (passed === 1) return null;
+        return passed === 0
+          ? failures.join('; or ')
+          : `${subject(path)} matches more than one form`;
+      });
+    }
+    return (value, path) => {
+      for (const check of checks) {
+        const failure = check(value, path);
+        if (failure) return failure;
+      }
+      return null;
+    };
+  };
+
+  const pushObjectChecks = (schema: JsonSchema, where: string, checks: Check[]) => {
+    const properties = (schema.properties ?? {}) as Record<string, JsonSchema>;
+    const propertyChecks = new Map(
+      Object.entries(properties).map(([name, property]) => [
+        name,
+        compile(property, `${where}.${name}`),
+      ]),
+    );
+    const required = (schema.required ?? []) as string[];
+    const closed = schema.additionalProperties === false;
+    if (
+      schema.additionalProperties !== undefined &&
+      typeof schema.additionalProperties !== 'boolean'
+    ) {
+      throw new Error(`schema ${where}: only a boolean additionalProperties is supported`);
+    }
+    if (propertyChecks.size === 0 && required.length === 0 && !closed) return;
+    checks.push((value, path) => {
+      if (!isPlainObject(value)) return null;
+      for (const name of required) {
+        if (!Object.hasOwn(value, name)) return `${join(path, name)} is required`;
+      }
+      for (const [name, field] of Object.entries(value)) {
+        const check = propertyChecks.get(name);
+        if (!check) {
+          if (closed) return `unknown field ${JSON.stringify(join(path, name))}`;
+          continue;
+        }
+        const failure = check(field, join(path, name));
+        if (failure) return failure;
+      }
+      return null;
+    });
+  };
+
+  // Compiling every schema now makes an unsupported keyword a start-up error.
+  for (const name of Object.keys(definitions)) named(name);
+
+  return {
+    check<K extends keyof Schemas>(schema: K, value: unknown): Schemas[K] {
+      const failure = named(schema as string)(value, '');
+      if (failure) throw ipcolaError('invalid_request', failure);
+      return value as Schemas[K];
+    },
+  };
+}
+
+const KNOWN_KEYWORDS = new Set([
+  '$ref',
+  'type',
+  'enum',
+  'const',
+  'format',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'minimum',
+  'maximum',
+  'properties',
+  'required',
+  'additionalProperties',
+  'items',
+  'oneOf',
+]);
+
+const TYPE_NAMES: Record<string, string> = {
+  string: 'a string',
+  integer: 'an integer',
+  number: 'a number',
+  boolean: 'true or false',
+  object: 'an object',
+  array: 'an array',
+  null: 'null',
+};
+
+function typeCheck(type: unknown): Check {
+  const types = (Array.isArray(type) ? type : [type]) as string[];
+  for (const name of types) {
+    if (!(name in TYPE_NAMES)) throw new Error(`unsupported type ${name}`);
+  }
+  const wanted = types.map((name) => TYPE_NAMES[name]).join(' or ');
+  return (value, path) =>
+    types.some((name) => isType(value, name)) ? null : `${subject(path)} must be ${wanted}`;
+}
+
+function isType(value: unknown, type: string): boolean {
+  switch (type) {
+    case 'string':
+      return typeof value === 'string';
+    case 'integer':
+      return Number.isSafeInteger(value);
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value);
+    case 'boolean':
+      return typeof value === 'boolean';
+    case 'object':
+      return isPlainObject(value);
+    case 'array':
+      return Array.isArray(value);
+    default:
+      return value === null;
+  }
+}
+
+function pushStringChecks(schema: JsonSchema, where: string, checks: Check[]) {
+  const { minLength, maxLength, pattern, format } = schema as {
+    minLength?: number;
+    maxLength?: number;
+    pattern?: string;
+    format?: string;
+  };
+  if (minLength !== undefined || maxLength !== undefined) {
+    checks.push((value, path) => {
+      if (typeof value !== 'string') return null;
+      const length = [...value].length;
+      if (minLength !== undefined && length < minLength) {
+        return minLength === 1
+          ? `${subject(path)} must not be empty`
+          : `${subject(path)} must be at least ${minLength} characters`;
+      }
+      if (maxLength !== undefined && length > maxLength) {
+        return `${subject(path)} must be at most ${maxLength} characters`;
+      }
+      return null;
+    });
+  }
+  if (pattern !== undefined) {
+    const regex = new RegExp(pattern, 'u');
+    checks.push((value, path) =>
+      typeof value !== 'string' || regex.test(value)
+        ? null
+        : `${subject(path)} has characters that are not allowed (must match ${pattern})`,
+    );
+  }
+  if (format !== undefined) {
+    const test = FORMATS[format];
+    if (!test) throw new Error(`schema ${where}: unsupported format ${format}`);
+    checks.push((value, path) =>
+      typeof value !== 'string' || test(value) ? null : `${subject(path)} is not a valid ${format}`,
+    );
+  }
+}
+
+function pushNumberChecks(schema: JsonSchema, checks: Check[]) {
+  const { minimum, maximum } = schema as { minimum?: number; maximum?: number };
+  if (minimum === undefined && maximum === undefined) return;
+  checks.push((value, path) => {
+    if (typeof value !== 'number') return null;
+    if (minimum !== undefined && value < minimum)
+      return `${subject(path)} must be at least ${minimum}`;
+    if (maximum !== undefined && value > maximum)
+      return `${subject(path)} must be at most ${maximum}`;
+    return null;
+  });
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function join(path: string, name: string): string {
+  return path === '' ? name : `${path}.${name}`;
+}
+
+function subject(path: string): string {
+  return path === '' ? 'the request body' : path;
+}

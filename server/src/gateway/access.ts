@@ -1,0 +1,100 @@
+import { createHash } from 'node:crypto';
+import { type IPColaError, ipcolaError } from '../errors/index.ts';
+import {
+  type ProxyCredentials,
+  parseBasicProxyAuthorization,
+  parseProxyUsername,
+} from './credentials.ts';
+
+/** What the gateway needs to know of an API key. */
+export interface ProxyKey {
+  id: string;
+  accountId: string;
+  scopes: readonly string[];
+  maxConcurrency: number | null;
+}
+
+export interface Admission {
+  key: ProxyKey;
+  credentials: ProxyCredentials;
+  /** Frees the concurrency slot this admission holds; safe to call twice. */
+  release(): void;
+}
+
+export interface AccessOptions {
+  /** The key when id and secret match a live key, else null. */
+  verifyKey(keyId: string, secret: string): Promise<ProxyKey | null>;
+  /** How long a verification is reused: bounds how late a revocation takes effect. */
+  cacheTtlMs: number;
+  now?: () => number;
+}
+
+export interface Access {
+  /** From a `Proxy-Authorization` header value. */
+  admitHeader(header: string | undefined): Promise<Admission>;
+  /** From a username and password (SOCKS5). */
+  admit(username: string, password: string): Promise<Admission>;
+  /** Open connections per key on this gateway. */
+  openConnections(keyId: string): number;
+}
+
+const CACHE_LIMIT = 10_000;
+
+/**
+ * Authentication and per-key admission for every proxy protocol: parses the username,
+ * verifies the secret (cached briefly so the hot path rarely reaches the database) and
+ * holds a concurrency slot per open connection.
+ */
+export function createAccess(options: AccessOptions): Access {
+  const now = options.now ?? Date.now;
+  const cache = new Map<string, { key: ProxyKey | null; until: number }>();
+  const open = new Map<string, number>();
+
+  const verify = async (keyId: string, secret: string): Promise<ProxyKey | null> => {
+    // The cache key holds a digest of the secret, never the secret, and a wrong secret
+    // can only ever hit its own (negative) entry.
+    const cacheKey = `${keyId}:${createHash('sha256').update(secret).digest('base64url')}`;
+    const hit = cache.get(cacheKey);
+    if (hit && hit.until > now()) return hit.key;
+    const key = await options.verifyKey(keyId, secret);
+    if (cache.size >= CACHE_LIMIT) cache.clear();
+    cache.set(cacheKey, { key, until: now() + options.cacheTtlMs });
+    return key;
+  };
+
+  const admit = async (username: string, password: string): Promise<Admission> => {
+    const credentials = parseProxyUsername(username);
+    const key = await verify(credentials.keyId, password);
+    if (!key?.scopes.includes('proxy')) throw refusal('auth_failed');
+    const count = open.get(key.id) ?? 0;
+    if (key.maxConcurrency !== null && count >= key.maxConcurrency) {
+      throw ipcolaError('rate_limited', `the key allows ${key.maxConcurrency} open connections`);
+    }
+    open.set(key.id, count + 1);
+    let released = false;
+    return {
+      key,
+      credentials,
+      release() {
+        if (released) return;
+        released = true;
+        const left = (open.get(key.id) ?? 1) - 1;
+        if (left <= 0) open.delete(key.id);
+        else open.set(key.id, left);
+      },
+    };
+  };
+
+  return {
+    admit,
+    async admitHeader(header) {
+      const { username, password } = parseBasicProxyAuthorization(header);
+      return admit(username, password);
+    },
+    openConnections: (keyId) => open.get(keyId) ?? 0,
+  };
+}
+
+function refusal(code: 'auth_failed'): IPColaError {
+  return ipcolaError(code, 'unknown key id or wrong secret');
+}

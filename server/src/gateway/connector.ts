@@ -1,0 +1,112 @@
+import type { Duplex } from 'node:stream';
+import { type IPColaError, ipcolaError, isIPColaError, isProxyErrorCode } from '../errors/index.ts';
+import type { SessionTable } from '../store/index.ts';
+import type { Admission } from './access.ts';
+import type { Exit, ExitIndex } from './exit-index.ts';
+
+export interface Target {
+  host: string;
+  port: number;
+}
+
+export interface Upstream {
+  stream: Duplex;
+  exit: Exit;
+  /** The sticky session id, when the request named one. */
+  sessionId: string | null;
+  /** Stops counting this stream against its exit's load; safe to call twice. */
+  release(): void;
+}
+
+export interface ConnectorOptions {
+  exits: ExitIndex;
+  sessions: SessionTable;
+  /** Opens a stream to target through the exit's node; rejects with an error carrying a tunnel `code`. */
+  openStream(exit: Exit, target: Target): Promise<Duplex>;
+  /** Upper bound for the whole open (the exit's own connect timeout is shorter). */
+  openTimeoutMs: number;
+}
+
+export interface Connector {
+  open(admission: Admission, target: Target): Promise<Upstream>;
+  /** The exit a sticky session is pinned to now, if any (for tests and the leases API). */
+  sessionExit(keyId: string, sessionId: string): Promise<Exit | null>;
+}
+
+/** Chooses the exit for a connection (sticky or spread) and opens the stream through it. */
+export function createConnector(options: ConnectorOptions): Connector {
+  const { exits, sessions } = options;
+  const sessionKey = (keyId: string, sessionId: string) => `${keyId}:${sessionId}`;
+
+  const choose = async (admission: Admission): Promise<Exit> => {
+    const { credentials, key } = admission;
+    const { session, targeting } = credentials;
+    if (!session) {
+      const exit = exits.select(targeting);
+      if (!exit) throw ipcolaError('no_exit_available');
+      return exit;
+    }
+    const name = sessionKey(key.id, session.id);
+    const pinned = await sessions.touch(name, session.ttlMs);
+    if (pinned !== null) {
+      // Moving a session silently would break the customer's notion of one identity.
+      const exit = exits.get(pinned);
+      if (!exit) throw ipcolaError('session_exit_gone');
+      return exit;
+    }
+    const candidate = exits.select(targeting);
+    if (!candidate) throw ipcolaError('no_exit_available');
+    // Two first requests of one session may race: whichever claim lands first wins for both.
+    const claimed = await sessions.claim(name, candidate.id, session.ttlMs);
+    const exit = exits.get(claimed);
+    if (!exit) throw ipcolaError('session_exit_gone');
+    return exit;
+  };
+
+  return {
+    async open(admission, target) {
+      const exit = await choose(admission);
+      const release = exits.acquire(exit.id);
+      try {
+        const stream = await withTimeout(options.openStream(exit, target), options.openTimeoutMs);
+        return { stream, exit, sessionId: admission.credentials.session?.id ?? null, release };
+      } catch (error) {
+        release();
+        throw asRefusal(error);
+      }
+    },
+    async sessionExit(keyId, sessionId) {
+      const pinned = await sessions.peek(sessionKey(keyId, sessionId));
+      return pinned === null ? null : (exits.get(pinned) ?? null);
+    },
+  };
+}
+
+/** Tunnel errors carry a catalogue code; anything else means the exit let us down. */
+function asRefusal(error: unknown): IPColaError {
+  if (isIPColaError(error)) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && isProxyErrorCode(code)) {
+    return ipcolaError(code, undefined, { cause: error });
+  }
+  return ipcolaError('exit_failed', undefined, { cause: error });
+}
+
+function withTimeout<T extends Duplex>(opening: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      reject(ipcolaError('target_timeout'));
+    }, ms);
+  });
+  // A stream that arrives after we gave up must not leak.
+  opening.then(
+    (stream) => {
+      if (timedOut) stream.destroy();
+    },
+    () => {},
+  );
+  return Promise.race([opening, timeout]).finally(() => clearTimeout(timer));
+}

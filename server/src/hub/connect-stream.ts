@@ -1,0 +1,132 @@
+/**
+ * One CONNECT stream through a node: the request the hub sends and the wait for the
+ * node's answer, turned into a stream or an error value with a tunnel code.
+ */
+import { type ClientHttp2Session, type ClientHttp2Stream, constants } from 'node:http2';
+import type { Duplex } from 'node:stream';
+import {
+  canonicalIp,
+  ERROR_HEADER,
+  EXIT_IP_HEADER,
+  formatAuthority,
+  isTunnelErrorCode,
+  isValidHost,
+  isValidPort,
+  STREAM_LABEL_HEADER,
+  STREAM_LABEL_MAX_LENGTH,
+  tunnelError,
+} from '@ipcola/agent/protocol';
+
+export interface StreamTarget {
+  readonly host: string;
+  readonly port: number;
+  /** One of the node's announced exit IPs. */
+  readonly exitIp: string;
+  /** Request id for both ends' logs: visible ASCII, at most 128 characters. */
+  readonly streamLabel?: string;
+  /** Cancels the opening (not the stream once open); the promise rejects with the reason. */
+  readonly signal?: AbortSignal;
+}
+
+const LABEL = new RegExp(`^[\\x21-\\x7e]{1,${STREAM_LABEL_MAX_LENGTH}}$`);
+
+/**
+ * Checks a target against what the node announced; returns the canonical exit IP, or
+ * the error to reject with.
+ */
+export function checkTarget(
+  target: StreamTarget,
+  nodeId: string,
+  exitIps: ReadonlySet<string>,
+): { exitIp: string } | { error: Error } {
+  if (!isValidHost(target.host) || !isValidPort(target.port)) {
+    return { error: tunnelError('target_unreachable', 'the target is not a valid host and port') };
+  }
+  const exitIp = canonicalIp(target.exitIp);
+  if (exitIp === null || !exitIps.has(exitIp)) {
+    return {
+      error: tunnelError('exit_failed', `node ${nodeId} does not announce ${target.exitIp}`),
+    };
+  }
+  if (target.streamLabel !== undefined && !LABEL.test(target.streamLabel)) {
+    return {
+      error: new TypeError(`streamLabel must be 1-${STREAM_LABEL_MAX_LENGTH} visible ASCII`),
+    };
+  }
+  return { exitIp };
+}
+
+/** Sends the CONNECT request; throws when the session takes no new stream. */
+export function requestConnect(
+  session: ClientHttp2Session,
+  target: StreamTarget,
+  exitIp: string,
+): ClientHttp2Stream {
+  return session.request(
+    {
+      ':method': 'CONNECT',
+      ':authority': formatAuthority(target.host, target.port),
+      [EXIT_IP_HEADER]: exitIp,
+      ...(target.streamLabel ? { [STREAM_LABEL_HEADER]: target.streamLabel } : {}),
+    },
+    { endStream: false },
+  );
+}
+
+/**
+ * Resolves with the stream when the node answers 200. Rejects with the node's code for
+ * a refusal, exit_failed when the stream or the session dies first, target_timeout when
+ * the node takes longer than timeoutMs, or the signal's reason when aborted; the stream
+ * is cancelled in every case but success, so the node stops opening the egress.
+ */
+export function awaitConnectAnswer(
+  stream: ClientHttp2Stream,
+  target: StreamTarget,
+  nodeId: string,
+  timeoutMs: number,
+): Promise<Duplex> {
+  const { signal } = target;
+  return new Promise<Duplex>((resolve, reject) => {
+    const settle = (error: unknown) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      stream.off('response', onResponse);
+      stream.off('close', onClose);
+      if (error === undefined) {
+        resolve(stream);
+        return;
+      }
+      if (!stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
+      reject(error);
+    };
+    const onResponse = (headers: Record<string, unknown>) => {
+      const status = headers[':status'];
+      if (status === 200) {
+        settle(undefined);
+        return;
+      }
+      const code = headers[ERROR_HEADER];
+      const where = formatAuthority(target.host, target.port);
+      settle(
+        tunnelError(
+          isTunnelErrorCode(code) ? code : 'exit_failed',
+          `node ${nodeId} answered ${String(status)} for ${where}`,
+        ),
+      );
+    };
+    const onClose = () =>
+      settle(
+        tunnelError('exit_failed', `node ${nodeId} dropped the stream (code ${stream.rstCode})`),
+      );
+    const onAbort = () => settle(signal?.reason);
+    const timer = setTimeout(
+      () =>
+        settle(tunnelError('target_timeout', `node ${nodeId} did not answer in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    timer.unref();
+    stream.once('response', onResponse);
+    stream.once('close', onClose);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

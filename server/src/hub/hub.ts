@@ -1,0 +1,231 @@
+/**
+ * The hub: where exit nodes dial in. It accepts their Upgrade requests, keeps the
+ * registry of connected nodes (one live session per node id) and opens CONNECT
+ * streams through them for the gateway.
+ */
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import {
+  DEFAULT_PING_INTERVAL_MS,
+  DEFAULT_PING_TIMEOUT_MS,
+  silentLogger,
+  type TunnelLogger,
+  tunnelError,
+} from '@ipcola/agent/protocol';
+import {
+  type ConnectedNode,
+  type NodeDownReason,
+  NodeSession,
+  type StreamTarget,
+} from './node-session.ts';
+import {
+  checkUpgradeRequest,
+  type Refusal,
+  refusal,
+  writeRefusal,
+  writeSwitchingProtocols,
+} from './upgrade.ts';
+
+export interface HubOptions {
+  /** Maps a node token to its node id; null when the token is unknown or revoked. */
+  readonly authenticate: (token: string) => Promise<{ nodeId: string } | null>;
+  readonly logger?: TunnelLogger;
+  readonly pingIntervalMs?: number;
+  /** A node whose PING answer takes longer is declared dead. */
+  readonly pingTimeoutMs?: number;
+  /** How long a node may take to answer a CONNECT (its own connect timeout is shorter). */
+  readonly openTimeoutMs?: number;
+}
+
+export interface NodeDownEvent {
+  readonly nodeId: string;
+  readonly reason: NodeDownReason;
+  readonly error?: Error;
+}
+
+export interface HubEvents {
+  'node-up': [node: ConnectedNode];
+  'node-down': [event: NodeDownEvent];
+}
+
+export interface Hub extends EventEmitter<HubEvents> {
+  /** For `server.on('upgrade', hub.handleUpgrade)`; already bound. */
+  readonly handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /**
+   * Opens a stream to host:port through the node, from exitIp. Rejects with a
+   * TunnelError whose code says why (exit_failed when the node is not connected, went
+   * away or reset the stream), or with the signal's reason when aborted.
+   */
+  openStream(nodeId: string, target: StreamTarget): Promise<Duplex>;
+  /** The nodes that take new streams now. */
+  nodes(): ConnectedNode[];
+  node(nodeId: string): ConnectedNode | undefined;
+  /**
+   * Refuses new nodes, sends every node GOAWAY, waits up to graceMs for open streams,
+   * then cuts what is left. Every node gets node-down ('hub_closing') at once.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+const DEFAULT_OPEN_TIMEOUT_MS = 30_000;
+/** A node id goes into a response header and into logs. */
+const NODE_ID = /^[\x21-\x7e]{1,128}$/;
+
+export function createHub(options: HubOptions): Hub {
+  return new TunnelHub(options);
+}
+
+class TunnelHub extends EventEmitter<HubEvents> implements Hub {
+  readonly #options: HubOptions;
+  readonly #log: TunnelLogger;
+  /** The one session per node that takes new streams. */
+  readonly #current = new Map<string, NodeSession>();
+  /** Every session still open, including replaced and draining ones. */
+  readonly #sessions = new Set<NodeSession>();
+  /** Sockets whose Upgrade is waiting for authenticate(). */
+  readonly #pending = new Set<Duplex>();
+  #closing = false;
+
+  constructor(options: HubOptions) {
+    super();
+    this.#options = options;
+    this.#log = options.logger ?? silentLogger;
+  }
+
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    this.#accept(req, socket, head).catch((error: unknown) => {
+      this.#log.error({ err: error }, 'node upgrade failed');
+      socket.destroy();
+    });
+  };
+
+  openStream(nodeId: string, target: StreamTarget): Promise<Duplex> {
+    const session = this.#current.get(nodeId);
+    if (!session) {
+      return Promise.reject(tunnelError('exit_failed', `node ${nodeId} is not connected`));
+    }
+    return session.open(target);
+  }
+
+  nodes(): ConnectedNode[] {
+    return [...this.#current.values()].map((session) => session.info());
+  }
+
+  node(nodeId: string): ConnectedNode | undefined {
+    return this.#current.get(nodeId)?.info();
+  }
+
+  async close(graceMs = 0): Promise<void> {
+    this.#closing = true;
+    for (const socket of this.#pending) socket.destroy();
+    for (const session of this.#current.values()) this.#retire(session, 'hub_closing');
+    const sessions = [...this.#sessions];
+    const closed = sessions.map(
+      (session) => new Promise<void>((resolve) => session.once('close', () => resolve())),
+    );
+    for (const session of sessions) {
+      if (graceMs > 0) session.close();
+      else session.destroy('hub_closing');
+    }
+    if (graceMs > 0) {
+      const cut = setTimeout(() => {
+        for (const session of sessions) session.destroy('hub_closing');
+      }, graceMs);
+      await Promise.all(closed);
+      clearTimeout(cut);
+    } else {
+      await Promise.all(closed);
+    }
+  }
+
+  async #accept(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    // The socket is ours from here; a reset while we think must not crash the process.
+    socket.on('error', (error) => this.#log.debug({ err: error }, 'node socket error'));
+    if (this.#closing) return this.#refuse(socket, refusal(503, 'the hub is shutting down'));
+    const check = checkUpgradeRequest(req);
+    if (!check.ok) return this.#refuse(socket, check.refusal);
+
+    this.#pending.add(socket);
+    let identity: { nodeId: string } | null;
+    try {
+      identity = await this.#options.authenticate(check.token);
+    } catch (error) {
+      this.#log.error({ err: error }, 'node authentication failed');
+      return this.#refuse(socket, refusal(503, 'cannot check tokens right now; retry later'));
+    } finally {
+      this.#pending.delete(socket);
+    }
+    if (socket.destroyed) return;
+    if (this.#closing) return this.#refuse(socket, refusal(503, 'the hub is shutting down'));
+    if (!identity) return this.#refuse(socket, refusal(401, 'the node token was not accepted'));
+    if (!NODE_ID.test(identity.nodeId)) {
+      throw new TypeError('authenticate() returned a node id that is not visible ASCII');
+    }
+
+    const { nodeId } = identity;
+    writeSwitchingProtocols(socket, nodeId, (error) => {
+      if (error || socket.destroyed) {
+        socket.destroy();
+        return;
+      }
+      if (this.#closing) {
+        socket.destroy();
+        return;
+      }
+      this.#startSession(nodeId, check.hello, socket, head);
+    });
+  }
+
+  #refuse(socket: Duplex, answer: Refusal): void {
+    this.#log.info({ status: answer.status, reason: answer.message }, 'node upgrade refused');
+    writeRefusal(socket, answer);
+  }
+
+  #startSession(nodeId: string, hello: NodeSession['hello'], socket: Duplex, head: Buffer): void {
+    const session = new NodeSession({
+      nodeId,
+      hello,
+      socket,
+      head,
+      pingIntervalMs: this.#options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
+      pingTimeoutMs: this.#options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS,
+      openTimeoutMs: this.#options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
+      logger: this.#log,
+    });
+    this.#sessions.add(session);
+    session.once('ready', () => this.#onReady(session));
+    session.once('goaway', () => this.#retire(session, 'draining'));
+    session.once('close', (reason, error) => {
+      this.#sessions.delete(session);
+      this.#retire(session, reason, error);
+    });
+  }
+
+  #onReady(session: NodeSession): void {
+    if (this.#closing) {
+      session.destroy('hub_closing');
+      return;
+    }
+    const previous = this.#current.get(session.nodeId);
+    if (previous) {
+      this.#retire(previous, 'replaced');
+      // Its streams may still be alive; if its connection is dead, PINGs will tell.
+      previous.close();
+    }
+    this.#current.set(session.nodeId, session);
+    this.#log.info(
+      { nodeId: session.nodeId, remoteAddress: session.remoteAddress, hello: session.hello },
+      'node up',
+    );
+    this.emit('node-up', session.info());
+  }
+
+  /** Takes `session` out of the registry if it is its node's current one. */
+  #retire(session: NodeSession, reason: NodeDownReason, error?: Error): void {
+    if (this.#current.get(session.nodeId) !== session) return;
+    this.#current.delete(session.nodeId);
+    this.#log.info({ nodeId: session.nodeId, reason, err: error }, 'node down');
+    this.emit('node-down', { nodeId: session.nodeId, reason, ...(error ? { error } : {}) });
+  }
+}

@@ -1,0 +1,7 @@
+/**
+ * The hub role: exit nodes dial in here (HUB_PORT) and the gateway opens streams
+ * through them.
+ */
+export { createHub, type Hub, type HubEvents, type HubOptions, type NodeDownEvent } from './hub.ts';
+export type { ConnectedNode, NodeDownReason, StreamTarget } from './node-session.ts';
+export { createHubServer, type HubServerOptions } from './server.ts';

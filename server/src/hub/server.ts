@@ -1,0 +1,33 @@
+/**
+ * The listener nodes dial: an HTTP/1.1 server (TLS when given a certificate) that hands
+ * Upgrade requests to the hub and answers anything else with 426.
+ */
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { SecureContextOptions, TlsOptions } from 'node:tls';
+import { TUNNEL_UPGRADE_TOKEN } from '@ipcola/agent/protocol';
+import type { Hub } from './hub.ts';
+
+export interface HubServerOptions {
+  /** Serve TLS with this certificate and key (production); plain TCP when absent. */
+  readonly tls?: SecureContextOptions & TlsOptions;
+}
+
+export function createHubServer(hub: Hub, options: HubServerOptions = {}): Server {
+  const serverOptions = { headersTimeout: 10_000, requestTimeout: 15_000 };
+  const server = options.tls
+    ? createHttpsServer({ ...options.tls, ...serverOptions })
+    : createHttpServer(serverOptions);
+  server.on('upgrade', hub.handleUpgrade);
+  server.on('request', (_req, res) => {
+    const body = 'This port carries exit-node tunnels only.\n';
+    res.writeHead(426, {
+      Upgrade: TUNNEL_UPGRADE_TOKEN,
+      Connection: 'close',
+      'Content-Type': 'text/plain; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+    });
+    res.end(body);
+  });
+  return server;
+}

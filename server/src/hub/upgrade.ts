@@ -1,0 +1,97 @@
+/**
+ * The HTTP/1.1 half of a node's arrival: checking its Upgrade request and answering it
+ * on the raw socket (101 to switch to HTTP/2, or a one-line refusal).
+ */
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import {
+  HELLO_HEADER,
+  NODE_ID_HEADER,
+  type NodeHello,
+  parseHello,
+  TUNNEL_PATH,
+  TUNNEL_UPGRADE_TOKEN,
+} from '@ipcola/agent/protocol';
+
+export interface Refusal {
+  readonly status: number;
+  /** One line for the operator reading the agent's log; never echoes the token. */
+  readonly message: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export type UpgradeCheck =
+  | { ok: true; token: string; hello: NodeHello }
+  | { ok: false; refusal: Refusal };
+
+const TOKEN_MAX_LENGTH = 512;
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+/**
+ * Everything that can be judged without asking the node store: cheap checks first, so
+ * that a broken or hostile request never costs a database round trip.
+ */
+export function checkUpgradeRequest(req: IncomingMessage): UpgradeCheck {
+  const path = (req.url ?? '').split('?', 1)[0];
+  if (path !== TUNNEL_PATH) return refuse(404, `no tunnel at ${path}; use ${TUNNEL_PATH}`);
+  if (req.method !== 'GET') return refuse(405, 'the tunnel upgrade is a GET', { Allow: 'GET' });
+  const offered = (req.headers.upgrade ?? '').split(',').map((token) => token.trim().toLowerCase());
+  if (!offered.includes(TUNNEL_UPGRADE_TOKEN)) {
+    return refuse(426, `this hub speaks ${TUNNEL_UPGRADE_TOKEN}`, {
+      Upgrade: TUNNEL_UPGRADE_TOKEN,
+    });
+  }
+  const token = BEARER.exec(req.headers.authorization ?? '')?.[1];
+  if (!token || token.length > TOKEN_MAX_LENGTH) {
+    return refuse(401, 'a node token is required (Authorization: Bearer)', {
+      'WWW-Authenticate': 'Bearer realm="ipcola-hub"',
+    });
+  }
+  const helloText = req.headers[HELLO_HEADER];
+  if (typeof helloText !== 'string') return refuse(400, `the ${HELLO_HEADER} header is missing`);
+  const hello = parseHello(helloText);
+  if (!hello.ok) return refuse(400, hello.reason);
+  return { ok: true, token, hello: hello.hello };
+}
+
+export function refusal(status: number, message: string, headers?: Record<string, string>) {
+  return { status, message, ...(headers ? { headers } : {}) };
+}
+
+function refuse(status: number, message: string, headers?: Record<string, string>): UpgradeCheck {
+  return { ok: false, refusal: refusal(status, message, headers) };
+}
+
+/** Answers with a refusal and closes: the request was not upgraded, so nothing else follows. */
+export function writeRefusal(socket: Duplex, { status, message, headers }: Refusal): void {
+  if (socket.destroyed) return;
+  const body = `${message.replace(/[\r\n]+/g, ' ')}\n`;
+  const lines = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Refused'}`,
+    'Connection: close',
+    'Content-Type: text/plain; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    ...Object.entries(headers ?? {}).map(([name, value]) => `${name}: ${value}`),
+  ];
+  // Destroy once written: waiting for the agent's FIN would let a silent client hold it.
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy());
+}
+
+/**
+ * Writes the 101 and calls back once it is flushed. Node's HTTP/2 session must not take
+ * over a socket with a write still in flight: over TLS that trips a native assertion
+ * (node_http2.cc, OnStreamAfterWrite: is_write_in_progress()) and kills the process.
+ */
+export function writeSwitchingProtocols(
+  socket: Duplex,
+  nodeId: string,
+  written: (error?: Error | null) => void,
+): void {
+  const lines = [
+    'HTTP/1.1 101 Switching Protocols',
+    'Connection: Upgrade',
+    `Upgrade: ${TUNNEL_UPGRADE_TOKEN}`,
+    `${NODE_ID_HEADER}: ${nodeId}`,
+  ];
+  socket.write(`${lines.join('\r\n')}\r\n\r\n`, written);
+}

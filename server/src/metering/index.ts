@@ -1,0 +1,113 @@
+import type { Socket } from 'node:net';
+import type { CounterStore } from '../store/index.ts';
+
+/** The hot-state counter group that holds usage until it is flushed to the database. */
+export const USAGE_GROUP = 'usage';
+
+export type UsageMetric = 'up' | 'down' | 'requests';
+
+export interface Usage {
+  keyId: string;
+  nodeId: string;
+  /** Bytes from the customer into the gateway. */
+  up: number;
+  /** Bytes from the gateway to the customer. */
+  down: number;
+  requests: number;
+}
+
+/** `key|node|hour|metric`: key and node ids never hold `|`; hour is epoch hours. */
+export function usageField(
+  keyId: string,
+  nodeId: string,
+  hour: number,
+  metric: UsageMetric,
+): string {
+  return `${keyId}|${nodeId}|${hour}|${metric}`;
+}
+
+export function parseUsageField(
+  field: string,
+): { keyId: string; nodeId: string; hour: number; metric: UsageMetric } | null {
+  const [keyId, nodeId, hour, metric] = field.split('|');
+  if (!keyId || nodeId === undefined || !hour || !/^\d+$/.test(hour)) return null;
+  if (metric !== 'up' && metric !== 'down' && metric !== 'requests') return null;
+  return { keyId, nodeId, hour: Number(hour), metric };
+}
+
+export interface UsageMeter {
+  /** Adds usage; cheap, in-process. It reaches hot state on the next push. */
+  record(usage: Usage): void;
+  /** Pushes everything recorded so far to hot state. */
+  push(): Promise<void>;
+  /** Pushes and stops the timer. */
+  close(): Promise<void>;
+}
+
+/**
+ * Aggregates usage in-process and pushes it to the hot-state counters every
+ * pushIntervalMs: per-request writes to Redis would cost more than the traffic they count.
+ * A push that fails keeps its counts for the next one.
+ */
+export function createUsageMeter(
+  counters: CounterStore,
+  options: { pushIntervalMs: number; now?: () => number; onError?: (error: unknown) => void },
+): UsageMeter {
+  const now = options.now ?? Date.now;
+  let pending = new Map<string, number>();
+  let pushing: Promise<void> | undefined;
+
+  const push = async (): Promise<void> => {
+    await pushing; // one push at a time keeps the order of retries simple
+    if (pending.size === 0) return;
+    const batch = pending;
+    pending = new Map();
+    pushing = counters.add(USAGE_GROUP, Object.fromEntries(batch)).catch((error) => {
+      for (const [field, by] of batch) pending.set(field, (pending.get(field) ?? 0) + by);
+      options.onError?.(error);
+    });
+    await pushing;
+    pushing = undefined;
+  };
+
+  const timer = setInterval(() => void push(), options.pushIntervalMs);
+  timer.unref();
+
+  return {
+    record(usage) {
+      const hour = Math.floor(now() / 3_600_000);
+      const add = (metric: UsageMetric, by: number) => {
+        if (by <= 0) return;
+        const field = usageField(usage.keyId, usage.nodeId, hour, metric);
+        pending.set(field, (pending.get(field) ?? 0) + by);
+      };
+      add('up', usage.up);
+      add('down', usage.down);
+      add('requests', usage.requests);
+    },
+    push,
+    async close() {
+      clearInterval(timer);
+      await push();
+    },
+  };
+}
+
+/**
+ * Hands out the bytes a client socket moved since the last call, so that every byte on
+ * a keep-alive connection is attributed to exactly one request (or tunnel) and none twice.
+ */
+export class SocketMeter {
+  #read = 0;
+  #written = 0;
+  constructor(private readonly socket: Socket) {}
+
+  take(): { up: number; down: number } {
+    const read = this.socket.bytesRead;
+    const written = this.socket.bytesWritten;
+    const delta = { up: read - this.#read, down: written - this.#written };
+    this.#read = read;
+    this.#written = written;
+    return delta;
+  }
+}

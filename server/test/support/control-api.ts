@@ -1,0 +1,85 @@
+/** A control API over a fresh, migrated database of one engine, for supertest. */
+import { readFile } from 'node:fs/promises';
+import type { Express } from 'express';
+import type request from 'supertest';
+import { type Accounts, createAccounts, loadOrCreatePepper } from '../../src/accounts/index.ts';
+import { createApiApp, type ProxyEndpoint, type Region } from '../../src/api/index.ts';
+import type { Logger } from '../../src/log/index.ts';
+import { createMemoryHotState, type Database, migrate } from '../../src/store/index.ts';
+import { type DatabaseEngine, quietLogger } from './engines.ts';
+
+export const OPENAPI = await readFile(
+  new URL('../../../openapi/openapi.yaml', import.meta.url),
+  'utf8',
+);
+
+export const TRIAL_BYTES = 1_073_741_824;
+
+export const ENDPOINT: ProxyEndpoint = {
+  host: 'proxy.example.test',
+  httpPort: 8000,
+  socksPort: 1080,
+  hubPort: 7000,
+};
+
+export interface ControlApi {
+  app: Express;
+  db: Database;
+  accounts: Accounts;
+  pepper: Buffer;
+  /** What the fake hub answers GET /v1/regions with. */
+  regions: Region[];
+  close(): Promise<void>;
+}
+
+export async function openControlApi(
+  engine: DatabaseEngine,
+  options: { endpoint?: ProxyEndpoint | (() => ProxyEndpoint); logger?: Logger } = {},
+): Promise<ControlApi> {
+  const opened = await engine.open();
+  const db = opened.value;
+  await migrate(db);
+  const pepper = await loadOrCreatePepper(db);
+  const accounts = createAccounts(db, { pepper, trialCreditBytes: TRIAL_BYTES });
+  const hot = createMemoryHotState();
+  const api: ControlApi = {
+    db,
+    accounts,
+    pepper,
+    regions: [],
+    app: undefined as unknown as Express,
+    async close() {
+      await hot.close();
+      await opened.dispose();
+    },
+  };
+  api.app = createApiApp({
+    logger: options.logger ?? quietLogger,
+    dependencies: { database: db, hot_state: hot },
+    openapiDocument: OPENAPI,
+    control: {
+      accounts,
+      database: db,
+      proxyEndpoint: options.endpoint ?? ENDPOINT,
+      listRegions: async () => api.regions,
+    },
+  });
+  return api;
+}
+
+let counter = 0;
+
+/** A fresh email for each call, so tests in one database never collide. */
+export function freshEmail(label = 'user'): string {
+  counter += 1;
+  return `${label}.${counter}.${Date.now().toString(36)}@example.com`;
+}
+
+export const PASSWORD = 'correct horse battery staple';
+
+/** The value of the ipcola.sid cookie a response sets, if any. */
+export function sessionCookie(res: request.Response): string | undefined {
+  const cookies = ([] as string[]).concat(res.headers['set-cookie'] ?? []);
+  const line = cookies.find((cookie) => cookie.startsWith('ipcola.sid='));
+  return line?.split(';')[0]?.slice('ipcola.sid='.length);
+}
