@@ -5,10 +5,15 @@
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
+import { type Accounts, createAccounts, loadOrCreatePepper } from './accounts/index.ts';
 import { createApiApp } from './api/index.ts';
 import { type Config, ConfigError, loadConfig, redactUrl } from './config/index.ts';
+import { startDemo } from './demo.ts';
+import { createGateway } from './gateway/index.ts';
+import { createHub, createHubServer } from './hub/index.ts';
 import { closeServer, listen } from './listeners/index.ts';
 import { createLogger, type Logger } from './log/index.ts';
+import { createUsageMeter } from './metering/index.ts';
 import {
   claimDataDir,
   createMemoryHotState,
@@ -23,8 +28,17 @@ import {
 
 const OPENAPI_DOCUMENT = new URL('../../openapi/openapi.yaml', import.meta.url);
 
+interface Ports {
+  api: number;
+  proxy: number;
+  socks: number;
+  hub: number;
+}
+
 interface RunningServer {
-  readonly ports: { api: number };
+  readonly ports: Ports;
+  readonly accounts: Accounts;
+  whenNodesUp(nodeIds: string[], timeoutMs: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -49,19 +63,104 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     const hotState = await openHotState(config, logger);
     cleanups.push(() => hotState.close());
 
+    const accounts = createAccounts(database, {
+      pepper: await loadOrCreatePepper(database),
+      trialCreditBytes: config.trialCreditBytes,
+    });
+
+    const usage = createUsageMeter(hotState.counters, {
+      pushIntervalMs: 1_000,
+      onError: (error) => logger.warn({ err: error }, 'usage push failed; kept for the next one'),
+    });
+    cleanups.push(() => usage.close());
+
+    const hub = createHub({
+      logger: logger.child({ role: 'hub' }),
+      async authenticate(token) {
+        const node = await accounts.verifyNodeToken(token);
+        return node && { nodeId: node.id };
+      },
+    });
+    const gateway = createGateway({
+      logger,
+      sessions: hotState.sessions,
+      usage,
+      verifyKey: (keyId, secret) => accounts.verifyKey(keyId, secret),
+      openStream: (exit, target) =>
+        hub.openStream(exit.nodeId, { host: target.host, port: target.port, exitIp: exit.ip }),
+    });
+    cleanups.push(async () => gateway.close());
+    hub.on('node-up', (node) => {
+      const { hello } = node;
+      // Without trust in what operators declare, exits carry no location (untargeted use only).
+      const location = config.trustDeclaredLocation
+        ? { country: hello.country, region: hello.region, city: hello.city, asn: hello.asn }
+        : {};
+      gateway.addNodeExits(
+        node.nodeId,
+        hello.exitIps.map((ip) => withoutUndefined({ ip, type: hello.type, ...location })),
+      );
+    });
+    hub.on('node-down', ({ nodeId }) => gateway.removeNodeExits(nodeId));
+
+    const ports: Ports = { api: 0, proxy: 0, socks: 0, hub: 0 };
     const api = createApiApp({
       logger,
       dependencies: { database, hot_state: hotState },
       openapiDocument: await readFile(OPENAPI_DOCUMENT, 'utf8'),
+      control: {
+        accounts,
+        database,
+        proxyEndpoint: () => ({
+          host: config.publicHost,
+          httpPort: ports.proxy,
+          socksPort: ports.socks,
+          hubPort: ports.hub,
+        }),
+        listRegions: async () =>
+          gateway
+            .regions()
+            .flatMap((region) => (region.country ? [{ ...region, country: region.country }] : [])),
+      },
     });
     const apiServer = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, api);
     apiServer.keepAliveTimeout = 5_000;
-    const apiPort = await listen(apiServer, 'API_PORT', config.host, config.apiPort);
+    const hubServer = createHubServer(hub);
+
+    ports.hub = await listen(hubServer, 'HUB_PORT', config.host, config.hubPort);
+    cleanups.push(async () => {
+      // Tunnels first: the HTTP server would otherwise wait for the upgraded sockets.
+      await hub.close(config.shutdownGraceMs);
+      await closeServer(hubServer, 0);
+    });
+    ports.proxy = await listen(gateway.httpServer, 'PROXY_PORT', config.host, config.proxyPort);
+    cleanups.push(() => closeServer(gateway.httpServer, config.shutdownGraceMs));
+    ports.socks = await listen(gateway.socksServer, 'SOCKS_PORT', config.host, config.socksPort);
+    cleanups.push(() => closeServer(gateway.socksServer, config.shutdownGraceMs));
+    ports.api = await listen(apiServer, 'API_PORT', config.host, config.apiPort);
     cleanups.push(() => closeServer(apiServer, config.shutdownGraceMs));
 
     let stopping: Promise<void> | undefined;
     return {
-      ports: { api: apiPort },
+      ports,
+      accounts,
+      whenNodesUp: (nodeIds, timeoutMs) =>
+        new Promise<void>((resolve, reject) => {
+          const pending = new Set(nodeIds.filter((id) => !hub.node(id)));
+          if (pending.size === 0) return resolve();
+          const onUp = ({ nodeId }: { nodeId: string }) => {
+            pending.delete(nodeId);
+            if (pending.size > 0) return;
+            clearTimeout(timer);
+            hub.off('node-up', onUp);
+            resolve();
+          };
+          const timer = setTimeout(() => {
+            hub.off('node-up', onUp);
+            reject(new Error(`${pending.size} exit node(s) did not connect in ${timeoutMs} ms`));
+          }, timeoutMs);
+          hub.on('node-up', onUp);
+        }),
       stop: () => {
         stopping ??= undo();
         return stopping;
@@ -71,6 +170,10 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     await undo();
     throw error;
   }
+}
+
+function withoutUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
 
 async function openDatabase(
@@ -140,8 +243,14 @@ function fail(error: unknown): never {
 }
 
 async function main(): Promise<void> {
+  let demo = false;
   try {
-    parseArgs({ args: process.argv.slice(2), options: {}, strict: true });
+    const { values } = parseArgs({
+      args: process.argv.slice(2),
+      options: { demo: { type: 'boolean', default: false } },
+      strict: true,
+    });
+    demo = values.demo === true;
   } catch (error) {
     fail(new ConfigError('arguments', (error as Error).message));
   }
@@ -200,13 +309,34 @@ async function main(): Promise<void> {
     logger.flush();
     fail(error);
   }
+  if (demo) {
+    try {
+      const running = server;
+      const started = await startDemo({
+        accounts: running.accounts,
+        dataDir: config.dataDir,
+        publicHost: config.publicHost,
+        ports: running.ports,
+        logger,
+        whenNodesUp: running.whenNodesUp,
+      });
+      const stopServer = running.stop;
+      server = { ...running, stop: () => started.stop().then(stopServer, stopServer) };
+      process.stdout.write(started.banner);
+    } catch (error) {
+      await server.stop();
+      fail(error);
+    }
+  }
   if (signalled) {
     stopAndExit(server);
     return;
   }
+  const { ports } = server;
   logger.info(
-    { host: config.host, ports: server.ports },
-    `IPCola is up: API http://${config.host}:${server.ports.api}`,
+    { host: config.host, ports },
+    `IPCola is up: API http://${config.host}:${ports.api}, HTTP proxy ${config.host}:${ports.proxy}, ` +
+      `SOCKS5 ${config.host}:${ports.socks}, hub ${config.host}:${ports.hub}`,
   );
 }
 

@@ -28,6 +28,17 @@ describe('configuration', () => {
     assert.equal(config.stripeSecretKey, undefined);
     assert.equal(config.trustDeclaredLocation, true);
     assert.equal(config.logLevel, 'info');
+    assert.equal(config.publicHost, '127.0.0.1');
+    assert.equal(config.trialCreditBytes, 1024 ** 3);
+  });
+
+  test('PUBLIC_HOST defaults to a dialable address when listening on every interface', () => {
+    assert.equal(load({ HOST: '0.0.0.0' }).publicHost, '127.0.0.1');
+    assert.equal(
+      load({ HOST: '0.0.0.0', PUBLIC_HOST: 'proxy.example.com' }).publicHost,
+      'proxy.example.com',
+    );
+    assert.equal(load({ HOST: '10.1.2.3' }).publicHost, '10.1.2.3');
   });
 
   test('the config object is frozen', () => {
@@ -100,6 +111,8 @@ describe('configuration', () => {
     ['STRIPE_WEBHOOK_SECRET', { STRIPE_WEBHOOK_SECRET: 'whsec_1' }, /STRIPE_SECRET_KEY is not/],
     ['TRUST_DECLARED_LOCATION', { TRUST_DECLARED_LOCATION: 'maybe' }, /not a boolean/],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /not one of/],
+    ['PUBLIC_HOST', { PUBLIC_HOST: 'http://x' }, /not an IP address or host name/],
+    ['TRIAL_CREDIT_BYTES', { TRIAL_CREDIT_BYTES: 'lots' }, /not a whole number/],
     ['SHUTDOWN_GRACE_MS', { SHUTDOWN_GRACE_MS: '999999' }, /out of range/],
   ];
   for (const [variable, env, reason] of bad) {

@@ -4,6 +4,8 @@ import path from 'node:path';
 /** The whole runtime configuration, read once at start-up and frozen. */
 export interface Config {
   readonly host: string;
+  /** The address customers and exit nodes dial, for the URLs and commands the API prints. */
+  readonly publicHost: string;
   readonly apiPort: number;
   readonly proxyPort: number;
   readonly socksPort: number;
@@ -17,6 +19,8 @@ export interface Config {
   readonly stripeWebhookSecret: string | undefined;
   readonly trustDeclaredLocation: boolean;
   readonly logLevel: LogLevel;
+  /** Bytes of credit a new account starts with. */
+  readonly trialCreditBytes: number;
   /** How long shutdown waits for open connections before cutting them. */
   readonly shutdownGraceMs: number;
 }
@@ -58,8 +62,13 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     'postgresql:',
   ]);
   const redisUrl = optionalUrl('REDIS_URL', read('REDIS_URL'), ['redis:', 'rediss:']);
+  const listenHost = host('HOST', read('HOST') ?? '127.0.0.1');
   const config: Config = {
-    host: host('HOST', read('HOST') ?? '127.0.0.1'),
+    host: listenHost,
+    publicHost: host(
+      'PUBLIC_HOST',
+      read('PUBLIC_HOST') ?? (['0.0.0.0', '::'].includes(listenHost) ? '127.0.0.1' : listenHost),
+    ),
     apiPort: port('API_PORT', read('API_PORT') ?? '8080'),
     proxyPort: port('PROXY_PORT', read('PROXY_PORT') ?? '8000'),
     socksPort: port('SOCKS_PORT', read('SOCKS_PORT') ?? '1080'),
@@ -77,6 +86,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       databaseUrl === undefined,
     ),
     logLevel: oneOf('LOG_LEVEL', read('LOG_LEVEL') ?? 'info', LOG_LEVELS),
+    trialCreditBytes: integer(
+      'TRIAL_CREDIT_BYTES',
+      read('TRIAL_CREDIT_BYTES') ?? String(1024 ** 3),
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', read('SHUTDOWN_GRACE_MS') ?? '3000', 0, 60_000),
   };
 

@@ -17,8 +17,6 @@ export interface ProxyKey {
 export interface Admission {
   key: ProxyKey;
   credentials: ProxyCredentials;
-  /** Frees the concurrency slot this admission holds; safe to call twice. */
-  release(): void;
 }
 
 export interface AccessOptions {
@@ -34,6 +32,12 @@ export interface Access {
   admitHeader(header: string | undefined): Promise<Admission>;
   /** From a username and password (SOCKS5). */
   admit(username: string, password: string): Promise<Admission>;
+  /**
+   * Takes one of the key's concurrent-connection slots for as long as a connection
+   * (or a forwarded request) is open; throws rate_limited when none is left. The
+   * returned release is safe to call twice.
+   */
+  hold(key: ProxyKey): () => void;
   /** Open connections per key on this gateway. */
   openConnections(keyId: string): number;
 }
@@ -66,22 +70,22 @@ export function createAccess(options: AccessOptions): Access {
     const credentials = parseProxyUsername(username);
     const key = await verify(credentials.keyId, password);
     if (!key?.scopes.includes('proxy')) throw refusal('auth_failed');
+    return { key, credentials };
+  };
+
+  const hold = (key: ProxyKey): (() => void) => {
     const count = open.get(key.id) ?? 0;
     if (key.maxConcurrency !== null && count >= key.maxConcurrency) {
       throw ipcolaError('rate_limited', `the key allows ${key.maxConcurrency} open connections`);
     }
     open.set(key.id, count + 1);
     let released = false;
-    return {
-      key,
-      credentials,
-      release() {
-        if (released) return;
-        released = true;
-        const left = (open.get(key.id) ?? 1) - 1;
-        if (left <= 0) open.delete(key.id);
-        else open.set(key.id, left);
-      },
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (open.get(key.id) ?? 1) - 1;
+      if (left <= 0) open.delete(key.id);
+      else open.set(key.id, left);
     };
   };
 
@@ -91,6 +95,7 @@ export function createAccess(options: AccessOptions): Access {
       const { username, password } = parseBasicProxyAuthorization(header);
       return admit(username, password);
     },
+    hold,
     openConnections: (keyId) => open.get(keyId) ?? 0,
   };
 }

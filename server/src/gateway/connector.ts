@@ -1,8 +1,9 @@
 import type { Duplex } from 'node:stream';
-import { type IPColaError, ipcolaError, isIPColaError, isProxyErrorCode } from '../errors/index.ts';
+import { ipcolaError } from '../errors/index.ts';
 import type { SessionTable } from '../store/index.ts';
 import type { Admission } from './access.ts';
 import type { Exit, ExitIndex } from './exit-index.ts';
+import { asProxyRefusal } from './refusal.ts';
 
 export interface Target {
   host: string;
@@ -28,6 +29,11 @@ export interface ConnectorOptions {
 }
 
 export interface Connector {
+  /** The exit for a connection: the session's pinned one, or a fresh pick. */
+  choose(admission: Admission): Promise<Exit>;
+  /** Opens a stream to target through a chosen exit. */
+  openThrough(exit: Exit, target: Target): Promise<{ stream: Duplex; release(): void }>;
+  /** choose() then openThrough(). */
   open(admission: Admission, target: Target): Promise<Upstream>;
   /** The exit a sticky session is pinned to now, if any (for tests and the leases API). */
   sessionExit(keyId: string, sessionId: string): Promise<Exit | null>;
@@ -63,33 +69,30 @@ export function createConnector(options: ConnectorOptions): Connector {
     return exit;
   };
 
+  const openThrough = async (exit: Exit, target: Target) => {
+    const release = exits.acquire(exit.id);
+    try {
+      const stream = await withTimeout(options.openStream(exit, target), options.openTimeoutMs);
+      return { stream, release };
+    } catch (error) {
+      release();
+      throw asProxyRefusal(error);
+    }
+  };
+
   return {
+    choose,
+    openThrough,
     async open(admission, target) {
       const exit = await choose(admission);
-      const release = exits.acquire(exit.id);
-      try {
-        const stream = await withTimeout(options.openStream(exit, target), options.openTimeoutMs);
-        return { stream, exit, sessionId: admission.credentials.session?.id ?? null, release };
-      } catch (error) {
-        release();
-        throw asRefusal(error);
-      }
+      const { stream, release } = await openThrough(exit, target);
+      return { stream, exit, sessionId: admission.credentials.session?.id ?? null, release };
     },
     async sessionExit(keyId, sessionId) {
       const pinned = await sessions.peek(sessionKey(keyId, sessionId));
       return pinned === null ? null : (exits.get(pinned) ?? null);
     },
   };
-}
-
-/** Tunnel errors carry a catalogue code; anything else means the exit let us down. */
-function asRefusal(error: unknown): IPColaError {
-  if (isIPColaError(error)) return error;
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && isProxyErrorCode(code)) {
-    return ipcolaError(code, undefined, { cause: error });
-  }
-  return ipcolaError('exit_failed', undefined, { cause: error });
 }
 
 function withTimeout<T extends Duplex>(opening: Promise<T>, ms: number): Promise<T> {

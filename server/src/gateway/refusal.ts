@@ -1,6 +1,13 @@
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { type IPColaError, type ProxyErrorCode, proxySpec } from '../errors/index.ts';
+import {
+  type IPColaError,
+  ipcolaError,
+  isIPColaError,
+  isProxyErrorCode,
+  type ProxyErrorCode,
+  proxySpec,
+} from '../errors/index.ts';
 
 /** Seconds a client should wait before retrying a retryable refusal. */
 const RETRY_AFTER_SECONDS = 1;
@@ -21,16 +28,28 @@ export function refusalHeaders(code: ProxyErrorCode): {
   return { status: spec.status, headers };
 }
 
+/**
+ * The refusal for anything thrown on a proxy path: catalogue errors keep their code;
+ * anything else means the exit or the stream behind it failed us.
+ */
+export function asProxyRefusal(error: unknown): IPColaError & { code: ProxyErrorCode } {
+  if (isIPColaError(error) && isProxyErrorCode(error.code)) {
+    return error as IPColaError & { code: ProxyErrorCode };
+  }
+  const code = (error as { code?: unknown } | null)?.code;
+  const mapped: ProxyErrorCode =
+    typeof code === 'string' && isProxyErrorCode(code) ? code : 'exit_failed';
+  return ipcolaError(mapped, undefined, { cause: error }) as IPColaError & { code: ProxyErrorCode };
+}
+
 function body(error: IPColaError): string {
   // One line: the code, then the reason without any line break a client could misparse.
   return `${error.code}: ${error.message.replace(/[\r\n]+/g, ' ')}\n`;
 }
 
 /** Answers a forward-proxy request with a refusal; destroys the response if headers already went. */
-export function refuseRequest(
-  res: ServerResponse,
-  error: IPColaError & { code: ProxyErrorCode },
-): void {
+export function refuseRequest(res: ServerResponse, thrown: unknown): void {
+  const error = asProxyRefusal(thrown);
   if (res.headersSent) {
     res.destroy();
     return;
@@ -42,7 +61,8 @@ export function refuseRequest(
 }
 
 /** Answers a CONNECT (a raw socket, no ServerResponse) with a refusal and closes it. */
-export function refuseConnect(socket: Duplex, error: IPColaError & { code: ProxyErrorCode }): void {
+export function refuseConnect(socket: Duplex, thrown: unknown): void {
+  const error = asProxyRefusal(thrown);
   if (socket.destroyed) return;
   const { status, headers } = refusalHeaders(error.code);
   const text = body(error);

@@ -1,5 +1,5 @@
 import type { Server as HttpServer } from 'node:http';
-import type { AddressInfo, Server } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
 import { ConfigError } from '../config/index.ts';
 
 /**
@@ -39,6 +39,8 @@ export function closeServer(server: Server | HttpServer, graceMs: number): Promi
     }
     const cut = setTimeout(() => {
       if ('closeAllConnections' in server) server.closeAllConnections();
+      // Sockets an HTTP server no longer manages (CONNECT tunnels) and raw TCP servers' sockets.
+      for (const socket of connections.get(server) ?? []) socket.destroy();
     }, graceMs);
     cut.unref();
     server.close(() => {
@@ -72,4 +74,16 @@ function bindError(
         `cannot listen on ${host}:${port} (${error.code ?? error.message})`,
       );
   }
+}
+
+const connections = new WeakMap<Server, Set<Socket>>();
+
+function track(server: Server): void {
+  if (connections.has(server)) return;
+  const open = new Set<Socket>();
+  connections.set(server, open);
+  server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+  });
 }

@@ -1,0 +1,265 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { parseAuthority } from '@ipcola/agent/protocol';
+import { createProxyServer } from 'http-proxy-3';
+import { ipcolaError, isIPColaError } from '../errors/index.ts';
+import type { Logger } from '../log/index.ts';
+import { SocketMeter, type UsageMeter } from '../metering/index.ts';
+import type { Access } from './access.ts';
+import type { Connector } from './connector.ts';
+import type { ExitAgents } from './exit-agents.ts';
+import type { OpenTunnels } from './open-tunnels.ts';
+import { refuseConnect, refuseRequest } from './refusal.ts';
+
+export interface HttpProxyOptions {
+  access: Access;
+  connector: Connector;
+  agents: ExitAgents;
+  tunnels: OpenTunnels;
+  usage: UsageMeter;
+  logger: Logger;
+  /** Time allowed for a request's headers (slowloris). */
+  headersTimeoutMs: number;
+  /** A client connection with no traffic this long is closed. */
+  idleTimeoutMs: number;
+}
+
+/** Headers that belong to one hop and never reach the target (RFC 9110 section 7.6.1). */
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+];
+
+const meters = new WeakMap<Socket, SocketMeter>();
+function meterOf(socket: Socket): SocketMeter {
+  let meter = meters.get(socket);
+  if (!meter) {
+    meter = new SocketMeter(socket);
+    meters.set(socket, meter);
+  }
+  return meter;
+}
+
+/** The HTTP proxy listener: absolute-URI forwarding and CONNECT tunnels. */
+export function createHttpProxyServer(options: HttpProxyOptions): Server {
+  const { access, connector, agents, tunnels, usage } = options;
+  const forwarder = createProxyServer({ xfwd: false, changeOrigin: false, ws: false });
+
+  const server = createServer({
+    // Node's strict parser only: never insecureHTTPParser (request smuggling).
+    insecureHTTPParser: false,
+    maxHeaderSize: 16 * 1024,
+    headersTimeout: options.headersTimeoutMs,
+    requestTimeout: 0, // uploads may be long; idleness is what we bound
+    keepAliveTimeout: 30_000,
+    requireHostHeader: false, // the absolute URI names the target
+  });
+  server.timeout = options.idleTimeoutMs;
+
+  server.on('connection', (socket: Socket) => {
+    meterOf(socket);
+    socket.setNoDelay(true);
+  });
+
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    // Malformed HTTP (smuggling attempts, bad line ends, oversized headers): refuse and close.
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    const text = 'malformed HTTP request\n';
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+        `X-IPCola-Error: bad_params\r\nProxy-Status: ipcola; error=http_request_error; details="bad_params"\r\n` +
+        `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`,
+    );
+  });
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const log = options.logger.child({
+      conn: connectionId(req.socket),
+      client: req.socket.remoteAddress,
+    });
+    void forward(req, res, log).catch((error) => {
+      if (isIPColaError(error)) log.debug({ code: error.code }, 'request refused');
+      else log.error({ err: error }, 'forwarding failed');
+      refuseRequest(res, error);
+    });
+  });
+
+  server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const log = options.logger.child({ conn: connectionId(socket), client: socket.remoteAddress });
+    // A refused or abandoned socket can still emit errors (a reset after our answer): keep a
+    // listener until it closes so that none reaches the process.
+    const onError = (error: Error) => log.debug({ err: error }, 'client socket error');
+    socket.on('error', onError);
+    socket.once('close', () => socket.off('error', onError));
+    void connect(req, socket, head, log).catch((error) => {
+      if (isIPColaError(error)) log.debug({ code: error.code }, 'CONNECT refused');
+      else log.error({ err: error }, 'CONNECT failed');
+      refuseConnect(socket, error);
+      settleUnattributed(socket);
+    });
+  });
+
+  server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+    refuseConnect(
+      socket,
+      ipcolaError(
+        'bad_params',
+        'upgrades through the forward proxy are not supported: use CONNECT',
+      ),
+    );
+  });
+
+  async function forward(req: IncomingMessage, res: ServerResponse, log: Logger): Promise<void> {
+    const meter = meterOf(req.socket);
+    let target: { url: URL; host: string; port: number; path: string };
+    let admission: Awaited<ReturnType<Access['admitHeader']>>;
+    try {
+      target = absoluteTarget(req.url ?? '');
+      admission = await access.admitHeader(req.headers['proxy-authorization']);
+    } catch (error) {
+      res.once('close', () => settleUnattributed(req.socket));
+      throw error;
+    }
+    const release = access.hold(admission.key);
+    const exit = await connector.choose(admission).catch((error) => {
+      release();
+      throw error;
+    });
+    const keyId = admission.key.id;
+    res.once('close', () => {
+      release();
+      usage.record({ keyId, nodeId: exit.nodeId, ...meter.take(), requests: 1 });
+    });
+    res.setHeader('X-IPCola-Exit-Country', exit.country ?? '');
+    if (admission.credentials.session)
+      res.setHeader('X-IPCola-Session', admission.credentials.session.id);
+
+    stripHopByHop(req);
+    req.headers.host = target.url.host;
+    req.url = target.path;
+    const agent = agents.for(exit.id, async (to) => {
+      const opened = await connector.openThrough(exit, to);
+      opened.stream.once('close', opened.release);
+      return opened.stream;
+    });
+    forwarder.web(
+      req,
+      res,
+      { target: `http://${target.url.host}`, agent, proxyTimeout: options.idleTimeoutMs },
+      (error: Error) => {
+        log.debug({ err: error }, 'upstream error');
+        refuseRequest(res, error);
+      },
+    );
+  }
+
+  async function connect(
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    log: Logger,
+  ): Promise<void> {
+    const target = parseAuthority(req.url ?? '');
+    if (!target) throw ipcolaError('bad_params', 'CONNECT needs host:port');
+    const admission = await access.admitHeader(req.headers['proxy-authorization']);
+    const release = access.hold(admission.key);
+    let upstream: Awaited<ReturnType<Connector['open']>>;
+    try {
+      upstream = await connector.open(admission, target);
+    } catch (error) {
+      release();
+      throw error;
+    }
+    if (socket.destroyed) {
+      upstream.stream.destroy();
+      upstream.release();
+      release();
+      return;
+    }
+    const headers = [
+      'HTTP/1.1 200 Connection established',
+      `X-IPCola-Exit-Country: ${upstream.exit.country ?? ''}`,
+    ];
+    if (upstream.sessionId) headers.push(`X-IPCola-Session: ${upstream.sessionId}`);
+    socket.write(`${headers.join('\r\n')}\r\n\r\n`);
+    if (head.length > 0) upstream.stream.write(head);
+    log.debug({ target: `${target.host}:${target.port}`, exit: upstream.exit.id }, 'tunnel open');
+    tunnels.run(
+      {
+        client: socket,
+        upstream: upstream.stream,
+        keyId: admission.key.id,
+        nodeId: upstream.exit.nodeId,
+        onEnd: () => {
+          upstream.release();
+          release();
+        },
+      },
+      meterOf(socket),
+    );
+  }
+
+  server.on('close', () => forwarder.close?.());
+  return server;
+}
+
+/** The parts of an absolute-form request target; only plain http:// is forwarded. */
+function absoluteTarget(raw: string): { url: URL; host: string; port: number; path: string } {
+  if (!/^http:\/\//i.test(raw)) {
+    if (/^https:\/\//i.test(raw)) {
+      throw ipcolaError('bad_params', 'https:// is tunnelled with CONNECT, not forwarded');
+    }
+    throw ipcolaError('bad_params', 'this is a proxy: send an absolute http:// URI (curl -x)');
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw ipcolaError('bad_params', 'the request URI is not a valid URL');
+  }
+  if (url.username || url.password) {
+    throw ipcolaError('bad_params', 'credentials inside the request URI are not forwarded');
+  }
+  // The path is passed on exactly as the client wrote it, not re-serialised.
+  const afterAuthority = raw.slice(raw.indexOf('/', 'http://'.length));
+  const path =
+    raw.indexOf('/', 'http://'.length) === -1 ? '/' : afterAuthority.split('#')[0] || '/';
+  const port = url.port === '' ? 80 : Number(url.port);
+  return { url, host: url.hostname, port, path };
+}
+
+function stripHopByHop(req: IncomingMessage): void {
+  const listed = String(req.headers.connection ?? '')
+    .split(',')
+    .map((name) => name.trim().toLowerCase())
+    .filter(Boolean);
+  for (const name of [...HOP_BY_HOP, ...listed]) {
+    if (name !== 'transfer-encoding') delete req.headers[name];
+  }
+}
+
+/** Bytes of a refused exchange belong to no key: drop them from the socket's meter. */
+function settleUnattributed(socket: Socket): void {
+  meters.get(socket)?.take();
+}
+
+const ids = new WeakMap<Socket, string>();
+function connectionId(socket: Socket): string {
+  let id = ids.get(socket);
+  if (!id) {
+    id = randomBytes(6).toString('hex');
+    ids.set(socket, id);
+  }
+  return id;
+}

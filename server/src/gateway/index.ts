@@ -1,0 +1,158 @@
+import type { Server as HttpServer } from 'node:http';
+import type { Server } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../log/index.ts';
+import { SocketMeter, type UsageMeter } from '../metering/index.ts';
+import type { SessionTable } from '../store/index.ts';
+import { type Access, createAccess, type ProxyKey } from './access.ts';
+import { type Connector, createConnector, type Target, type Upstream } from './connector.ts';
+import { ExitAgents } from './exit-agents.ts';
+import { type Exit, ExitIndex, type ExitType, type RegionCount } from './exit-index.ts';
+import { createHttpProxyServer } from './http-proxy.ts';
+import { OpenTunnels } from './open-tunnels.ts';
+import { createSocks5Server } from './socks5.ts';
+
+export type { Targeting } from './credentials.ts';
+export { formatProxyUsername, parseProxyUsername } from './credentials.ts';
+export type { Exit, ExitType, ProxyKey, RegionCount, Target };
+
+export interface GatewayOptions {
+  logger: Logger;
+  sessions: SessionTable;
+  usage: UsageMeter;
+  verifyKey(keyId: string, secret: string): Promise<ProxyKey | null>;
+  /** Opens a stream to target through the exit's node (the hub). */
+  openStream(exit: Exit, target: Target): Promise<Duplex>;
+  timeouts?: Partial<GatewayTimeouts>;
+}
+
+export interface GatewayTimeouts {
+  /** Reading a request's headers, and a SOCKS handshake. */
+  handshakeMs: number;
+  /** No bytes either way on a connection or tunnel. */
+  idleMs: number;
+  /** Getting a stream to the target through the exit. */
+  openMs: number;
+  /** How often open tunnels are metered. */
+  meterMs: number;
+  /** How long a key verification is reused (bounds revocation delay). */
+  keyCacheMs: number;
+}
+
+const DEFAULT_TIMEOUTS: GatewayTimeouts = {
+  handshakeMs: 10_000,
+  idleMs: 120_000,
+  openMs: 20_000,
+  meterMs: 2_000,
+  keyCacheMs: 1_000,
+};
+
+export interface Gateway {
+  readonly httpServer: HttpServer;
+  readonly socksServer: Server;
+  /** The exits this gateway can lease; the hub keeps it current. */
+  readonly exits: ExitIndex;
+  addNodeExits(nodeId: string, exits: readonly Omit<Exit, 'id' | 'nodeId'>[]): void;
+  removeNodeExits(nodeId: string): void;
+  regions(): RegionCount[];
+  /** Stops metering timers and drops pooled upstream connections (listeners are closed by the caller). */
+  close(): void;
+}
+
+/** The customer-facing proxy: HTTP (forward + CONNECT) and SOCKS5 over one set of exits. */
+export function createGateway(options: GatewayOptions): Gateway {
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  const exits = new ExitIndex();
+  const nodeExits = new Map<string, string[]>();
+  const access: Access = createAccess({
+    verifyKey: options.verifyKey,
+    cacheTtlMs: timeouts.keyCacheMs,
+  });
+  const connector: Connector = createConnector({
+    exits,
+    sessions: options.sessions,
+    openStream: options.openStream,
+    openTimeoutMs: timeouts.openMs,
+  });
+  const agents = new ExitAgents({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
+  const tunnels = new OpenTunnels(options.usage, timeouts.idleMs, timeouts.meterMs);
+  const logger = options.logger.child({ role: 'gateway' });
+
+  const httpServer = createHttpProxyServer({
+    access,
+    connector,
+    agents,
+    tunnels,
+    usage: options.usage,
+    logger: logger.child({ protocol: 'http' }),
+    headersTimeoutMs: timeouts.handshakeMs,
+    idleTimeoutMs: timeouts.idleMs,
+  });
+
+  type SocksUpstream = Upstream & { destroy(): void; releaseSlot(): void; keyId: string };
+  const socksServer = createSocks5Server<Awaited<ReturnType<Access['admit']>>, SocksUpstream>({
+    handshakeTimeoutMs: timeouts.handshakeMs,
+    logger: logger.child({ protocol: 'socks5' }),
+    authenticate: (username, password) => access.admit(username, password),
+    async connect(admission, target) {
+      const releaseSlot = access.hold(admission.key);
+      let upstream: Upstream;
+      try {
+        upstream = await connector.open(admission, { host: target.host, port: target.port });
+      } catch (error) {
+        releaseSlot();
+        throw error;
+      }
+      return {
+        ...upstream,
+        keyId: admission.key.id,
+        releaseSlot,
+        destroy() {
+          upstream.stream.destroy();
+          upstream.release();
+          releaseSlot();
+        },
+      };
+    },
+    tunnel(client, upstream) {
+      tunnels.run(
+        {
+          client,
+          upstream: upstream.stream,
+          keyId: upstream.keyId,
+          nodeId: upstream.exit.nodeId,
+          onEnd: () => {
+            upstream.release();
+            upstream.releaseSlot();
+          },
+        },
+        new SocketMeter(client),
+      );
+    },
+  });
+
+  return {
+    httpServer,
+    socksServer,
+    exits,
+    addNodeExits(nodeId, announced) {
+      this.removeNodeExits(nodeId);
+      const ips: string[] = [];
+      for (const exit of announced) {
+        exits.add({ ...exit, id: `${nodeId}/${exit.ip}`, nodeId });
+        ips.push(exit.ip);
+      }
+      nodeExits.set(nodeId, ips);
+    },
+    removeNodeExits(nodeId) {
+      const ips = nodeExits.get(nodeId) ?? [];
+      for (const exit of exits.removeNode(nodeId, ips)) agents.drop(exit.id);
+      nodeExits.delete(nodeId);
+    },
+    regions: () => exits.regions(),
+    close() {
+      tunnels.close();
+      agents.close();
+    },
+  };
+}

@@ -1,0 +1,70 @@
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { spliceStreams } from '@ipcola/agent/protocol';
+import type { SocketMeter, UsageMeter } from '../metering/index.ts';
+
+export interface TunnelParties {
+  client: Socket;
+  upstream: Duplex;
+  keyId: string;
+  nodeId: string;
+  /** Runs once when the tunnel is over: frees slots and exit load. */
+  onEnd(result: { bytesUp: number; bytesDown: number; error?: Error }): void;
+}
+
+/**
+ * Every open CONNECT and SOCKS tunnel: spliced with the one tunnel helper and metered on
+ * the customer's socket, both on close and periodically, so long tunnels show up in usage
+ * (and in balances) while they are still open.
+ */
+export class OpenTunnels {
+  readonly #open = new Set<{ meter: SocketMeter; keyId: string; nodeId: string }>();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly usage: UsageMeter,
+    private readonly idleTimeoutMs: number,
+    meterIntervalMs: number,
+  ) {
+    this.#timer = setInterval(() => this.#meterAll(), meterIntervalMs);
+    this.#timer.unref();
+  }
+
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /**
+   * Splices client and upstream. `meter` must be the client socket's meter, so that bytes
+   * the socket carried before (the CONNECT request, the SOCKS handshake) are counted too.
+   */
+  run(parties: TunnelParties, meter: SocketMeter): void {
+    const entry = { meter, keyId: parties.keyId, nodeId: parties.nodeId };
+    this.#open.add(entry);
+    spliceStreams(parties.client, parties.upstream, {
+      idleTimeoutMs: this.idleTimeoutMs,
+      onEnd: (result) => {
+        this.#open.delete(entry);
+        const last = meter.take();
+        this.usage.record({ keyId: entry.keyId, nodeId: entry.nodeId, ...last, requests: 0 });
+        parties.onEnd({
+          bytesUp: result.bytesAtoB,
+          bytesDown: result.bytesBtoA,
+          ...(result.error ? { error: result.error } : {}),
+        });
+      },
+    });
+  }
+
+  #meterAll(): void {
+    for (const entry of this.#open) {
+      const delta = entry.meter.take();
+      this.usage.record({ keyId: entry.keyId, nodeId: entry.nodeId, ...delta, requests: 0 });
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+    this.#meterAll();
+  }
+}

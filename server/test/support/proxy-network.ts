@@ -1,0 +1,149 @@
+/**
+ * A real proxy network for end-to-end tests: the server process, exit-node agents run by
+ * the agent CLI on 127.0.0.12-14, an account with a key, and a target that answers with
+ * the address it was reached from.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { eventually } from './engines.ts';
+import { type ServerProcess, serverEnv, startServer } from './server-process.ts';
+
+const AGENT_DIR = fileURLToPath(new URL('../../../agent/', import.meta.url));
+
+export interface ExitSpec {
+  ip: string;
+  country: string;
+}
+
+export interface ProxyNetwork {
+  server: ServerProcess;
+  ports: { api: number; proxy: number; socks: number; hub: number };
+  key: { id: string; secret: string };
+  /** `http://127.0.0.1:PORT` of the whoami target. */
+  target: string;
+  targetPort: number;
+  agents: Map<string, ChildProcess>;
+  /** Proxy URL for a username suffix such as `-country-de`. */
+  proxyUrl(params?: string): string;
+  api(pathname: string, init?: RequestInit): Promise<Response>;
+  stopAgent(ip: string, signal?: NodeJS.Signals): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startProxyNetwork(
+  exits: ExitSpec[],
+  env: Record<string, string> = {},
+): Promise<ProxyNetwork> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'ipcola-e2e-'));
+  const target = await startWhoami();
+  const server = await startServer(serverEnv({ DATA_DIR: dataDir, ...env }));
+  const ports = server.ports as ProxyNetwork['ports'];
+  const base = `http://127.0.0.1:${ports.api}`;
+  const agents = new Map<string, ChildProcess>();
+
+  const signup = await fetch(`${base}/v1/auth/signup`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      email: `e2e-${Date.now()}@example.com`,
+      password: 'a long enough password',
+    }),
+  });
+  if (signup.status !== 201) throw new Error(`signup: ${signup.status} ${await signup.text()}`);
+  const cookie = (signup.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  const { csrf_token: csrf } = (await signup.json()) as { csrf_token: string };
+  const api = (pathname: string, init: RequestInit = {}) =>
+    fetch(`${base}${pathname}`, {
+      ...init,
+      headers: {
+        'content-type': 'application/json',
+        cookie,
+        'x-csrf-token': csrf,
+        ...(init.headers ?? {}),
+      },
+    });
+  const key = (await (await api('/v1/keys', { method: 'POST', body: '{}' })).json()) as {
+    id: string;
+    secret: string;
+  };
+
+  const network: ProxyNetwork = {
+    server,
+    ports,
+    key,
+    target: `http://127.0.0.1:${target.port}`,
+    targetPort: target.port,
+    agents,
+    proxyUrl: (params = '') => `http://${key.id}${params}:${key.secret}@127.0.0.1:${ports.proxy}`,
+    api,
+    async stopAgent(ip, signal = 'SIGKILL') {
+      const agent = agents.get(ip);
+      if (!agent || agent.exitCode !== null || agent.signalCode !== null) return;
+      const exited = once(agent, 'exit');
+      agent.kill(signal);
+      await exited;
+    },
+    async close() {
+      await Promise.all([...agents.keys()].map((ip) => network.stopAgent(ip, 'SIGKILL')));
+      await server.stop();
+      await new Promise((resolve) => target.server.close(resolve));
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+
+  try {
+    for (const exit of exits) {
+      const node = (await (await api('/v1/nodes', { method: 'POST', body: '{}' })).json()) as {
+        token: string;
+      };
+      const agent = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          'src/main.ts',
+          '--hub',
+          `127.0.0.1:${ports.hub}`,
+          '--country',
+          exit.country,
+          '--exit-ip',
+          exit.ip,
+          '--allow-target',
+          '127.0.0.1/32',
+          '--log-level',
+          'warn',
+        ],
+        { cwd: AGENT_DIR, env: { ...process.env, IPCOLA_NODE_TOKEN: node.token }, stdio: 'ignore' },
+      );
+      agents.set(exit.ip, agent);
+    }
+    await eventually(
+      () => server.logs.filter((line) => line.msg === 'node up').length >= exits.length,
+      20_000,
+      'every exit node to connect',
+    );
+  } catch (error) {
+    await network.close();
+    throw error;
+  }
+  return network;
+}
+
+async function startWhoami(): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    if (req.url?.startsWith('/bytes/')) {
+      const size = Number(req.url.slice('/bytes/'.length));
+      res.writeHead(200, { 'content-length': size });
+      res.end(Buffer.alloc(size, 0x61));
+      return;
+    }
+    res.end(`${req.socket.remoteAddress}`);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as { port: number }).port };
+}
