@@ -78,7 +78,10 @@ describe('the gateway refuses malformed requests clearly and stays up', () => {
         net.ports.proxy,
         `GET http://127.0.0.1:${port}/ HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nProxy-Authorization: ${auth}\r\nProxy-Connection: keep-alive\r\nX-Custom: kept\r\nConnection: close\r\n\r\n`,
       );
-      const seen = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, string>;
+      const seen = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<
+        string,
+        string
+      >;
       assert.equal(seen['x-custom'], 'kept');
       for (const name of ['proxy-authorization', 'proxy-connection', 'via', 'x-forwarded-for']) {
         assert.equal(seen[name], undefined, name);

@@ -136,6 +136,14 @@ export async function startProxyNetwork(
 
 async function startWhoami(): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
+    if (req.url === '/drip') {
+      // A download that never ends by itself: 64 KB every 10 ms until the client goes.
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const chunk = Buffer.alloc(64 * 1024, 0x62);
+      const timer = setInterval(() => res.write(chunk), 10);
+      res.on('close', () => clearInterval(timer));
+      return;
+    }
     if (req.url?.startsWith('/bytes/')) {
       const size = Number(req.url.slice('/bytes/'.length));
       res.writeHead(200, { 'content-length': size });
