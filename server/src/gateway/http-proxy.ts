@@ -122,25 +122,21 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
 
   async function forward(req: IncomingMessage, res: ServerResponse, log: Logger): Promise<void> {
     const meter = meterOf(req.socket);
-    let target: { url: URL; host: string; port: number; path: string };
-    let admission: Awaited<ReturnType<Access['admitHeader']>>;
-    try {
-      target = absoluteTarget(req.url ?? '');
-      admission = await access.admitHeader(req.headers['proxy-authorization']);
-    } catch (error) {
-      res.once('close', () => settleUnattributed(req.socket));
-      throw error;
-    }
-    const release = access.hold(admission.key);
-    const exit = await connector.choose(admission).catch((error) => {
-      release();
-      throw error;
-    });
-    const keyId = admission.key.id;
+    // Whatever happens to this request, its bytes leave the socket's meter when it ends:
+    // to its key when it got as far as an exit, to nobody when it was refused before.
+    let owner: { keyId: string; nodeId: string } | null = null;
+    let release = () => {};
     res.once('close', () => {
       release();
-      usage.record({ keyId, nodeId: exit.nodeId, ...meter.take(), requests: 1 });
+      const bytes = meter.take();
+      if (owner) usage.record({ ...owner, ...bytes, requests: 1 });
     });
+
+    const target = absoluteTarget(req.url ?? '');
+    const admission = await access.admitHeader(req.headers['proxy-authorization']);
+    release = access.hold(admission.key);
+    const exit = await connector.choose(admission);
+    owner = { keyId: admission.key.id, nodeId: exit.nodeId };
     res.setHeader('X-IPCola-Exit-Country', exit.country ?? '');
     if (admission.credentials.session)
       res.setHeader('X-IPCola-Session', admission.credentials.session.id);

@@ -46,7 +46,8 @@ export class OpenTunnels {
       onEnd: (result) => {
         this.#open.delete(entry);
         const last = meter.take();
-        this.usage.record({ keyId: entry.keyId, nodeId: entry.nodeId, ...last, requests: 0 });
+        // A tunnel counts as one request, when it ends.
+        this.usage.record({ keyId: entry.keyId, nodeId: entry.nodeId, ...last, requests: 1 });
         parties.onEnd({
           bytesUp: result.bytesAtoB,
           bytesDown: result.bytesBtoA,

@@ -12,6 +12,7 @@ export function listen(
   host: string,
   port: number,
 ): Promise<number> {
+  track(server);
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
       server.off('listening', onListening);
