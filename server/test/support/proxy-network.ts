@@ -144,6 +144,22 @@ async function startWhoami(): Promise<{ server: Server; port: number }> {
       res.on('close', () => clearInterval(timer));
       return;
     }
+    if (req.url?.startsWith('/stream/')) {
+      // N bytes as fast as the reader takes them (honouring back-pressure, never buffering).
+      let left = Number(req.url.slice('/stream/'.length));
+      res.writeHead(200, { 'content-length': left });
+      const chunk = Buffer.alloc(64 * 1024, 0x63);
+      const pump = () => {
+        while (left > 0) {
+          const piece = left >= chunk.length ? chunk : chunk.subarray(0, left);
+          left -= piece.length;
+          if (!res.write(piece)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+      return;
+    }
     if (req.url?.startsWith('/bytes/')) {
       const size = Number(req.url.slice('/bytes/'.length));
       res.writeHead(200, { 'content-length': size });
