@@ -2,20 +2,42 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { type Database, INT8_OID, parseInt8 } from './database.ts';
+import {
+  clearDirectory,
+  holdsCluster,
+  PGLITE_TEMPLATE,
+  readPgliteTemplate,
+} from './pglite-template.ts';
 
 /**
  * Embedded PostgreSQL (PGlite) persisted under dataDir, or in memory when dataDir is null.
  * PGlite serialises queries itself, so one instance is shared by the whole process.
  */
-export async function openPglite(dataDir: string | null): Promise<Database> {
+export async function openPglite(
+  dataDir: string | null,
+  /** A dump of a fresh cluster to start an empty directory from (see pglite-template.ts). */
+  templateFile = PGLITE_TEMPLATE,
+): Promise<Database> {
   let location: string | undefined;
   if (dataDir !== null) {
     location = path.join(dataDir, 'pglite');
     await mkdir(location, { recursive: true });
   }
-  const db = await PGlite.create(location, {
-    parsers: { [INT8_OID]: parseInt8 },
-  });
+  const options = { parsers: { [INT8_OID]: parseInt8 } };
+  const template =
+    location && holdsCluster(location) ? null : await readPgliteTemplate(templateFile);
+  let db: PGlite;
+  if (template) {
+    try {
+      db = await PGlite.create(location, { ...options, loadDataDir: template });
+    } catch {
+      // A damaged template must not stop the server: start from initdb as if it were absent.
+      if (location) await clearDirectory(location);
+      db = await PGlite.create(location, options);
+    }
+  } else {
+    db = await PGlite.create(location, options);
+  }
 
   return {
     engine: 'pglite',

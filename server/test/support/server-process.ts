@@ -71,7 +71,7 @@ export function spawnServer(env: NodeJS.ProcessEnv, args: string[] = []) {
 export async function startServer(
   env: NodeJS.ProcessEnv,
   args: string[] = [],
-  timeoutMs = 15_000,
+  timeoutMs = 45_000,
 ): Promise<ServerProcess> {
   const spawned = spawnServer(env, args);
   const up = new Promise<{ api: number }>((resolve, reject) => {
