@@ -28,7 +28,14 @@ class ExitAgent extends Agent {
   ): undefined {
     const target = { host: options.host ?? '', port: Number(options.port) };
     this.openStream(target).then(
-      (stream) => callback(null, stream),
+      (stream) => {
+        // A stream whose target has finished sending (it closed a keep-alive connection)
+        // can carry no further answer. A socket would close itself here; an HTTP/2
+        // stream stays half-open, so the pool kept it: the next request on it waited for
+        // an answer until the idle timeout, and the exit kept the target socket open.
+        stream.once('end', () => stream.destroy());
+        callback(null, stream);
+      },
       (error: Error) => callback(error),
     );
     return undefined;

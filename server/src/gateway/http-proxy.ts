@@ -1,5 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { Socket } from 'node:net';
 import { parseAuthority } from '@ipcola/agent/protocol';
 import { createProxyServer } from 'http-proxy-3';
@@ -51,6 +57,14 @@ function meterOf(socket: Socket): SocketMeter {
 export function createHttpProxyServer(options: HttpProxyOptions): Server {
   const { access, connector, agents, tunnels, usage } = options;
   const forwarder = createProxyServer({ xfwd: false, changeOrigin: false, ws: false });
+  // The target's hop-by-hop headers describe the exit's connection to it, not the client's
+  // (RFC 9110 section 7.6.1). Passed on, its `Connection: keep-alive` overrode a client's
+  // `Connection: close`, and the client waited for keepAliveTimeout. The client's connection
+  // is kept or closed as the client asked (http-proxy-3 would otherwise add keep-alive).
+  forwarder.on('proxyRes', (proxyRes, _req, res) => {
+    stripHopByHop(proxyRes.headers);
+    proxyRes.headers.connection = res.shouldKeepAlive ? 'keep-alive' : 'close';
+  });
 
   const server = createServer({
     // Node's strict parser only: never insecureHTTPParser (request smuggling).
@@ -141,7 +155,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     if (admission.credentials.session)
       res.setHeader('X-IPCola-Session', admission.credentials.session.id);
 
-    stripHopByHop(req);
+    stripHopByHop(req.headers);
     req.headers.host = target.url.host;
     req.url = target.path;
     const agent = agents.for(exit.id, async (to) => {
@@ -235,13 +249,14 @@ function absoluteTarget(raw: string): { url: URL; host: string; port: number; pa
   return { url, host: url.hostname, port, path };
 }
 
-function stripHopByHop(req: IncomingMessage): void {
-  const listed = String(req.headers.connection ?? '')
+/** Removes hop-by-hop headers (Transfer-Encoding stays: it frames the message). */
+function stripHopByHop(headers: IncomingHttpHeaders): void {
+  const listed = String(headers.connection ?? '')
     .split(',')
     .map((name) => name.trim().toLowerCase())
     .filter(Boolean);
   for (const name of [...HOP_BY_HOP, ...listed]) {
-    if (name !== 'transfer-encoding') delete req.headers[name];
+    if (name !== 'transfer-encoding') delete headers[name];
   }
 }
 

@@ -12,16 +12,26 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { eventually } from './engines.ts';
 import { type ServerProcess, serverEnv, startServer } from './server-process.ts';
+import { type TcpConnection, tcpConnections } from './tcp-connections.ts';
 
 const AGENT_DIR = fileURLToPath(new URL('../../../agent/', import.meta.url));
 
 export interface ExitSpec {
   ip: string;
   country: string;
+  /** The agent's `--allow-target` CIDRs; default 127.0.0.1/32 (the whoami target). */
+  allowTargets?: string[];
+  /** More agent options, e.g. `['--region', 'bavaria']`. */
+  args?: string[];
 }
 
+/** How long a server process may take to start (PGlite migrations on a busy machine). */
+const SERVER_START_MS = 60_000;
+
 export interface ProxyNetwork {
+  /** The running server process; replaced by restartServer(). */
   server: ServerProcess;
+  /** The same across restartServer(). */
   ports: { api: number; proxy: number; socks: number; hub: number };
   key: { id: string; secret: string };
   /** `http://127.0.0.1:PORT` of the whoami target. */
@@ -32,6 +42,16 @@ export interface ProxyNetwork {
   proxyUrl(params?: string): string;
   api(pathname: string, init?: RequestInit): Promise<Response>;
   stopAgent(ip: string, signal?: NodeJS.Signals): Promise<void>;
+  /**
+   * Stops the server with SIGTERM (it must exit 0) and starts it again on the same ports
+   * and DATA_DIR, so that keys, node tokens and API sessions still verify. Does not wait
+   * for the agents to come back.
+   */
+  restartServer(): Promise<void>;
+  /** Connections customers have open to the gateway (its HTTP proxy and SOCKS5 ports). */
+  clientConnections(): Promise<TcpConnection[]>;
+  /** Connections the exit nodes have open to targets on `port`. */
+  egressConnections(port: number): Promise<TcpConnection[]>;
   close(): Promise<void>;
 }
 
@@ -41,8 +61,8 @@ export async function startProxyNetwork(
 ): Promise<ProxyNetwork> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'ipcola-e2e-'));
   const target = await startWhoami();
-  const server = await startServer(serverEnv({ DATA_DIR: dataDir, ...env }));
-  const ports = server.ports as ProxyNetwork['ports'];
+  const server = await startServer(serverEnv({ DATA_DIR: dataDir, ...env }), [], SERVER_START_MS);
+  const ports = { ...server.ports } as ProxyNetwork['ports'];
   const base = `http://127.0.0.1:${ports.api}`;
   const agents = new Map<string, ChildProcess>();
 
@@ -88,9 +108,40 @@ export async function startProxyNetwork(
       agent.kill(signal);
       await exited;
     },
+    async restartServer() {
+      const code = await network.server.stop('SIGTERM');
+      if (code !== 0) throw new Error(`the server exited with ${code} on SIGTERM`);
+      const samePorts = {
+        API_PORT: String(ports.api),
+        PROXY_PORT: String(ports.proxy),
+        SOCKS_PORT: String(ports.socks),
+        HUB_PORT: String(ports.hub),
+      };
+      network.server = await startServer(
+        serverEnv({ DATA_DIR: dataDir, ...env, ...samePorts }),
+        [],
+        SERVER_START_MS,
+      );
+    },
+    async clientConnections() {
+      const pid = network.server.child.pid;
+      if (pid === undefined) return [];
+      return (await tcpConnections(pid)).filter(
+        (connection) =>
+          connection.localPort === ports.proxy || connection.localPort === ports.socks,
+      );
+    },
+    async egressConnections(port) {
+      const perAgent = await Promise.all(
+        [...agents.values()].map((agent) =>
+          agent.pid === undefined ? [] : tcpConnections(agent.pid),
+        ),
+      );
+      return perAgent.flat().filter((connection) => connection.remotePort === port);
+    },
     async close() {
       await Promise.all([...agents.keys()].map((ip) => network.stopAgent(ip, 'SIGKILL')));
-      await server.stop();
+      await network.server.stop();
       await new Promise((resolve) => target.server.close(resolve));
       await rm(dataDir, { recursive: true, force: true });
     },
@@ -113,8 +164,8 @@ export async function startProxyNetwork(
           exit.country,
           '--exit-ip',
           exit.ip,
-          '--allow-target',
-          '127.0.0.1/32',
+          ...(exit.allowTargets ?? ['127.0.0.1/32']).flatMap((cidr) => ['--allow-target', cidr]),
+          ...(exit.args ?? []),
           '--log-level',
           'warn',
         ],
@@ -158,6 +209,13 @@ async function startWhoami(): Promise<{ server: Server; port: number }> {
         res.end();
       };
       pump();
+      return;
+    }
+    if (req.url === '/echo') {
+      // The request body exactly as this target read it (the framing it understood).
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => res.end(Buffer.concat(chunks)));
       return;
     }
     if (req.url?.startsWith('/bytes/')) {
