@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
+import { createExitPolicy } from '@ipcola/agent/exit-policy';
 import { type Accounts, createAccounts, loadOrCreatePepper } from './accounts/index.ts';
 import { createApiApp } from './api/index.ts';
 import { type Config, ConfigError, loadConfig, redactUrl } from './config/index.ts';
@@ -25,6 +26,13 @@ import {
   openPostgres,
   openRedisHotState,
 } from './store/index.ts';
+import {
+  createUpstreamDialer,
+  createUpstreamExits,
+  createUpstreamRegistry,
+  loadCredentialBox,
+  type UpstreamNode,
+} from './upstream/index.ts';
 
 const OPENAPI_DOCUMENT = new URL('../../openapi/openapi.yaml', import.meta.url);
 
@@ -81,27 +89,59 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         return node && { nodeId: node.id };
       },
     });
+    // Upstream-proxy nodes: the gateway enforces the agent's exit policy itself.
+    const proxyPolicy = createExitPolicy({ allowTargets: [...config.upstreamAllowProxies] });
+    const upstreamRegistry = createUpstreamRegistry(database, await loadCredentialBox(database), {
+      proxyPolicy,
+      onUnreadable: (nodeId, error) =>
+        logger.error({ err: error, node: nodeId }, 'upstream credentials do not open: node unused'),
+    });
+    const upstreams = createUpstreamExits({
+      dialer: createUpstreamDialer({
+        targetPolicy: createExitPolicy({ allowTargets: [...config.upstreamAllowTargets] }),
+        proxyPolicy,
+      }),
+      load: () => upstreamRegistry.list(),
+      online: (node) => gateway.addNodeExits(node.id, upstreamExits(node)),
+      offline: (nodeId) => gateway.removeNodeExits(nodeId),
+      probeIntervalMs: config.upstreamProbeIntervalMs,
+      logger: logger.child({ role: 'upstream' }),
+    });
+    // Without trust in what operators declare, exits carry no location (untargeted use only).
+    const declared = <T extends object>(location: T): T | Record<string, never> =>
+      config.trustDeclaredLocation ? location : {};
+    const upstreamExits = (node: UpstreamNode) =>
+      node.exitIps.map((ip) =>
+        withoutUndefined({ ip, type: node.type, ...declared(node.location) }),
+      );
+
     const gateway = createGateway({
       logger,
       sessions: hotState.sessions,
       usage,
       verifyKey: (keyId, secret) => accounts.verifyKey(keyId, secret),
       openStream: (exit, target) =>
-        hub.openStream(exit.nodeId, { host: target.host, port: target.port, exitIp: exit.ip }),
+        upstreams.has(exit.nodeId)
+          ? upstreams.openStream(exit.nodeId, exit.ip, target)
+          : hub.openStream(exit.nodeId, { host: target.host, port: target.port, exitIp: exit.ip }),
     });
     cleanups.push(async () => gateway.close());
     hub.on('node-up', (node) => {
       const { hello } = node;
-      // Without trust in what operators declare, exits carry no location (untargeted use only).
-      const location = config.trustDeclaredLocation
-        ? { country: hello.country, region: hello.region, city: hello.city, asn: hello.asn }
-        : {};
+      const location = declared({
+        country: hello.country,
+        region: hello.region,
+        city: hello.city,
+        asn: hello.asn,
+      });
       gateway.addNodeExits(
         node.nodeId,
         hello.exitIps.map((ip) => withoutUndefined({ ip, type: hello.type, ...location })),
       );
     });
     hub.on('node-down', ({ nodeId }) => gateway.removeNodeExits(nodeId));
+    cleanups.push(async () => upstreams.close());
+    await upstreams.start();
 
     const ports: Ports = { api: 0, proxy: 0, socks: 0, hub: 0 };
     const api = createApiApp({
@@ -121,6 +161,13 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
           gateway
             .regions()
             .flatMap((region) => (region.country ? [{ ...region, country: region.country }] : [])),
+        upstreamNodes: {
+          async register(accountId, registration) {
+            const node = await upstreamRegistry.register(accountId, registration);
+            upstreams.add(node);
+            return node;
+          },
+        },
       },
     });
     const apiServer = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, api);

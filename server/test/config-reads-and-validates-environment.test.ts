@@ -30,6 +30,21 @@ describe('configuration', () => {
     assert.equal(config.logLevel, 'info');
     assert.equal(config.publicHost, '127.0.0.1');
     assert.equal(config.trialCreditBytes, 1024 ** 3);
+    assert.deepEqual(config.upstreamAllowTargets, [], 'no policy exceptions for upstream exits');
+    assert.deepEqual(config.upstreamAllowProxies, []);
+    assert.equal(config.upstreamProbeIntervalMs, 10_000);
+  });
+
+  test('upstream-exit policy exceptions are lists of CIDRs', () => {
+    const config = load({
+      UPSTREAM_ALLOW_TARGETS: '127.0.0.1/32, fd00::/8',
+      UPSTREAM_ALLOW_PROXIES: '10.0.0.0/8',
+      UPSTREAM_PROBE_INTERVAL_MS: '250',
+    });
+    assert.deepEqual(config.upstreamAllowTargets, ['127.0.0.1/32', 'fd00::/8']);
+    assert.deepEqual(config.upstreamAllowProxies, ['10.0.0.0/8']);
+    assert.equal(config.upstreamProbeIntervalMs, 250);
+    assert.ok(Object.isFrozen(config.upstreamAllowTargets));
   });
 
   test('PUBLIC_HOST defaults to a dialable address when listening on every interface', () => {
@@ -114,6 +129,13 @@ describe('configuration', () => {
     ['PUBLIC_HOST', { PUBLIC_HOST: 'http://x' }, /not an IP address or host name/],
     ['TRIAL_CREDIT_BYTES', { TRIAL_CREDIT_BYTES: 'lots' }, /not a whole number/],
     ['SHUTDOWN_GRACE_MS', { SHUTDOWN_GRACE_MS: '999999' }, /out of range/],
+    ['UPSTREAM_ALLOW_TARGETS', { UPSTREAM_ALLOW_TARGETS: '127.0.0.1' }, /not a CIDR/],
+    ['UPSTREAM_ALLOW_TARGETS', { UPSTREAM_ALLOW_TARGETS: '10.0.0.0/33' }, /not a CIDR/],
+    ['UPSTREAM_ALLOW_TARGETS', { UPSTREAM_ALLOW_TARGETS: '127.1/32' }, /not a CIDR/],
+    ['UPSTREAM_ALLOW_TARGETS', { UPSTREAM_ALLOW_TARGETS: '10.0.0.0/8,,' }, /not a CIDR/],
+    ['UPSTREAM_ALLOW_PROXIES', { UPSTREAM_ALLOW_PROXIES: 'fe80::1%eth0/128' }, /not a CIDR/],
+    ['UPSTREAM_PROBE_INTERVAL_MS', { UPSTREAM_PROBE_INTERVAL_MS: '10' }, /out of range/],
+    ['UPSTREAM_PROBE_INTERVAL_MS', { UPSTREAM_PROBE_INTERVAL_MS: 'often' }, /not a whole number/],
   ];
   for (const [variable, env, reason] of bad) {
     test(`${variable}=${Object.values(env).at(-1)} is refused naming ${variable}`, () => {

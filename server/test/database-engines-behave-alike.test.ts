@@ -20,10 +20,11 @@ const TABLES = [
   'nodes',
   'sessions',
   'settings',
+  'upstream_proxies',
   'usage_hourly',
   'users',
 ];
-const VERSIONS = ['0001_initial', '0002_settings_and_sessions'];
+const VERSIONS = ['0001_initial', '0002_settings_and_sessions', '0003_upstream_nodes'];
 
 async function migrationsDir(
   files: Record<string, string>,

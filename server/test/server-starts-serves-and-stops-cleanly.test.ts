@@ -35,7 +35,11 @@ describe('the server process', () => {
       assert.equal(document.status, 200);
       assert.match(document.body, /^openapi: 3\.1\.0/);
       const migrated = server.logs.find((line) => Array.isArray(line.applied));
-      assert.deepEqual(migrated?.applied, ['0001_initial', '0002_settings_and_sessions']);
+      assert.deepEqual(migrated?.applied, [
+        '0001_initial',
+        '0002_settings_and_sessions',
+        '0003_upstream_nodes',
+      ]);
     } finally {
       assert.equal(await server.stop('SIGTERM'), 0);
     }

@@ -22,21 +22,28 @@ import {
   verifyNodeToken,
 } from './nodes.ts';
 import { prepareStandIn } from './passwords.ts';
+import { newId, PUBLIC_ID_LENGTH } from './secrets.ts';
 import { type Account, getAccount, getUser, login, signup, type User } from './users.ts';
 
 export type { IssuedKey, IssueKeyOptions, KeyScope, VerifiedKey } from './keys.ts';
 export { KEY_SCOPES } from './keys.ts';
 export type { NodeType, RegisteredNode, RegisterNodeOptions, VerifiedNode } from './nodes.ts';
 export { NODE_TYPES } from './nodes.ts';
-export { loadOrCreatePepper } from './pepper.ts';
+export { loadOrCreatePepper, loadOrCreateServerSecret } from './pepper.ts';
 export {
   EMAIL_MAX_LENGTH,
+  isDisplayName,
   isEmailAddress,
   NAME_MAX_LENGTH,
   PASSWORD_MAX_LENGTH,
   PASSWORD_MIN_LENGTH,
 } from './rules.ts';
 export type { Account, User } from './users.ts';
+
+/** A new public id for a key or a node: lowercase letters and digits, not secret. */
+export function newPublicId(): string {
+  return newId(PUBLIC_ID_LENGTH);
+}
 
 export interface AccountsOptions {
   /** The server secret from loadOrCreatePepper. */

@@ -92,8 +92,9 @@ export async function verifyNodeToken(
   const secret = token.slice(dot + 1);
   if (dot < 1 || !PUBLIC_ID_PATTERN.test(nodeId) || !SECRET_PATTERN.test(secret)) return null;
   const [row] = await db.query<NodeRow & { token_hash: string }>(
+    // Upstream-proxy nodes have no token (token_hash NULL): nothing ever verifies as one.
     `SELECT id, account_id, name, type, created_at, token_hash
-     FROM nodes WHERE id = $1 AND deleted_at IS NULL`,
+     FROM nodes WHERE id = $1 AND deleted_at IS NULL AND token_hash IS NOT NULL`,
     [nodeId],
   );
   const offered = keyedHash(pepper, secret);

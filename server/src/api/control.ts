@@ -7,6 +7,11 @@ import session from 'express-session';
 import type { Account, Accounts, User } from '../accounts/index.ts';
 import { ipcolaError } from '../errors/index.ts';
 import type { Queryable } from '../store/index.ts';
+import {
+  describeProxy,
+  type RegisteredUpstreamNode,
+  type UpstreamRegistration,
+} from '../upstream/index.ts';
 import { callerOf, createAuthenticator, requireCaller, startSession } from './auth.ts';
 import { agentCommand, keyConnection, type ProxyEndpoint } from './connection.ts';
 import type { components } from './openapi.d.ts';
@@ -26,6 +31,13 @@ export interface ControlOptions {
   proxyEndpoint: ProxyEndpoint | (() => ProxyEndpoint);
   /** Online exits by country, city and type (the hub's live registry). */
   listRegions: () => Promise<Region[]>;
+  /** Stores upstream-proxy nodes and starts using them; without it `upstream` is refused. */
+  upstreamNodes?: UpstreamNodeRegistrar;
+}
+
+export interface UpstreamNodeRegistrar {
+  /** Checks and stores the node, and makes its exits leasable; throws invalid_request naming the field. */
+  register(accountId: string, registration: UpstreamRegistration): Promise<RegisteredUpstreamNode>;
 }
 
 export const SESSION_COOKIE = 'ipcola.sid';
@@ -154,6 +166,24 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
     .route('/nodes')
     .post(caller, jsonBody, async (req, res) => {
       const body = bodies.check('CreateNodeRequest', optionalBody(req));
+      if (body.upstream) {
+        if (!options.upstreamNodes) {
+          throw ipcolaError('invalid_request', 'upstream-proxy nodes are not enabled here');
+        }
+        const node = await options.upstreamNodes.register(callerOf(res).accountId, {
+          name: body.name ?? '',
+          type: body.type ?? 'datacenter',
+          upstream: body.upstream,
+        });
+        res.status(201).json({
+          id: node.id,
+          name: node.name,
+          type: node.type,
+          created_at: node.createdAt.toISOString(),
+          upstream: upstreamView(node),
+        } satisfies Schemas['UpstreamNodeCreated']);
+        return;
+      }
       const node = await accounts.registerNode(callerOf(res).accountId, {
         name: body.name ?? '',
         type: body.type ?? 'residential',
@@ -165,7 +195,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
         created_at: node.createdAt.toISOString(),
         token: node.token,
         agent_command: agentCommand(endpoint(), node.token, node.type),
-      } satisfies Schemas['NodeCreated']);
+      } satisfies Schemas['AgentNodeCreated']);
     })
     .all(onlyMethods('POST'));
 
@@ -231,6 +261,19 @@ function accountView(account: Account): Schemas['Account'] {
     id: account.id,
     balance_bytes: account.balanceBytes,
     created_at: account.createdAt.toISOString(),
+  };
+}
+
+/** The proxy without its password: never shown again once registered. */
+function upstreamView(node: RegisteredUpstreamNode): Schemas['UpstreamProxy'] {
+  const { country, region, city, asn } = node.location;
+  return {
+    url: describeProxy(node.proxy),
+    exit_ips: [...node.exitIps],
+    country,
+    ...(region !== undefined ? { region } : {}),
+    ...(city !== undefined ? { city } : {}),
+    ...(asn !== undefined ? { asn } : {}),
   };
 }
 

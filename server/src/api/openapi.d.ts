@@ -171,7 +171,19 @@ export interface paths {
         /**
          * Register an exit node; its token is shown in this answer only.
          * @description The node's operator is the caller's account, credited for the bytes the node
-         *     carries. Only a hash of the token is kept: it cannot be shown again.
+         *     carries. Two kinds:
+         *
+         *     - Without `upstream`: a node that runs the exit-node agent. The answer holds
+         *       its `token` and the `agent_command` that runs it. Only a hash of the token
+         *       is kept: it cannot be shown again.
+         *     - With `upstream`: a datacenter supplier's existing SOCKS5 or HTTP proxy. No
+         *       agent and no token: the gateway chains through the proxy itself, asking it
+         *       for exactly the target addresses its exit policy allowed, and takes the
+         *       node's exits offline while the proxy does not accept connections. The
+         *       proxy's user name and password are stored encrypted (they must be presented
+         *       to it, so they cannot be hashed); the password is never shown by any
+         *       endpoint, this answer included. The proxy's address must be a public one
+         *       unless the server's `UPSTREAM_ALLOW_PROXIES` lists it.
          */
         post: operations["createNode"];
         delete?: never;
@@ -305,9 +317,40 @@ export interface components {
         ExitType: "residential" | "datacenter" | "mobile";
         CreateNodeRequest: {
             name?: components["schemas"]["DisplayName"];
+            /** @description Default `residential` for an agent node, `datacenter` for an upstream-proxy node. */
             type?: components["schemas"]["ExitType"];
+            upstream?: components["schemas"]["UpstreamProxyRequest"];
         };
-        NodeCreated: {
+        /** @description Lowercase slug, `_` for a space (`new_york`), as in the proxy username. */
+        Slug: string;
+        /** @description An existing proxy to chain through instead of running the agent. */
+        UpstreamProxyRequest: {
+            /**
+             * @description `socks5://USER:PASSWORD@HOST:PORT` (RFC 1929 user/password authentication)
+             *     or `http://USER:PASSWORD@HOST:PORT` (CONNECT with `Proxy-Authorization:
+             *     Basic`); credentials optional, percent-encoded as in any URL, at most 255
+             *     bytes each. The port must be written out; nothing may follow it. HOST is an
+             *     IP address or a DNS name (resolved when dialled); either must be a public
+             *     address unless the server's `UPSTREAM_ALLOW_PROXIES` lists it.
+             * @example socks5://user:pass@203.0.113.7:1080
+             */
+            url: string;
+            /**
+             * @description The addresses the proxy's connections leave from, each leased as its own
+             *     exit. All of them go through this one proxy URL: list several only when the
+             *     proxy itself keeps a client's connections on one of them; otherwise register
+             *     one node per address.
+             */
+            exit_ips: string[];
+            /** @description ISO 3166-1 alpha-2, lowercase, an assigned code. */
+            country: string;
+            region?: components["schemas"]["Slug"];
+            city?: components["schemas"]["Slug"];
+            asn?: number;
+        };
+        /** @description An agent node (with its token) or an upstream-proxy node (with its proxy). */
+        NodeCreated: components["schemas"]["AgentNodeCreated"] | components["schemas"]["UpstreamNodeCreated"];
+        AgentNodeCreated: {
             id: string;
             name: string;
             type: components["schemas"]["ExitType"];
@@ -317,6 +360,24 @@ export interface components {
             token: string;
             /** @description The command line that runs the exit-node agent with this token. */
             agent_command: string;
+        };
+        UpstreamNodeCreated: {
+            id: string;
+            name: string;
+            type: components["schemas"]["ExitType"];
+            /** Format: date-time */
+            created_at: string;
+            upstream: components["schemas"]["UpstreamProxy"];
+        };
+        UpstreamProxy: {
+            /** @description The proxy as registered, normalised, without its password (`socks5://USER@HOST:PORT`). */
+            url: string;
+            /** @description Canonical text, in the order given. */
+            exit_ips: string[];
+            country: string;
+            region?: components["schemas"]["Slug"];
+            city?: components["schemas"]["Slug"];
+            asn?: number;
         };
         Region: {
             /** @description ISO 3166-1 alpha-2, lowercase. */
@@ -643,7 +704,10 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The new node, with its token and the command that runs it. */
+            /**
+             * @description The new node: with its token and the command that runs it for an agent
+             *     node, with its proxy (password left out) for an upstream-proxy node.
+             */
             201: {
                 headers: {
                     [name: string]: unknown;

@@ -80,6 +80,7 @@ export function createBodyValidator(document: {
     pushStringChecks(schema, where, checks);
     pushNumberChecks(schema, checks);
     pushObjectChecks(schema, where, checks);
+    pushArrayLengthChecks(schema, checks);
     if (schema.items !== undefined) {
       const item = compile(schema.items as JsonSchema, `${where}.items`);
       checks.push((value, path) => {
@@ -175,6 +176,8 @@ const KNOWN_KEYWORDS = new Set([
   'required',
   'additionalProperties',
   'items',
+  'minItems',
+  'maxItems',
   'oneOf',
 ]);
 
@@ -265,6 +268,23 @@ function pushNumberChecks(schema: JsonSchema, checks: Check[]) {
       return `${subject(path)} must be at least ${minimum}`;
     if (maximum !== undefined && value > maximum)
       return `${subject(path)} must be at most ${maximum}`;
+    return null;
+  });
+}
+
+function pushArrayLengthChecks(schema: JsonSchema, checks: Check[]) {
+  const { minItems, maxItems } = schema as { minItems?: number; maxItems?: number };
+  if (minItems === undefined && maxItems === undefined) return;
+  checks.push((value, path) => {
+    if (!Array.isArray(value)) return null;
+    if (minItems !== undefined && value.length < minItems) {
+      return minItems === 1
+        ? `${subject(path)} must not be empty`
+        : `${subject(path)} must hold at least ${minItems} items`;
+    }
+    if (maxItems !== undefined && value.length > maxItems) {
+      return `${subject(path)} must hold at most ${maxItems} items`;
+    }
     return null;
   });
 }

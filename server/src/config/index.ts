@@ -23,6 +23,12 @@ export interface Config {
   readonly trialCreditBytes: number;
   /** How long shutdown waits for open connections before cutting them. */
   readonly shutdownGraceMs: number;
+  /** CIDRs that upstream-proxy exits may reach although the exit policy refuses their range. */
+  readonly upstreamAllowTargets: readonly string[];
+  /** CIDRs where upstream proxies may be although the exit policy refuses their range. */
+  readonly upstreamAllowProxies: readonly string[];
+  /** How often each upstream proxy is probed (and the list of upstream nodes reloaded). */
+  readonly upstreamProbeIntervalMs: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -93,6 +99,14 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       Number.MAX_SAFE_INTEGER,
     ),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', read('SHUTDOWN_GRACE_MS') ?? '3000', 0, 60_000),
+    upstreamAllowTargets: cidrList('UPSTREAM_ALLOW_TARGETS', read('UPSTREAM_ALLOW_TARGETS')),
+    upstreamAllowProxies: cidrList('UPSTREAM_ALLOW_PROXIES', read('UPSTREAM_ALLOW_PROXIES')),
+    upstreamProbeIntervalMs: integer(
+      'UPSTREAM_PROBE_INTERVAL_MS',
+      read('UPSTREAM_PROBE_INTERVAL_MS') ?? '10000',
+      100,
+      300_000,
+    ),
   };
 
   if (config.stripeWebhookSecret && !config.stripeSecretKey) {
@@ -137,6 +151,27 @@ function host(name: string, raw: string): string {
     throw new ConfigError(name, `"${raw}" is not an IP address or host name`);
   }
   return raw;
+}
+
+/**
+ * Comma-separated CIDRs (`127.0.0.1/32,fd00::/8`), each a strict IP literal and a prefix
+ * no longer than its family allows; unset is none.
+ */
+function cidrList(name: string, raw: string | undefined): readonly string[] {
+  if (raw === undefined) return Object.freeze([]);
+  const cidrs = raw.split(',').map((part) => part.trim());
+  for (const cidr of cidrs) {
+    const match = /^([^/]+)\/(0|[1-9][0-9]{0,2})$/.exec(cidr);
+    const family = match ? isIP(match[1] as string) : 0;
+    const bits = family === 4 ? 32 : 128;
+    if (!match || family === 0 || cidr.includes('%') || Number(match[2]) > bits) {
+      throw new ConfigError(
+        name,
+        `"${cidr}" is not a CIDR (expected a comma-separated list such as 127.0.0.1/32,fd00::/8)`,
+      );
+    }
+  }
+  return Object.freeze(cidrs);
 }
 
 function bool(name: string, raw: string | undefined, fallback: boolean): boolean {

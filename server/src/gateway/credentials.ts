@@ -222,6 +222,11 @@ function checkKeyId(keyId: string): string {
   return keyId;
 }
 
+/** An officially assigned ISO 3166-1 alpha-2 code, in lowercase (what exits are tagged with). */
+export function isCountryCode(code: string): boolean {
+  return ISO_COUNTRIES.has(code);
+}
+
 function parseCountry(raw: string): string {
   const code = raw.toLowerCase();
   if (code === 'uk') {

@@ -13,7 +13,7 @@ import { OpenTunnels } from './open-tunnels.ts';
 import { createSocks5Server } from './socks5.ts';
 
 export type { Targeting } from './credentials.ts';
-export { formatProxyUsername, parseProxyUsername } from './credentials.ts';
+export { formatProxyUsername, isCountryCode, parseProxyUsername } from './credentials.ts';
 export type { Exit, ExitType, ProxyKey, RegionCount, Target };
 
 export interface GatewayOptions {

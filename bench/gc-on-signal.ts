@@ -1,0 +1,13 @@
+/**
+ * Preloaded (`--expose-gc --import bench/gc-on-signal.ts`) into the Node processes under
+ * test: SIGUSR2 runs a full garbage collection and writes one line with
+ * process.memoryUsage() to stderr, so that the harness reads memory on a collected heap
+ * rather than on whatever garbage happens to be lying around. Nothing else about the
+ * process changes.
+ */
+const collect = (globalThis as { gc?: () => void }).gc;
+process.on('SIGUSR2', () => {
+  collect?.();
+  collect?.();
+  process.stderr.write(`IPCOLA_BENCH_MEMORY ${JSON.stringify(process.memoryUsage())}\n`);
+});

@@ -1,0 +1,25 @@
+/**
+ * Upstream-proxy exits (DESIGN.md section 6): a datacenter supplier's existing SOCKS5 or
+ * HTTP proxy registered as an exit node instead of running the agent. The gateway
+ * chains through it, enforcing the agent's exit policy itself.
+ *
+ * - registry: the nodes in the database (credentials sealed, see credential-box);
+ * - upstream-dialer: one stream through a proxy to a policy-checked target address;
+ * - upstream-exits: the nodes this gateway uses, their health, and opening streams.
+ */
+export {
+  CREDENTIALS_KEY_SETTING,
+  type CredentialBox,
+  loadCredentialBox,
+} from './credential-box.ts';
+export { describeProxy, type UpstreamProxy } from './proxy-url.ts';
+export {
+  createUpstreamRegistry,
+  type DeclaredLocation,
+  type RegisteredUpstreamNode,
+  type UpstreamNode,
+  type UpstreamRegistration,
+  type UpstreamRegistry,
+} from './registry.ts';
+export { createUpstreamDialer, type UpstreamDialer } from './upstream-dialer.ts';
+export { createUpstreamExits, type UpstreamExits } from './upstream-exits.ts';
