@@ -28,9 +28,10 @@ import { type Account, getAccount, getUser, login, signup, type User } from './u
 export type { IssuedKey, IssueKeyOptions, KeyScope, VerifiedKey } from './keys.ts';
 export { KEY_SCOPES } from './keys.ts';
 export type { NodeType, RegisteredNode, RegisterNodeOptions, VerifiedNode } from './nodes.ts';
-export { NODE_TYPES } from './nodes.ts';
+export { checkNodeType, NODE_TYPES } from './nodes.ts';
 export { loadOrCreatePepper, loadOrCreateServerSecret } from './pepper.ts';
 export {
+  checkDisplayName,
   EMAIL_MAX_LENGTH,
   isDisplayName,
   isEmailAddress,

@@ -1,6 +1,6 @@
 import { ipcolaError } from '../errors/index.ts';
 import type { Queryable } from '../store/index.ts';
-import { isDisplayName } from './rules.ts';
+import { checkDisplayName } from './rules.ts';
 import {
   keyedHash,
   newId,
@@ -59,12 +59,7 @@ export async function issueKey(
   options: IssueKeyOptions = {},
 ): Promise<IssuedKey> {
   const name = options.name ?? '';
-  if (!isDisplayName(name)) {
-    throw ipcolaError(
-      'invalid_request',
-      'name must be at most 100 characters, without control characters',
-    );
-  }
+  checkDisplayName(name);
   const scopes = [...new Set(options.scopes ?? KEY_SCOPES)];
   if (scopes.length === 0 || !scopes.every((scope) => KEY_SCOPES.includes(scope))) {
     throw ipcolaError(

@@ -1,6 +1,6 @@
 import { ipcolaError } from '../errors/index.ts';
 import type { Queryable } from '../store/index.ts';
-import { isDisplayName } from './rules.ts';
+import { checkDisplayName } from './rules.ts';
 import {
   keyedHash,
   newId,
@@ -55,16 +55,9 @@ export async function registerNode(
   options: RegisterNodeOptions = {},
 ): Promise<RegisteredNode> {
   const name = options.name ?? '';
-  if (!isDisplayName(name)) {
-    throw ipcolaError(
-      'invalid_request',
-      'name must be at most 100 characters, without control characters',
-    );
-  }
+  checkDisplayName(name);
   const type = options.type ?? 'residential';
-  if (!NODE_TYPES.includes(type)) {
-    throw ipcolaError('invalid_request', `type must be one of ${NODE_TYPES.join(', ')}`);
-  }
+  checkNodeType(type);
   const secret = newSecret();
   const [row] = await db.query<NodeRow>(
     `INSERT INTO nodes (id, account_id, name, type, token_hash) VALUES ($1, $2, $3, $4, $5)
@@ -100,4 +93,11 @@ export async function verifyNodeToken(
   const offered = keyedHash(pepper, secret);
   if (!row || !sameDigest(offered, row.token_hash)) return null;
   return { id: row.id, accountId: row.account_id, name: row.name, type: row.type };
+}
+
+/** Refuses a node type outside NODE_TYPES, with the one message every form uses. */
+export function checkNodeType(type: string): asserts type is NodeType {
+  if (!NODE_TYPES.includes(type as NodeType)) {
+    throw ipcolaError('invalid_request', `type must be one of ${NODE_TYPES.join(', ')}`);
+  }
 }

@@ -1,5 +1,7 @@
 /** What the accounts module accepts as an email, a password, a name (the API's schema agrees). */
 
+import { ipcolaError } from '../errors/index.ts';
+
 export const EMAIL_MAX_LENGTH = 254;
 export const PASSWORD_MIN_LENGTH = 10;
 export const PASSWORD_MAX_LENGTH = 256;
@@ -41,4 +43,14 @@ export function characterCount(value: string): number {
 export function isDisplayName(value: string): boolean {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing them is the point
   return characterCount(value) <= NAME_MAX_LENGTH && !/[\u0000-\u001f\u007f]/.test(value);
+}
+
+/** Refuses a name that is not a display name, with the one message every form uses. */
+export function checkDisplayName(value: string): void {
+  if (!isDisplayName(value)) {
+    throw ipcolaError(
+      'invalid_request',
+      `name must be at most ${NAME_MAX_LENGTH} characters, without control characters`,
+    );
+  }
 }

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import {
   createServer,
   type IncomingHttpHeaders,
@@ -10,7 +9,7 @@ import type { Socket } from 'node:net';
 import { parseAuthority } from '@ipcola/agent/protocol';
 import { createProxyServer } from 'http-proxy-3';
 import { ipcolaError, isIPColaError } from '../errors/index.ts';
-import type { Logger } from '../log/index.ts';
+import { type Logger, newConnectionId } from '../log/index.ts';
 import { SocketMeter, type UsageMeter } from '../metering/index.ts';
 import type { Access } from './access.ts';
 import type { Connector } from './connector.ts';
@@ -269,7 +268,7 @@ const ids = new WeakMap<Socket, string>();
 function connectionId(socket: Socket): string {
   let id = ids.get(socket);
   if (!id) {
-    id = randomBytes(6).toString('hex');
+    id = newConnectionId();
     ids.set(socket, id);
   }
   return id;

@@ -56,10 +56,9 @@
  * Logs: one child logger per connection with `conn` (a random id) and the client's
  * address and port; never the username or the password.
  */
-import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { isIPColaError, isProxyErrorCode, PROXY_ERRORS } from '../errors/index.ts';
-import type { Logger } from '../log/index.ts';
+import { type Logger, newConnectionId } from '../log/index.ts';
 import {
   authReply,
   type Credentials,
@@ -141,7 +140,7 @@ function acceptConnection<Auth, Upstream extends Destroyable>(
   }
   const client: SocksClient = { address, port };
   const log = options.logger.child({
-    conn: randomBytes(6).toString('base64url'),
+    conn: newConnectionId(),
     client: address,
     clientPort: port,
   });

@@ -6,7 +6,7 @@
 import { isIP } from 'node:net';
 import type { ExitPolicy } from '@ipcola/agent/exit-policy';
 import { canonicalIp, HELLO_MAX_EXIT_IPS } from '@ipcola/agent/protocol';
-import { isDisplayName, NODE_TYPES, type NodeType, newPublicId } from '../accounts/index.ts';
+import { checkDisplayName, checkNodeType, type NodeType, newPublicId } from '../accounts/index.ts';
 import { ipcolaError } from '../errors/index.ts';
 import { isCountryCode } from '../gateway/index.ts';
 import type { Database } from '../store/index.ts';
@@ -202,10 +202,8 @@ function checkRegistration(
 } {
   const refuse = (message: string) => ipcolaError('invalid_request', message);
   const { name, type, upstream } = registration;
-  if (!isDisplayName(name)) {
-    throw refuse('name must be at most 100 characters, without control characters');
-  }
-  if (!NODE_TYPES.includes(type)) throw refuse(`type must be one of ${NODE_TYPES.join(', ')}`);
+  checkDisplayName(name);
+  checkNodeType(type);
 
   const parsed = parseUpstreamUrl(upstream.url);
   if (!parsed.ok) throw refuse(`upstream.url ${parsed.reason}`);
