@@ -7,8 +7,9 @@ import { PGLITE_TEMPLATE, writePgliteTemplate } from '../src/store/pglite-templa
 
 const started = Date.now();
 try {
+  if (PGLITE_TEMPLATE === null) throw new Error('PGlite is not installed under node_modules');
   if (existsSync(PGLITE_TEMPLATE)) process.exit(0);
-  await writePgliteTemplate();
+  await writePgliteTemplate(PGLITE_TEMPLATE);
   console.log(`ipcola: PGlite template written in ${Date.now() - started} ms (${PGLITE_TEMPLATE})`);
 } catch (error) {
   console.warn(

@@ -22,6 +22,7 @@ describe('a new data directory starts from the template npm install wrote', () =
   });
 
   test('the postinstall step left the template for this PGlite version', () => {
+    assert.ok(PGLITE_TEMPLATE, 'PGlite is installed under node_modules here');
     assert.ok(existsSync(PGLITE_TEMPLATE), `${PGLITE_TEMPLATE} is missing: did postinstall run?`);
   });
 

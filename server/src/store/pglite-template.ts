@@ -12,32 +12,37 @@ import { PGlite } from '@electric-sql/pglite';
  * postinstall, a read-only node_modules) start-up still works, only slower.
  */
 
-// The package does not export its package.json: find it from the entry point it does export.
-const pgliteEntry = createRequire(import.meta.url).resolve('@electric-sql/pglite');
-const modulesDir = pgliteEntry.slice(
-  0,
-  pgliteEntry.lastIndexOf(`${path.sep}node_modules${path.sep}`),
-);
-const pgliteVersion = (
-  JSON.parse(
-    readFileSync(
-      path.join(modulesDir, 'node_modules', '@electric-sql', 'pglite', 'package.json'),
-      'utf8',
-    ),
-  ) as { version: string }
-).version;
+/**
+ * `node_modules/.cache/ipcola/pglite-<version>.tar`, beside the PGlite that makes it; null
+ * when PGlite is not installed under a node_modules folder (then there is no template).
+ */
+export const PGLITE_TEMPLATE = locateTemplate();
 
-/** `node_modules/.cache/ipcola/pglite-<version>.tar`, beside the PGlite that made it. */
-export const PGLITE_TEMPLATE = path.join(
-  modulesDir,
-  'node_modules',
-  '.cache',
-  'ipcola',
-  `pglite-${pgliteVersion}.tar`,
-);
+function locateTemplate(): string | null {
+  try {
+    // The package does not export its package.json: walk up from the entry it exports.
+    let dir = path.dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite'));
+    for (;;) {
+      const manifest = path.join(dir, 'package.json');
+      if (existsSync(manifest)) {
+        const { name, version } = JSON.parse(readFileSync(manifest, 'utf8'));
+        if (name === '@electric-sql/pglite') {
+          const modules = path.dirname(path.dirname(dir));
+          if (path.basename(modules) !== 'node_modules') return null;
+          return path.join(modules, '.cache', 'ipcola', `pglite-${version}.tar`);
+        }
+      }
+      const up = path.dirname(dir);
+      if (up === dir) return null;
+      dir = up;
+    }
+  } catch {
+    return null;
+  }
+}
 
 /** Dumps a freshly initialised cluster to `file` (written whole, then renamed into place). */
-export async function writePgliteTemplate(file = PGLITE_TEMPLATE): Promise<void> {
+export async function writePgliteTemplate(file: string): Promise<void> {
   const db = await PGlite.create();
   try {
     const dump = await db.dumpDataDir('none');
@@ -55,8 +60,8 @@ export async function writePgliteTemplate(file = PGLITE_TEMPLATE): Promise<void>
  * takes anything else for gzip and its inflate error escapes as an unhandled rejection,
  * so a damaged file is refused here and start-up falls back to initdb.
  */
-export async function readPgliteTemplate(file = PGLITE_TEMPLATE): Promise<Blob | null> {
-  if (!existsSync(file)) return null;
+export async function readPgliteTemplate(file: string | null): Promise<Blob | null> {
+  if (file === null || !existsSync(file)) return null;
   const dump = await readFile(file);
   if (dump.subarray(257, 262).toString('latin1') !== 'ustar') return null;
   return new Blob([dump], { type: 'application/x-tar' });
