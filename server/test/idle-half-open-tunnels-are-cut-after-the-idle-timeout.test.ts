@@ -88,7 +88,7 @@ describe('idle half-open tunnels are cut after the idle timeout', () => {
     hub.on('node-down', ({ nodeId }) => gateway.removeNodeExits(nodeId));
     ports = { proxy: await listen(gateway.httpServer), socks: await listen(gateway.socksServer) };
     cleanups.push(async () => {
-      gateway.close();
+      await gateway.close();
       await new Promise((resolve) => gateway.httpServer.close(resolve));
       await new Promise((resolve) => gateway.socksServer.close(resolve));
     });

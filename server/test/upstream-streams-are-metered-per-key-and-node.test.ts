@@ -117,7 +117,7 @@ describe('upstream-proxy streams are metered', () => {
 
   after(async () => {
     upstreams.close();
-    gateway.close();
+    await gateway.close();
     await usage.close();
     for (const server of [gateway.httpServer, gateway.socksServer, target]) {
       (server as Server).close();

@@ -1,26 +1,19 @@
-import {
-  createServer,
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { parseAuthority } from '@ipcola/agent/protocol';
-import { createProxyServer } from 'http-proxy-3';
 import { ipcolaError, isIPColaError } from '../errors/index.ts';
 import { type Logger, newConnectionId } from '../log/index.ts';
 import { SocketMeter, type UsageMeter } from '../metering/index.ts';
 import type { Access } from './access.ts';
 import type { Connector } from './connector.ts';
-import type { ExitAgents } from './exit-agents.ts';
+import type { Forwarder } from './forwarder.ts';
 import type { OpenTunnels } from './open-tunnels.ts';
 import { refuseConnect, refuseRequest } from './refusal.ts';
 
 export interface HttpProxyOptions {
   access: Access;
   connector: Connector;
-  agents: ExitAgents;
+  forwarder: Forwarder;
   tunnels: OpenTunnels;
   usage: UsageMeter;
   logger: Logger;
@@ -29,18 +22,6 @@ export interface HttpProxyOptions {
   /** A client connection with no traffic this long is closed. */
   idleTimeoutMs: number;
 }
-
-/** Headers that belong to one hop and never reach the target (RFC 9110 section 7.6.1). */
-const HOP_BY_HOP = [
-  'connection',
-  'keep-alive',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'upgrade',
-];
 
 const meters = new WeakMap<Socket, SocketMeter>();
 function meterOf(socket: Socket): SocketMeter {
@@ -54,16 +35,7 @@ function meterOf(socket: Socket): SocketMeter {
 
 /** The HTTP proxy listener: absolute-URI forwarding and CONNECT tunnels. */
 export function createHttpProxyServer(options: HttpProxyOptions): Server {
-  const { access, connector, agents, tunnels, usage } = options;
-  const forwarder = createProxyServer({ xfwd: false, changeOrigin: false, ws: false });
-  // The target's hop-by-hop headers describe the exit's connection to it, not the client's
-  // (RFC 9110 section 7.6.1). Passed on, its `Connection: keep-alive` overrode a client's
-  // `Connection: close`, and the client waited for keepAliveTimeout. The client's connection
-  // is kept or closed as the client asked (http-proxy-3 would otherwise add keep-alive).
-  forwarder.on('proxyRes', (proxyRes, _req, res) => {
-    stripHopByHop(proxyRes.headers);
-    proxyRes.headers.connection = res.shouldKeepAlive ? 'keep-alive' : 'close';
-  });
+  const { access, connector, forwarder, tunnels, usage } = options;
 
   const server = createServer({
     // Node's strict parser only: never insecureHTTPParser (request smuggling).
@@ -133,7 +105,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     );
   });
 
-  async function forward(req: IncomingMessage, res: ServerResponse, log: Logger): Promise<void> {
+  async function forward(req: IncomingMessage, res: ServerResponse, _log: Logger): Promise<void> {
     const meter = meterOf(req.socket);
     // Whatever happens to this request, its bytes leave the socket's meter when it ends:
     // to its key when it got as far as an exit, to nobody when it was refused before.
@@ -154,23 +126,16 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     if (admission.credentials.session)
       res.setHeader('X-IPCola-Session', admission.credentials.session.id);
 
-    stripHopByHop(req.headers);
-    req.headers.host = target.url.host;
-    req.url = target.path;
-    const agent = agents.for(exit.id, async (to) => {
+    const open = async (to: { host: string; port: number }) => {
       const opened = await connector.openThrough(exit, to);
       opened.stream.once('close', opened.release);
       return opened.stream;
+    };
+    await forwarder.forward(exit.id, open, req, res, {
+      origin: `http://${target.url.host}`,
+      path: target.path,
+      authority: target.url.host,
     });
-    forwarder.web(
-      req,
-      res,
-      { target: `http://${target.url.host}`, agent, proxyTimeout: options.idleTimeoutMs },
-      (error: Error) => {
-        log.debug({ err: error }, 'upstream error');
-        refuseRequest(res, error);
-      },
-    );
   }
 
   async function connect(
@@ -219,7 +184,6 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     );
   }
 
-  server.on('close', () => forwarder.close?.());
   return server;
 }
 
@@ -246,17 +210,6 @@ function absoluteTarget(raw: string): { url: URL; host: string; port: number; pa
     raw.indexOf('/', 'http://'.length) === -1 ? '/' : afterAuthority.split('#')[0] || '/';
   const port = url.port === '' ? 80 : Number(url.port);
   return { url, host: url.hostname, port, path };
-}
-
-/** Removes hop-by-hop headers (Transfer-Encoding stays: it frames the message). */
-function stripHopByHop(headers: IncomingHttpHeaders): void {
-  const listed = String(headers.connection ?? '')
-    .split(',')
-    .map((name) => name.trim().toLowerCase())
-    .filter(Boolean);
-  for (const name of [...HOP_BY_HOP, ...listed]) {
-    if (name !== 'transfer-encoding') delete headers[name];
-  }
 }
 
 /** Bytes of a refused exchange belong to no key: drop them from the socket's meter. */

@@ -6,8 +6,8 @@ import { SocketMeter, type UsageMeter } from '../metering/index.ts';
 import type { SessionTable } from '../store/index.ts';
 import { type Access, createAccess, type ProxyKey } from './access.ts';
 import { type Connector, createConnector, type Target, type Upstream } from './connector.ts';
-import { ExitAgents } from './exit-agents.ts';
 import { type Exit, ExitIndex, type ExitType, type RegionCount } from './exit-index.ts';
+import { createForwarder } from './forwarder.ts';
 import { createHttpProxyServer } from './http-proxy.ts';
 import { OpenTunnels } from './open-tunnels.ts';
 import { createSocks5Server } from './socks5.ts';
@@ -56,7 +56,7 @@ export interface Gateway {
   removeNodeExits(nodeId: string): void;
   regions(): RegionCount[];
   /** Stops metering timers and drops pooled upstream connections (listeners are closed by the caller). */
-  close(): void;
+  close(): Promise<void>;
 }
 
 /** The customer-facing proxy: HTTP (forward + CONNECT) and SOCKS5 over one set of exits. */
@@ -74,14 +74,14 @@ export function createGateway(options: GatewayOptions): Gateway {
     openStream: options.openStream,
     openTimeoutMs: timeouts.openMs,
   });
-  const agents = new ExitAgents({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
+  const forwarder = createForwarder({ idleTimeoutMs: timeouts.idleMs, connectionsPerOrigin: 256 });
   const tunnels = new OpenTunnels(options.usage, timeouts.idleMs, timeouts.meterMs);
   const logger = options.logger.child({ role: 'gateway' });
 
   const httpServer = createHttpProxyServer({
     access,
     connector,
-    agents,
+    forwarder,
     tunnels,
     usage: options.usage,
     logger: logger.child({ protocol: 'http' }),
@@ -146,13 +146,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     removeNodeExits(nodeId) {
       const ips = nodeExits.get(nodeId) ?? [];
-      for (const exit of exits.removeNode(nodeId, ips)) agents.drop(exit.id);
+      for (const exit of exits.removeNode(nodeId, ips)) forwarder.drop(exit.id);
       nodeExits.delete(nodeId);
     },
     regions: () => exits.regions(),
-    close() {
+    async close() {
       tunnels.close();
-      agents.close();
+      await forwarder.close();
     },
   };
 }
