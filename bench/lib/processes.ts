@@ -34,6 +34,9 @@ export interface Managed {
 const running = new Set<Managed>();
 
 /** Node flags for every Node process under test: TypeScript, and a full GC on SIGUSR2. */
+/** The server's own V8 flags, as its `npm start` script passes them. */
+const SERVER_FLAGS = ['--initial-old-space-size=128'];
+
 const NODE_FLAGS = [
   '--expose-gc',
   '--import',
@@ -316,7 +319,13 @@ export async function startIpcola(
     'ipcola-server',
     PROXY_CORE,
     process.execPath,
-    [...(options.nodeFlags ?? []), ...profile('gateway'), ...NODE_FLAGS, 'src/main.ts'],
+    [
+      ...SERVER_FLAGS,
+      ...(options.nodeFlags ?? []),
+      ...profile('gateway'),
+      ...NODE_FLAGS,
+      'src/main.ts',
+    ],
     {
       cwd: SERVER_DIR,
       env: {
