@@ -14,7 +14,7 @@ import { createGateway } from './gateway/index.ts';
 import { createHub, createHubServer } from './hub/index.ts';
 import { closeServer, listen } from './listeners/index.ts';
 import { createLogger, type Logger } from './log/index.ts';
-import { createUsageMeter } from './metering/index.ts';
+import { createUsageMeter, startUsageFlusher } from './metering/index.ts';
 import {
   claimDataDir,
   createMemoryHotState,
@@ -75,6 +75,18 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       pepper: await loadOrCreatePepper(database),
       trialCreditBytes: config.trialCreditBytes,
     });
+
+    // Cleanups run in reverse: the meter pushes its last counts before the last flush.
+    const flusher = startUsageFlusher({
+      counters: hotState.counters,
+      database,
+      intervalMs: config.usageFlushIntervalMs,
+      onError: (error) =>
+        logger.warn({ err: error }, 'usage flush failed; retried on the next one'),
+      onOrphans: (batch, keyIds) =>
+        logger.error({ batch, keyIds }, 'usage of keys that no longer exist was not recorded'),
+    });
+    cleanups.push(() => flusher.close());
 
     const usage = createUsageMeter(hotState.counters, {
       pushIntervalMs: 1_000,

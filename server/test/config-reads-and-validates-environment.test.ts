@@ -33,6 +33,7 @@ describe('configuration', () => {
     assert.deepEqual(config.upstreamAllowTargets, [], 'no policy exceptions for upstream exits');
     assert.deepEqual(config.upstreamAllowProxies, []);
     assert.equal(config.upstreamProbeIntervalMs, 10_000);
+    assert.equal(config.usageFlushIntervalMs, 5_000);
   });
 
   test('upstream-exit policy exceptions are lists of CIDRs', () => {
@@ -136,6 +137,8 @@ describe('configuration', () => {
     ['UPSTREAM_ALLOW_PROXIES', { UPSTREAM_ALLOW_PROXIES: 'fe80::1%eth0/128' }, /not a CIDR/],
     ['UPSTREAM_PROBE_INTERVAL_MS', { UPSTREAM_PROBE_INTERVAL_MS: '10' }, /out of range/],
     ['UPSTREAM_PROBE_INTERVAL_MS', { UPSTREAM_PROBE_INTERVAL_MS: 'often' }, /not a whole number/],
+    ['USAGE_FLUSH_INTERVAL_MS', { USAGE_FLUSH_INTERVAL_MS: '99' }, /out of range/],
+    ['USAGE_FLUSH_INTERVAL_MS', { USAGE_FLUSH_INTERVAL_MS: '1e3' }, /not a whole number/],
   ];
   for (const [variable, env, reason] of bad) {
     test(`${variable}=${Object.values(env).at(-1)} is refused naming ${variable}`, () => {

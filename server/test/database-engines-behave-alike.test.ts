@@ -21,10 +21,16 @@ const TABLES = [
   'sessions',
   'settings',
   'upstream_proxies',
+  'usage_batches',
   'usage_hourly',
   'users',
 ];
-const VERSIONS = ['0001_initial', '0002_settings_and_sessions', '0003_upstream_nodes'];
+const VERSIONS = [
+  '0001_initial',
+  '0002_settings_and_sessions',
+  '0003_upstream_nodes',
+  '0004_usage_batches',
+];
 
 async function migrationsDir(
   files: Record<string, string>,

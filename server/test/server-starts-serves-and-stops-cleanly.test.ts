@@ -39,6 +39,7 @@ describe('the server process', () => {
         '0001_initial',
         '0002_settings_and_sessions',
         '0003_upstream_nodes',
+        '0004_usage_batches',
       ]);
     } finally {
       assert.equal(await server.stop('SIGTERM'), 0);

@@ -1,8 +1,8 @@
 /**
  * The control API under /v1: sign-up, sign-in, sign-out, who am I, API keys, exit
- * nodes, regions. Request and answer types come from the OpenAPI document.
+ * nodes, regions, usage. Request and answer types come from the OpenAPI document.
  */
-import express, { type Request, type RequestHandler, type Router } from 'express';
+import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
 import session from 'express-session';
 import type { Account, Accounts, User } from '../accounts/index.ts';
 import { ipcolaError } from '../errors/index.ts';
@@ -16,6 +16,7 @@ import { callerOf, createAuthenticator, requireCaller, startSession } from './au
 import { agentCommand, keyConnection, type ProxyEndpoint } from './connection.ts';
 import type { components } from './openapi.d.ts';
 import { DatabaseSessionStore } from './session-store.ts';
+import { usageCsv, usageReport } from './usage.ts';
 import type { BodyValidator } from './validate.ts';
 
 type Schemas = components['schemas'];
@@ -23,7 +24,7 @@ export type Region = Schemas['Region'];
 
 export interface ControlOptions {
   accounts: Accounts;
-  /** Where sessions live unless sessionStore is given (the `sessions` table). */
+  /** Where sessions live unless sessionStore is given (the `sessions` table), and usage. */
   database: Queryable;
   /** Another express-session store (e.g. over Redis); default: the database. */
   sessionStore?: session.Store;
@@ -198,6 +199,16 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
       } satisfies Schemas['AgentNodeCreated']);
     })
     .all(onlyMethods('POST'));
+
+  const accountOf = (res: Response) => callerOf(res).accountId;
+  router
+    .route('/usage')
+    .get(caller, usageReport(options.database, accountOf))
+    .all(onlyMethods('GET', 'HEAD'));
+  router
+    .route('/usage/export.csv')
+    .get(caller, usageCsv(options.database, accountOf))
+    .all(onlyMethods('GET', 'HEAD'));
 
   router
     .route('/regions')

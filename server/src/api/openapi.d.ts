@@ -213,6 +213,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Bytes up and down and requests per key, by hour or day.
+         * @description Rows for the caller's account between `from` (inclusive) and `to`
+         *     (exclusive), ordered by period, then key; periods with no traffic have no
+         *     row. Pages of at most `limit` rows: pass `next_cursor` back as `cursor` for
+         *     the next page, until it is null. Totals cover the whole range, every page.
+         */
+        get: operations["getUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/usage/export.csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The same rows as CSV, every row of the range in one answer.
+         * @description Columns `period_start,key_id,key_name,bytes_up,bytes_down,requests`, one
+         *     header line, RFC 4180 quoting, times in UTC (ISO 8601).
+         */
+        get: operations["exportUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -391,6 +435,34 @@ export interface components {
         RegionList: {
             data: components["schemas"]["Region"][];
         };
+        UsageRow: {
+            /** Format: date-time */
+            period_start: string;
+            key_id: string;
+            key_name: string;
+            /** @description Bytes from the customer into the gateway. */
+            bytes_up: number;
+            /** @description Bytes from the gateway to the customer. */
+            bytes_down: number;
+            /** @description Forwarded requests and finished tunnels. */
+            requests: number;
+        };
+        UsageTotals: {
+            bytes_up: number;
+            bytes_down: number;
+            requests: number;
+        };
+        UsageReport: {
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            /** @enum {string} */
+            granularity: "hour" | "day";
+            items: components["schemas"]["UsageRow"][];
+            totals: components["schemas"]["UsageTotals"];
+            next_cursor: string | null;
+        };
         /**
          * @description Every code an error answer may carry. The proxy codes are the ones the
          *     gateway sends in `X-IPCola-Error`; the others are the API's own.
@@ -464,6 +536,13 @@ export interface components {
         };
     };
     parameters: {
+        /** @description Start of the range (inclusive); default 24 hours before `to`. Rounded down to the period. */
+        UsageFrom: string;
+        /** @description End of the range (exclusive); default now. At most 31 days after `from` by hour, 366 by day. */
+        UsageTo: string;
+        UsageGranularity: "hour" | "day";
+        /** @description Only this key (one of the caller's account). */
+        UsageKeyId: string;
         /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
         CsrfToken: string;
     };
@@ -743,6 +822,73 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+        };
+    };
+    getUsage: {
+        parameters: {
+            query?: {
+                /** @description Start of the range (inclusive); default 24 hours before `to`. Rounded down to the period. */
+                from?: components["parameters"]["UsageFrom"];
+                /** @description End of the range (exclusive); default now. At most 31 days after `from` by hour, 366 by day. */
+                to?: components["parameters"]["UsageTo"];
+                granularity?: components["parameters"]["UsageGranularity"];
+                /** @description Only this key (one of the caller's account). */
+                key_id?: components["parameters"]["UsageKeyId"];
+                limit?: number;
+                /** @description `next_cursor` of the page before. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of usage rows and the totals of the range. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageReport"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    exportUsage: {
+        parameters: {
+            query?: {
+                /** @description Start of the range (inclusive); default 24 hours before `to`. Rounded down to the period. */
+                from?: components["parameters"]["UsageFrom"];
+                /** @description End of the range (exclusive); default now. At most 31 days after `from` by hour, 366 by day. */
+                to?: components["parameters"]["UsageTo"];
+                granularity?: components["parameters"]["UsageGranularity"];
+                /** @description Only this key (one of the caller's account). */
+                key_id?: components["parameters"]["UsageKeyId"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The usage rows as CSV. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
         };
     };
 }

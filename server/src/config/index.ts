@@ -29,6 +29,8 @@ export interface Config {
   readonly upstreamAllowProxies: readonly string[];
   /** How often each upstream proxy is probed (and the list of upstream nodes reloaded). */
   readonly upstreamProbeIntervalMs: number;
+  /** How often metered usage is written from hot state to the database (and debited). */
+  readonly usageFlushIntervalMs: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -106,6 +108,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       read('UPSTREAM_PROBE_INTERVAL_MS') ?? '10000',
       100,
       300_000,
+    ),
+    usageFlushIntervalMs: integer(
+      'USAGE_FLUSH_INTERVAL_MS',
+      read('USAGE_FLUSH_INTERVAL_MS') ?? '5000',
+      100,
+      60_000,
     ),
   };
 

@@ -1,10 +1,9 @@
 import type { Socket } from 'node:net';
 import type { CounterStore } from '../store/index.ts';
+import { USAGE_GROUP, type UsageMetric, usageField } from './usage-field.ts';
 
-/** The hot-state counter group that holds usage until it is flushed to the database. */
-export const USAGE_GROUP = 'usage';
-
-export type UsageMetric = 'up' | 'down' | 'requests';
+export { parseUsageField, USAGE_GROUP, type UsageMetric, usageField } from './usage-field.ts';
+export { type FlushResult, startUsageFlusher, type UsageFlusher } from './usage-flusher.ts';
 
 export interface Usage {
   keyId: string;
@@ -14,25 +13,6 @@ export interface Usage {
   /** Bytes from the gateway to the customer. */
   down: number;
   requests: number;
-}
-
-/** `key|node|hour|metric`: key and node ids never hold `|`; hour is epoch hours. */
-export function usageField(
-  keyId: string,
-  nodeId: string,
-  hour: number,
-  metric: UsageMetric,
-): string {
-  return `${keyId}|${nodeId}|${hour}|${metric}`;
-}
-
-export function parseUsageField(
-  field: string,
-): { keyId: string; nodeId: string; hour: number; metric: UsageMetric } | null {
-  const [keyId, nodeId, hour, metric] = field.split('|');
-  if (!keyId || nodeId === undefined || !hour || !/^\d+$/.test(hour)) return null;
-  if (metric !== 'up' && metric !== 'down' && metric !== 'requests') return null;
-  return { keyId, nodeId, hour: Number(hour), metric };
 }
 
 export interface UsageMeter {

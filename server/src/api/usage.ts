@@ -1,0 +1,181 @@
+/**
+ * GET /v1/usage and GET /v1/usage/export.csv: the caller's flushed usage by hour or day.
+ */
+import type { Request, RequestHandler, Response } from 'express';
+import { ipcolaError } from '../errors/index.ts';
+import {
+  type Granularity,
+  ownsKey,
+  readUsage,
+  type UsageQuery,
+  type UsageRow,
+  usageTotals,
+} from '../metering/usage-report.ts';
+import type { Queryable } from '../store/index.ts';
+import type { components } from './openapi.d.ts';
+
+type Schemas = components['schemas'];
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+/** The longest range one answer covers, so that no answer is unbounded. */
+const MAX_SPAN_MS: Record<Granularity, number> = { hour: 31 * DAY_MS, day: 366 * DAY_MS };
+const DEFAULT_LIMIT = 1000;
+const MAX_LIMIT = 5000;
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/;
+
+export function usageReport(db: Queryable, accountOf: (res: Response) => string): RequestHandler {
+  return async (req, res) => {
+    const query = await readQuery(db, req, accountOf(res), true);
+    const limit = query.limit ?? DEFAULT_LIMIT;
+    // One row more than the page tells whether another page follows.
+    const rows = await readUsage(db, { ...query, limit: limit + 1 });
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    const totals = await usageTotals(db, query);
+    res.json({
+      from: query.from.toISOString(),
+      to: query.to.toISOString(),
+      granularity: query.granularity,
+      items: page.map(rowView),
+      totals: {
+        bytes_up: totals.bytesUp,
+        bytes_down: totals.bytesDown,
+        requests: totals.requests,
+      },
+      next_cursor: rows.length > limit && last ? encodeCursor(last) : null,
+    } satisfies Schemas['UsageReport']);
+  };
+}
+
+export function usageCsv(db: Queryable, accountOf: (res: Response) => string): RequestHandler {
+  return async (req, res) => {
+    const query = await readQuery(db, req, accountOf(res), false);
+    const rows = await readUsage(db, query);
+    const lines = ['period_start,key_id,key_name,bytes_up,bytes_down,requests'];
+    for (const row of rows) {
+      lines.push(
+        [
+          row.periodStart.toISOString(),
+          csvField(row.keyId),
+          csvField(row.keyName),
+          row.bytesUp,
+          row.bytesDown,
+          row.requests,
+        ].join(','),
+      );
+    }
+    res.setHeader('Content-Type', 'text/csv; charset=utf-8; header=present');
+    res.setHeader('Content-Disposition', 'attachment; filename="ipcola-usage.csv"');
+    res.send(`${lines.join('\r\n')}\r\n`);
+  };
+}
+
+function rowView(row: UsageRow): Schemas['UsageRow'] {
+  return {
+    period_start: row.periodStart.toISOString(),
+    key_id: row.keyId,
+    key_name: row.keyName,
+    bytes_up: row.bytesUp,
+    bytes_down: row.bytesDown,
+    requests: row.requests,
+  };
+}
+
+async function readQuery(
+  db: Queryable,
+  req: Request,
+  accountId: string,
+  paged: boolean,
+): Promise<UsageQuery> {
+  const known = new Set([
+    'from',
+    'to',
+    'granularity',
+    'key_id',
+    ...(paged ? ['limit', 'cursor'] : []),
+  ]);
+  for (const name of Object.keys(req.query)) {
+    if (!known.has(name)) throw invalid(`unknown query parameter ${name}`);
+  }
+  const granularity = single(req, 'granularity') ?? 'hour';
+  if (granularity !== 'hour' && granularity !== 'day') {
+    throw invalid('granularity must be hour or day');
+  }
+  const period = granularity === 'day' ? DAY_MS : HOUR_MS;
+  const toText = single(req, 'to');
+  const to = toText === undefined ? new Date() : dateTime('to', toText);
+  const fromText = single(req, 'from');
+  const from =
+    fromText === undefined ? new Date(to.getTime() - DAY_MS) : dateTime('from', fromText);
+  // Periods are whole UTC hours or days: the range starts at the start of its first one.
+  const start = new Date(Math.floor(from.getTime() / period) * period);
+  if (!(start < to)) throw invalid('from must be before to');
+  if (to.getTime() - start.getTime() > MAX_SPAN_MS[granularity]) {
+    throw invalid(
+      `one answer covers at most ${granularity === 'hour' ? 31 : 366} days by ${granularity}`,
+    );
+  }
+  const query: UsageQuery = { accountId, from: start, to, granularity };
+  const keyId = single(req, 'key_id');
+  if (keyId !== undefined) {
+    if (keyId.length > 64 || !(await ownsKey(db, accountId, keyId))) {
+      throw ipcolaError('not_found', 'No such key');
+    }
+    query.keyId = keyId;
+  }
+  const limitText = single(req, 'limit');
+  if (limitText !== undefined) {
+    const limit = /^\d{1,4}$/.test(limitText) ? Number(limitText) : Number.NaN;
+    if (!(limit >= 1 && limit <= MAX_LIMIT)) throw invalid(`limit must be 1-${MAX_LIMIT}`);
+    query.limit = limit;
+  }
+  const cursor = single(req, 'cursor');
+  if (cursor !== undefined) query.after = decodeCursor(cursor);
+  return query;
+}
+
+function single(req: Request, name: string): string | undefined {
+  const value = req.query[name];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') throw invalid(`${name} must be given once`);
+  return value;
+}
+
+function dateTime(name: string, text: string): Date {
+  const value = DATE_TIME.test(text) ? new Date(text) : new Date(Number.NaN);
+  if (Number.isNaN(value.getTime())) {
+    throw invalid(`${name} must be an RFC 3339 date-time such as 2026-11-24T00:00:00Z`);
+  }
+  return value;
+}
+
+function encodeCursor(row: UsageRow): string {
+  return Buffer.from(JSON.stringify([row.periodStart.toISOString(), row.keyId])).toString(
+    'base64url',
+  );
+}
+
+function decodeCursor(cursor: string): { periodStart: Date; keyId: string } {
+  try {
+    const [period, keyId] = JSON.parse(
+      Buffer.from(cursor, 'base64url').toString('utf8'),
+    ) as unknown[];
+    const periodStart = new Date(String(period));
+    if (typeof keyId === 'string' && !Number.isNaN(periodStart.getTime()))
+      return { periodStart, keyId };
+  } catch {
+    // falls through to the refusal
+  }
+  throw invalid('cursor is not one this API handed out');
+}
+
+/** RFC 4180 quoting; a leading formula character is defused for spreadsheets. */
+function csvField(text: string): string {
+  const safe = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
+  return /[",\r\n]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
+}
+
+function invalid(message: string) {
+  return ipcolaError('invalid_request', message);
+}

@@ -1,0 +1,242 @@
+/**
+ * End to end through the real server and agent: the bytes a client writes to and reads
+ * from the gateway (CONNECT and plain forwarding) come back from GET /v1/usage and the
+ * CSV export, per key, and are debited from the balance; the query parameters are
+ * checked, pages follow their cursor, and another account's key is "not found".
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { eventually } from './support/engines.ts';
+import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
+
+const TRIAL = 50_000_000;
+
+interface Report {
+  from: string;
+  to: string;
+  granularity: string;
+  items: Array<{
+    period_start: string;
+    key_id: string;
+    key_name: string;
+    bytes_up: number;
+    bytes_down: number;
+    requests: number;
+  }>;
+  totals: { bytes_up: number; bytes_down: number; requests: number };
+  next_cursor: string | null;
+}
+
+/** One connection to the gateway: writes `request`, reads until the gateway closes, counts both ways. */
+async function exchange(
+  port: number,
+  request: string,
+): Promise<{ up: number; down: number; reply: string }> {
+  const socket = connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.write(request);
+  await once(socket, 'close');
+  const reply = Buffer.concat(chunks);
+  return { up: Buffer.byteLength(request), down: reply.length, reply: reply.toString('latin1') };
+}
+
+describe('the usage API reports every byte the client moved', () => {
+  let net: ProxyNetwork;
+  let otherKey: { id: string; secret: string };
+  const moved = new Map<string, { up: number; down: number; requests: number }>();
+
+  const basic = (key: { id: string; secret: string }) =>
+    Buffer.from(`${key.id}-country-de:${key.secret}`).toString('base64');
+  const targetAuthority = () => `127.0.0.1:${net.targetPort}`;
+
+  /** A CONNECT tunnel carrying one request with Connection: close. */
+  const tunnel = async (key: { id: string; secret: string }) => {
+    const result = await exchange(
+      net.ports.proxy,
+      `CONNECT ${targetAuthority()} HTTP/1.1\r\nHost: ${targetAuthority()}\r\nProxy-Authorization: Basic ${basic(key)}\r\n\r\n` +
+        `GET / HTTP/1.1\r\nHost: ${targetAuthority()}\r\nConnection: close\r\n\r\n`,
+    );
+    assert.match(result.reply, /^HTTP\/1\.1 200 /);
+    assert.match(result.reply, /127\.0\.0\.12/, 'the target saw the exit IP');
+    count(key.id, result, 1);
+  };
+  /** A plain-HTTP forwarded request with Connection: close. */
+  const forward = async (key: { id: string; secret: string }) => {
+    const result = await exchange(
+      net.ports.proxy,
+      `GET http://${targetAuthority()}/ HTTP/1.1\r\nHost: ${targetAuthority()}\r\nProxy-Authorization: Basic ${basic(key)}\r\nConnection: close\r\n\r\n`,
+    );
+    assert.match(result.reply, /^HTTP\/1\.1 200 /);
+    count(key.id, result, 1);
+  };
+  const count = (keyId: string, result: { up: number; down: number }, requests: number) => {
+    const sum = moved.get(keyId) ?? { up: 0, down: 0, requests: 0 };
+    moved.set(keyId, {
+      up: sum.up + result.up,
+      down: sum.down + result.down,
+      requests: sum.requests + requests,
+    });
+  };
+  const report = async (query = '') => {
+    const answer = await net.api(`/v1/usage${query}`);
+    return {
+      status: answer.status,
+      body: (await answer.json()) as Report & { error?: { code: string } },
+    };
+  };
+
+  before(async () => {
+    net = await startProxyNetwork([{ ip: '127.0.0.12', country: 'de' }], {
+      USAGE_FLUSH_INTERVAL_MS: '200',
+      TRIAL_CREDIT_BYTES: String(TRIAL),
+    });
+    const created = await net.api('/v1/keys', {
+      method: 'POST',
+      body: '{"name":"second, \\"quoted\\""}',
+    });
+    otherKey = (await created.json()) as { id: string; secret: string };
+    await tunnel(net.key);
+    await forward(net.key);
+    await tunnel(otherKey);
+  });
+  after(() => net?.close());
+
+  test('totals and rows equal the bytes and requests the client counted', async () => {
+    const first = moved.get(net.key.id);
+    const second = moved.get(otherKey.id);
+    assert.ok(first && second);
+    let answer = await report();
+    await eventually(
+      async () => {
+        answer = await report();
+        return answer.status === 200 && answer.body.totals.requests === 3;
+      },
+      10_000,
+      'three requests in the usage report',
+    );
+    const { body } = answer;
+    assert.deepEqual(body.totals, {
+      bytes_up: first.up + second.up,
+      bytes_down: first.down + second.down,
+      requests: 3,
+    });
+    assert.equal(body.granularity, 'hour');
+    assert.equal(body.next_cursor, null);
+    const byKey = new Map(body.items.map((item) => [item.key_id, item]));
+    assert.deepEqual(
+      [
+        byKey.get(net.key.id)?.bytes_up,
+        byKey.get(net.key.id)?.bytes_down,
+        byKey.get(net.key.id)?.requests,
+      ],
+      [first.up, first.down, 2],
+    );
+    assert.equal(byKey.get(otherKey.id)?.bytes_down, second.down);
+    assert.equal(byKey.get(otherKey.id)?.key_name, 'second, "quoted"');
+
+    const only = await report(`?key_id=${otherKey.id}&granularity=day`);
+    assert.equal(only.status, 200);
+    assert.deepEqual(only.body.totals, {
+      bytes_up: second.up,
+      bytes_down: second.down,
+      requests: 1,
+    });
+    assert.equal(only.body.items.length, 1);
+    assert.match(only.body.items[0]?.period_start ?? '', /T00:00:00\.000Z$/);
+  });
+
+  test('the balance is debited by exactly the bytes moved', async () => {
+    const total = [...moved.values()].reduce((sum, m) => sum + m.up + m.down, 0);
+    const balance = async () =>
+      ((await (await net.api('/v1/me')).json()) as { account: { balance_bytes: number } }).account
+        .balance_bytes;
+    await eventually(
+      async () => (await balance()) === TRIAL - total,
+      10_000,
+      `the balance to be ${TRIAL} - ${total}`,
+    );
+  });
+
+  test('pages of one row follow the cursor, and every page carries the same totals', async () => {
+    const whole = await report();
+    const seen: string[] = [];
+    let cursor: string | null = '';
+    let pages = 0;
+    while (cursor !== null) {
+      const page = await report(`?limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      assert.equal(page.status, 200);
+      assert.deepEqual(page.body.totals, whole.body.totals);
+      assert.ok(page.body.items.length <= 1);
+      for (const item of page.body.items) seen.push(item.key_id);
+      cursor = page.body.next_cursor;
+      pages += 1;
+      assert.ok(pages <= 10, 'the cursor ends');
+    }
+    assert.deepEqual(
+      seen,
+      whole.body.items.map((item) => item.key_id),
+    );
+  });
+
+  test('the CSV export has a header and one quoted, safe line per row', async () => {
+    const answer = await net.api('/v1/usage/export.csv');
+    assert.equal(answer.status, 200);
+    assert.match(answer.headers.get('content-type') ?? '', /^text\/csv/);
+    const lines = (await answer.text()).trimEnd().split('\r\n');
+    assert.equal(lines[0], 'period_start,key_id,key_name,bytes_up,bytes_down,requests');
+    const second = moved.get(otherKey.id);
+    assert.ok(
+      lines.some((line) =>
+        line.includes(`,${otherKey.id},"second, ""quoted""",${second?.up},${second?.down},1`),
+      ),
+      lines.join('\n'),
+    );
+  });
+
+  test('bad parameters are refused with invalid_request, foreign keys are not found', async () => {
+    const refused = async (query: string, status: number, code: string) => {
+      const answer = await report(query);
+      assert.equal(answer.status, status, query);
+      assert.equal(answer.body.error?.code, code, query);
+    };
+    await refused('?granularity=week', 400, 'invalid_request');
+    await refused('?from=yesterday', 400, 'invalid_request');
+    await refused('?from=2026-11-24T10:00:00Z&to=2026-11-24T09:00:00Z', 400, 'invalid_request');
+    await refused('?from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z', 400, 'invalid_request');
+    await refused('?limit=0', 400, 'invalid_request');
+    await refused('?limit=5001', 400, 'invalid_request');
+    await refused('?cursor=not-a-cursor', 400, 'invalid_request');
+    await refused('?granularity=hour&granularity=day', 400, 'invalid_request');
+    await refused('?colour=blue', 400, 'invalid_request');
+    await refused('?key_id=nosuchkey', 404, 'not_found');
+
+    // A key of another account is as unknown as a key that does not exist.
+    const signup = await fetch(`http://127.0.0.1:${net.ports.api}/v1/auth/signup`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        email: `other-${Date.now()}@example.com`,
+        password: 'a long enough password',
+      }),
+    });
+    const cookie = (signup.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    const { csrf_token: csrf } = (await signup.json()) as { csrf_token: string };
+    const foreign = (await (
+      await fetch(`http://127.0.0.1:${net.ports.api}/v1/keys`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', cookie, 'x-csrf-token': csrf },
+        body: '{}',
+      })
+    ).json()) as { id: string };
+    await refused(`?key_id=${foreign.id}`, 404, 'not_found');
+
+    const anonymous = await fetch(`http://127.0.0.1:${net.ports.api}/v1/usage`);
+    assert.equal(anonymous.status, 401);
+    const posted = await net.api('/v1/usage', { method: 'POST', body: '{}' });
+    assert.equal(posted.status, 405);
+  });
+});
