@@ -43,11 +43,11 @@ export interface ProxyNetwork {
   api(pathname: string, init?: RequestInit): Promise<Response>;
   stopAgent(ip: string, signal?: NodeJS.Signals): Promise<void>;
   /**
-   * Stops the server with SIGTERM (it must exit 0) and starts it again on the same ports
-   * and DATA_DIR, so that keys, node tokens and API sessions still verify. Does not wait
-   * for the agents to come back.
+   * Stops the server with SIGTERM (it must exit 0), or kills it with SIGKILL, and starts
+   * it again on the same ports and DATA_DIR, so that keys, node tokens and API sessions
+   * still verify. Does not wait for the agents to come back.
    */
-  restartServer(): Promise<void>;
+  restartServer(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   /** Connections customers have open to the gateway (its HTTP proxy and SOCKS5 ports). */
   clientConnections(): Promise<TcpConnection[]>;
   /** Connections the exit nodes have open to targets on `port`. */
@@ -108,9 +108,11 @@ export async function startProxyNetwork(
       agent.kill(signal);
       await exited;
     },
-    async restartServer() {
-      const code = await network.server.stop('SIGTERM');
-      if (code !== 0) throw new Error(`the server exited with ${code} on SIGTERM`);
+    async restartServer(signal = 'SIGTERM') {
+      const code = await network.server.stop(signal);
+      if (signal === 'SIGTERM' && code !== 0) {
+        throw new Error(`the server exited with ${code} on SIGTERM`);
+      }
       const samePorts = {
         API_PORT: String(ports.api),
         PROXY_PORT: String(ports.proxy),
