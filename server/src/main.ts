@@ -14,7 +14,7 @@ import { createGateway } from './gateway/index.ts';
 import { createHub, createHubServer } from './hub/index.ts';
 import { closeServer, listen } from './listeners/index.ts';
 import { createLogger, type Logger } from './log/index.ts';
-import { createUsageMeter, startUsageFlusher } from './metering/index.ts';
+import { createUsageMeter, startUsageFlusher, unflushedBytesByKey } from './metering/index.ts';
 import {
   claimDataDir,
   createMemoryHotState,
@@ -132,6 +132,10 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       sessions: hotState.sessions,
       usage,
       verifyKey: (keyId, secret) => accounts.verifyKey(keyId, secret),
+      limits: {
+        standing: (keyIds, monthStart) => accounts.keyStanding(keyIds, monthStart),
+        hotStateUnflushed: () => unflushedBytesByKey(hotState.counters),
+      },
       openStream: (exit, target) =>
         upstreams.has(exit.nodeId)
           ? upstreams.openStream(exit.nodeId, exit.ip, target)

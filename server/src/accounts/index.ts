@@ -8,9 +8,17 @@
 import { createHmac } from 'node:crypto';
 import type { Database } from '../store/index.ts';
 import {
+  getKey,
   type IssuedKey,
   type IssueKeyOptions,
   issueKey,
+  type KeyChanges,
+  type KeyStanding,
+  type KeyView,
+  keyStanding,
+  listKeys,
+  revokeKey,
+  updateKey,
   type VerifiedKey,
   verifyKey,
 } from './keys.ts';
@@ -25,7 +33,15 @@ import { prepareStandIn } from './passwords.ts';
 import { newId, PUBLIC_ID_LENGTH } from './secrets.ts';
 import { type Account, getAccount, getUser, login, signup, type User } from './users.ts';
 
-export type { IssuedKey, IssueKeyOptions, KeyScope, VerifiedKey } from './keys.ts';
+export type {
+  IssuedKey,
+  IssueKeyOptions,
+  KeyChanges,
+  KeyScope,
+  KeyStanding,
+  KeyView,
+  VerifiedKey,
+} from './keys.ts';
 export { KEY_SCOPES } from './keys.ts';
 export type { NodeType, RegisteredNode, RegisterNodeOptions, VerifiedNode } from './nodes.ts';
 export { checkNodeType, NODE_TYPES } from './nodes.ts';
@@ -68,6 +84,19 @@ export interface Accounts {
   issueKey(accountId: string, options?: IssueKeyOptions): Promise<IssuedKey>;
   /** The key when it is live and the secret matches, else null. */
   verifyKey(keyId: string, secret: string): Promise<VerifiedKey | null>;
+  /** The account's live keys, oldest first, in keyset pages. */
+  listKeys(
+    accountId: string,
+    page: { after?: { createdAt: Date; id: string }; limit: number },
+  ): Promise<KeyView[]>;
+  /** The key when it is the account's and not revoked, else null. */
+  getKey(accountId: string, keyId: string): Promise<KeyView | null>;
+  /** Changes name, disabled flag or limits; null when the key is not the account's. */
+  updateKey(accountId: string, keyId: string, changes: KeyChanges): Promise<KeyView | null>;
+  /** Revokes the key for good; false when it is not the account's. */
+  revokeKey(accountId: string, keyId: string): Promise<boolean>;
+  /** Balance, monthly cap and state of each existing key, for the gateway's limits. */
+  keyStanding(keyIds: readonly string[], monthStart: Date): Promise<KeyStanding[]>;
   /** A new exit node; its token (`<node id>.<secret>`) is in the answer and nowhere else. */
   registerNode(accountId: string, options?: RegisterNodeOptions): Promise<RegisteredNode>;
   /** The node when it exists, is not deleted and the token matches, else null. */
@@ -95,6 +124,11 @@ export function createAccounts(db: Database, options: AccountsOptions): Accounts
     getAccount: (accountId) => getAccount(db, accountId),
     issueKey: (accountId, issueOptions) => issueKey(db, pepper, accountId, issueOptions),
     verifyKey: (keyId, secret) => verifyKey(db, pepper, keyId, secret),
+    keyStanding: (keyIds, monthStart) => keyStanding(db, keyIds, monthStart),
+    listKeys: (accountId, page) => listKeys(db, accountId, page),
+    getKey: (accountId, keyId) => getKey(db, accountId, keyId),
+    updateKey: (accountId, keyId, changes) => updateKey(db, accountId, keyId, changes),
+    revokeKey: (accountId, keyId) => revokeKey(db, accountId, keyId),
     registerNode: (accountId, nodeOptions) => registerNode(db, pepper, accountId, nodeOptions),
     verifyNodeToken: (token) => verifyNodeToken(db, pepper, token),
     deriveSecret: (purpose) =>

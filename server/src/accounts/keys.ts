@@ -123,3 +123,169 @@ export async function verifyKey(
 function knownScopes(scopes: readonly string[]): KeyScope[] {
   return KEY_SCOPES.filter((scope) => scopes.includes(scope));
 }
+
+/** What limits a key's traffic right now, as the database knows it. */
+export interface KeyStanding {
+  keyId: string;
+  accountId: string;
+  /** The account's balance: credits minus flushed usage. */
+  balanceBytes: number;
+  monthlyByteCap: number | null;
+  /** Flushed bytes of the key since monthStart; 0 for a key without a cap (not summed). */
+  monthBytes: number;
+  /** False once the key is disabled or revoked. */
+  usable: boolean;
+}
+
+/** The standing of each of the keys that exists (unknown ids are left out). */
+export async function keyStanding(
+  db: Queryable,
+  keyIds: readonly string[],
+  monthStart: Date,
+): Promise<KeyStanding[]> {
+  if (keyIds.length === 0) return [];
+  const rows = await db.query<{
+    id: string;
+    account_id: string;
+    balance_bytes: number;
+    monthly_byte_cap: number | null;
+    month_bytes: number;
+    usable: boolean;
+  }>(
+    `SELECT k.id, k.account_id, a.balance_bytes, k.monthly_byte_cap,
+            NOT k.disabled AND k.revoked_at IS NULL AS usable,
+            CASE WHEN k.monthly_byte_cap IS NULL THEN 0 ELSE coalesce(
+              (SELECT sum(u.bytes_up + u.bytes_down) FROM usage_hourly u
+               WHERE u.key_id = k.id AND u.hour >= $2), 0)::bigint END AS month_bytes
+     FROM api_keys k JOIN accounts a ON a.id = k.account_id
+     WHERE k.id = ANY($1::text[])`,
+    [keyIds, monthStart],
+  );
+  return rows.map((row) => ({
+    keyId: row.id,
+    accountId: row.account_id,
+    balanceBytes: row.balance_bytes,
+    monthlyByteCap: row.monthly_byte_cap,
+    monthBytes: row.month_bytes,
+    usable: row.usable,
+  }));
+}
+
+/** A key as its account sees it: everything but the secret. */
+export interface KeyView {
+  id: string;
+  name: string;
+  scopes: KeyScope[];
+  disabled: boolean;
+  monthlyByteCap: number | null;
+  maxConcurrency: number | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface KeyChanges {
+  name?: string;
+  disabled?: boolean;
+  monthlyByteCap?: number | null;
+  maxConcurrency?: number | null;
+}
+
+interface KeyViewRow {
+  id: string;
+  name: string;
+  scopes: string[];
+  disabled: boolean;
+  monthly_byte_cap: number | null;
+  max_concurrency: number | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const VIEW_COLUMNS =
+  'id, name, scopes, disabled, monthly_byte_cap, max_concurrency, created_at, updated_at';
+
+function keyView(row: KeyViewRow): KeyView {
+  return {
+    id: row.id,
+    name: row.name,
+    scopes: knownScopes(row.scopes),
+    disabled: row.disabled,
+    monthlyByteCap: row.monthly_byte_cap,
+    maxConcurrency: row.max_concurrency,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+/** The account's keys that are not revoked, oldest first, after `after` (a keyset cursor). */
+export async function listKeys(
+  db: Queryable,
+  accountId: string,
+  page: { after?: { createdAt: Date; id: string }; limit: number },
+): Promise<KeyView[]> {
+  const rows = await db.query<KeyViewRow>(
+    `SELECT ${VIEW_COLUMNS} FROM api_keys
+     WHERE account_id = $1 AND revoked_at IS NULL
+       AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3::text))
+     ORDER BY created_at, id LIMIT $4`,
+    [accountId, page.after?.createdAt ?? null, page.after?.id ?? null, page.limit],
+  );
+  return rows.map(keyView);
+}
+
+/** The key when it belongs to the account and is not revoked, else null. */
+export async function getKey(
+  db: Queryable,
+  accountId: string,
+  keyId: string,
+): Promise<KeyView | null> {
+  const [row] = await db.query<KeyViewRow>(
+    `SELECT ${VIEW_COLUMNS} FROM api_keys
+     WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL`,
+    [keyId, accountId],
+  );
+  return row ? keyView(row) : null;
+}
+
+/** Applies the changes; null when the key is not the account's or is revoked. */
+export async function updateKey(
+  db: Queryable,
+  accountId: string,
+  keyId: string,
+  changes: KeyChanges,
+): Promise<KeyView | null> {
+  if (changes.name !== undefined) checkDisplayName(changes.name);
+  const [row] = await db.query<KeyViewRow>(
+    `UPDATE api_keys SET
+       name = CASE WHEN $3 THEN $4 ELSE name END,
+       disabled = CASE WHEN $5 THEN $6 ELSE disabled END,
+       monthly_byte_cap = CASE WHEN $7 THEN $8::bigint ELSE monthly_byte_cap END,
+       max_concurrency = CASE WHEN $9 THEN $10::integer ELSE max_concurrency END,
+       updated_at = now()
+     WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL
+     RETURNING ${VIEW_COLUMNS}`,
+    [
+      keyId,
+      accountId,
+      changes.name !== undefined,
+      changes.name ?? '',
+      changes.disabled !== undefined,
+      changes.disabled ?? false,
+      changes.monthlyByteCap !== undefined,
+      changes.monthlyByteCap ?? null,
+      changes.maxConcurrency !== undefined,
+      changes.maxConcurrency ?? null,
+    ],
+  );
+  return row ? keyView(row) : null;
+}
+
+/** Revokes the key for good; false when it is not the account's or already revoked. */
+export async function revokeKey(db: Queryable, accountId: string, keyId: string): Promise<boolean> {
+  const rows = await db.query(
+    `UPDATE api_keys SET revoked_at = now(), updated_at = now()
+     WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL RETURNING id`,
+    [keyId, accountId],
+  );
+  return rows.length > 0;
+}

@@ -4,7 +4,7 @@
  */
 import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
 import session from 'express-session';
-import type { Account, Accounts, User } from '../accounts/index.ts';
+import type { Account, Accounts, KeyChanges, KeyView, User } from '../accounts/index.ts';
 import { ipcolaError } from '../errors/index.ts';
 import type { Queryable } from '../store/index.ts';
 import {
@@ -14,6 +14,7 @@ import {
 } from '../upstream/index.ts';
 import { callerOf, createAuthenticator, requireCaller, startSession } from './auth.ts';
 import { agentCommand, keyConnection, type ProxyEndpoint } from './connection.ts';
+import { decodeCursor, encodeCursor } from './cursor.ts';
 import type { components } from './openapi.d.ts';
 import { DatabaseSessionStore } from './session-store.ts';
 import { usageCsv, usageReport } from './usage.ts';
@@ -149,6 +150,24 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
 
   router
     .route('/keys')
+    .get(caller, async (req, res) => {
+      const page = readPage(req, 100, 500);
+      const position = page.cursor === undefined ? undefined : decodeCursor(page.cursor);
+      const after = position && { createdAt: position.at, id: position.id };
+      const keys = await accounts.listKeys(callerOf(res).accountId, {
+        ...(after ? { after } : {}),
+        limit: page.limit + 1,
+      });
+      const items = keys.slice(0, page.limit);
+      const last = items.at(-1);
+      res.json({
+        items: items.map(keyView),
+        next_cursor:
+          keys.length > page.limit && last
+            ? encodeCursor({ at: last.createdAt, id: last.id })
+            : null,
+      } satisfies Schemas['KeyList']);
+    })
     .post(caller, jsonBody, async (req, res) => {
       const body = bodies.check('CreateKeyRequest', optionalBody(req));
       const key = await accounts.issueKey(callerOf(res).accountId, { name: body.name ?? '' });
@@ -161,7 +180,33 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
         ...keyConnection(endpoint(), key.id, key.secret),
       } satisfies Schemas['KeyCreated']);
     })
-    .all(onlyMethods('POST'));
+    .all(onlyMethods('GET', 'HEAD', 'POST'));
+
+  router
+    .route('/keys/:id')
+    .get(caller, async (req, res) => {
+      const key = await accounts.getKey(callerOf(res).accountId, keyIdParam(req));
+      if (!key) throw ipcolaError('not_found', 'No such key');
+      res.json(keyView(key));
+    })
+    .patch(caller, jsonBody, async (req, res) => {
+      const body = bodies.check('UpdateKeyRequest', requiredBody(req));
+      const changes: KeyChanges = {};
+      if (body.name !== undefined) changes.name = body.name;
+      if (body.disabled !== undefined) changes.disabled = body.disabled;
+      if (body.monthly_byte_cap !== undefined) changes.monthlyByteCap = body.monthly_byte_cap;
+      if (body.max_concurrency !== undefined) changes.maxConcurrency = body.max_concurrency;
+      const key = await accounts.updateKey(callerOf(res).accountId, keyIdParam(req), changes);
+      if (!key) throw ipcolaError('not_found', 'No such key');
+      res.json(keyView(key));
+    })
+    .delete(caller, async (req, res) => {
+      if (!(await accounts.revokeKey(callerOf(res).accountId, keyIdParam(req)))) {
+        throw ipcolaError('not_found', 'No such key');
+      }
+      res.status(204).end();
+    })
+    .all(onlyMethods('GET', 'HEAD', 'PATCH', 'DELETE'));
 
   router
     .route('/nodes')
@@ -286,6 +331,46 @@ function upstreamView(node: RegisteredUpstreamNode): Schemas['UpstreamProxy'] {
     ...(city !== undefined ? { city } : {}),
     ...(asn !== undefined ? { asn } : {}),
   };
+}
+
+function keyView(key: KeyView): Schemas['Key'] {
+  return {
+    id: key.id,
+    name: key.name,
+    scopes: key.scopes,
+    disabled: key.disabled,
+    monthly_byte_cap: key.monthlyByteCap,
+    max_concurrency: key.maxConcurrency,
+    created_at: key.createdAt.toISOString(),
+    updated_at: key.updatedAt.toISOString(),
+  };
+}
+
+function keyIdParam(req: Request): string {
+  const id = req.params.id;
+  // Ids are short lowercase text; anything else names no key (and never reaches SQL as such).
+  return typeof id === 'string' && /^[a-z0-9]{1,64}$/.test(id) ? id : '-';
+}
+
+/** limit and cursor of a list request; nothing else is accepted. */
+function readPage(req: Request, defaultLimit: number, maxLimit: number) {
+  for (const name of Object.keys(req.query)) {
+    if (name !== 'limit' && name !== 'cursor') {
+      throw ipcolaError('invalid_request', `unknown query parameter ${name}`);
+    }
+  }
+  const { limit, cursor } = req.query;
+  let count = defaultLimit;
+  if (limit !== undefined) {
+    count = typeof limit === 'string' && /^\d{1,6}$/.test(limit) ? Number(limit) : 0;
+    if (!(count >= 1 && count <= maxLimit)) {
+      throw ipcolaError('invalid_request', `limit must be 1-${maxLimit}`);
+    }
+  }
+  if (cursor !== undefined && (typeof cursor !== 'string' || cursor.length > 200)) {
+    throw ipcolaError('invalid_request', 'cursor is not one this API handed out');
+  }
+  return { limit: count, cursor: cursor as string | undefined };
 }
 
 function userView(user: User): Schemas['User'] {

@@ -144,7 +144,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * The account's keys (never their secrets), oldest first.
+         * @description Revoked keys are not listed. Pages of at most `limit`; pass `next_cursor` back as `cursor`.
+         */
+        get: operations["listKeys"];
         put?: never;
         /**
          * Create an API key; its secret is shown in this answer only.
@@ -157,6 +161,37 @@ export interface paths {
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/v1/keys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** One key (never its secret). */
+        get: operations["getKey"];
+        put?: never;
+        post?: never;
+        /**
+         * Revoke a key for good.
+         * @description Within a second the gateway refuses the key (`auth_failed`) and closes its
+         *     open tunnels; the API refuses it as a bearer token. Its usage stays in the
+         *     usage reports.
+         */
+        delete: operations["revokeKey"];
+        options?: never;
+        head?: never;
+        /**
+         * Rename a key, disable it, or change its limits.
+         * @description Takes effect on the gateway within a second, on new connections and open
+         *     ones: a disabled key's tunnels are closed, and so are those of a key whose
+         *     new monthly cap is already reached. `null` removes a limit.
+         */
+        patch: operations["updateKey"];
         trace?: never;
     };
     "/v1/nodes": {
@@ -333,6 +368,30 @@ export interface components {
         DisplayName: string;
         CreateKeyRequest: {
             name?: components["schemas"]["DisplayName"];
+        };
+        Key: {
+            id: string;
+            name: string;
+            scopes: components["schemas"]["KeyScope"][];
+            disabled: boolean;
+            /** @description Bytes the key may move per calendar month (UTC); null for no cap. */
+            monthly_byte_cap: number | null;
+            /** @description Connections the key may hold open at once; null for no limit. */
+            max_concurrency: number | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        KeyList: {
+            items: components["schemas"]["Key"][];
+            next_cursor: string | null;
+        };
+        UpdateKeyRequest: {
+            name?: components["schemas"]["DisplayName"];
+            disabled?: boolean;
+            monthly_byte_cap?: number | null;
+            max_concurrency?: number | null;
         };
         KeyCreated: {
             /** @description The key id; lowercase letters and digits. */
@@ -735,6 +794,32 @@ export interface operations {
             403: components["responses"]["Forbidden"];
         };
     };
+    listKeys: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of keys. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KeyList"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
     createKey: {
         parameters: {
             query?: never;
@@ -763,6 +848,92 @@ export interface operations {
             400: components["responses"]["InvalidRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    getKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Key"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    revokeKey: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key is revoked. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    updateKey: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateKeyRequest"];
+            };
+        };
+        responses: {
+            /** @description The key as it is now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Key"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
         };

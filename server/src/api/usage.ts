@@ -12,6 +12,7 @@ import {
   usageTotals,
 } from '../metering/usage-report.ts';
 import type { Queryable } from '../store/index.ts';
+import { decodeCursor, encodeCursor } from './cursor.ts';
 import type { components } from './openapi.d.ts';
 
 type Schemas = components['schemas'];
@@ -43,7 +44,8 @@ export function usageReport(db: Queryable, accountOf: (res: Response) => string)
         bytes_down: totals.bytesDown,
         requests: totals.requests,
       },
-      next_cursor: rows.length > limit && last ? encodeCursor(last) : null,
+      next_cursor:
+        rows.length > limit && last ? encodeCursor({ at: last.periodStart, id: last.keyId }) : null,
     } satisfies Schemas['UsageReport']);
   };
 }
@@ -131,7 +133,10 @@ async function readQuery(
     query.limit = limit;
   }
   const cursor = single(req, 'cursor');
-  if (cursor !== undefined) query.after = decodeCursor(cursor);
+  if (cursor !== undefined) {
+    const position = decodeCursor(cursor);
+    query.after = { periodStart: position.at, keyId: position.id };
+  }
   return query;
 }
 
@@ -148,26 +153,6 @@ function dateTime(name: string, text: string): Date {
     throw invalid(`${name} must be an RFC 3339 date-time such as 2026-11-24T00:00:00Z`);
   }
   return value;
-}
-
-function encodeCursor(row: UsageRow): string {
-  return Buffer.from(JSON.stringify([row.periodStart.toISOString(), row.keyId])).toString(
-    'base64url',
-  );
-}
-
-function decodeCursor(cursor: string): { periodStart: Date; keyId: string } {
-  try {
-    const [period, keyId] = JSON.parse(
-      Buffer.from(cursor, 'base64url').toString('utf8'),
-    ) as unknown[];
-    const periodStart = new Date(String(period));
-    if (typeof keyId === 'string' && !Number.isNaN(periodStart.getTime()))
-      return { periodStart, keyId };
-  } catch {
-    // falls through to the refusal
-  }
-  throw invalid('cursor is not one this API handed out');
 }
 
 /** RFC 4180 quoting; a leading formula character is defused for spreadsheets. */

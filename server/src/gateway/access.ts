@@ -24,6 +24,8 @@ export interface AccessOptions {
   verifyKey(keyId: string, secret: string): Promise<ProxyKey | null>;
   /** How long a verification is reused: bounds how late a revocation takes effect. */
   cacheTtlMs: number;
+  /** Further admission checks of a verified key (credit, caps); throws the refusal. */
+  checkKey?: (key: ProxyKey) => Promise<void>;
   now?: () => number;
 }
 
@@ -34,12 +36,17 @@ export interface Access {
   admit(username: string, password: string): Promise<Admission>;
   /**
    * Takes one of the key's concurrent-connection slots for as long as a connection
-   * (or a forwarded request) is open; throws rate_limited when none is left. The
-   * returned release is safe to call twice.
+   * (or a forwarded request) is open; throws rate_limited when none is left. `cut`
+   * closes that connection when the key loses its right to it (revoked, out of
+   * credit). The returned release is safe to call twice.
    */
-  hold(key: ProxyKey): () => void;
+  hold(key: ProxyKey, cut: () => void): () => void;
   /** Open connections per key on this gateway. */
   openConnections(keyId: string): number;
+  /** Keys with connections open on this gateway. */
+  keysInUse(): string[];
+  /** Closes every open connection of the key; returns how many. */
+  cut(keyId: string): number;
 }
 
 const CACHE_LIMIT = 10_000;
@@ -52,7 +59,8 @@ const CACHE_LIMIT = 10_000;
 export function createAccess(options: AccessOptions): Access {
   const now = options.now ?? Date.now;
   const cache = new Map<string, { key: ProxyKey | null; until: number }>();
-  const open = new Map<string, number>();
+  /** The cut function of every open connection, per key. */
+  const open = new Map<string, Set<() => void>>();
 
   const verify = async (keyId: string, secret: string): Promise<ProxyKey | null> => {
     // The cache key holds a digest of the secret, never the secret, and a wrong secret
@@ -70,22 +78,29 @@ export function createAccess(options: AccessOptions): Access {
     const credentials = parseProxyUsername(username);
     const key = await verify(credentials.keyId, password);
     if (!key?.scopes.includes('proxy')) throw refusal('auth_failed');
+    await options.checkKey?.(key);
     return { key, credentials };
   };
 
-  const hold = (key: ProxyKey): (() => void) => {
-    const count = open.get(key.id) ?? 0;
-    if (key.maxConcurrency !== null && count >= key.maxConcurrency) {
+  const hold = (key: ProxyKey, cut: () => void): (() => void) => {
+    let slots = open.get(key.id);
+    if (key.maxConcurrency !== null && (slots?.size ?? 0) >= key.maxConcurrency) {
       throw ipcolaError('rate_limited', `the key allows ${key.maxConcurrency} open connections`);
     }
-    open.set(key.id, count + 1);
+    if (!slots) {
+      slots = new Set();
+      open.set(key.id, slots);
+    }
+    // A function of its own, so that two connections passing the same cut hold two slots.
+    const slot = () => cut();
+    slots.add(slot);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const left = (open.get(key.id) ?? 1) - 1;
-      if (left <= 0) open.delete(key.id);
-      else open.set(key.id, left);
+      const held = open.get(key.id);
+      held?.delete(slot);
+      if (held?.size === 0) open.delete(key.id);
     };
   };
 
@@ -96,7 +111,13 @@ export function createAccess(options: AccessOptions): Access {
       return admit(username, password);
     },
     hold,
-    openConnections: (keyId) => open.get(keyId) ?? 0,
+    openConnections: (keyId) => open.get(keyId)?.size ?? 0,
+    keysInUse: () => [...open.keys()],
+    cut(keyId) {
+      const slots = [...(open.get(keyId) ?? [])];
+      for (const slot of slots) slot();
+      return slots.length;
+    },
   };
 }
 

@@ -119,7 +119,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
 
     const target = absoluteTarget(req.url ?? '');
     const admission = await access.admitHeader(req.headers['proxy-authorization']);
-    release = access.hold(admission.key);
+    release = access.hold(admission.key, () => res.destroy());
     const exit = await connector.choose(admission);
     owner = { keyId: admission.key.id, nodeId: exit.nodeId };
     res.setHeader('X-IPCola-Exit-Country', exit.country ?? '');
@@ -147,7 +147,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     const target = parseAuthority(req.url ?? '');
     if (!target) throw ipcolaError('bad_params', 'CONNECT needs host:port');
     const admission = await access.admitHeader(req.headers['proxy-authorization']);
-    const release = access.hold(admission.key);
+    const release = access.hold(admission.key, () => socket.destroy());
     let upstream: Awaited<ReturnType<Connector['open']>>;
     try {
       upstream = await connector.open(admission, target);

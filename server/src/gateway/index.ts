@@ -11,6 +11,7 @@ import { createForwarder } from './forwarder.ts';
 import { createHttpProxyServer } from './http-proxy.ts';
 import { OpenTunnels } from './open-tunnels.ts';
 import { createSocks5Server } from './socks5.ts';
+import { createSpendGuard, type SpendGuard, type SpendGuardOptions } from './spend-guard.ts';
 
 export type { Targeting } from './credentials.ts';
 export { formatProxyUsername, isCountryCode, parseProxyUsername } from './credentials.ts';
@@ -23,6 +24,12 @@ export interface GatewayOptions {
   verifyKey(keyId: string, secret: string): Promise<ProxyKey | null>;
   /** Opens a stream to target through the exit's node (the hub). */
   openStream(exit: Exit, target: Target): Promise<Duplex>;
+  /** Credit, monthly caps and revocation, enforced on new and open connections; none when absent. */
+  limits?: {
+    standing: SpendGuardOptions['standing'];
+    /** Bytes per key counted in hot state and not yet flushed to the database. */
+    hotStateUnflushed(): Promise<Map<string, number>>;
+  };
   timeouts?: Partial<GatewayTimeouts>;
 }
 
@@ -37,6 +44,8 @@ export interface GatewayTimeouts {
   meterMs: number;
   /** How long a key verification is reused (bounds revocation delay). */
   keyCacheMs: number;
+  /** How often keys with open connections are checked for credit, caps and revocation. */
+  limitCheckMs: number;
 }
 
 const DEFAULT_TIMEOUTS: GatewayTimeouts = {
@@ -45,6 +54,7 @@ const DEFAULT_TIMEOUTS: GatewayTimeouts = {
   openMs: 20_000,
   meterMs: 2_000,
   keyCacheMs: 1_000,
+  limitCheckMs: 500,
 };
 
 export interface Gateway {
@@ -64,9 +74,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
   const exits = new ExitIndex();
   const nodeExits = new Map<string, string[]>();
+  let guard: SpendGuard | undefined;
   const access: Access = createAccess({
     verifyKey: options.verifyKey,
     cacheTtlMs: timeouts.keyCacheMs,
+    checkKey: async (key) => guard?.admit(key.id),
   });
   const connector: Connector = createConnector({
     exits,
@@ -77,6 +89,29 @@ export function createGateway(options: GatewayOptions): Gateway {
   const forwarder = createForwarder({ idleTimeoutMs: timeouts.idleMs, connectionsPerOrigin: 256 });
   const tunnels = new OpenTunnels(options.usage, timeouts.idleMs, timeouts.meterMs);
   const logger = options.logger.child({ role: 'gateway' });
+  const { limits } = options;
+  if (limits) {
+    guard = createSpendGuard({
+      standing: limits.standing,
+      async unflushed() {
+        // Open tunnels' bytes into the meter first; hot state before this process's
+        // share, so that a push in between is missed for a round rather than counted twice.
+        tunnels.meterNow();
+        const bytes = await limits.hotStateUnflushed();
+        for (const [keyId, more] of options.usage.unpushed()) {
+          bytes.set(keyId, (bytes.get(keyId) ?? 0) + more);
+        }
+        return bytes;
+      },
+      keysInUse: () => access.keysInUse(),
+      cut(keyId, verdict) {
+        const closed = access.cut(keyId);
+        if (closed > 0) logger.info({ key: keyId, verdict, closed }, 'connections of a key cut');
+      },
+      intervalMs: timeouts.limitCheckMs,
+      onError: (error) => logger.warn({ err: error }, 'key limits check failed'),
+    });
+  }
 
   const httpServer = createHttpProxyServer({
     access,
@@ -89,13 +124,20 @@ export function createGateway(options: GatewayOptions): Gateway {
     idleTimeoutMs: timeouts.idleMs,
   });
 
-  type SocksUpstream = Upstream & { destroy(): void; releaseSlot(): void; keyId: string };
+  type SocksUpstream = Upstream & {
+    destroy(): void;
+    releaseSlot(): void;
+    keyId: string;
+    /** What cutting the key's connections closes: the upstream, then the client once spliced. */
+    cutter: { cut(): void };
+  };
   const socksServer = createSocks5Server<Awaited<ReturnType<Access['admit']>>, SocksUpstream>({
     handshakeTimeoutMs: timeouts.handshakeMs,
     logger: logger.child({ protocol: 'socks5' }),
     authenticate: (username, password) => access.admit(username, password),
     async connect(admission, target) {
-      const releaseSlot = access.hold(admission.key);
+      const cutter = { cut: () => {} };
+      const releaseSlot = access.hold(admission.key, () => cutter.cut());
       let upstream: Upstream;
       try {
         upstream = await connector.open(admission, { host: target.host, port: target.port });
@@ -103,10 +145,12 @@ export function createGateway(options: GatewayOptions): Gateway {
         releaseSlot();
         throw error;
       }
+      cutter.cut = () => upstream.stream.destroy();
       return {
         ...upstream,
         keyId: admission.key.id,
         releaseSlot,
+        cutter,
         destroy() {
           upstream.stream.destroy();
           upstream.release();
@@ -115,6 +159,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       };
     },
     tunnel(client, upstream) {
+      upstream.cutter.cut = () => client.destroy();
       tunnels.run(
         {
           client,
@@ -151,6 +196,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     regions: () => exits.regions(),
     async close() {
+      guard?.close();
       tunnels.close();
       await forwarder.close();
     },

@@ -57,6 +57,11 @@ export class OpenTunnels {
     });
   }
 
+  /** Records what every open tunnel moved since its last metering (limits read it right after). */
+  meterNow(): void {
+    this.#meterAll();
+  }
+
   #meterAll(): void {
     for (const entry of this.#open) {
       const delta = entry.meter.take();

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { CounterStore } from '../store/index.ts';
-import { USAGE_GROUP, type UsageMetric, usageField } from './usage-field.ts';
+import { parseUsageField, USAGE_GROUP, type UsageMetric, usageField } from './usage-field.ts';
 
 export { parseUsageField, USAGE_GROUP, type UsageMetric, usageField } from './usage-field.ts';
 export { type FlushResult, startUsageFlusher, type UsageFlusher } from './usage-flusher.ts';
@@ -18,6 +18,8 @@ export interface Usage {
 export interface UsageMeter {
   /** Adds usage; cheap, in-process. It reaches hot state on the next push. */
   record(usage: Usage): void;
+  /** Bytes (up + down) per key recorded here and not yet pushed to hot state. */
+  unpushed(): Map<string, number>;
   /** Pushes everything recorded so far to hot state. */
   push(): Promise<void>;
   /** Pushes and stops the timer. */
@@ -65,12 +67,35 @@ export function createUsageMeter(
       add('down', usage.down);
       add('requests', usage.requests);
     },
+    unpushed() {
+      const bytes = new Map<string, number>();
+      for (const [field, value] of pending) addBytes(bytes, field, value);
+      return bytes;
+    },
     push,
     async close() {
       clearInterval(timer);
       await push();
     },
   };
+}
+
+/** Bytes (up + down) per key waiting in hot state: counted and not yet flushed, sealed or not. */
+export async function unflushedBytesByKey(counters: CounterStore): Promise<Map<string, number>> {
+  const bytes = new Map<string, number>();
+  for (const batch of await counters.pending(USAGE_GROUP)) {
+    for (const [field, value] of Object.entries(batch.counts)) addBytes(bytes, field, value);
+  }
+  for (const [field, value] of Object.entries(await counters.read(USAGE_GROUP))) {
+    addBytes(bytes, field, value);
+  }
+  return bytes;
+}
+
+function addBytes(bytes: Map<string, number>, field: string, value: number): void {
+  const parsed = parseUsageField(field);
+  if (!parsed || parsed.metric === 'requests') return;
+  bytes.set(parsed.keyId, (bytes.get(parsed.keyId) ?? 0) + value);
 }
 
 /**
