@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { createExitPolicy } from '@ipcola/agent/exit-policy';
 import { type Accounts, createAccounts, loadOrCreatePepper } from './accounts/index.ts';
 import { createApiApp } from './api/index.ts';
+import { createAuthFailureLimit } from './auth-failures/index.ts';
 import { type Config, ConfigError, loadConfig, redactUrl } from './config/index.ts';
 import { startDemo } from './demo.ts';
 import { createGateway } from './gateway/index.ts';
@@ -35,6 +36,8 @@ import {
 } from './upstream/index.ts';
 
 const OPENAPI_DOCUMENT = new URL('../../openapi/openapi.yaml', import.meta.url);
+/** How long an address that used up its failed sign-ins is refused. */
+const AUTH_FAILURE_BLOCK_SECONDS = 300;
 
 interface Ports {
   api: number;
@@ -127,7 +130,22 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         withoutUndefined({ ip, type: node.type, ...declared(node.location) }),
       );
 
+    // Past the allowance an address is refused for a while, whatever it presents.
+    const authFailures = (name: string, points: number) =>
+      createAuthFailureLimit({
+        limiter: hotState.rateLimiter({
+          name,
+          points,
+          durationSec: 60,
+          blockDurationSec: AUTH_FAILURE_BLOCK_SECONDS,
+        }),
+        onError: (error) => logger.warn({ err: error }, 'counting a failed sign-in failed'),
+      });
+    const proxyAuthFailures = authFailures('proxy-auth-failures', config.authFailureLimit);
+    const loginFailures = authFailures('login-failures', config.authFailureLimit);
+
     const gateway = createGateway({
+      authFailures: proxyAuthFailures,
       logger,
       sessions: hotState.sessions,
       usage,
@@ -167,6 +185,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       control: {
         accounts,
         database,
+        loginFailures,
         proxyEndpoint: () => ({
           host: config.publicHost,
           httpPort: ports.proxy,

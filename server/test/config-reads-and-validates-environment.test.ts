@@ -34,6 +34,7 @@ describe('configuration', () => {
     assert.deepEqual(config.upstreamAllowProxies, []);
     assert.equal(config.upstreamProbeIntervalMs, 10_000);
     assert.equal(config.usageFlushIntervalMs, 5_000);
+    assert.equal(config.authFailureLimit, 30);
   });
 
   test('upstream-exit policy exceptions are lists of CIDRs', () => {
@@ -139,6 +140,7 @@ describe('configuration', () => {
     ['UPSTREAM_PROBE_INTERVAL_MS', { UPSTREAM_PROBE_INTERVAL_MS: 'often' }, /not a whole number/],
     ['USAGE_FLUSH_INTERVAL_MS', { USAGE_FLUSH_INTERVAL_MS: '99' }, /out of range/],
     ['USAGE_FLUSH_INTERVAL_MS', { USAGE_FLUSH_INTERVAL_MS: '1e3' }, /not a whole number/],
+    ['AUTH_FAILURE_LIMIT', { AUTH_FAILURE_LIMIT: '0' }, /out of range/],
   ];
   for (const [variable, env, reason] of bad) {
     test(`${variable}=${Object.values(env).at(-1)} is refused naming ${variable}`, () => {

@@ -5,6 +5,7 @@
 import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
 import session from 'express-session';
 import type { Account, Accounts, KeyChanges, KeyView, User } from '../accounts/index.ts';
+import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import { ipcolaError } from '../errors/index.ts';
 import type { Queryable } from '../store/index.ts';
 import {
@@ -33,6 +34,8 @@ export interface ControlOptions {
   proxyEndpoint: ProxyEndpoint | (() => ProxyEndpoint);
   /** Online exits by country, city and type (the hub's live registry). */
   listRegions: () => Promise<Region[]>;
+  /** Failed log-ins per client address; past the allowance the address is refused for a while. */
+  loginFailures?: AuthFailureLimit;
   /** Stores upstream-proxy nodes and starts using them; without it `upstream` is refused. */
   upstreamNodes?: UpstreamNodeRegistrar;
 }
@@ -102,9 +105,22 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
     .route('/auth/login')
     .post(jsonBody, (req, res, next) => {
       bodies.check('LoginRequest', requiredBody(req));
+      const address = req.socket.remoteAddress ?? 'unknown';
+      const blocked = options.loginFailures?.blockedFor(address) ?? 0;
+      if (blocked > 0) throw tooManyLogins(blocked);
       const verdict = (error: unknown, user: User | false) => {
         if (error) return next(error);
-        if (!user) return next(ipcolaError('unauthorized', 'Wrong email or password'));
+        if (!user) {
+          const refuse = (blockedMs: number) =>
+            next(
+              blockedMs > 0
+                ? tooManyLogins(blockedMs)
+                : ipcolaError('unauthorized', 'Wrong email or password'),
+            );
+          if (!options.loginFailures) return refuse(0);
+          options.loginFailures.recordFailure(address).then(refuse, next);
+          return;
+        }
         signIn(req, user).then((answer) => res.json(answer), next);
       };
       authenticator.authenticate('local', { session: false }, verdict)(req, res, next);
@@ -371,6 +387,13 @@ function readPage(req: Request, defaultLimit: number, maxLimit: number) {
     throw ipcolaError('invalid_request', 'cursor is not one this API handed out');
   }
   return { limit: count, cursor: cursor as string | undefined };
+}
+
+function tooManyLogins(blockedMs: number) {
+  return ipcolaError(
+    'rate_limited',
+    `Too many failed log-ins from this address: try again in ${Math.ceil(blockedMs / 1000)} s`,
+  );
 }
 
 function userView(user: User): Schemas['User'] {

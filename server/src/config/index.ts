@@ -31,6 +31,8 @@ export interface Config {
   readonly upstreamProbeIntervalMs: number;
   /** How often metered usage is written from hot state to the database (and debited). */
   readonly usageFlushIntervalMs: number;
+  /** Failed sign-ins (proxy or log-in) per client address and minute before it is refused. */
+  readonly authFailureLimit: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -114,6 +116,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       read('USAGE_FLUSH_INTERVAL_MS') ?? '5000',
       100,
       60_000,
+    ),
+    authFailureLimit: integer(
+      'AUTH_FAILURE_LIMIT',
+      read('AUTH_FAILURE_LIMIT') ?? '30',
+      1,
+      1_000_000,
     ),
   };
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import { type IPColaError, ipcolaError } from '../errors/index.ts';
 import {
   type ProxyCredentials,
@@ -26,14 +27,16 @@ export interface AccessOptions {
   cacheTtlMs: number;
   /** Further admission checks of a verified key (credit, caps); throws the refusal. */
   checkKey?: (key: ProxyKey) => Promise<void>;
+  /** Failed sign-ins per client address; past the allowance the address is refused. */
+  failures?: AuthFailureLimit;
   now?: () => number;
 }
 
 export interface Access {
-  /** From a `Proxy-Authorization` header value. */
-  admitHeader(header: string | undefined): Promise<Admission>;
-  /** From a username and password (SOCKS5). */
-  admit(username: string, password: string): Promise<Admission>;
+  /** From a `Proxy-Authorization` header value, for a client at `address`. */
+  admitHeader(header: string | undefined, address: string | undefined): Promise<Admission>;
+  /** From a username and password (SOCKS5), for a client at `address`. */
+  admit(username: string, password: string, address: string | undefined): Promise<Admission>;
   /**
    * Takes one of the key's concurrent-connection slots for as long as a connection
    * (or a forwarded request) is open; throws rate_limited when none is left. `cut`
@@ -74,10 +77,21 @@ export function createAccess(options: AccessOptions): Access {
     return key;
   };
 
-  const admit = async (username: string, password: string): Promise<Admission> => {
+  const { failures } = options;
+  const admit = async (
+    username: string,
+    password: string,
+    address: string | undefined,
+  ): Promise<Admission> => {
+    const from = address ?? 'unknown';
+    const blocked = failures?.blockedFor(from) ?? 0;
+    if (blocked > 0) throw tooManyFailures(blocked);
     const credentials = parseProxyUsername(username);
     const key = await verify(credentials.keyId, password);
-    if (!key?.scopes.includes('proxy')) throw refusal('auth_failed');
+    if (!key?.scopes.includes('proxy')) {
+      const nowBlocked = (await failures?.recordFailure(from)) ?? 0;
+      throw nowBlocked > 0 ? tooManyFailures(nowBlocked) : refusal('auth_failed');
+    }
     await options.checkKey?.(key);
     return { key, credentials };
   };
@@ -106,9 +120,9 @@ export function createAccess(options: AccessOptions): Access {
 
   return {
     admit,
-    async admitHeader(header) {
+    async admitHeader(header, address) {
       const { username, password } = parseBasicProxyAuthorization(header);
-      return admit(username, password);
+      return admit(username, password, address);
     },
     hold,
     openConnections: (keyId) => open.get(keyId)?.size ?? 0,
@@ -119,6 +133,13 @@ export function createAccess(options: AccessOptions): Access {
       return slots.length;
     },
   };
+}
+
+function tooManyFailures(blockedMs: number): IPColaError {
+  return ipcolaError(
+    'rate_limited',
+    `too many failed sign-ins from this address: refused for ${Math.ceil(blockedMs / 1000)} s`,
+  );
 }
 
 function refusal(code: 'auth_failed'): IPColaError {

@@ -118,7 +118,10 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     });
 
     const target = absoluteTarget(req.url ?? '');
-    const admission = await access.admitHeader(req.headers['proxy-authorization']);
+    const admission = await access.admitHeader(
+      req.headers['proxy-authorization'],
+      req.socket.remoteAddress,
+    );
     release = access.hold(admission.key, () => res.destroy());
     const exit = await connector.choose(admission);
     owner = { keyId: admission.key.id, nodeId: exit.nodeId };
@@ -146,7 +149,10 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
   ): Promise<void> {
     const target = parseAuthority(req.url ?? '');
     if (!target) throw ipcolaError('bad_params', 'CONNECT needs host:port');
-    const admission = await access.admitHeader(req.headers['proxy-authorization']);
+    const admission = await access.admitHeader(
+      req.headers['proxy-authorization'],
+      socket.remoteAddress,
+    );
     const release = access.hold(admission.key, () => socket.destroy());
     let upstream: Awaited<ReturnType<Connector['open']>>;
     try {

@@ -1,6 +1,7 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import type { Logger } from '../log/index.ts';
 import { SocketMeter, type UsageMeter } from '../metering/index.ts';
 import type { SessionTable } from '../store/index.ts';
@@ -30,6 +31,8 @@ export interface GatewayOptions {
     /** Bytes per key counted in hot state and not yet flushed to the database. */
     hotStateUnflushed(): Promise<Map<string, number>>;
   };
+  /** Failed proxy sign-ins per client address; none counted when absent. */
+  authFailures?: AuthFailureLimit;
   timeouts?: Partial<GatewayTimeouts>;
 }
 
@@ -79,6 +82,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     verifyKey: options.verifyKey,
     cacheTtlMs: timeouts.keyCacheMs,
     checkKey: async (key) => guard?.admit(key.id),
+    ...(options.authFailures ? { failures: options.authFailures } : {}),
   });
   const connector: Connector = createConnector({
     exits,
@@ -134,7 +138,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const socksServer = createSocks5Server<Awaited<ReturnType<Access['admit']>>, SocksUpstream>({
     handshakeTimeoutMs: timeouts.handshakeMs,
     logger: logger.child({ protocol: 'socks5' }),
-    authenticate: (username, password) => access.admit(username, password),
+    authenticate: (username, password, client) => access.admit(username, password, client.address),
     async connect(admission, target) {
       const cutter = { cut: () => {} };
       const releaseSlot = access.hold(admission.key, () => cutter.cut());
