@@ -15,7 +15,13 @@ import { createGateway } from './gateway/index.ts';
 import { createHub, createHubServer } from './hub/index.ts';
 import { closeServer, listen } from './listeners/index.ts';
 import { createLogger, type Logger } from './log/index.ts';
-import { createUsageMeter, startUsageFlusher, unflushedBytesByKey } from './metering/index.ts';
+import {
+  createUsageMeter,
+  startUsageFlusher,
+  type UsageMeter,
+  unflushedBytesByKey,
+} from './metering/index.ts';
+import { createMetrics } from './metrics/index.ts';
 import {
   claimDataDir,
   createMemoryHotState,
@@ -91,10 +97,19 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     });
     cleanups.push(() => flusher.close());
 
-    const usage = createUsageMeter(hotState.counters, {
+    const metrics = createMetrics();
+    const meter = createUsageMeter(hotState.counters, {
       pushIntervalMs: 1_000,
       onError: (error) => logger.warn({ err: error }, 'usage push failed; kept for the next one'),
     });
+    // Bytes reach the metrics as they are metered for billing: one count, two readers.
+    const usage: UsageMeter = {
+      ...meter,
+      record(recorded) {
+        metrics.countBytes(recorded.up, recorded.down);
+        meter.record(recorded);
+      },
+    };
     cleanups.push(() => usage.close());
 
     const hub = createHub({
@@ -146,6 +161,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
 
     const gateway = createGateway({
       authFailures: proxyAuthFailures,
+      observer: metrics.gateway,
       logger,
       sessions: hotState.sessions,
       usage,
@@ -174,6 +190,11 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       );
     });
     hub.on('node-down', ({ nodeId }) => gateway.removeNodeExits(nodeId));
+    metrics.watch({
+      onlineExits: () => gateway.exits.size,
+      onlineNodes: () => hub.nodes().length,
+      openTunnels: () => gateway.openTunnels(),
+    });
     cleanups.push(async () => upstreams.close());
     await upstreams.start();
 
@@ -182,6 +203,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       logger,
       dependencies: { database, hot_state: hotState },
       openapiDocument: await readFile(OPENAPI_DOCUMENT, 'utf8'),
+      metrics: { registry: metrics.registry, token: config.metricsToken },
       control: {
         accounts,
         database,

@@ -35,6 +35,7 @@ describe('configuration', () => {
     assert.equal(config.upstreamProbeIntervalMs, 10_000);
     assert.equal(config.usageFlushIntervalMs, 5_000);
     assert.equal(config.authFailureLimit, 30);
+    assert.equal(config.metricsToken, undefined);
   });
 
   test('upstream-exit policy exceptions are lists of CIDRs', () => {
@@ -141,6 +142,7 @@ describe('configuration', () => {
     ['USAGE_FLUSH_INTERVAL_MS', { USAGE_FLUSH_INTERVAL_MS: '99' }, /out of range/],
     ['USAGE_FLUSH_INTERVAL_MS', { USAGE_FLUSH_INTERVAL_MS: '1e3' }, /not a whole number/],
     ['AUTH_FAILURE_LIMIT', { AUTH_FAILURE_LIMIT: '0' }, /out of range/],
+    ['METRICS_TOKEN', { METRICS_TOKEN: 'short' }, /24-256 visible ASCII/],
   ];
   for (const [variable, env, reason] of bad) {
     test(`${variable}=${Object.values(env).at(-1)} is refused naming ${variable}`, () => {

@@ -1,7 +1,8 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import express, { type ErrorRequestHandler, type Express } from 'express';
+import express, { type ErrorRequestHandler, type Express, type Request } from 'express';
 import { pinoHttp } from 'pino-http';
+import type { Registry } from 'prom-client';
 import { parse as parseYaml } from 'yaml';
 import { type ErrorCode, ipcolaError, isIPColaError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
@@ -24,6 +25,8 @@ export interface ApiOptions {
   openapiDocument: string;
   /** The control API under `/v1` (accounts, keys, nodes, regions); without it, not served. */
   control?: ControlOptions;
+  /** Prometheus metrics at /metrics; without it, not served. */
+  metrics?: { registry: Registry; token: string | undefined };
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -57,7 +60,9 @@ export function createApiApp(options: ApiOptions): Express {
       },
       customLogLevel(req, res, error) {
         if (error || res.statusCode >= 500) return 'error';
-        if (req.url === '/healthz' || req.url === '/readyz') return 'debug';
+        if (req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics') {
+          return 'debug';
+        }
         return 'info';
       },
     }),
@@ -80,6 +85,21 @@ export function createApiApp(options: ApiOptions): Express {
     res.type('application/yaml; charset=utf-8').send(options.openapiDocument);
   });
 
+  const { metrics } = options;
+  if (metrics) {
+    app.get('/metrics', async (req, res) => {
+      if (!mayReadMetrics(req, metrics.token)) {
+        throw ipcolaError(
+          'forbidden',
+          metrics.token
+            ? 'Send METRICS_TOKEN as a bearer token'
+            : 'Only loopback clients may read metrics unless METRICS_TOKEN is set',
+        );
+      }
+      res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    });
+  }
+
   if (options.control) {
     const bodies = createBodyValidator(parseYaml(options.openapiDocument));
     app.use('/v1', createControlRouter(options.control, bodies));
@@ -88,6 +108,17 @@ export function createApiApp(options: ApiOptions): Express {
   app.use((_req, _res, next) => next(ipcolaError('not_found')));
   app.use(apiErrorHandler);
   return app;
+}
+
+/** With a token, whoever sends it; without one, loopback clients only. */
+function mayReadMetrics(req: Request, token: string | undefined): boolean {
+  if (token === undefined) {
+    const address = req.socket.remoteAddress ?? '';
+    return /^(127\.|::1$|::ffff:127\.)/.test(address);
+  }
+  const offered = Buffer.from(req.headers.authorization ?? '');
+  const expected = Buffer.from(`Bearer ${token}`);
+  return offered.length === expected.length && timingSafeEqual(offered, expected);
 }
 
 /** Maps any error to the JSON error shape; internals and stacks stay in the log. */

@@ -33,6 +33,8 @@ export interface Config {
   readonly usageFlushIntervalMs: number;
   /** Failed sign-ins (proxy or log-in) per client address and minute before it is refused. */
   readonly authFailureLimit: number;
+  /** Bearer token for GET /metrics; unset, only loopback clients may read it. */
+  readonly metricsToken: string | undefined;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -123,6 +125,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       1,
       1_000_000,
     ),
+    metricsToken: token('METRICS_TOKEN', read('METRICS_TOKEN')),
   };
 
   if (config.stripeWebhookSecret && !config.stripeSecretKey) {
@@ -188,6 +191,14 @@ function cidrList(name: string, raw: string | undefined): readonly string[] {
     }
   }
   return Object.freeze(cidrs);
+}
+
+function token(name: string, raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^[\x21-\x7e]{24,256}$/.test(raw)) {
+    throw new ConfigError(name, 'must be 24-256 visible ASCII characters (a random token)');
+  }
+  return raw;
 }
 
 function bool(name: string, raw: string | undefined, fallback: boolean): boolean {

@@ -26,6 +26,8 @@ export interface ConnectorOptions {
   openStream(exit: Exit, target: Target): Promise<Duplex>;
   /** Upper bound for the whole open (the exit's own connect timeout is shorter). */
   openTimeoutMs: number;
+  /** How long each exit selection took, in seconds. */
+  onSelect?: (seconds: number) => void;
 }
 
 export interface Connector {
@@ -41,14 +43,21 @@ export interface Connector {
 
 /** Chooses the exit for a connection (sticky or spread) and opens the stream through it. */
 export function createConnector(options: ConnectorOptions): Connector {
-  const { exits, sessions } = options;
+  const { exits, sessions, onSelect } = options;
+  const select = (targeting: Admission['credentials']['targeting']) => {
+    if (!onSelect) return exits.select(targeting);
+    const started = performance.now();
+    const exit = exits.select(targeting);
+    onSelect((performance.now() - started) / 1000);
+    return exit;
+  };
   const sessionKey = (keyId: string, sessionId: string) => `${keyId}:${sessionId}`;
 
   const choose = async (admission: Admission): Promise<Exit> => {
     const { credentials, key } = admission;
     const { session, targeting } = credentials;
     if (!session) {
-      const exit = exits.select(targeting);
+      const exit = select(targeting);
       if (!exit) throw ipcolaError('no_exit_available');
       return exit;
     }
@@ -60,7 +69,7 @@ export function createConnector(options: ConnectorOptions): Connector {
       if (!exit) throw ipcolaError('session_exit_gone');
       return exit;
     }
-    const candidate = exits.select(targeting);
+    const candidate = select(targeting);
     if (!candidate) throw ipcolaError('no_exit_available');
     // Two first requests of one session may race: whichever claim lands first wins for both.
     const claimed = await sessions.claim(name, candidate.id, session.ttlMs);

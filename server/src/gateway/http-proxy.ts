@@ -4,11 +4,12 @@ import { parseAuthority } from '@ipcola/agent/protocol';
 import { ipcolaError, isIPColaError } from '../errors/index.ts';
 import { type Logger, newConnectionId } from '../log/index.ts';
 import { SocketMeter, type UsageMeter } from '../metering/index.ts';
+import type { GatewayObserver } from '../metrics/index.ts';
 import type { Access } from './access.ts';
 import type { Connector } from './connector.ts';
 import type { Forwarder } from './forwarder.ts';
 import type { OpenTunnels } from './open-tunnels.ts';
-import { refuseConnect, refuseRequest } from './refusal.ts';
+import { asProxyRefusal, refuseConnect, refuseRequest } from './refusal.ts';
 
 export interface HttpProxyOptions {
   access: Access;
@@ -21,6 +22,7 @@ export interface HttpProxyOptions {
   headersTimeoutMs: number;
   /** A client connection with no traffic this long is closed. */
   idleTimeoutMs: number;
+  observer?: GatewayObserver;
 }
 
 const meters = new WeakMap<Socket, SocketMeter>();
@@ -35,7 +37,7 @@ function meterOf(socket: Socket): SocketMeter {
 
 /** The HTTP proxy listener: absolute-URI forwarding and CONNECT tunnels. */
 export function createHttpProxyServer(options: HttpProxyOptions): Server {
-  const { access, connector, forwarder, tunnels, usage } = options;
+  const { access, connector, forwarder, tunnels, usage, observer } = options;
 
   const server = createServer({
     // Node's strict parser only: never insecureHTTPParser (request smuggling).
@@ -59,6 +61,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       return;
     }
     // Malformed HTTP (smuggling attempts, bad line ends, oversized headers): refuse and close.
+    observer?.refused('http', 'bad_params');
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
     const text = 'malformed HTTP request\n';
     socket.end(
@@ -76,6 +79,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     void forward(req, res, log).catch((error) => {
       if (isIPColaError(error)) log.debug({ code: error.code }, 'request refused');
       else log.error({ err: error }, 'forwarding failed');
+      observer?.refused('http', asProxyRefusal(error).code);
       refuseRequest(res, error);
     });
   });
@@ -90,6 +94,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     void connect(req, socket, head, log).catch((error) => {
       if (isIPColaError(error)) log.debug({ code: error.code }, 'CONNECT refused');
       else log.error({ err: error }, 'CONNECT failed');
+      observer?.refused('connect', asProxyRefusal(error).code);
       refuseConnect(socket, error);
       settleUnattributed(socket);
     });
@@ -125,6 +130,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     release = access.hold(admission.key, () => res.destroy());
     const exit = await connector.choose(admission);
     owner = { keyId: admission.key.id, nodeId: exit.nodeId };
+    observer?.opened('http');
     res.setHeader('X-IPCola-Exit-Country', exit.country ?? '');
     if (admission.credentials.session)
       res.setHeader('X-IPCola-Session', admission.credentials.session.id);
@@ -175,6 +181,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     socket.write(`${headers.join('\r\n')}\r\n\r\n`);
     if (head.length > 0) upstream.stream.write(head);
     log.debug({ target: `${target.host}:${target.port}`, exit: upstream.exit.id }, 'tunnel open');
+    observer?.opened('connect');
     tunnels.run(
       {
         client: socket,

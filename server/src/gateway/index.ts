@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import type { Logger } from '../log/index.ts';
 import { SocketMeter, type UsageMeter } from '../metering/index.ts';
+import type { GatewayObserver } from '../metrics/index.ts';
 import type { SessionTable } from '../store/index.ts';
 import { type Access, createAccess, type ProxyKey } from './access.ts';
 import { type Connector, createConnector, type Target, type Upstream } from './connector.ts';
@@ -11,6 +12,7 @@ import { type Exit, ExitIndex, type ExitType, type RegionCount } from './exit-in
 import { createForwarder } from './forwarder.ts';
 import { createHttpProxyServer } from './http-proxy.ts';
 import { OpenTunnels } from './open-tunnels.ts';
+import { asProxyRefusal } from './refusal.ts';
 import { createSocks5Server } from './socks5.ts';
 import { createSpendGuard, type SpendGuard, type SpendGuardOptions } from './spend-guard.ts';
 
@@ -31,6 +33,8 @@ export interface GatewayOptions {
     /** Bytes per key counted in hot state and not yet flushed to the database. */
     hotStateUnflushed(): Promise<Map<string, number>>;
   };
+  /** Told of opened connections, refusals and selection times (metrics). */
+  observer?: GatewayObserver;
   /** Failed proxy sign-ins per client address; none counted when absent. */
   authFailures?: AuthFailureLimit;
   timeouts?: Partial<GatewayTimeouts>;
@@ -68,6 +72,8 @@ export interface Gateway {
   addNodeExits(nodeId: string, exits: readonly Omit<Exit, 'id' | 'nodeId'>[]): void;
   removeNodeExits(nodeId: string): void;
   regions(): RegionCount[];
+  /** CONNECT and SOCKS5 tunnels open now. */
+  openTunnels(): number;
   /** Stops metering timers and drops pooled upstream connections (listeners are closed by the caller). */
   close(): Promise<void>;
 }
@@ -89,6 +95,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     sessions: options.sessions,
     openStream: options.openStream,
     openTimeoutMs: timeouts.openMs,
+    ...(options.observer ? { onSelect: options.observer.selected } : {}),
   });
   const forwarder = createForwarder({ idleTimeoutMs: timeouts.idleMs, connectionsPerOrigin: 256 });
   const tunnels = new OpenTunnels(options.usage, timeouts.idleMs, timeouts.meterMs);
@@ -126,7 +133,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     logger: logger.child({ protocol: 'http' }),
     headersTimeoutMs: timeouts.handshakeMs,
     idleTimeoutMs: timeouts.idleMs,
+    ...(options.observer ? { observer: options.observer } : {}),
   });
+
+  const refusedOverSocks = (error: unknown): never => {
+    options.observer?.refused('socks5', asProxyRefusal(error).code);
+    throw error;
+  };
 
   type SocksUpstream = Upstream & {
     destroy(): void;
@@ -138,7 +151,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   const socksServer = createSocks5Server<Awaited<ReturnType<Access['admit']>>, SocksUpstream>({
     handshakeTimeoutMs: timeouts.handshakeMs,
     logger: logger.child({ protocol: 'socks5' }),
-    authenticate: (username, password, client) => access.admit(username, password, client.address),
+    authenticate: (username, password, client) =>
+      access.admit(username, password, client.address).catch(refusedOverSocks),
     async connect(admission, target) {
       const cutter = { cut: () => {} };
       const releaseSlot = access.hold(admission.key, () => cutter.cut());
@@ -147,7 +161,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         upstream = await connector.open(admission, { host: target.host, port: target.port });
       } catch (error) {
         releaseSlot();
-        throw error;
+        return refusedOverSocks(error);
       }
       cutter.cut = () => upstream.stream.destroy();
       return {
@@ -164,6 +178,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     tunnel(client, upstream) {
       upstream.cutter.cut = () => client.destroy();
+      options.observer?.opened('socks5');
       tunnels.run(
         {
           client,
@@ -199,6 +214,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       nodeExits.delete(nodeId);
     },
     regions: () => exits.regions(),
+    openTunnels: () => tunnels.size,
     async close() {
       guard?.close();
       tunnels.close();

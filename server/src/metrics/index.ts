@@ -1,0 +1,97 @@
+/**
+ * Prometheus metrics (prom-client), one registry per server: what the proxy carries and
+ * refuses, how long exit selection takes, what is online, plus Node's process metrics.
+ * Labels are closed sets (protocols, directions, catalogue codes): never a key, an
+ * address or a target, which would leak customers' identities and grow without bound.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export type ProxyProtocol = 'http' | 'connect' | 'socks5';
+
+/** What the gateway reports as it works. */
+export interface GatewayObserver {
+  /** A forwarded request got an exit, or a tunnel opened. */
+  opened(protocol: ProxyProtocol): void;
+  /** A refusal with its catalogue code. */
+  refused(protocol: ProxyProtocol, code: string): void;
+  /** One exit selection took this long. */
+  selected(seconds: number): void;
+}
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly gateway: GatewayObserver;
+  /** Metered bytes, both directions, as they are recorded for billing. */
+  countBytes(up: number, down: number): void;
+  /** Read at each scrape. */
+  watch(sources: { onlineExits(): number; openTunnels(): number; onlineNodes(): number }): void;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'ipcola_' });
+
+  const opened = new Counter({
+    name: 'ipcola_proxy_connections_total',
+    help: 'Forwarded requests that got an exit, and tunnels opened, by protocol.',
+    labelNames: ['protocol'],
+    registers: [registry],
+  });
+  const refused = new Counter({
+    name: 'ipcola_proxy_refusals_total',
+    help: 'Refusals by protocol and error code (DESIGN.md section 5).',
+    labelNames: ['protocol', 'code'],
+    registers: [registry],
+  });
+  const bytes = new Counter({
+    name: 'ipcola_proxy_bytes_total',
+    help: 'Bytes on the customer side of the gateway, metered for billing, by direction.',
+    labelNames: ['direction'],
+    registers: [registry],
+  });
+  const selection = new Histogram({
+    name: 'ipcola_exit_selection_seconds',
+    help: 'Time to choose an exit for a connection.',
+    buckets: [1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3],
+    registers: [registry],
+  });
+
+  return {
+    registry,
+    gateway: {
+      opened: (protocol) => opened.inc({ protocol }),
+      refused: (protocol, code) => refused.inc({ protocol, code }),
+      selected: (seconds) => selection.observe(seconds),
+    },
+    countBytes(up, down) {
+      if (up > 0) bytes.inc({ direction: 'up' }, up);
+      if (down > 0) bytes.inc({ direction: 'down' }, down);
+    },
+    watch(sources) {
+      new Gauge({
+        name: 'ipcola_exits_online',
+        help: 'Exit IPs this gateway can lease now.',
+        registers: [registry],
+        collect() {
+          this.set(sources.onlineExits());
+        },
+      });
+      new Gauge({
+        name: 'ipcola_nodes_online',
+        help: 'Exit-node agents connected to this hub.',
+        registers: [registry],
+        collect() {
+          this.set(sources.onlineNodes());
+        },
+      });
+      new Gauge({
+        name: 'ipcola_tunnels_open',
+        help: 'CONNECT and SOCKS5 tunnels open now.',
+        registers: [registry],
+        collect() {
+          this.set(sources.openTunnels());
+        },
+      });
+    },
+  };
+}
