@@ -208,6 +208,17 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         accounts,
         database,
         loginFailures,
+        nodeStatus(nodeId) {
+          const connected = hub.node(nodeId);
+          if (connected) return { online: true, exitIps: [...connected.hello.exitIps] };
+          const exitIps = gateway.nodeExitIps(nodeId);
+          return { online: exitIps.length > 0, exitIps };
+        },
+        nodeDeleted(nodeId) {
+          hub.disconnect(nodeId);
+          upstreams.remove(nodeId);
+          gateway.removeNodeExits(nodeId);
+        },
         proxyEndpoint: () => ({
           host: config.publicHost,
           httpPort: ports.proxy,

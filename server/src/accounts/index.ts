@@ -23,6 +23,9 @@ import {
   verifyKey,
 } from './keys.ts';
 import {
+  deleteNode,
+  listNodes,
+  type NodeView,
   type RegisteredNode,
   type RegisterNodeOptions,
   registerNode,
@@ -43,7 +46,13 @@ export type {
   VerifiedKey,
 } from './keys.ts';
 export { KEY_SCOPES } from './keys.ts';
-export type { NodeType, RegisteredNode, RegisterNodeOptions, VerifiedNode } from './nodes.ts';
+export type {
+  NodeType,
+  NodeView,
+  RegisteredNode,
+  RegisterNodeOptions,
+  VerifiedNode,
+} from './nodes.ts';
 export { checkNodeType, NODE_TYPES } from './nodes.ts';
 export { loadOrCreatePepper, loadOrCreateServerSecret } from './pepper.ts';
 export {
@@ -99,6 +108,13 @@ export interface Accounts {
   keyStanding(keyIds: readonly string[], monthStart: Date): Promise<KeyStanding[]>;
   /** A new exit node; its token (`<node id>.<secret>`) is in the answer and nowhere else. */
   registerNode(accountId: string, options?: RegisterNodeOptions): Promise<RegisteredNode>;
+  /** The account's nodes that are not deleted, oldest first, in keyset pages. */
+  listNodes(
+    accountId: string,
+    page: { after?: { createdAt: Date; id: string }; limit: number },
+  ): Promise<NodeView[]>;
+  /** Deletes the node (its token stops verifying); false when it is not the account's. */
+  deleteNode(accountId: string, nodeId: string): Promise<boolean>;
   /** The node when it exists, is not deleted and the token matches, else null. */
   verifyNodeToken(token: string): Promise<VerifiedNode | null>;
   /**
@@ -131,6 +147,8 @@ export function createAccounts(db: Database, options: AccountsOptions): Accounts
     revokeKey: (accountId, keyId) => revokeKey(db, accountId, keyId),
     registerNode: (accountId, nodeOptions) => registerNode(db, pepper, accountId, nodeOptions),
     verifyNodeToken: (token) => verifyNodeToken(db, pepper, token),
+    listNodes: (accountId, page) => listNodes(db, accountId, page),
+    deleteNode: (accountId, nodeId) => deleteNode(db, accountId, nodeId),
     deriveSecret: (purpose) =>
       createHmac('sha256', pepper).update(`ipcola derived secret: ${purpose}`).digest(),
   };

@@ -101,3 +101,63 @@ export function checkNodeType(type: string): asserts type is NodeType {
     throw ipcolaError('invalid_request', `type must be one of ${NODE_TYPES.join(', ')}`);
   }
 }
+
+/** A node as its operator sees it in the database (live state comes from the hub). */
+export interface NodeView {
+  id: string;
+  name: string;
+  type: NodeType;
+  /** `agent`: runs our agent with a token; `upstream`: a supplier's proxy we chain through. */
+  kind: 'agent' | 'upstream';
+  createdAt: Date;
+  /** Customer bytes the node has carried, both ways, as flushed to usage. */
+  bytesCarried: number;
+}
+
+/** The account's nodes that are not deleted, oldest first, after `after` (a keyset cursor). */
+export async function listNodes(
+  db: Queryable,
+  accountId: string,
+  page: { after?: { createdAt: Date; id: string }; limit: number },
+): Promise<NodeView[]> {
+  const rows = await db.query<{
+    id: string;
+    name: string;
+    type: NodeType;
+    upstream: boolean;
+    created_at: Date;
+    bytes_carried: number;
+  }>(
+    `SELECT n.id, n.name, n.type, n.created_at,
+            EXISTS (SELECT 1 FROM upstream_proxies p WHERE p.node_id = n.id) AS upstream,
+            coalesce((SELECT sum(u.bytes_up + u.bytes_down) FROM usage_hourly u
+                      WHERE u.node_id = n.id), 0)::bigint AS bytes_carried
+     FROM nodes n
+     WHERE n.account_id = $1 AND n.deleted_at IS NULL
+       AND ($2::timestamptz IS NULL OR (n.created_at, n.id) > ($2::timestamptz, $3::text))
+     ORDER BY n.created_at, n.id LIMIT $4`,
+    [accountId, page.after?.createdAt ?? null, page.after?.id ?? null, page.limit],
+  );
+  return rows.map((row) => ({
+    id: row.id,
+    name: row.name,
+    type: row.type,
+    kind: row.upstream ? 'upstream' : 'agent',
+    createdAt: row.created_at,
+    bytesCarried: row.bytes_carried,
+  }));
+}
+
+/** Deletes the node for good (its token stops verifying); false when it is not the account's. */
+export async function deleteNode(
+  db: Queryable,
+  accountId: string,
+  nodeId: string,
+): Promise<boolean> {
+  const rows = await db.query(
+    `UPDATE nodes SET deleted_at = now()
+     WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL RETURNING id`,
+    [nodeId, accountId],
+  );
+  return rows.length > 0;
+}

@@ -36,6 +36,10 @@ export interface ControlOptions {
   listRegions: () => Promise<Region[]>;
   /** Failed log-ins per client address; past the allowance the address is refused for a while. */
   loginFailures?: AuthFailureLimit;
+  /** What this server sees of a node now: online, and the exit IPs it announces. */
+  nodeStatus?: (nodeId: string) => { online: boolean; exitIps: string[] };
+  /** A node was deleted: close its tunnel and take its exits out of the pool. */
+  nodeDeleted?: (nodeId: string) => void;
   /** Stores upstream-proxy nodes and starts using them; without it `upstream` is refused. */
   upstreamNodes?: UpstreamNodeRegistrar;
 }
@@ -201,7 +205,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
   router
     .route('/keys/:id')
     .get(caller, async (req, res) => {
-      const key = await accounts.getKey(callerOf(res).accountId, keyIdParam(req));
+      const key = await accounts.getKey(callerOf(res).accountId, idParam(req));
       if (!key) throw ipcolaError('not_found', 'No such key');
       res.json(keyView(key));
     })
@@ -212,12 +216,12 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
       if (body.disabled !== undefined) changes.disabled = body.disabled;
       if (body.monthly_byte_cap !== undefined) changes.monthlyByteCap = body.monthly_byte_cap;
       if (body.max_concurrency !== undefined) changes.maxConcurrency = body.max_concurrency;
-      const key = await accounts.updateKey(callerOf(res).accountId, keyIdParam(req), changes);
+      const key = await accounts.updateKey(callerOf(res).accountId, idParam(req), changes);
       if (!key) throw ipcolaError('not_found', 'No such key');
       res.json(keyView(key));
     })
     .delete(caller, async (req, res) => {
-      if (!(await accounts.revokeKey(callerOf(res).accountId, keyIdParam(req)))) {
+      if (!(await accounts.revokeKey(callerOf(res).accountId, idParam(req)))) {
         throw ipcolaError('not_found', 'No such key');
       }
       res.status(204).end();
@@ -226,6 +230,36 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
 
   router
     .route('/nodes')
+    .get(caller, async (req, res) => {
+      const page = readPage(req, 100, 500);
+      const position = page.cursor === undefined ? undefined : decodeCursor(page.cursor);
+      const after = position && { createdAt: position.at, id: position.id };
+      const nodes = await accounts.listNodes(callerOf(res).accountId, {
+        ...(after ? { after } : {}),
+        limit: page.limit + 1,
+      });
+      const items = nodes.slice(0, page.limit);
+      const last = items.at(-1);
+      res.json({
+        items: items.map((node) => {
+          const status = options.nodeStatus?.(node.id) ?? { online: false, exitIps: [] };
+          return {
+            id: node.id,
+            name: node.name,
+            type: node.type,
+            kind: node.kind,
+            online: status.online,
+            exit_ips: status.exitIps,
+            bytes_carried: node.bytesCarried,
+            created_at: node.createdAt.toISOString(),
+          };
+        }),
+        next_cursor:
+          nodes.length > page.limit && last
+            ? encodeCursor({ at: last.createdAt, id: last.id })
+            : null,
+      } satisfies Schemas['NodeList']);
+    })
     .post(caller, jsonBody, async (req, res) => {
       const body = bodies.check('CreateNodeRequest', optionalBody(req));
       if (body.upstream) {
@@ -259,7 +293,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
         agent_command: agentCommand(endpoint(), node.token, node.type),
       } satisfies Schemas['AgentNodeCreated']);
     })
-    .all(onlyMethods('POST'));
+    .all(onlyMethods('GET', 'HEAD', 'POST'));
 
   const accountOf = (res: Response) => callerOf(res).accountId;
   router
@@ -270,6 +304,18 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
     .route('/usage/export.csv')
     .get(caller, usageCsv(options.database, accountOf))
     .all(onlyMethods('GET', 'HEAD'));
+
+  router
+    .route('/nodes/:id')
+    .delete(caller, async (req, res) => {
+      const nodeId = idParam(req);
+      if (!(await accounts.deleteNode(callerOf(res).accountId, nodeId))) {
+        throw ipcolaError('not_found', 'No such node');
+      }
+      options.nodeDeleted?.(nodeId);
+      res.status(204).end();
+    })
+    .all(onlyMethods('DELETE'));
 
   router
     .route('/regions')
@@ -362,9 +408,9 @@ function keyView(key: KeyView): Schemas['Key'] {
   };
 }
 
-function keyIdParam(req: Request): string {
+function idParam(req: Request): string {
   const id = req.params.id;
-  // Ids are short lowercase text; anything else names no key (and never reaches SQL as such).
+  // Ids are short lowercase text; anything else names nothing (and never reaches SQL as such).
   return typeof id === 'string' && /^[a-z0-9]{1,64}$/.test(id) ? id : '-';
 }
 

@@ -224,7 +224,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * The account's exit nodes, online or not, oldest first.
+         * @description Deleted nodes are not listed. `online` and `exit_ips` are what this server
+         *     sees now; `bytes_carried` is customer traffic the node carried, as flushed
+         *     to usage. Pages of at most `limit`; pass `next_cursor` back as `cursor`.
+         */
+        get: operations["listNodes"];
         put?: never;
         /**
          * Register an exit node; its token is shown in this answer only.
@@ -245,6 +251,29 @@ export interface paths {
          */
         post: operations["createNode"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/nodes/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete an exit node for good.
+         * @description Its token stops working, its tunnel to the hub is closed at once (streams
+         *     through it end), and its exits leave the pool. Its usage stays in reports.
+         */
+        delete: operations["deleteNode"];
         options?: never;
         head?: never;
         patch?: never;
@@ -441,6 +470,25 @@ export interface components {
         };
         /** @enum {string} */
         ExitType: "residential" | "datacenter" | "mobile";
+        Node: {
+            id: string;
+            name: string;
+            type: components["schemas"]["ExitType"];
+            /**
+             * @description `agent` runs the IPCola agent; `upstream` is a supplier's proxy.
+             * @enum {string}
+             */
+            kind: "agent" | "upstream";
+            online: boolean;
+            exit_ips: string[];
+            bytes_carried: number;
+            /** Format: date-time */
+            created_at: string;
+        };
+        NodeList: {
+            items: components["schemas"]["Node"][];
+            next_cursor: string | null;
+        };
         CreateNodeRequest: {
             name?: components["schemas"]["DisplayName"];
             /** @description Default `residential` for an agent node, `datacenter` for an upstream-proxy node. */
@@ -995,6 +1043,32 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
         };
     };
+    listNodes: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of nodes. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeList"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
     createNode: {
         parameters: {
             query?: never;
@@ -1028,6 +1102,32 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    deleteNode: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The node is deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
         };
     };
     listRegions: {

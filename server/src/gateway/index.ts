@@ -71,6 +71,8 @@ export interface Gateway {
   readonly exits: ExitIndex;
   addNodeExits(nodeId: string, exits: readonly Omit<Exit, 'id' | 'nodeId'>[]): void;
   removeNodeExits(nodeId: string): void;
+  /** The exit IPs of a node this gateway leases now. */
+  nodeExitIps(nodeId: string): string[];
   regions(): RegionCount[];
   /** CONNECT and SOCKS5 tunnels open now. */
   openTunnels(): number;
@@ -213,6 +215,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       for (const exit of exits.removeNode(nodeId, ips)) forwarder.drop(exit.id);
       nodeExits.delete(nodeId);
     },
+    nodeExitIps: (nodeId) => [...(nodeExits.get(nodeId) ?? [])],
     regions: () => exits.regions(),
     openTunnels: () => tunnels.size,
     async close() {

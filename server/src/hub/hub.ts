@@ -61,6 +61,8 @@ export interface Hub extends EventEmitter<HubEvents> {
   /** The nodes that take new streams now. */
   nodes(): ConnectedNode[];
   node(nodeId: string): ConnectedNode | undefined;
+  /** Cuts every connection of the node (it was deleted); false when none was open. */
+  disconnect(nodeId: string): boolean;
   /**
    * Refuses new nodes, sends every node GOAWAY, waits up to graceMs for open streams,
    * then cuts what is left. Every node gets node-down ('hub_closing') at once.
@@ -114,6 +116,17 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
 
   node(nodeId: string): ConnectedNode | undefined {
     return this.#current.get(nodeId)?.info();
+  }
+
+  disconnect(nodeId: string): boolean {
+    let found = false;
+    for (const session of this.#sessions) {
+      if (session.nodeId !== nodeId) continue;
+      found = true;
+      this.#retire(session, 'removed');
+      session.destroy('removed');
+    }
+    return found;
   }
 
   async close(graceMs = 0): Promise<void> {

@@ -33,6 +33,7 @@ export type NodeDownReason =
   | 'handshake_timeout'
   | 'replaced'
   | 'draining'
+  | 'removed'
   | 'hub_closing';
 
 /** A node as the gateway sees it, at the moment it was asked. */

@@ -41,6 +41,8 @@ export interface UpstreamExits {
   start(): Promise<void>;
   /** A node registered just now: online at once, probed from now on. */
   add(node: UpstreamNode): void;
+  /** A node deleted just now: offline at once, no longer probed. */
+  remove(nodeId: string): void;
   /** Whether streams for this node id go through an upstream proxy. */
   has(nodeId: string): boolean;
   /** A stream to target through the node's proxy, leaving from exitIp. */
@@ -116,6 +118,13 @@ export function createUpstreamExits(options: UpstreamExitsOptions): UpstreamExit
     void probe(entry);
   };
 
+  const remove = (nodeId: string) => {
+    const entry = tracked.get(nodeId);
+    if (!entry) return;
+    tracked.delete(nodeId);
+    if (entry.online) options.offline(nodeId);
+  };
+
   const reload = async () => {
     const before = adds;
     const nodes = await options.load();
@@ -151,6 +160,7 @@ export function createUpstreamExits(options: UpstreamExitsOptions): UpstreamExit
       timer.unref();
     },
     add,
+    remove,
     has: (nodeId) => tracked.has(nodeId),
     async openStream(nodeId, exitIp, target) {
       const entry = tracked.get(nodeId);
