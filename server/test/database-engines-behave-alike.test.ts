@@ -30,6 +30,7 @@ const VERSIONS = [
   '0002_settings_and_sessions',
   '0003_upstream_nodes',
   '0004_usage_batches',
+  '0005_key_rotation',
 ];
 
 async function migrationsDir(

@@ -58,7 +58,22 @@ describe('key changes reach open tunnels within a second', () => {
         if (received > 256 * 1024) resolve();
       });
     });
-    return { closed, received: () => received };
+    return {
+      closed,
+      received: () => received,
+      /** Resolves once `bytes` have arrived; rejects when the tunnel closes first. */
+      reached: (bytes: number) =>
+        new Promise<void>((resolve, reject) => {
+          const check = () => {
+            if (received >= bytes) {
+              socket.off('data', check);
+              resolve();
+            }
+          };
+          socket.on('data', check);
+          socket.once('close', () => reject(new Error(`closed after ${received} bytes`)));
+        }),
+    };
   };
 
   /** The status line of the gateway's answer to a CONNECT with this key. */
@@ -197,5 +212,27 @@ describe('key changes reach open tunnels within a second', () => {
       WITHIN_MS * 3,
       'the uncapped key to be let through',
     );
+  });
+
+  test('rotating a key cuts tunnels opened with the old secret, not those opened with the new', async () => {
+    const key = await newKey('to rotate');
+    const old = await openDownload(key);
+    const answer = await net.api(`/v1/keys/${key.id}/rotate`, { method: 'POST' });
+    assert.equal(answer.status, 200);
+    const rotated = (await answer.json()) as { id: string; secret: string; http_proxy_url: string };
+    const rotatedAt = performance.now();
+    assert.equal(rotated.id, key.id);
+    assert.notEqual(rotated.secret, key.secret);
+    assert.ok(rotated.http_proxy_url.includes(rotated.secret));
+    assert.ok((await old.closed) - rotatedAt <= WITHIN_MS, 'the old-secret tunnel was cut');
+    await eventually(
+      async () => (await connectStatus(key)).startsWith('HTTP/1.1 407'),
+      WITHIN_MS,
+      'the old secret to be refused',
+    );
+    // A tunnel opened with the new secret outlives several limit checks (500 ms each):
+    // 16 MB of the target's 6.4 MB/s drip take some 2.5 s.
+    const fresh = await openDownload(rotated);
+    await fresh.reached(16 * 1024 * 1024);
   });
 });

@@ -40,6 +40,7 @@ describe('the server process', () => {
         '0002_settings_and_sessions',
         '0003_upstream_nodes',
         '0004_usage_batches',
+        '0005_key_rotation',
       ]);
     } finally {
       assert.equal(await server.stop('SIGTERM'), 0);

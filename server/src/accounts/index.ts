@@ -18,6 +18,7 @@ import {
   keyStanding,
   listKeys,
   revokeKey,
+  rotateKey,
   updateKey,
   type VerifiedKey,
   verifyKey,
@@ -104,6 +105,8 @@ export interface Accounts {
   updateKey(accountId: string, keyId: string, changes: KeyChanges): Promise<KeyView | null>;
   /** Revokes the key for good; false when it is not the account's. */
   revokeKey(accountId: string, keyId: string): Promise<boolean>;
+  /** A new secret, shown once; the old one stops working. Null when not the account's. */
+  rotateKey(accountId: string, keyId: string): Promise<IssuedKey | null>;
   /** Balance, monthly cap and state of each existing key, for the gateway's limits. */
   keyStanding(keyIds: readonly string[], monthStart: Date): Promise<KeyStanding[]>;
   /** A new exit node; its token (`<node id>.<secret>`) is in the answer and nowhere else. */
@@ -145,6 +148,7 @@ export function createAccounts(db: Database, options: AccountsOptions): Accounts
     getKey: (accountId, keyId) => getKey(db, accountId, keyId),
     updateKey: (accountId, keyId, changes) => updateKey(db, accountId, keyId, changes),
     revokeKey: (accountId, keyId) => revokeKey(db, accountId, keyId),
+    rotateKey: (accountId, keyId) => rotateKey(db, pepper, accountId, keyId),
     registerNode: (accountId, nodeOptions) => registerNode(db, pepper, accountId, nodeOptions),
     verifyNodeToken: (token) => verifyNodeToken(db, pepper, token),
     listNodes: (accountId, page) => listNodes(db, accountId, page),

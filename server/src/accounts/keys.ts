@@ -135,6 +135,8 @@ export interface KeyStanding {
   monthBytes: number;
   /** False once the key is disabled or revoked. */
   usable: boolean;
+  /** When the secret was last replaced; connections admitted before it are cut. */
+  secretRotatedAt: Date | null;
 }
 
 /** The standing of each of the keys that exists (unknown ids are left out). */
@@ -151,8 +153,9 @@ export async function keyStanding(
     monthly_byte_cap: number | null;
     month_bytes: number;
     usable: boolean;
+    secret_rotated_at: Date | null;
   }>(
-    `SELECT k.id, k.account_id, a.balance_bytes, k.monthly_byte_cap,
+    `SELECT k.id, k.account_id, a.balance_bytes, k.monthly_byte_cap, k.secret_rotated_at,
             NOT k.disabled AND k.revoked_at IS NULL AS usable,
             CASE WHEN k.monthly_byte_cap IS NULL THEN 0 ELSE coalesce(
               (SELECT sum(u.bytes_up + u.bytes_down) FROM usage_hourly u
@@ -168,6 +171,7 @@ export async function keyStanding(
     monthlyByteCap: row.monthly_byte_cap,
     monthBytes: row.month_bytes,
     usable: row.usable,
+    secretRotatedAt: row.secret_rotated_at,
   }));
 }
 
@@ -288,4 +292,29 @@ export async function revokeKey(db: Queryable, accountId: string, keyId: string)
     [keyId, accountId],
   );
   return rows.length > 0;
+}
+
+/** A new secret for the key (shown once); the old one stops verifying. Null when not the account's. */
+export async function rotateKey(
+  db: Queryable,
+  pepper: Buffer,
+  accountId: string,
+  keyId: string,
+): Promise<IssuedKey | null> {
+  const secret = newSecret();
+  const [row] = await db.query<KeyRow>(
+    `UPDATE api_keys SET secret_hash = $3, secret_rotated_at = now(), updated_at = now()
+     WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL
+     RETURNING id, account_id, name, scopes, created_at`,
+    [keyId, accountId, keyedHash(pepper, secret)],
+  );
+  if (!row) return null;
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    name: row.name,
+    scopes: knownScopes(row.scopes),
+    createdAt: row.created_at,
+    secret,
+  };
 }

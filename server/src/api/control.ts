@@ -4,7 +4,7 @@
  */
 import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
 import session from 'express-session';
-import type { Account, Accounts, KeyChanges, KeyView, User } from '../accounts/index.ts';
+import type { Account, Accounts, IssuedKey, KeyChanges, KeyView, User } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import { ipcolaError } from '../errors/index.ts';
 import type { Queryable } from '../store/index.ts';
@@ -191,14 +191,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
     .post(caller, jsonBody, async (req, res) => {
       const body = bodies.check('CreateKeyRequest', optionalBody(req));
       const key = await accounts.issueKey(callerOf(res).accountId, { name: body.name ?? '' });
-      res.status(201).json({
-        id: key.id,
-        name: key.name,
-        scopes: key.scopes,
-        created_at: key.createdAt.toISOString(),
-        secret: key.secret,
-        ...keyConnection(endpoint(), key.id, key.secret),
-      } satisfies Schemas['KeyCreated']);
+      res.status(201).json(keyCreatedView(key, endpoint()));
     })
     .all(onlyMethods('GET', 'HEAD', 'POST'));
 
@@ -227,6 +220,15 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
       res.status(204).end();
     })
     .all(onlyMethods('GET', 'HEAD', 'PATCH', 'DELETE'));
+
+  router
+    .route('/keys/:id/rotate')
+    .post(caller, async (req, res) => {
+      const key = await accounts.rotateKey(callerOf(res).accountId, idParam(req));
+      if (!key) throw ipcolaError('not_found', 'No such key');
+      res.json(keyCreatedView(key, endpoint()));
+    })
+    .all(onlyMethods('POST'));
 
   router
     .route('/nodes')
@@ -392,6 +394,18 @@ function upstreamView(node: RegisteredUpstreamNode): Schemas['UpstreamProxy'] {
     ...(region !== undefined ? { region } : {}),
     ...(city !== undefined ? { city } : {}),
     ...(asn !== undefined ? { asn } : {}),
+  };
+}
+
+/** A new or rotated key with its secret and ready proxy URLs: the one time they are shown. */
+function keyCreatedView(key: IssuedKey, proxy: ProxyEndpoint): Schemas['KeyCreated'] {
+  return {
+    id: key.id,
+    name: key.name,
+    scopes: key.scopes,
+    created_at: key.createdAt.toISOString(),
+    secret: key.secret,
+    ...keyConnection(proxy, key.id, key.secret),
   };
 }
 

@@ -48,8 +48,8 @@ export interface Access {
   openConnections(keyId: string): number;
   /** Keys with connections open on this gateway. */
   keysInUse(): string[];
-  /** Closes every open connection of the key; returns how many. */
-  cut(keyId: string): number;
+  /** Closes the key's open connections (only those admitted before `admittedBefore`, epoch ms, when given); returns how many. */
+  cut(keyId: string, admittedBefore?: number): number;
 }
 
 const CACHE_LIMIT = 10_000;
@@ -62,8 +62,8 @@ const CACHE_LIMIT = 10_000;
 export function createAccess(options: AccessOptions): Access {
   const now = options.now ?? Date.now;
   const cache = new Map<string, { key: ProxyKey | null; until: number }>();
-  /** The cut function of every open connection, per key. */
-  const open = new Map<string, Set<() => void>>();
+  /** The cut function and admission time of every open connection, per key. */
+  const open = new Map<string, Set<{ cut: () => void; admittedAt: number }>>();
 
   const verify = async (keyId: string, secret: string): Promise<ProxyKey | null> => {
     // The cache key holds a digest of the secret, never the secret, and a wrong secret
@@ -105,8 +105,7 @@ export function createAccess(options: AccessOptions): Access {
       slots = new Set();
       open.set(key.id, slots);
     }
-    // A function of its own, so that two connections passing the same cut hold two slots.
-    const slot = () => cut();
+    const slot = { cut, admittedAt: now() };
     slots.add(slot);
     let released = false;
     return () => {
@@ -127,9 +126,9 @@ export function createAccess(options: AccessOptions): Access {
     hold,
     openConnections: (keyId) => open.get(keyId)?.size ?? 0,
     keysInUse: () => [...open.keys()],
-    cut(keyId) {
-      const slots = [...(open.get(keyId) ?? [])];
-      for (const slot of slots) slot();
+    cut(keyId, admittedBefore = Number.POSITIVE_INFINITY) {
+      const slots = [...(open.get(keyId) ?? [])].filter((slot) => slot.admittedAt < admittedBefore);
+      for (const slot of slots) slot.cut();
       return slots.length;
     },
   };

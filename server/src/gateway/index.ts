@@ -117,9 +117,9 @@ export function createGateway(options: GatewayOptions): Gateway {
         return bytes;
       },
       keysInUse: () => access.keysInUse(),
-      cut(keyId, verdict) {
-        const closed = access.cut(keyId);
-        if (closed > 0) logger.info({ key: keyId, verdict, closed }, 'connections of a key cut');
+      cut(keyId, reason, admittedBefore) {
+        const closed = access.cut(keyId, admittedBefore);
+        if (closed > 0) logger.info({ key: keyId, reason, closed }, 'connections of a key cut');
       },
       intervalMs: timeouts.limitCheckMs,
       onError: (error) => logger.warn({ err: error }, 'key limits check failed'),

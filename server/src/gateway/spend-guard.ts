@@ -18,6 +18,7 @@ export interface Standing {
   monthlyByteCap: number | null;
   monthBytes: number;
   usable: boolean;
+  secretRotatedAt: Date | null;
 }
 
 export type Verdict = 'ok' | 'quota_exhausted' | 'revoked';
@@ -28,8 +29,11 @@ export interface SpendGuardOptions {
   unflushed(): Promise<Map<string, number>>;
   /** Keys with connections open on this gateway. */
   keysInUse(): string[];
-  /** Closes every open connection of the key. */
-  cut(keyId: string, verdict: Exclude<Verdict, 'ok'>): void;
+  /**
+   * Closes the key's open connections: all of them, or (`rotated`) those admitted before
+   * its secret was replaced, at `admittedBefore` (epoch ms).
+   */
+  cut(keyId: string, reason: Exclude<Verdict, 'ok'> | 'rotated', admittedBefore?: number): void;
   intervalMs: number;
   onError?: (error: unknown) => void;
   now?: () => number;
@@ -48,7 +52,10 @@ const FORGET_AFTER_MS = 60_000;
 
 export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
   const now = options.now ?? Date.now;
-  const verdicts = new Map<string, { verdict: Verdict; at: number; usedAt: number }>();
+  const verdicts = new Map<
+    string,
+    { verdict: Verdict; at: number; usedAt: number; rotatedAt: number | null }
+  >();
   let round: Promise<void> | undefined;
 
   const judge = async (keyIds: readonly string[]): Promise<void> => {
@@ -74,7 +81,12 @@ export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
           ? 'quota_exhausted'
           : 'ok';
       const previous = verdicts.get(keyId);
-      verdicts.set(keyId, { verdict, at, usedAt: previous?.usedAt ?? at });
+      verdicts.set(keyId, {
+        verdict,
+        at,
+        usedAt: previous?.usedAt ?? at,
+        rotatedAt: row?.secretRotatedAt?.getTime() ?? null,
+      });
     }
   };
 
@@ -90,8 +102,10 @@ export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
     }
     await judge(inUse);
     for (const keyId of inUse) {
-      const verdict = verdicts.get(keyId)?.verdict;
-      if (verdict && verdict !== 'ok') options.cut(keyId, verdict);
+      const entry = verdicts.get(keyId);
+      if (!entry) continue;
+      if (entry.verdict !== 'ok') options.cut(keyId, entry.verdict);
+      else if (entry.rotatedAt !== null) options.cut(keyId, 'rotated', entry.rotatedAt);
     }
   };
 
