@@ -6,30 +6,19 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SocksClient } from 'socks';
 import { eventually } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
+import { exchangeText } from './support/raw-exchange.ts';
 import { serverEnv, startServer } from './support/server-process.ts';
 
 /** The value of one sample line, e.g. `ipcola_proxy_connections_total{protocol="connect"}`. */
 function sample(text: string, series: string): number | undefined {
   const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
-async function exchange(port: number, request: string): Promise<string> {
-  const socket = connect(port, '127.0.0.1');
-  await once(socket, 'connect');
-  const chunks: Buffer[] = [];
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-  socket.on('error', () => {});
-  socket.write(request);
-  await once(socket, 'close');
-  return Buffer.concat(chunks).toString('latin1');
 }
 
 describe('metrics count what the proxy carries and refuses', () => {
@@ -45,23 +34,23 @@ describe('metrics count what the proxy carries and refuses', () => {
     const authority = `127.0.0.1:${net.targetPort}`;
     const basic = (secret: string) =>
       Buffer.from(`${net.key.id}-country-de:${secret}`).toString('base64');
-    const tunnel = await exchange(
+    const tunnel = await exchangeText(
       net.ports.proxy,
       `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: Basic ${basic(net.key.secret)}\r\n\r\n` +
         `GET / HTTP/1.1\r\nHost: ${authority}\r\nConnection: close\r\n\r\n`,
     );
     assert.match(tunnel, /^HTTP\/1\.1 200 /);
-    const forwarded = await exchange(
+    const forwarded = await exchangeText(
       net.ports.proxy,
       `GET http://${authority}/ HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: Basic ${basic(net.key.secret)}\r\nConnection: close\r\n\r\n`,
     );
     assert.match(forwarded, /^HTTP\/1\.1 200 /);
-    const wrong = await exchange(
+    const wrong = await exchangeText(
       net.ports.proxy,
       `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: Basic ${basic('wrong')}\r\n\r\n`,
     );
     assert.match(wrong, /^HTTP\/1\.1 407 /);
-    const unmatched = await exchange(
+    const unmatched = await exchangeText(
       net.ports.proxy,
       `GET http://${authority}/ HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: Basic ${Buffer.from(`${net.key.id}-country-fr:${net.key.secret}`).toString('base64')}\r\nConnection: close\r\n\r\n`,
     );

@@ -10,22 +10,13 @@ import { after, before, describe, test } from 'node:test';
 import { SocksClient } from 'socks';
 import { eventually } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
+import { exchangeText } from './support/raw-exchange.ts';
 
 const CREDIT = 20 * 1024 * 1024;
 /** The cut comes at most this long after the client has received the whole credit. */
 const CUT_WITHIN_MS = 2_000;
 
 /** Sends `request` on a new connection to the gateway and reads until it closes. */
-async function exchange(port: number, request: string): Promise<string> {
-  const socket = connect(port, '127.0.0.1');
-  await once(socket, 'connect');
-  const chunks: Buffer[] = [];
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-  socket.on('error', () => {});
-  socket.write(request);
-  await once(socket, 'close');
-  return Buffer.concat(chunks).toString('latin1');
-}
 
 describe('spent credit refuses new connections and cuts open ones', () => {
   let net: ProxyNetwork;
@@ -67,7 +58,7 @@ describe('spent credit refuses new connections and cuts open ones', () => {
   });
 
   test('new connections get quota_exhausted on every protocol', async () => {
-    const connectAnswer = await exchange(
+    const connectAnswer = await exchangeText(
       net.ports.proxy,
       `CONNECT ${authority()} HTTP/1.1\r\nHost: ${authority()}\r\nProxy-Authorization: Basic ${basic()}\r\n\r\n`,
     );
@@ -78,7 +69,7 @@ describe('spent credit refuses new connections and cuts open ones', () => {
       /\r\nProxy-Status: ipcola; error=[a-z_]+; details="quota_exhausted"\r\n/,
     );
 
-    const forwardAnswer = await exchange(
+    const forwardAnswer = await exchangeText(
       net.ports.proxy,
       `GET http://${authority()}/ HTTP/1.1\r\nHost: ${authority()}\r\nProxy-Authorization: Basic ${basic()}\r\nConnection: close\r\n\r\n`,
     );

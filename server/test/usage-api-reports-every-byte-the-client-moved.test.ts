@@ -5,42 +5,22 @@
  * checked, pages follow their cursor, and another account's key is "not found".
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import type { components } from '../src/api/openapi.d.ts';
 import { eventually } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
+import { exchange } from './support/raw-exchange.ts';
 
 const TRIAL = 50_000_000;
 
-interface Report {
-  from: string;
-  to: string;
-  granularity: string;
-  items: Array<{
-    period_start: string;
-    key_id: string;
-    key_name: string;
-    bytes_up: number;
-    bytes_down: number;
-    requests: number;
-  }>;
-  totals: { bytes_up: number; bytes_down: number; requests: number };
-  next_cursor: string | null;
-}
+type Report = components['schemas']['UsageReport'];
 
 /** One connection to the gateway: writes `request`, reads until the gateway closes, counts both ways. */
-async function exchange(
+async function counted(
   port: number,
   request: string,
 ): Promise<{ up: number; down: number; reply: string }> {
-  const socket = connect(port, '127.0.0.1');
-  await once(socket, 'connect');
-  const chunks: Buffer[] = [];
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-  socket.write(request);
-  await once(socket, 'close');
-  const reply = Buffer.concat(chunks);
+  const reply = await exchange(port, request);
   return { up: Buffer.byteLength(request), down: reply.length, reply: reply.toString('latin1') };
 }
 
@@ -55,7 +35,7 @@ describe('the usage API reports every byte the client moved', () => {
 
   /** A CONNECT tunnel carrying one request with Connection: close. */
   const tunnel = async (key: { id: string; secret: string }) => {
-    const result = await exchange(
+    const result = await counted(
       net.ports.proxy,
       `CONNECT ${targetAuthority()} HTTP/1.1\r\nHost: ${targetAuthority()}\r\nProxy-Authorization: Basic ${basic(key)}\r\n\r\n` +
         `GET / HTTP/1.1\r\nHost: ${targetAuthority()}\r\nConnection: close\r\n\r\n`,
@@ -66,7 +46,7 @@ describe('the usage API reports every byte the client moved', () => {
   };
   /** A plain-HTTP forwarded request with Connection: close. */
   const forward = async (key: { id: string; secret: string }) => {
-    const result = await exchange(
+    const result = await counted(
       net.ports.proxy,
       `GET http://${targetAuthority()}/ HTTP/1.1\r\nHost: ${targetAuthority()}\r\nProxy-Authorization: Basic ${basic(key)}\r\nConnection: close\r\n\r\n`,
     );

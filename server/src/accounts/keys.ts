@@ -74,6 +74,10 @@ export async function issueKey(
     [newId(PUBLIC_ID_LENGTH), accountId, name, keyedHash(pepper, secret), scopes],
   );
   if (!row) throw new Error('issueKey: the inserted row is missing');
+  return issued(row, secret);
+}
+
+function issued(row: KeyRow, secret: string): IssuedKey {
   return {
     id: row.id,
     accountId: row.account_id,
@@ -308,13 +312,5 @@ export async function rotateKey(
      RETURNING id, account_id, name, scopes, created_at`,
     [keyId, accountId, keyedHash(pepper, secret)],
   );
-  if (!row) return null;
-  return {
-    id: row.id,
-    accountId: row.account_id,
-    name: row.name,
-    scopes: knownScopes(row.scopes),
-    createdAt: row.created_at,
-    secret,
-  };
+  return row ? issued(row, secret) : null;
 }

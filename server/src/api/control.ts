@@ -53,6 +53,8 @@ export const SESSION_COOKIE = 'ipcola.sid';
 /** A session lasts a week from sign-in; signing out ends it at once. */
 const SESSION_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
 const BODY_LIMIT = '64kb';
+/** Page sizes of the key and node lists (the OpenAPI document says the same). */
+const LIST_LIMIT = { default: 100, max: 500 };
 
 export function createControlRouter(options: ControlOptions, bodies: BodyValidator): Router {
   const { accounts } = options;
@@ -171,21 +173,12 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
   router
     .route('/keys')
     .get(caller, async (req, res) => {
-      const page = readPage(req, 100, 500);
-      const position = page.cursor === undefined ? undefined : decodeCursor(page.cursor);
-      const after = position && { createdAt: position.at, id: position.id };
-      const keys = await accounts.listKeys(callerOf(res).accountId, {
-        ...(after ? { after } : {}),
-        limit: page.limit + 1,
-      });
-      const items = keys.slice(0, page.limit);
-      const last = items.at(-1);
+      const page = await listPage(req, (listing) =>
+        accounts.listKeys(callerOf(res).accountId, listing),
+      );
       res.json({
-        items: items.map(keyView),
-        next_cursor:
-          keys.length > page.limit && last
-            ? encodeCursor({ at: last.createdAt, id: last.id })
-            : null,
+        items: page.items.map(keyView),
+        next_cursor: page.nextCursor,
       } satisfies Schemas['KeyList']);
     })
     .post(caller, jsonBody, async (req, res) => {
@@ -233,17 +226,11 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
   router
     .route('/nodes')
     .get(caller, async (req, res) => {
-      const page = readPage(req, 100, 500);
-      const position = page.cursor === undefined ? undefined : decodeCursor(page.cursor);
-      const after = position && { createdAt: position.at, id: position.id };
-      const nodes = await accounts.listNodes(callerOf(res).accountId, {
-        ...(after ? { after } : {}),
-        limit: page.limit + 1,
-      });
-      const items = nodes.slice(0, page.limit);
-      const last = items.at(-1);
+      const page = await listPage(req, (listing) =>
+        accounts.listNodes(callerOf(res).accountId, listing),
+      );
       res.json({
-        items: items.map((node) => {
+        items: page.items.map((node) => {
           const status = options.nodeStatus?.(node.id) ?? { online: false, exitIps: [] };
           return {
             id: node.id,
@@ -256,10 +243,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
             created_at: node.createdAt.toISOString(),
           };
         }),
-        next_cursor:
-          nodes.length > page.limit && last
-            ? encodeCursor({ at: last.createdAt, id: last.id })
-            : null,
+        next_cursor: page.nextCursor,
       } satisfies Schemas['NodeList']);
     })
     .post(caller, jsonBody, async (req, res) => {
@@ -428,25 +412,45 @@ function idParam(req: Request): string {
   return typeof id === 'string' && /^[a-z0-9]{1,64}$/.test(id) ? id : '-';
 }
 
-/** limit and cursor of a list request; nothing else is accepted. */
-function readPage(req: Request, defaultLimit: number, maxLimit: number) {
+type Listing = { after?: { createdAt: Date; id: string }; limit: number };
+
+/**
+ * One page of a list ordered by creation time and id: reads `limit` and `cursor` (and
+ * refuses any other parameter), asks for one item more than the page to know whether
+ * another page follows, and hands out the cursor after the last item.
+ */
+async function listPage<T extends { createdAt: Date; id: string }>(
+  req: Request,
+  load: (listing: Listing) => Promise<T[]>,
+): Promise<{ items: T[]; nextCursor: string | null }> {
   for (const name of Object.keys(req.query)) {
     if (name !== 'limit' && name !== 'cursor') {
       throw ipcolaError('invalid_request', `unknown query parameter ${name}`);
     }
   }
   const { limit, cursor } = req.query;
-  let count = defaultLimit;
+  let count = LIST_LIMIT.default;
   if (limit !== undefined) {
     count = typeof limit === 'string' && /^\d{1,6}$/.test(limit) ? Number(limit) : 0;
-    if (!(count >= 1 && count <= maxLimit)) {
-      throw ipcolaError('invalid_request', `limit must be 1-${maxLimit}`);
+    if (!(count >= 1 && count <= LIST_LIMIT.max)) {
+      throw ipcolaError('invalid_request', `limit must be 1-${LIST_LIMIT.max}`);
     }
   }
   if (cursor !== undefined && (typeof cursor !== 'string' || cursor.length > 200)) {
     throw ipcolaError('invalid_request', 'cursor is not one this API handed out');
   }
-  return { limit: count, cursor: cursor as string | undefined };
+  const position = cursor === undefined ? undefined : decodeCursor(cursor as string);
+  const rows = await load({
+    ...(position ? { after: { createdAt: position.at, id: position.id } } : {}),
+    limit: count + 1,
+  });
+  const items = rows.slice(0, count);
+  const last = items.at(-1);
+  return {
+    items,
+    nextCursor:
+      rows.length > count && last ? encodeCursor({ at: last.createdAt, id: last.id }) : null,
+  };
 }
 
 function tooManyLogins(blockedMs: number) {

@@ -8,23 +8,13 @@
  * them as soon as the verdict turns. A new connection is judged on a verdict at most
  * two intervals old, or waits for a fresh one.
  */
+import type { KeyStanding } from '../accounts/index.ts';
 import { type IPColaError, ipcolaError } from '../errors/index.ts';
-
-/** The database's view of one key (see accounts' keyStanding). */
-export interface Standing {
-  keyId: string;
-  accountId: string;
-  balanceBytes: number;
-  monthlyByteCap: number | null;
-  monthBytes: number;
-  usable: boolean;
-  secretRotatedAt: Date | null;
-}
 
 export type Verdict = 'ok' | 'quota_exhausted' | 'revoked';
 
 export interface SpendGuardOptions {
-  standing(keyIds: readonly string[], monthStart: Date): Promise<Standing[]>;
+  standing(keyIds: readonly string[], monthStart: Date): Promise<KeyStanding[]>;
   /** Bytes per key counted but not in the database yet (hot state and this process). */
   unflushed(): Promise<Map<string, number>>;
   /** Keys with connections open on this gateway. */
@@ -57,6 +47,7 @@ export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
     { verdict: Verdict; at: number; usedAt: number; rotatedAt: number | null }
   >();
   let round: Promise<void> | undefined;
+  const inFlight = new Map<string, Promise<void>>();
 
   const judge = async (keyIds: readonly string[]): Promise<void> => {
     if (keyIds.length === 0) return;
@@ -124,7 +115,13 @@ export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
     async admit(keyId) {
       let entry = verdicts.get(keyId);
       if (!entry || now() - entry.at > 2 * options.intervalMs) {
-        await judge([keyId]);
+        // Connections of one key arriving together share one look at the database.
+        let judging = inFlight.get(keyId);
+        if (!judging) {
+          judging = judge([keyId]).finally(() => inFlight.delete(keyId));
+          inFlight.set(keyId, judging);
+        }
+        await judging;
         entry = verdicts.get(keyId);
       }
       if (!entry) return;

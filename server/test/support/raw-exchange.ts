@@ -29,3 +29,8 @@ export async function exchange(
   }
   return received;
 }
+
+/** exchange() for text conversations: the answer as latin1 (byte for byte). */
+export async function exchangeText(port: number, request: string): Promise<string> {
+  return (await exchange(port, request)).toString('latin1');
+}
