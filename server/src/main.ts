@@ -11,8 +11,9 @@ import { createApiApp } from './api/index.ts';
 import { createAuthFailureLimit } from './auth-failures/index.ts';
 import { type Config, ConfigError, loadConfig, redactUrl } from './config/index.ts';
 import { startDemo } from './demo.ts';
-import { createGateway } from './gateway/index.ts';
+import { createGateway, type Exit } from './gateway/index.ts';
 import { createHub, createHubServer } from './hub/index.ts';
+import { createLeases, type LeasedExit } from './leases/index.ts';
 import { closeServer, listen } from './listeners/index.ts';
 import { createLogger, type Logger } from './log/index.ts';
 import {
@@ -208,6 +209,16 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         accounts,
         database,
         loginFailures,
+        leases: createLeases(database, {
+          pin: async (keyId, targeting, session) =>
+            leasedExit(await gateway.sessions.pin(keyId, targeting, session)),
+          async inspect(keyId, sessionId) {
+            const live = await gateway.sessions.inspect(keyId, sessionId);
+            return live && { exit: live.exit && leasedExit(live.exit), ttlMs: live.ttlMs };
+          },
+          renew: (keyId, sessionId, ttlMs) => gateway.sessions.renew(keyId, sessionId, ttlMs),
+          release: (keyId, sessionId) => gateway.sessions.release(keyId, sessionId),
+        }),
         nodeStatus(nodeId) {
           const connected = hub.node(nodeId);
           if (connected) return { online: true, exitIps: [...connected.hello.exitIps] };
@@ -285,6 +296,11 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     await undo();
     throw error;
   }
+}
+
+/** What a lease shows of its exit: never the node behind it. */
+function leasedExit(exit: Exit): LeasedExit {
+  return withoutUndefined({ ip: exit.ip, country: exit.country, city: exit.city, type: exit.type });
 }
 
 function withoutUndefined<T extends object>(value: T): T {

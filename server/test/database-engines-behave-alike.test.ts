@@ -16,6 +16,7 @@ const TABLES = [
   'accounts',
   'api_keys',
   'exit_ips',
+  'leases',
   'ledger',
   'nodes',
   'sessions',
@@ -31,6 +32,7 @@ const VERSIONS = [
   '0003_upstream_nodes',
   '0004_usage_batches',
   '0005_key_rotation',
+  '0006_leases',
 ];
 
 async function migrationsDir(

@@ -50,6 +50,19 @@ for (const engine of hotStateEngines) {
       assert.equal(await hot.sessions.peek('k1:renewed'), 'a');
     });
 
+    test('inspect shows the pinned value and the time it has left, without renewing it', async () => {
+      assert.equal(await hot.sessions.inspect('k1:inspected'), null);
+      await hot.sessions.claim('k1:inspected', 'exit-a', 60_000);
+      const seen = await hot.sessions.inspect('k1:inspected');
+      assert.equal(seen?.value, 'exit-a');
+      assert.ok(seen && seen.ttlMs > 50_000 && seen.ttlMs <= 60_000, `ttl ${seen?.ttlMs}`);
+      await hot.sessions.touch('k1:inspected', 120_000);
+      const renewed = await hot.sessions.inspect('k1:inspected');
+      assert.ok(renewed && renewed.ttlMs > 110_000, `renewed ttl ${renewed?.ttlMs}`);
+      await hot.sessions.release('k1:inspected');
+      assert.equal(await hot.sessions.inspect('k1:inspected'), null);
+    });
+
     test('release forgets a session at once', async () => {
       await hot.sessions.claim('k1:gone', 'a', 60_000);
       await hot.sessions.release('k1:gone');

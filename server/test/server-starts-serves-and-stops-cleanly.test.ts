@@ -41,6 +41,7 @@ describe('the server process', () => {
         '0003_upstream_nodes',
         '0004_usage_batches',
         '0005_key_rotation',
+        '0006_leases',
       ]);
     } finally {
       assert.equal(await server.stop('SIGTERM'), 0);

@@ -1,6 +1,6 @@
 /** What a customer or operator pastes: proxy URLs, a curl line, the agent command. */
 import type { NodeType } from '../accounts/index.ts';
-import { formatProxyUsername } from '../gateway/credentials.ts';
+import { formatProxyUsername, type Targeting } from '../gateway/credentials.ts';
 
 /** Where clients reach the proxy and nodes reach the hub: public names, not bind addresses. */
 export interface ProxyEndpoint {
@@ -39,6 +39,21 @@ export function keyConnection(
     http_proxy_url: `http://${keyId}:${secret}@${host}:${http}`,
     socks_proxy_url: `socks5h://${keyId}:${secret}@${host}:${socks}`,
     curl_example: `curl -x http://${usUsername}:${secret}@${host}:${http} https://example.com`,
+  };
+}
+
+/** What a lease's user pastes: the username that uses it and where the proxy listens. */
+export function leaseConnection(
+  endpoint: ProxyEndpoint,
+  keyId: string,
+  targeting: Targeting,
+  session: { id: string; ttlMs: number },
+): { proxy_username: string; http_proxy: string; socks_proxy: string } {
+  const host = urlHost(endpoint.host);
+  return {
+    proxy_username: formatProxyUsername(keyId, targeting, session),
+    http_proxy: `${host}:${port(endpoint.httpPort)}`,
+    socks_proxy: `${host}:${port(endpoint.socksPort)}`,
   };
 }
 

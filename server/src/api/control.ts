@@ -7,6 +7,7 @@ import session from 'express-session';
 import type { Account, Accounts, IssuedKey, KeyChanges, KeyView, User } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import { ipcolaError } from '../errors/index.ts';
+import type { Lease, Leases, LeaseTargeting } from '../leases/index.ts';
 import type { Queryable } from '../store/index.ts';
 import {
   describeProxy,
@@ -14,7 +15,7 @@ import {
   type UpstreamRegistration,
 } from '../upstream/index.ts';
 import { callerOf, createAuthenticator, requireCaller, startSession } from './auth.ts';
-import { agentCommand, keyConnection, type ProxyEndpoint } from './connection.ts';
+import { agentCommand, keyConnection, leaseConnection, type ProxyEndpoint } from './connection.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import type { components } from './openapi.d.ts';
 import { DatabaseSessionStore } from './session-store.ts';
@@ -40,6 +41,8 @@ export interface ControlOptions {
   nodeStatus?: (nodeId: string) => { online: boolean; exitIps: string[] };
   /** A node was deleted: close its tunnel and take its exits out of the pool. */
   nodeDeleted?: (nodeId: string) => void;
+  /** Sticky sessions made ahead of use; without it /v1/leases is not served. */
+  leases?: Leases;
   /** Stores upstream-proxy nodes and starts using them; without it `upstream` is refused. */
   upstreamNodes?: UpstreamNodeRegistrar;
 }
@@ -302,6 +305,80 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
       res.status(204).end();
     })
     .all(onlyMethods('DELETE'));
+
+  const { leases } = options;
+  if (leases) {
+    const leaseView = (lease: Lease): Schemas['Lease'] => ({
+      id: lease.id,
+      key_id: lease.keyId,
+      ...leaseConnection(endpoint(), lease.keyId, lease.targeting, {
+        id: lease.id,
+        ttlMs: lease.ttlSeconds * 1000,
+      }),
+      ttl_seconds: lease.ttlSeconds,
+      active: lease.active,
+      exit: lease.exit && {
+        ip: lease.exit.ip,
+        country: lease.exit.country ?? null,
+        city: lease.exit.city ?? null,
+        type: lease.exit.type as Schemas['ExitType'],
+      },
+      expires_at: lease.expiresAt?.toISOString() ?? null,
+      created_at: lease.createdAt.toISOString(),
+    });
+    router
+      .route('/leases')
+      .get(caller, async (req, res) => {
+        const page = await listPage(req, (listing) =>
+          leases.list(callerOf(res).accountId, listing),
+        );
+        res.json({
+          items: page.items.map(leaseView),
+          next_cursor: page.nextCursor,
+        } satisfies Schemas['LeaseList']);
+      })
+      .post(caller, jsonBody, async (req, res) => {
+        const body = bodies.check('CreateLeaseRequest', optionalBody(req));
+        const who = callerOf(res);
+        const keyId = body.key_id ?? (who.kind === 'key' ? who.keyId : undefined);
+        if (keyId === undefined) {
+          throw ipcolaError('invalid_request', 'key_id is required when signed in as a user');
+        }
+        const targeting: LeaseTargeting = {};
+        if (body.country !== undefined) targeting.country = body.country;
+        if (body.region !== undefined) targeting.region = body.region;
+        if (body.city !== undefined) targeting.city = body.city;
+        if (body.asn !== undefined) targeting.asn = body.asn;
+        if (body.type !== undefined) targeting.type = body.type;
+        const lease = await leases.create(who.accountId, keyId, targeting, body.ttl_seconds ?? 600);
+        if (!lease) throw ipcolaError('not_found', 'No such key');
+        res.status(201).json(leaseView(lease));
+      })
+      .all(onlyMethods('GET', 'HEAD', 'POST'));
+    router
+      .route('/leases/:id')
+      .get(caller, async (req, res) => {
+        const lease = await leases.get(callerOf(res).accountId, idParam(req));
+        if (!lease) throw ipcolaError('not_found', 'No such lease');
+        res.json(leaseView(lease));
+      })
+      .delete(caller, async (req, res) => {
+        if (!(await leases.release(callerOf(res).accountId, idParam(req)))) {
+          throw ipcolaError('not_found', 'No such lease');
+        }
+        res.status(204).end();
+      })
+      .all(onlyMethods('GET', 'HEAD', 'DELETE'));
+    router
+      .route('/leases/:id/renew')
+      .post(caller, jsonBody, async (req, res) => {
+        const body = bodies.check('RenewLeaseRequest', optionalBody(req));
+        const lease = await leases.renew(callerOf(res).accountId, idParam(req), body.ttl_seconds);
+        if (!lease) throw ipcolaError('not_found', 'No such lease, or it has lapsed');
+        res.json(leaseView(lease));
+      })
+      .all(onlyMethods('POST'));
+  }
 
   router
     .route('/regions')

@@ -302,6 +302,76 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/leases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The account's leases that were not released, oldest first.
+         * @description Lapsed ones are listed with `active` false. Pages of at most `limit`; pass `next_cursor` back as `cursor`.
+         */
+        get: operations["listLeases"];
+        put?: never;
+        /**
+         * Pin a sticky session to one exit IP now.
+         * @description Chooses an exit matching the targeting and pins a session to it. Traffic
+         *     with `proxy_username` (and the key's secret as password) leaves from that
+         *     exit; each use renews the lease for `ttl_seconds`; unused that long, it
+         *     lapses. `key_id` may be left out when the caller is an API key: then that
+         *     key is leased for. `no_exit_available` (503) when nothing matches.
+         */
+        post: operations["createLease"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/leases/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** One lease, with its exit and expiry now. */
+        get: operations["getLease"];
+        put?: never;
+        post?: never;
+        /**
+         * Release a lease now.
+         * @description The next connection with its username gets a fresh exit.
+         */
+        delete: operations["releaseLease"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/leases/{id}/renew": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Keep a lease for another `ttl_seconds` (default its own). */
+        post: operations["renewLease"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/regions": {
         parameters: {
             query?: never;
@@ -616,6 +686,48 @@ export interface components {
             totals: components["schemas"]["UsageTotals"];
             next_cursor: string | null;
         };
+        /** @description Seconds the lease lives unused; each use renews it. */
+        LeaseTtl: number;
+        CreateLeaseRequest: {
+            key_id?: string;
+            country?: string;
+            region?: components["schemas"]["Slug"];
+            city?: components["schemas"]["Slug"];
+            asn?: number;
+            type?: components["schemas"]["ExitType"];
+            ttl_seconds?: components["schemas"]["LeaseTtl"];
+        };
+        RenewLeaseRequest: {
+            ttl_seconds?: components["schemas"]["LeaseTtl"];
+        };
+        LeasedExit: {
+            ip: string;
+            country: string | null;
+            city: string | null;
+            type: components["schemas"]["ExitType"];
+        };
+        Lease: {
+            id: string;
+            key_id: string;
+            /** @description The username that uses this lease; the password is the key's secret. */
+            proxy_username: string;
+            /** @description host:port of the HTTP proxy. */
+            http_proxy: string;
+            /** @description host:port of the SOCKS5 proxy. */
+            socks_proxy: string;
+            ttl_seconds: number;
+            /** @description False once released or lapsed. */
+            active: boolean;
+            exit: components["schemas"]["LeasedExit"] | null;
+            /** Format: date-time */
+            expires_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+        };
+        LeaseList: {
+            items: components["schemas"]["Lease"][];
+            next_cursor: string | null;
+        };
         /**
          * @description Every code an error answer may carry. The proxy codes are the ones the
          *     gateway sends in `X-IPCola-Error`; the others are the API's own.
@@ -671,6 +783,15 @@ export interface components {
         };
         /** @description The body is not `application/json` (`unsupported_media_type`). */
         UnsupportedMediaType: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description `no_exit_available`: no online exit matches the targeting. */
+        NoExitAvailable: {
             headers: {
                 [name: string]: unknown;
             };
@@ -1176,6 +1297,148 @@ export interface operations {
                 };
                 content?: never;
             };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    listLeases: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of leases. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LeaseList"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    createLease: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreateLeaseRequest"];
+            };
+        };
+        responses: {
+            /** @description The lease, pinned. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Lease"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["NoExitAvailable"];
+        };
+    };
+    getLease: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The lease. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Lease"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    releaseLease: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Released. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    renewLease: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RenewLeaseRequest"];
+            };
+        };
+        responses: {
+            /** @description The lease, renewed. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Lease"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];

@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import { ipcolaError } from '../errors/index.ts';
 import type { SessionTable } from '../store/index.ts';
 import type { Admission } from './access.ts';
+import type { Targeting } from './credentials.ts';
 import type { Exit, ExitIndex } from './exit-index.ts';
 import { asProxyRefusal } from './refusal.ts';
 
@@ -39,6 +40,13 @@ export interface Connector {
   open(admission: Admission, target: Target): Promise<Upstream>;
   /** The exit a sticky session is pinned to now, if any (for tests and the leases API). */
   sessionExit(keyId: string, sessionId: string): Promise<Exit | null>;
+  /** Pins a new sticky session to a matching exit now (a lease); throws no_exit_available. */
+  pin(keyId: string, targeting: Targeting, session: { id: string; ttlMs: number }): Promise<Exit>;
+  /** A session's exit (null when that exit went away) and the time it has left; null when none. */
+  inspect(keyId: string, sessionId: string): Promise<{ exit: Exit | null; ttlMs: number } | null>;
+  /** Renews a session for ttlMs; false when it had lapsed. */
+  renew(keyId: string, sessionId: string, ttlMs: number): Promise<boolean>;
+  release(keyId: string, sessionId: string): Promise<void>;
 }
 
 /** Chooses the exit for a connection (sticky or spread) and opens the stream through it. */
@@ -101,6 +109,26 @@ export function createConnector(options: ConnectorOptions): Connector {
       const pinned = await sessions.peek(sessionKey(keyId, sessionId));
       return pinned === null ? null : (exits.get(pinned) ?? null);
     },
+    async pin(keyId, targeting, session) {
+      const candidate = select(targeting);
+      if (!candidate) throw ipcolaError('no_exit_available');
+      const claimed = await sessions.claim(
+        sessionKey(keyId, session.id),
+        candidate.id,
+        session.ttlMs,
+      );
+      const exit = exits.get(claimed);
+      if (!exit) throw ipcolaError('session_exit_gone');
+      return exit;
+    },
+    async inspect(keyId, sessionId) {
+      const pinned = await sessions.inspect(sessionKey(keyId, sessionId));
+      return pinned && { exit: exits.get(pinned.value) ?? null, ttlMs: pinned.ttlMs };
+    },
+    async renew(keyId, sessionId, ttlMs) {
+      return (await sessions.touch(sessionKey(keyId, sessionId), ttlMs)) !== null;
+    },
+    release: (keyId, sessionId) => sessions.release(sessionKey(keyId, sessionId)),
   };
 }
 

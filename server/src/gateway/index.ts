@@ -76,6 +76,8 @@ export interface Gateway {
   regions(): RegionCount[];
   /** CONNECT and SOCKS5 tunnels open now. */
   openTunnels(): number;
+  /** Sticky sessions made ahead of use (the leases API). */
+  readonly sessions: Pick<Connector, 'pin' | 'inspect' | 'renew' | 'release'>;
   /** Stops metering timers and drops pooled upstream connections (listeners are closed by the caller). */
   close(): Promise<void>;
 }
@@ -218,6 +220,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     nodeExitIps: (nodeId) => [...(nodeExits.get(nodeId) ?? [])],
     regions: () => exits.regions(),
     openTunnels: () => tunnels.size,
+    sessions: connector,
     async close() {
       guard?.close();
       tunnels.close();

@@ -25,6 +25,8 @@ export interface SessionTable {
   touch(key: string, ttlMs: number): Promise<string | null>;
   /** The pinned value without renewing it. */
   peek(key: string): Promise<string | null>;
+  /** The pinned value and the milliseconds it has left, without renewing it; null when none. */
+  inspect(key: string): Promise<{ value: string; ttlMs: number } | null>;
   release(key: string): Promise<void>;
 }
 

@@ -56,6 +56,11 @@ export function createMemoryHotState(now: () => number = Date.now): HotState {
         const entry = sessions.get(key);
         return live(entry) ? entry.value : null;
       },
+      async inspect(key) {
+        assertOpen();
+        const entry = sessions.get(key);
+        return live(entry) ? { value: entry.value, ttlMs: entry.expiresAt - now() } : null;
+      },
       async release(key) {
         assertOpen();
         sessions.delete(key);

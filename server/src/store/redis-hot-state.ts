@@ -135,6 +135,14 @@ export async function openRedisHotState(
         (await redis.sessionClaim(sessionKey(key), value, Math.ceil(ttlMs))) as string,
       touch: (key, ttlMs) => redis.getex(sessionKey(key), 'PX', Math.ceil(ttlMs)),
       peek: (key) => redis.get(sessionKey(key)),
+      async inspect(key) {
+        const [[, value], [, ttlMs]] = (await redis
+          .multi()
+          .get(sessionKey(key))
+          .pttl(sessionKey(key))
+          .exec()) as [[unknown, string | null], [unknown, number]];
+        return value === null || ttlMs < 0 ? null : { value, ttlMs };
+      },
       async release(key) {
         await redis.del(sessionKey(key));
       },

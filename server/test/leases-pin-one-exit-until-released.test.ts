@@ -1,0 +1,120 @@
+/**
+ * The allocation API end to end: a lease pins one exit IP matching its targeting before
+ * any traffic; requests with its username leave from that IP; it can be read, listed,
+ * renewed and released; bad requests are refused with a code.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { components } from '../src/api/openapi.d.ts';
+import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
+import { exchangeText } from './support/raw-exchange.ts';
+
+type Lease = components['schemas']['Lease'];
+
+describe('leases pin one exit until released', () => {
+  let net: ProxyNetwork;
+  before(async () => {
+    net = await startProxyNetwork([
+      { ip: '127.0.0.12', country: 'de' },
+      { ip: '127.0.0.13', country: 'us' },
+      { ip: '127.0.0.14', country: 'us' },
+    ]);
+  });
+  after(() => net?.close());
+
+  const post = (path: string, body: unknown) =>
+    net.api(path, { method: 'POST', body: JSON.stringify(body) });
+  /** The address the target saw for a request with this username. */
+  const exitSeenWith = async (username: string) => {
+    const authority = `127.0.0.1:${net.targetPort}`;
+    const basic = Buffer.from(`${username}:${net.key.secret}`).toString('base64');
+    const answer = await exchangeText(
+      net.ports.proxy,
+      `GET http://${authority}/ HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: Basic ${basic}\r\nConnection: close\r\n\r\n`,
+    );
+    return /127\.0\.0\.\d+/.exec(answer.split('\r\n\r\n')[1] ?? '')?.[0];
+  };
+
+  test('a lease pins a matching exit, and its username leaves from it every time', async () => {
+    const created = await post('/v1/leases', {
+      key_id: net.key.id,
+      country: 'us',
+      ttl_seconds: 60,
+    });
+    assert.equal(created.status, 201);
+    const lease = (await created.json()) as Lease;
+    assert.ok(lease.exit);
+    assert.ok(['127.0.0.13', '127.0.0.14'].includes(lease.exit.ip), lease.exit.ip);
+    assert.equal(lease.exit.country, 'us');
+    assert.equal(lease.active, true);
+    assert.equal(lease.key_id, net.key.id);
+    assert.match(
+      lease.proxy_username,
+      new RegExp(`^${net.key.id}-country-us-session-${lease.id}-ttl-1m$`),
+    );
+    assert.equal(lease.http_proxy, `127.0.0.1:${net.ports.proxy}`);
+    const left = Date.parse(lease.expires_at ?? '') - Date.now();
+    assert.ok(left > 50_000 && left <= 61_000, `expires in ${left} ms`);
+
+    for (let i = 0; i < 6; i++) {
+      assert.equal(await exitSeenWith(lease.proxy_username), lease.exit.ip);
+    }
+
+    const read = (await (await net.api(`/v1/leases/${lease.id}`)).json()) as Lease;
+    assert.deepEqual(read.exit, lease.exit);
+    const listed = (await (await net.api('/v1/leases')).json()) as { items: Lease[] };
+    assert.ok(listed.items.some((item) => item.id === lease.id));
+
+    const renewed = await post(`/v1/leases/${lease.id}/renew`, { ttl_seconds: 3600 });
+    assert.equal(renewed.status, 200);
+    const later = Date.parse(((await renewed.json()) as Lease).expires_at ?? '') - Date.now();
+    assert.ok(later > 3_500_000, `renewed for ${later} ms`);
+
+    assert.equal((await net.api(`/v1/leases/${lease.id}`, { method: 'DELETE' })).status, 204);
+    const released = (await (await net.api(`/v1/leases/${lease.id}`)).json()) as Lease;
+    assert.equal(released.active, false);
+    assert.equal(released.exit, null);
+    assert.equal(released.expires_at, null);
+    const after = (await (await net.api('/v1/leases')).json()) as { items: Lease[] };
+    assert.ok(!after.items.some((item) => item.id === lease.id), 'released leases are not listed');
+    assert.equal((await net.api(`/v1/leases/${lease.id}`, { method: 'DELETE' })).status, 404);
+    assert.equal((await post(`/v1/leases/${lease.id}/renew`, {})).status, 404);
+  });
+
+  test('an API key leases for itself without naming a key', async () => {
+    const created = await fetch(`http://127.0.0.1:${net.ports.api}/v1/leases`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${net.key.id}.${net.key.secret}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ country: 'de' }),
+    });
+    assert.equal(created.status, 201);
+    const lease = (await created.json()) as Lease;
+    assert.equal(lease.key_id, net.key.id);
+    assert.equal(lease.exit?.ip, '127.0.0.12');
+    assert.equal(lease.ttl_seconds, 600);
+    assert.equal(await exitSeenWith(lease.proxy_username), '127.0.0.12');
+  });
+
+  test('bad lease requests are refused with a code and leave nothing behind', async () => {
+    const refused = async (body: unknown, status: number, code: string) => {
+      const answer = await post('/v1/leases', body);
+      assert.equal(answer.status, status, JSON.stringify(body));
+      assert.equal(((await answer.json()) as { error: { code: string } }).error.code, code);
+    };
+    const before = ((await (await net.api('/v1/leases')).json()) as { items: Lease[] }).items
+      .length;
+    await refused({ key_id: net.key.id, country: 'fr' }, 503, 'no_exit_available');
+    await refused({ country: 'us' }, 400, 'invalid_request');
+    await refused({ key_id: net.key.id, ttl_seconds: 10 }, 400, 'invalid_request');
+    await refused({ key_id: net.key.id, ttl_seconds: 86_401 }, 400, 'invalid_request');
+    await refused({ key_id: net.key.id, country: 'USA' }, 400, 'invalid_request');
+    await refused({ key_id: net.key.id, colour: 'blue' }, 400, 'invalid_request');
+    await refused({ key_id: 'nosuchkey', country: 'us' }, 404, 'not_found');
+    const after = ((await (await net.api('/v1/leases')).json()) as { items: Lease[] }).items.length;
+    assert.equal(after, before);
+    assert.equal((await net.api('/v1/leases/nosuchlease')).status, 404);
+  });
+});
