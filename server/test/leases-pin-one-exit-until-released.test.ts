@@ -117,4 +117,63 @@ describe('leases pin one exit until released', () => {
     assert.equal(after, before);
     assert.equal((await net.api('/v1/leases/nosuchlease')).status, 404);
   });
+
+  test('proxy lists: sticky lines each keep one exit, rotating lines share one username', async () => {
+    const answer = await fetch(`http://127.0.0.1:${net.ports.api}/v1/proxy-lists`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${net.key.id}.${net.key.secret}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ count: 4, country: 'us', format: 'hostport' }),
+    });
+    assert.equal(answer.status, 200);
+    const list = (await answer.json()) as components['schemas']['ProxyList'];
+    assert.equal(list.password_included, true);
+    assert.equal(list.proxies.length, 4);
+    assert.equal(new Set(list.proxies).size, 4, 'each sticky line has its own session');
+    for (const line of list.proxies) {
+      const match = /^([^:]+):([^@]+)@127\.0\.0\.1:(\d+)$/.exec(line);
+      assert.ok(match, line);
+      assert.equal(match[2], net.key.secret);
+      assert.equal(Number(match[3]), net.ports.proxy);
+      const first = await exitSeenWith(match[1] as string);
+      assert.ok(first === '127.0.0.13' || first === '127.0.0.14', String(first));
+      assert.equal(await exitSeenWith(match[1] as string), first, 'a sticky line keeps its exit');
+    }
+
+    const rotating = (await (
+      await post('/v1/proxy-lists', {
+        key_id: net.key.id,
+        count: 3,
+        sticky: false,
+        format: 'curl',
+      })
+    ).json()) as components['schemas']['ProxyList'];
+    assert.equal(rotating.password_included, false, 'a signed-in user sees no secret');
+    assert.deepEqual(
+      rotating.proxies,
+      Array(3).fill(
+        `curl -x http://${net.key.id}:SECRET@127.0.0.1:${net.ports.proxy} https://example.com`,
+      ),
+    );
+
+    const withSecret = await post('/v1/proxy-lists', {
+      key_id: net.key.id,
+      secret: net.key.secret,
+      count: 1,
+      format: 'socks_url',
+    });
+    const [line] = ((await withSecret.json()) as components['schemas']['ProxyList']).proxies;
+    assert.match(
+      line ?? '',
+      new RegExp(
+        `^socks5h://${net.key.id}-session-[0-9a-f]+-ttl-10m:${net.key.secret}@127\\.0\\.0\\.1:${net.ports.socks}$`,
+      ),
+    );
+    const wrongSecret = await post('/v1/proxy-lists', { key_id: net.key.id, secret: 'nope' });
+    assert.equal(wrongSecret.status, 400);
+    assert.equal((await post('/v1/proxy-lists', { key_id: net.key.id, count: 1001 })).status, 400);
+    assert.equal((await post('/v1/proxy-lists', { key_id: 'nosuchkey' })).status, 404);
+  });
 });

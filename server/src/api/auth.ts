@@ -19,7 +19,8 @@ declare module 'express-session' {
 
 export type Caller =
   | { kind: 'session'; accountId: string; user: User }
-  | { kind: 'key'; accountId: string; keyId: string };
+  /** `secret` is the one the caller presented (kept for this request only: proxy lists print it). */
+  | { kind: 'key'; accountId: string; keyId: string; secret: string };
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 // Key ids are lowercase letters and digits, secrets letters and digits (bounded here,
@@ -73,7 +74,12 @@ export function requireCaller(accounts: Accounts): RequestHandler {
       if (!key.scopes.includes('api')) {
         throw ipcolaError('forbidden', 'This API key lacks the api scope');
       }
-      setCaller(res, { kind: 'key', accountId: key.accountId, keyId: key.id });
+      setCaller(res, {
+        kind: 'key',
+        accountId: key.accountId,
+        keyId: key.id,
+        secret: match[2] as string,
+      });
       return next();
     }
     const user = req.user as User | undefined;

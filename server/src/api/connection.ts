@@ -57,6 +57,29 @@ export function leaseConnection(
   };
 }
 
+export type ProxyLineFormat = 'hostport' | 'url' | 'socks_url' | 'curl';
+
+/** One line of a proxy list, in the form a scraping tool takes. */
+export function proxyLine(
+  endpoint: ProxyEndpoint,
+  format: ProxyLineFormat,
+  username: string,
+  password: string,
+): string {
+  const host = urlHost(endpoint.host);
+  const http = `${host}:${port(endpoint.httpPort)}`;
+  switch (format) {
+    case 'hostport':
+      return `${username}:${password}@${http}`;
+    case 'url':
+      return `http://${username}:${password}@${http}`;
+    case 'socks_url':
+      return `socks5h://${username}:${password}@${host}:${port(endpoint.socksPort)}`;
+    case 'curl':
+      return `curl -x http://${username}:${password}@${http} https://example.com`;
+  }
+}
+
 export function agentCommand(endpoint: ProxyEndpoint, token: string, type: NodeType): string {
   const hub = `${urlHost(endpoint.hubHost ?? endpoint.host)}:${port(endpoint.hubPort)}`;
   const typeFlag = type === 'residential' ? '' : ` --type ${type}`;

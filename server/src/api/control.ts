@@ -2,11 +2,13 @@
  * The control API under /v1: sign-up, sign-in, sign-out, who am I, API keys, exit
  * nodes, regions, usage. Request and answer types come from the OpenAPI document.
  */
+import { randomBytes } from 'node:crypto';
 import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
 import session from 'express-session';
 import type { Account, Accounts, IssuedKey, KeyChanges, KeyView, User } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import { ipcolaError } from '../errors/index.ts';
+import { formatProxyUsername } from '../gateway/credentials.ts';
 import type { Lease, Leases, LeaseTargeting } from '../leases/index.ts';
 import type { Queryable } from '../store/index.ts';
 import {
@@ -15,7 +17,13 @@ import {
   type UpstreamRegistration,
 } from '../upstream/index.ts';
 import { callerOf, createAuthenticator, requireCaller, startSession } from './auth.ts';
-import { agentCommand, keyConnection, leaseConnection, type ProxyEndpoint } from './connection.ts';
+import {
+  agentCommand,
+  keyConnection,
+  leaseConnection,
+  type ProxyEndpoint,
+  proxyLine,
+} from './connection.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import type { components } from './openapi.d.ts';
 import { DatabaseSessionStore } from './session-store.ts';
@@ -344,12 +352,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
         if (keyId === undefined) {
           throw ipcolaError('invalid_request', 'key_id is required when signed in as a user');
         }
-        const targeting: LeaseTargeting = {};
-        if (body.country !== undefined) targeting.country = body.country;
-        if (body.region !== undefined) targeting.region = body.region;
-        if (body.city !== undefined) targeting.city = body.city;
-        if (body.asn !== undefined) targeting.asn = body.asn;
-        if (body.type !== undefined) targeting.type = body.type;
+        const targeting = targetingOf(body);
         const lease = await leases.create(who.accountId, keyId, targeting, body.ttl_seconds ?? 600);
         if (!lease) throw ipcolaError('not_found', 'No such key');
         res.status(201).json(leaseView(lease));
@@ -379,6 +382,53 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
       })
       .all(onlyMethods('POST'));
   }
+
+  router
+    .route('/proxy-lists')
+    .post(caller, jsonBody, async (req, res) => {
+      const body = bodies.check('CreateProxyListRequest', optionalBody(req));
+      const who = callerOf(res);
+      const keyId = body.key_id ?? (who.kind === 'key' ? who.keyId : undefined);
+      if (keyId === undefined) {
+        throw ipcolaError('invalid_request', 'key_id is required when signed in as a user');
+      }
+      if (!(await accounts.getKey(who.accountId, keyId))) {
+        throw ipcolaError('not_found', 'No such key');
+      }
+      let password: string | undefined;
+      if (body.secret !== undefined) {
+        if (!(await accounts.verifyKey(keyId, body.secret))) {
+          throw ipcolaError('invalid_request', 'secret is not the secret of this key');
+        }
+        password = body.secret;
+      } else if (who.kind === 'key' && who.keyId === keyId) {
+        password = who.secret;
+      }
+      const targeting = targetingOf(body);
+      const sticky = body.sticky ?? true;
+      const format = body.format ?? 'hostport';
+      const ttlMs = (body.ttl_seconds ?? 600) * 1000;
+      const proxies = Array.from({ length: body.count ?? 10 }, () =>
+        proxyLine(
+          endpoint(),
+          format,
+          formatProxyUsername(
+            keyId,
+            targeting,
+            sticky ? { id: randomBytes(8).toString('hex'), ttlMs } : null,
+          ),
+          password ?? 'SECRET',
+        ),
+      );
+      res.json({
+        key_id: keyId,
+        format,
+        sticky,
+        password_included: password !== undefined,
+        proxies,
+      } satisfies Schemas['ProxyList']);
+    })
+    .all(onlyMethods('POST'));
 
   router
     .route('/regions')
@@ -481,6 +531,17 @@ function keyView(key: KeyView): Schemas['Key'] {
     created_at: key.createdAt.toISOString(),
     updated_at: key.updatedAt.toISOString(),
   };
+}
+
+/** The targeting fields of a lease or proxy-list request (already checked by the schema). */
+function targetingOf(body: Schemas['CreateLeaseRequest']): LeaseTargeting {
+  const targeting: LeaseTargeting = {};
+  if (body.country !== undefined) targeting.country = body.country;
+  if (body.region !== undefined) targeting.region = body.region;
+  if (body.city !== undefined) targeting.city = body.city;
+  if (body.asn !== undefined) targeting.asn = body.asn;
+  if (body.type !== undefined) targeting.type = body.type;
+  return targeting;
 }
 
 function idParam(req: Request): string {

@@ -372,6 +372,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/proxy-lists": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * N ready proxy strings to paste into a scraping tool.
+         * @description Sticky lists give each line its own session (pinned on first use, kept
+         *     `ttl_seconds` after the last); rotating lists repeat one username, so
+         *     every connection may take a new exit. The password is printed when the
+         *     caller is that API key, or when `secret` is sent (it is checked);
+         *     otherwise each line carries the placeholder `SECRET`.
+         */
+        post: operations["createProxyList"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/regions": {
         parameters: {
             query?: never;
@@ -727,6 +751,35 @@ export interface components {
         LeaseList: {
             items: components["schemas"]["Lease"][];
             next_cursor: string | null;
+        };
+        CreateProxyListRequest: {
+            key_id?: string;
+            /** @description The key's secret, to print it in each line. */
+            secret?: string;
+            /** @default 10 */
+            count: number;
+            /** @default true */
+            sticky: boolean;
+            /**
+             * @description `hostport`: user:pass@host:port; `url`: http://user:pass@host:port; `socks_url`: socks5h://…; `curl`: a curl -x line.
+             * @default hostport
+             * @enum {string}
+             */
+            format: "hostport" | "url" | "socks_url" | "curl";
+            country?: string;
+            region?: components["schemas"]["Slug"];
+            city?: components["schemas"]["Slug"];
+            asn?: number;
+            type?: components["schemas"]["ExitType"];
+            ttl_seconds?: components["schemas"]["LeaseTtl"];
+        };
+        ProxyList: {
+            key_id: string;
+            /** @enum {string} */
+            format: "hostport" | "url" | "socks_url" | "curl";
+            sticky: boolean;
+            password_included: boolean;
+            proxies: string[];
         };
         /**
          * @description Every code an error answer may carry. The proxy codes are the ones the
@@ -1436,6 +1489,37 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Lease"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    createProxyList: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreateProxyListRequest"];
+            };
+        };
+        responses: {
+            /** @description The proxy strings. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProxyList"];
                 };
             };
             400: components["responses"]["InvalidRequest"];
