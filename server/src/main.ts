@@ -209,6 +209,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         accounts,
         database,
         loginFailures,
+        onError: (error) => logger.warn({ err: error }, 'keeping an idempotent answer failed'),
         leases: createLeases(database, {
           pin: async (keyId, targeting, session) =>
             leasedExit(await gateway.sessions.pin(keyId, targeting, session)),

@@ -16,6 +16,7 @@ const TABLES = [
   'accounts',
   'api_keys',
   'exit_ips',
+  'idempotency_keys',
   'leases',
   'ledger',
   'nodes',
@@ -33,6 +34,7 @@ const VERSIONS = [
   '0004_usage_batches',
   '0005_key_rotation',
   '0006_leases',
+  '0007_idempotency_keys',
 ];
 
 async function migrationsDir(

@@ -42,6 +42,7 @@ describe('the server process', () => {
         '0004_usage_batches',
         '0005_key_rotation',
         '0006_leases',
+        '0007_idempotency_keys',
       ]);
     } finally {
       assert.equal(await server.stop('SIGTERM'), 0);

@@ -12,6 +12,7 @@ import { formatProxyUsername } from '../gateway/credentials.ts';
 import type { Lease, Leases, LeaseTargeting } from '../leases/index.ts';
 import type { Queryable } from '../store/index.ts';
 import {
+  createCredentialBox,
   describeProxy,
   type RegisteredUpstreamNode,
   type UpstreamRegistration,
@@ -25,6 +26,7 @@ import {
   proxyLine,
 } from './connection.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
+import { idempotency } from './idempotency.ts';
 import type { components } from './openapi.d.ts';
 import { DatabaseSessionStore } from './session-store.ts';
 import { usageCsv, usageReport } from './usage.ts';
@@ -51,6 +53,8 @@ export interface ControlOptions {
   nodeDeleted?: (nodeId: string) => void;
   /** Sticky sessions made ahead of use; without it /v1/leases is not served. */
   leases?: Leases;
+  /** Background failures (keeping an idempotent answer), for the log. */
+  onError?: (error: unknown) => void;
   /** Stores upstream-proxy nodes and starts using them; without it `upstream` is refused. */
   upstreamNodes?: UpstreamNodeRegistrar;
 }
@@ -76,6 +80,13 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
   const authenticator = createAuthenticator(accounts);
   const caller = requireCaller(accounts);
   const router = express.Router();
+  // Answers kept for Idempotency-Key retries are sealed under a key of their own.
+  const idempotent = idempotency(
+    options.database,
+    createCredentialBox(accounts.deriveSecret('idempotency answers')),
+    (res) => callerOf(res).accountId,
+    (error) => options.onError?.(error),
+  );
 
   // Answers carry secrets shown once (key secrets, node tokens, CSRF tokens): never cached.
   router.use((_req, res, next) => {
@@ -192,7 +203,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
         next_cursor: page.nextCursor,
       } satisfies Schemas['KeyList']);
     })
-    .post(caller, jsonBody, async (req, res) => {
+    .post(caller, jsonBody, idempotent, async (req, res) => {
       const body = bodies.check('CreateKeyRequest', optionalBody(req));
       const key = await accounts.issueKey(callerOf(res).accountId, { name: body.name ?? '' });
       res.status(201).json(keyCreatedView(key, endpoint()));
@@ -206,7 +217,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
       if (!key) throw ipcolaError('not_found', 'No such key');
       res.json(keyView(key));
     })
-    .patch(caller, jsonBody, async (req, res) => {
+    .patch(caller, jsonBody, idempotent, async (req, res) => {
       const body = bodies.check('UpdateKeyRequest', requiredBody(req));
       const changes: KeyChanges = {};
       if (body.name !== undefined) changes.name = body.name;
@@ -217,7 +228,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
       if (!key) throw ipcolaError('not_found', 'No such key');
       res.json(keyView(key));
     })
-    .delete(caller, async (req, res) => {
+    .delete(caller, idempotent, async (req, res) => {
       if (!(await accounts.revokeKey(callerOf(res).accountId, idParam(req)))) {
         throw ipcolaError('not_found', 'No such key');
       }
@@ -227,7 +238,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
 
   router
     .route('/keys/:id/rotate')
-    .post(caller, async (req, res) => {
+    .post(caller, idempotent, async (req, res) => {
       const key = await accounts.rotateKey(callerOf(res).accountId, idParam(req));
       if (!key) throw ipcolaError('not_found', 'No such key');
       res.json(keyCreatedView(key, endpoint()));
@@ -257,7 +268,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
         next_cursor: page.nextCursor,
       } satisfies Schemas['NodeList']);
     })
-    .post(caller, jsonBody, async (req, res) => {
+    .post(caller, jsonBody, idempotent, async (req, res) => {
       const body = bodies.check('CreateNodeRequest', optionalBody(req));
       if (body.upstream) {
         if (!options.upstreamNodes) {
@@ -304,7 +315,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
 
   router
     .route('/nodes/:id')
-    .delete(caller, async (req, res) => {
+    .delete(caller, idempotent, async (req, res) => {
       const nodeId = idParam(req);
       if (!(await accounts.deleteNode(callerOf(res).accountId, nodeId))) {
         throw ipcolaError('not_found', 'No such node');
@@ -345,7 +356,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
           next_cursor: page.nextCursor,
         } satisfies Schemas['LeaseList']);
       })
-      .post(caller, jsonBody, async (req, res) => {
+      .post(caller, jsonBody, idempotent, async (req, res) => {
         const body = bodies.check('CreateLeaseRequest', optionalBody(req));
         const who = callerOf(res);
         const keyId = body.key_id ?? (who.kind === 'key' ? who.keyId : undefined);
@@ -365,7 +376,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
         if (!lease) throw ipcolaError('not_found', 'No such lease');
         res.json(leaseView(lease));
       })
-      .delete(caller, async (req, res) => {
+      .delete(caller, idempotent, async (req, res) => {
         if (!(await leases.release(callerOf(res).accountId, idParam(req)))) {
           throw ipcolaError('not_found', 'No such lease');
         }
@@ -374,7 +385,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
       .all(onlyMethods('GET', 'HEAD', 'DELETE'));
     router
       .route('/leases/:id/renew')
-      .post(caller, jsonBody, async (req, res) => {
+      .post(caller, jsonBody, idempotent, async (req, res) => {
         const body = bodies.check('RenewLeaseRequest', optionalBody(req));
         const lease = await leases.renew(callerOf(res).accountId, idParam(req), body.ttl_seconds);
         if (!lease) throw ipcolaError('not_found', 'No such lease, or it has lapsed');
@@ -385,7 +396,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
 
   router
     .route('/proxy-lists')
-    .post(caller, jsonBody, async (req, res) => {
+    .post(caller, jsonBody, idempotent, async (req, res) => {
       const body = bodies.check('CreateProxyListRequest', optionalBody(req));
       const who = callerOf(res);
       const keyId = body.key_id ?? (who.kind === 'key' ? who.keyId : undefined);

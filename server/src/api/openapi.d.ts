@@ -786,7 +786,7 @@ export interface components {
          *     gateway sends in `X-IPCola-Error`; the others are the API's own.
          * @enum {string}
          */
-        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "payload_too_large" | "unsupported_media_type" | "not_ready" | "internal_error";
+        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "idempotency_conflict" | "payload_too_large" | "unsupported_media_type" | "not_ready" | "internal_error";
         Error: {
             error: {
                 code: components["schemas"]["ErrorCode"];
@@ -882,6 +882,14 @@ export interface components {
         UsageGranularity: "hour" | "day";
         /** @description Only this key (one of the caller's account). */
         UsageKeyId: string;
+        /**
+         * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+         *     the same key and the same request gets the first answer again (with
+         *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+         *     the same key with another request, or while the first still runs, is
+         *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+         */
+        IdempotencyKey: string;
         /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
         CsrfToken: string;
     };
@@ -1128,6 +1136,14 @@ export interface operations {
             header?: {
                 /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
                 "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;
@@ -1185,6 +1201,14 @@ export interface operations {
             header?: {
                 /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
                 "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
                 id: string;
@@ -1211,6 +1235,14 @@ export interface operations {
             header?: {
                 /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
                 "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
                 id: string;
@@ -1246,6 +1278,14 @@ export interface operations {
             header?: {
                 /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
                 "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
                 id: string;
@@ -1300,6 +1340,14 @@ export interface operations {
             header?: {
                 /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
                 "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;
@@ -1335,6 +1383,14 @@ export interface operations {
             header?: {
                 /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
                 "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
                 id: string;
@@ -1387,6 +1443,14 @@ export interface operations {
             header?: {
                 /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
                 "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;
@@ -1444,6 +1508,14 @@ export interface operations {
             header?: {
                 /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
                 "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
                 id: string;
@@ -1470,6 +1542,14 @@ export interface operations {
             header?: {
                 /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
                 "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path: {
                 id: string;
@@ -1503,6 +1583,14 @@ export interface operations {
             header?: {
                 /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
                 "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;

@@ -105,6 +105,10 @@ export const API_ERRORS = {
   not_found: api(404, 'No such resource'),
   method_not_allowed: api(405, 'Method not allowed'),
   email_taken: api(409, 'An account with this email already exists'),
+  idempotency_conflict: api(
+    409,
+    'The Idempotency-Key was used for a different request, or that request is still running',
+  ),
   payload_too_large: api(413, 'The request body is too large'),
   unsupported_media_type: api(415, 'The request body must be JSON'),
   not_ready: api(503, 'A dependency is unavailable'),

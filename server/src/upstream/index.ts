@@ -10,6 +10,7 @@
 export {
   CREDENTIALS_KEY_SETTING,
   type CredentialBox,
+  createCredentialBox,
   loadCredentialBox,
 } from './credential-box.ts';
 export { describeProxy, type UpstreamProxy } from './proxy-url.ts';
