@@ -11,6 +11,7 @@ import type { Logger } from '../log/index.ts';
 import { type ControlOptions, createControlRouter } from './control.ts';
 import { checkReadiness, type Dependency } from './health.ts';
 import type { components } from './openapi.d.ts';
+import { createParameterCheck } from './parameters.ts';
 import { createBodyValidator } from './validate.ts';
 
 export type { ProxyEndpoint } from './connection.ts';
@@ -141,7 +142,9 @@ export function createApiApp(options: ApiOptions): Express {
   }
 
   if (options.control) {
-    const bodies = createBodyValidator(parseYaml(options.openapiDocument));
+    const document = parseYaml(options.openapiDocument);
+    const bodies = createBodyValidator(document);
+    app.use('/v1', createParameterCheck(document, bodies));
     app.use('/v1', createControlRouter(options.control, bodies));
   }
 

@@ -16,6 +16,8 @@ type Check = (value: unknown, path: string) => string | null;
 export interface BodyValidator {
   /** The value as the named schema's type; throws `invalid_request` naming the first bad field. */
   check<K extends keyof Schemas>(schema: K, value: unknown): Schemas[K];
+  /** Checks a value against an inline schema of the document (a parameter's); the failure or null. */
+  checkValue(schema: Record<string, unknown>, value: unknown, name: string): string | null;
 }
 
 const ANNOTATIONS = new Set([
@@ -28,7 +30,10 @@ const ANNOTATIONS = new Set([
 ]);
 const FORMATS: Record<string, (value: string) => boolean> = {
   email: isEmailAddress,
-  'date-time': (value) => !Number.isNaN(Date.parse(value)),
+  // RFC 3339: a date, a time and an offset; Date.parse alone would take "2026" or "May 1".
+  'date-time': (value) =>
+    /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i.test(value) &&
+    !Number.isNaN(Date.parse(value)),
 };
 
 export function createBodyValidator(document: {
@@ -152,11 +157,20 @@ export function createBodyValidator(document: {
   // Compiling every schema now makes an unsupported keyword a start-up error.
   for (const name of Object.keys(definitions)) named(name);
 
+  const inline = new WeakMap<JsonSchema, Check>();
   return {
     check<K extends keyof Schemas>(schema: K, value: unknown): Schemas[K] {
       const failure = named(schema as string)(value, '');
       if (failure) throw ipcolaError('invalid_request', failure);
       return value as Schemas[K];
+    },
+    checkValue(schema, value, name) {
+      let check = inline.get(schema);
+      if (!check) {
+        check = compile(schema, name);
+        inline.set(schema, check);
+      }
+      return check(value, name);
     },
   };
 }
