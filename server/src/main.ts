@@ -205,6 +205,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       dependencies: { database, hot_state: hotState },
       openapiDocument: await readFile(OPENAPI_DOCUMENT, 'utf8'),
       metrics: { registry: metrics.registry, token: config.metricsToken },
+      strictAnswers: config.strictApiAnswers,
       control: {
         accounts,
         database,

@@ -36,6 +36,7 @@ describe('configuration', () => {
     assert.equal(config.usageFlushIntervalMs, 5_000);
     assert.equal(config.authFailureLimit, 30);
     assert.equal(config.metricsToken, undefined);
+    assert.equal(config.strictApiAnswers, false);
   });
 
   test('upstream-exit policy exceptions are lists of CIDRs', () => {

@@ -11,7 +11,7 @@ import type { Logger } from '../log/index.ts';
 import { type ControlOptions, createControlRouter } from './control.ts';
 import { checkReadiness, type Dependency } from './health.ts';
 import type { components } from './openapi.d.ts';
-import { createParameterCheck } from './parameters.ts';
+import { createAnswerCheck, createParameterCheck } from './parameters.ts';
 import { createBodyValidator } from './validate.ts';
 
 export type { ProxyEndpoint } from './connection.ts';
@@ -28,6 +28,8 @@ export interface ApiOptions {
   openapiDocument: string;
   /** The control API under `/v1` (accounts, keys, nodes, regions); without it, not served. */
   control?: ControlOptions;
+  /** Answers off the document become 500s (tests); otherwise they are logged only. */
+  strictAnswers?: boolean;
   /** Prometheus metrics at /metrics; without it, not served. */
   metrics?: { registry: Registry; token: string | undefined };
 }
@@ -145,6 +147,15 @@ export function createApiApp(options: ApiOptions): Express {
     const document = parseYaml(options.openapiDocument);
     const bodies = createBodyValidator(document);
     app.use('/v1', createParameterCheck(document, bodies));
+    const answersLog = options.logger.child({ role: 'api' });
+    app.use(
+      '/v1',
+      createAnswerCheck(document, bodies, {
+        strict: options.strictAnswers ?? false,
+        onMismatch: (where, failure) =>
+          answersLog.error({ where, failure }, 'an answer does not match the OpenAPI document'),
+      }),
+    );
     app.use('/v1', createControlRouter(options.control, bodies));
   }
 

@@ -35,6 +35,8 @@ export interface Config {
   readonly authFailureLimit: number;
   /** Bearer token for GET /metrics; unset, only loopback clients may read it. */
   readonly metricsToken: string | undefined;
+  /** An API answer off the OpenAPI document becomes a 500 (for tests); else it is only logged. */
+  readonly strictApiAnswers: boolean;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -126,6 +128,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       1_000_000,
     ),
     metricsToken: token('METRICS_TOKEN', read('METRICS_TOKEN')),
+    strictApiAnswers: bool('STRICT_API_ANSWERS', read('STRICT_API_ANSWERS'), false),
   };
 
   if (config.stripeWebhookSecret && !config.stripeSecretKey) {

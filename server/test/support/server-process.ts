@@ -27,6 +27,8 @@ export function serverEnv(overrides: Record<string, string | undefined>): NodeJS
     SOCKS_PORT: '0',
     HUB_PORT: '0',
     LOG_LEVEL: 'info',
+    // Every answer the tests get is checked against the OpenAPI document.
+    STRICT_API_ANSWERS: 'true',
   };
   for (const [name, value] of Object.entries(overrides)) {
     if (value === undefined) delete env[name];
