@@ -235,4 +235,61 @@ describe('key changes reach open tunnels within a second', () => {
     const fresh = await openDownload(rotated);
     await fresh.reached(16 * 1024 * 1024);
   });
+
+  test('a client allow-list and allowed countries restrict the key from the next connection on', async () => {
+    const key = await newKey('restricted');
+    const status = async (from: string, country: string) => {
+      const socket = connect({ port: net.ports.proxy, host: '127.0.0.1', localAddress: from });
+      await once(socket, 'connect');
+      socket.on('error', () => {});
+      const basic = Buffer.from(
+        `${key.id}${country ? `-country-${country}` : ''}:${key.secret}`,
+      ).toString('base64');
+      socket.write(
+        `CONNECT ${authority()} HTTP/1.1\r\nHost: ${authority()}\r\nProxy-Authorization: Basic ${basic}\r\n\r\n`,
+      );
+      const [chunk] = (await once(socket, 'data')) as [Buffer];
+      socket.destroy();
+      const head = chunk.toString('latin1');
+      return `${head.split(' ')[1]} ${/X-IPCola-Error: (\S+)/.exec(head)?.[1] ?? ''}`.trim();
+    };
+    const patched = await net.api(`/v1/keys/${key.id}`, {
+      method: 'PATCH',
+      body: JSON.stringify({
+        client_allowlist: ['127.0.0.90', '127.0.1.0/24'],
+        allowed_countries: ['de'],
+      }),
+    });
+    assert.equal(patched.status, 200);
+    const view = (await patched.json()) as {
+      client_allowlist: string[];
+      allowed_countries: string[];
+    };
+    assert.deepEqual(view.client_allowlist, ['127.0.0.90/32', '127.0.1.0/24']);
+    assert.deepEqual(view.allowed_countries, ['de']);
+    await eventually(
+      async () => (await status('127.0.0.91', 'de')) === '403 ip_not_allowed',
+      WITHIN_MS * 2,
+      'the allow-list to refuse another address',
+    );
+    assert.equal(await status('127.0.0.90', 'de'), '200');
+    assert.equal(await status('127.0.1.7', 'de'), '200');
+    assert.equal(await status('127.0.0.90', 'us'), '400 bad_params');
+    assert.equal(await status('127.0.0.90', ''), '400 bad_params', 'the key must name a country');
+
+    const bad = await net.api(`/v1/keys/${key.id}`, {
+      method: 'PATCH',
+      body: JSON.stringify({ client_allowlist: ['not-an-address'] }),
+    });
+    assert.equal(bad.status, 400);
+    await net.api(`/v1/keys/${key.id}`, {
+      method: 'PATCH',
+      body: JSON.stringify({ client_allowlist: null, allowed_countries: null }),
+    });
+    await eventually(
+      async () => (await status('127.0.0.91', '')) === '200',
+      WITHIN_MS * 2,
+      'the lifted restrictions to let any address and country through',
+    );
+  });
 });

@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { ipcolaError } from '../errors/index.ts';
 import type { Queryable } from '../store/index.ts';
 import { checkDisplayName } from './rules.ts';
@@ -61,12 +62,7 @@ export async function issueKey(
   const name = options.name ?? '';
   checkDisplayName(name);
   const scopes = [...new Set(options.scopes ?? KEY_SCOPES)];
-  if (scopes.length === 0 || !scopes.every((scope) => KEY_SCOPES.includes(scope))) {
-    throw ipcolaError(
-      'invalid_request',
-      `scopes must be a non-empty list of ${KEY_SCOPES.join(', ')}`,
-    );
-  }
+  checkScopes(scopes);
   const secret = newSecret();
   const [row] = await db.query<KeyRow>(
     `INSERT INTO api_keys (id, account_id, name, secret_hash, scopes) VALUES ($1, $2, $3, $4, $5)
@@ -187,15 +183,22 @@ export interface KeyView {
   disabled: boolean;
   monthlyByteCap: number | null;
   maxConcurrency: number | null;
+  allowedCountries: string[] | null;
+  clientAllowlist: string[] | null;
   createdAt: Date;
   updatedAt: Date;
 }
 
 export interface KeyChanges {
   name?: string;
+  scopes?: KeyScope[];
   disabled?: boolean;
   monthlyByteCap?: number | null;
   maxConcurrency?: number | null;
+  /** Lowercase ISO 3166-1 alpha-2 codes; null lifts the restriction. */
+  allowedCountries?: string[] | null;
+  /** CIDRs (a bare address is a /32 or /128); null lifts the restriction. */
+  clientAllowlist?: string[] | null;
 }
 
 interface KeyViewRow {
@@ -205,12 +208,14 @@ interface KeyViewRow {
   disabled: boolean;
   monthly_byte_cap: number | null;
   max_concurrency: number | null;
+  allowed_countries: string[] | null;
+  client_allowlist: string[] | null;
   created_at: Date;
   updated_at: Date;
 }
 
 const VIEW_COLUMNS =
-  'id, name, scopes, disabled, monthly_byte_cap, max_concurrency, created_at, updated_at';
+  'id, name, scopes, disabled, monthly_byte_cap, max_concurrency, allowed_countries, client_allowlist, created_at, updated_at';
 
 function keyView(row: KeyViewRow): KeyView {
   return {
@@ -220,6 +225,8 @@ function keyView(row: KeyViewRow): KeyView {
     disabled: row.disabled,
     monthlyByteCap: row.monthly_byte_cap,
     maxConcurrency: row.max_concurrency,
+    allowedCountries: row.allowed_countries,
+    clientAllowlist: row.client_allowlist,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -263,12 +270,20 @@ export async function updateKey(
   changes: KeyChanges,
 ): Promise<KeyView | null> {
   if (changes.name !== undefined) checkDisplayName(changes.name);
+  if (changes.scopes !== undefined) checkScopes(changes.scopes);
+  const allowlist =
+    changes.clientAllowlist === undefined || changes.clientAllowlist === null
+      ? changes.clientAllowlist
+      : changes.clientAllowlist.map(canonicalCidr);
   const [row] = await db.query<KeyViewRow>(
     `UPDATE api_keys SET
        name = CASE WHEN $3 THEN $4 ELSE name END,
        disabled = CASE WHEN $5 THEN $6 ELSE disabled END,
        monthly_byte_cap = CASE WHEN $7 THEN $8::bigint ELSE monthly_byte_cap END,
        max_concurrency = CASE WHEN $9 THEN $10::integer ELSE max_concurrency END,
+       scopes = CASE WHEN $11 THEN $12::text[] ELSE scopes END,
+       allowed_countries = CASE WHEN $13 THEN $14::text[] ELSE allowed_countries END,
+       client_allowlist = CASE WHEN $15 THEN $16::text[] ELSE client_allowlist END,
        updated_at = now()
      WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL
      RETURNING ${VIEW_COLUMNS}`,
@@ -283,6 +298,12 @@ export async function updateKey(
       changes.monthlyByteCap ?? null,
       changes.maxConcurrency !== undefined,
       changes.maxConcurrency ?? null,
+      changes.scopes !== undefined,
+      changes.scopes ? [...new Set(changes.scopes)] : null,
+      changes.allowedCountries !== undefined,
+      changes.allowedCountries ? [...new Set(changes.allowedCountries)] : null,
+      allowlist !== undefined,
+      allowlist ?? null,
     ],
   );
   return row ? keyView(row) : null;
@@ -313,4 +334,28 @@ export async function rotateKey(
     [keyId, accountId, keyedHash(pepper, secret)],
   );
   return row ? issued(row, secret) : null;
+}
+
+function checkScopes(scopes: readonly string[]): void {
+  if (scopes.length === 0 || !scopes.every((scope) => KEY_SCOPES.includes(scope as KeyScope))) {
+    throw ipcolaError(
+      'invalid_request',
+      `scopes must be a non-empty list of ${KEY_SCOPES.join(', ')}`,
+    );
+  }
+}
+
+/** A CIDR in canonical form (`10.0.0.0/8`); a bare address becomes a single-host range. */
+function canonicalCidr(text: string): string {
+  try {
+    const [address, bits] = text.includes('/')
+      ? ipaddr.parseCIDR(text)
+      : [ipaddr.parse(text), ipaddr.parse(text).kind() === 'ipv4' ? 32 : 128];
+    return `${address.toString()}/${bits}`;
+  } catch {
+    throw ipcolaError(
+      'invalid_request',
+      `client_allowlist: ${JSON.stringify(text)} is not an address or CIDR`,
+    );
+  }
 }

@@ -224,6 +224,9 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
       if (body.disabled !== undefined) changes.disabled = body.disabled;
       if (body.monthly_byte_cap !== undefined) changes.monthlyByteCap = body.monthly_byte_cap;
       if (body.max_concurrency !== undefined) changes.maxConcurrency = body.max_concurrency;
+      if (body.scopes !== undefined) changes.scopes = body.scopes;
+      if (body.allowed_countries !== undefined) changes.allowedCountries = body.allowed_countries;
+      if (body.client_allowlist !== undefined) changes.clientAllowlist = body.client_allowlist;
       const key = await accounts.updateKey(callerOf(res).accountId, idParam(req), changes);
       if (!key) throw ipcolaError('not_found', 'No such key');
       res.json(keyView(key));
@@ -539,6 +542,8 @@ function keyView(key: KeyView): Schemas['Key'] {
     disabled: key.disabled,
     monthly_byte_cap: key.monthlyByteCap,
     max_concurrency: key.maxConcurrency,
+    allowed_countries: key.allowedCountries,
+    client_allowlist: key.clientAllowlist,
     created_at: key.createdAt.toISOString(),
     updated_at: key.updatedAt.toISOString(),
   };

@@ -564,6 +564,10 @@ export interface components {
             monthly_byte_cap: number | null;
             /** @description Connections the key may hold open at once; null for no limit. */
             max_concurrency: number | null;
+            /** @description The countries the key may target (it must then name one); null for any. */
+            allowed_countries: string[] | null;
+            /** @description CIDRs the key may be used from (ip_not_allowed otherwise); null for anywhere. */
+            client_allowlist: string[] | null;
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -575,9 +579,12 @@ export interface components {
         };
         UpdateKeyRequest: {
             name?: components["schemas"]["DisplayName"];
+            scopes?: components["schemas"]["KeyScope"][];
             disabled?: boolean;
             monthly_byte_cap?: number | null;
             max_concurrency?: number | null;
+            allowed_countries?: string[] | null;
+            client_allowlist?: string[] | null;
         };
         KeyCreated: {
             /** @description The key id; lowercase letters and digits. */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import { type IPColaError, ipcolaError } from '../errors/index.ts';
 import {
@@ -13,6 +14,10 @@ export interface ProxyKey {
   accountId: string;
   scopes: readonly string[];
   maxConcurrency: number | null;
+  /** Countries the key may target; it must then name one. Null: any. */
+  allowedCountries?: readonly string[] | null;
+  /** CIDRs the key may be used from. Null: anywhere. */
+  clientAllowlist?: readonly string[] | null;
 }
 
 export interface Admission {
@@ -92,6 +97,16 @@ export function createAccess(options: AccessOptions): Access {
       const nowBlocked = (await failures?.recordFailure(from)) ?? 0;
       throw nowBlocked > 0 ? tooManyFailures(nowBlocked) : refusal('auth_failed');
     }
+    if (key.clientAllowlist && !inAllowlist(address, key.clientAllowlist)) {
+      throw ipcolaError('ip_not_allowed', `this key is not to be used from ${from}`);
+    }
+    const { country } = credentials.targeting;
+    if (key.allowedCountries && !(country && key.allowedCountries.includes(country))) {
+      throw ipcolaError(
+        'bad_params',
+        `this key must target one of its countries: ${key.allowedCountries.join(', ')}`,
+      );
+    }
     await options.checkKey?.(key);
     return { key, credentials };
   };
@@ -143,4 +158,21 @@ function tooManyFailures(blockedMs: number): IPColaError {
 
 function refusal(code: 'auth_failed'): IPColaError {
   return ipcolaError(code, 'unknown key id or wrong secret');
+}
+
+/** Whether the client's address is inside one of the CIDRs (IPv4-mapped IPv6 counts as IPv4). */
+function inAllowlist(address: string | undefined, cidrs: readonly string[]): boolean {
+  if (!address || !ipaddr.isValid(address)) return false;
+  let parsed = ipaddr.parse(address);
+  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
+    parsed = (parsed as ipaddr.IPv6).toIPv4Address();
+  }
+  return cidrs.some((cidr) => {
+    try {
+      const range = ipaddr.parseCIDR(cidr);
+      return parsed.kind() === range[0].kind() && parsed.match(range);
+    } catch {
+      return false;
+    }
+  });
 }
