@@ -40,8 +40,12 @@ describe('key changes reach open tunnels within a second', () => {
   };
 
   /** An endless download through a tunnel; resolves once bytes flow. */
-  const openDownload = async (key: { id: string; secret: string }) => {
-    const socket: Socket = connect(net.ports.proxy, '127.0.0.1');
+  const openDownload = async (key: { id: string; secret: string }, from = '127.0.0.1') => {
+    const socket: Socket = connect({
+      port: net.ports.proxy,
+      host: '127.0.0.1',
+      localAddress: from,
+    });
     await once(socket, 'connect');
     socket.on('error', () => {});
     let received = 0;
@@ -291,5 +295,26 @@ describe('key changes reach open tunnels within a second', () => {
       WITHIN_MS * 2,
       'the lifted restrictions to let any address and country through',
     );
+  });
+
+  test('a lower concurrency or a narrower allow-list also cuts open tunnels, newest first', async () => {
+    const key = await newKey('narrowed');
+    const oldest = await openDownload(key, '127.0.0.90');
+    const middle = await openDownload(key, '127.0.0.90');
+    const newest = await openDownload(key, '127.0.0.91');
+    await net.api(`/v1/keys/${key.id}`, { method: 'PATCH', body: '{"max_concurrency":2}' });
+    const loweredAt = performance.now();
+    assert.ok((await newest.closed) - loweredAt <= WITHIN_MS, 'the newest beyond the cap is cut');
+
+    await net.api(`/v1/keys/${key.id}`, { method: 'PATCH', body: '{"max_concurrency":null}' });
+    const outsider = await openDownload(key, '127.0.0.91');
+    await net.api(`/v1/keys/${key.id}`, {
+      method: 'PATCH',
+      body: '{"client_allowlist":["127.0.0.90"]}',
+    });
+    const narrowedAt = performance.now();
+    assert.ok((await outsider.closed) - narrowedAt <= WITHIN_MS, 'the outsider is cut');
+    // The tunnels from the allowed address outlive several checks (500 ms each).
+    await Promise.all([oldest.reached(24 * 1024 * 1024), middle.reached(24 * 1024 * 1024)]);
   });
 });

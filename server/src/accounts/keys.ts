@@ -137,6 +137,9 @@ export interface KeyStanding {
   usable: boolean;
   /** When the secret was last replaced; connections admitted before it are cut. */
   secretRotatedAt: Date | null;
+  maxConcurrency: number | null;
+  allowedCountries: string[] | null;
+  clientAllowlist: string[] | null;
 }
 
 /** The standing of each of the keys that exists (unknown ids are left out). */
@@ -154,8 +157,12 @@ export async function keyStanding(
     month_bytes: number;
     usable: boolean;
     secret_rotated_at: Date | null;
+    max_concurrency: number | null;
+    allowed_countries: string[] | null;
+    client_allowlist: string[] | null;
   }>(
     `SELECT k.id, k.account_id, a.balance_bytes, k.monthly_byte_cap, k.secret_rotated_at,
+            k.max_concurrency, k.allowed_countries, k.client_allowlist,
             NOT k.disabled AND k.revoked_at IS NULL AS usable,
             CASE WHEN k.monthly_byte_cap IS NULL THEN 0 ELSE coalesce(
               (SELECT sum(u.bytes_up + u.bytes_down) FROM usage_hourly u
@@ -172,6 +179,9 @@ export async function keyStanding(
     monthBytes: row.month_bytes,
     usable: row.usable,
     secretRotatedAt: row.secret_rotated_at,
+    maxConcurrency: row.max_concurrency,
+    allowedCountries: row.allowed_countries,
+    clientAllowlist: row.client_allowlist,
   }));
 }
 

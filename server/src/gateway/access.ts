@@ -20,6 +20,18 @@ export interface ProxyKey {
   clientAllowlist?: readonly string[] | null;
 }
 
+/** Where a held connection comes from and what it targets, for enforce(). */
+export interface HeldFrom {
+  address: string | undefined;
+  country: string | undefined;
+}
+
+export interface KeyRules {
+  maxConcurrency: number | null;
+  allowedCountries: readonly string[] | null;
+  clientAllowlist: readonly string[] | null;
+}
+
 export interface Admission {
   key: ProxyKey;
   credentials: ProxyCredentials;
@@ -48,7 +60,13 @@ export interface Access {
    * closes that connection when the key loses its right to it (revoked, out of
    * credit). The returned release is safe to call twice.
    */
-  hold(key: ProxyKey, cut: () => void): () => void;
+  hold(key: ProxyKey, cut: () => void, from?: HeldFrom): () => void;
+  /**
+   * Applies a key's current rules to its open connections: cuts those from outside its
+   * allow-list or to a country it no longer allows, and the newest beyond its
+   * concurrency. Returns how many were cut.
+   */
+  enforce(keyId: string, rules: KeyRules): number;
   /** Open connections per key on this gateway. */
   openConnections(keyId: string): number;
   /** Keys with connections open on this gateway. */
@@ -68,7 +86,10 @@ export function createAccess(options: AccessOptions): Access {
   const now = options.now ?? Date.now;
   const cache = new Map<string, { key: ProxyKey | null; until: number }>();
   /** The cut function and admission time of every open connection, per key. */
-  const open = new Map<string, Set<{ cut: () => void; admittedAt: number }>>();
+  const open = new Map<
+    string,
+    Set<{ cut: () => void; admittedAt: number; from: HeldFrom | undefined }>
+  >();
 
   const verify = async (keyId: string, secret: string): Promise<ProxyKey | null> => {
     // The cache key holds a digest of the secret, never the secret, and a wrong secret
@@ -111,7 +132,7 @@ export function createAccess(options: AccessOptions): Access {
     return { key, credentials };
   };
 
-  const hold = (key: ProxyKey, cut: () => void): (() => void) => {
+  const hold = (key: ProxyKey, cut: () => void, from?: HeldFrom): (() => void) => {
     let slots = open.get(key.id);
     if (key.maxConcurrency !== null && (slots?.size ?? 0) >= key.maxConcurrency) {
       throw ipcolaError('rate_limited', `the key allows ${key.maxConcurrency} open connections`);
@@ -120,7 +141,7 @@ export function createAccess(options: AccessOptions): Access {
       slots = new Set();
       open.set(key.id, slots);
     }
-    const slot = { cut, admittedAt: now() };
+    const slot = { cut, admittedAt: now(), from };
     slots.add(slot);
     let released = false;
     return () => {
@@ -141,6 +162,20 @@ export function createAccess(options: AccessOptions): Access {
     hold,
     openConnections: (keyId) => open.get(keyId)?.size ?? 0,
     keysInUse: () => [...open.keys()],
+    enforce(keyId, rules) {
+      const slots = [...(open.get(keyId) ?? [])].sort((a, b) => a.admittedAt - b.admittedAt);
+      const outside = slots.filter(
+        ({ from }) =>
+          from !== undefined &&
+          ((rules.clientAllowlist !== null && !inAllowlist(from.address, rules.clientAllowlist)) ||
+            (rules.allowedCountries !== null &&
+              !(from.country && rules.allowedCountries.includes(from.country)))),
+      );
+      const staying = slots.filter((slot) => !outside.includes(slot));
+      const excess = rules.maxConcurrency === null ? [] : staying.slice(rules.maxConcurrency);
+      for (const slot of [...outside, ...excess]) slot.cut();
+      return outside.length + excess.length;
+    },
     cut(keyId, admittedBefore = Number.POSITIVE_INFINITY) {
       const slots = [...(open.get(keyId) ?? [])].filter((slot) => slot.admittedAt < admittedBefore);
       for (const slot of slots) slot.cut();

@@ -127,7 +127,10 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       req.headers['proxy-authorization'],
       req.socket.remoteAddress,
     );
-    release = access.hold(admission.key, () => res.destroy());
+    release = access.hold(admission.key, () => res.destroy(), {
+      address: req.socket.remoteAddress,
+      country: admission.credentials.targeting.country,
+    });
     const exit = await connector.choose(admission);
     owner = { keyId: admission.key.id, nodeId: exit.nodeId };
     observer?.opened('http');
@@ -159,7 +162,10 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       req.headers['proxy-authorization'],
       socket.remoteAddress,
     );
-    const release = access.hold(admission.key, () => socket.destroy());
+    const release = access.hold(admission.key, () => socket.destroy(), {
+      address: socket.remoteAddress,
+      country: admission.credentials.targeting.country,
+    });
     let upstream: Awaited<ReturnType<Connector['open']>>;
     try {
       upstream = await connector.open(admission, target);

@@ -123,6 +123,11 @@ export function createGateway(options: GatewayOptions): Gateway {
         const closed = access.cut(keyId, admittedBefore);
         if (closed > 0) logger.info({ key: keyId, reason, closed }, 'connections of a key cut');
       },
+      enforce(keyId, rules) {
+        const closed = access.enforce(keyId, rules);
+        if (closed > 0)
+          logger.info({ key: keyId, closed }, "connections outside a key's rules cut");
+      },
       intervalMs: timeouts.limitCheckMs,
       onError: (error) => logger.warn({ err: error }, 'key limits check failed'),
     });
@@ -157,9 +162,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     logger: logger.child({ protocol: 'socks5' }),
     authenticate: (username, password, client) =>
       access.admit(username, password, client.address).catch(refusedOverSocks),
-    async connect(admission, target) {
+    async connect(admission, target, client) {
       const cutter = { cut: () => {} };
-      const releaseSlot = access.hold(admission.key, () => cutter.cut());
+      const releaseSlot = access.hold(admission.key, () => cutter.cut(), {
+        address: client.address,
+        country: admission.credentials.targeting.country,
+      });
       let upstream: Upstream;
       try {
         upstream = await connector.open(admission, { host: target.host, port: target.port });

@@ -24,6 +24,11 @@ export interface SpendGuardOptions {
    * its secret was replaced, at `admittedBefore` (epoch ms).
    */
   cut(keyId: string, reason: Exclude<Verdict, 'ok'> | 'rotated', admittedBefore?: number): void;
+  /** Applies a usable key's current concurrency, countries and allow-list to its open connections. */
+  enforce(
+    keyId: string,
+    rules: Pick<KeyStanding, 'maxConcurrency' | 'allowedCountries' | 'clientAllowlist'>,
+  ): void;
   intervalMs: number;
   onError?: (error: unknown) => void;
   now?: () => number;
@@ -44,7 +49,13 @@ export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
   const now = options.now ?? Date.now;
   const verdicts = new Map<
     string,
-    { verdict: Verdict; at: number; usedAt: number; rotatedAt: number | null }
+    {
+      verdict: Verdict;
+      at: number;
+      usedAt: number;
+      rotatedAt: number | null;
+      rules: Pick<KeyStanding, 'maxConcurrency' | 'allowedCountries' | 'clientAllowlist'> | null;
+    }
   >();
   let round: Promise<void> | undefined;
   const inFlight = new Map<string, Promise<void>>();
@@ -77,6 +88,13 @@ export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
         at,
         usedAt: previous?.usedAt ?? at,
         rotatedAt: row?.secretRotatedAt?.getTime() ?? null,
+        rules: row
+          ? {
+              maxConcurrency: row.maxConcurrency,
+              allowedCountries: row.allowedCountries,
+              clientAllowlist: row.clientAllowlist,
+            }
+          : null,
       });
     }
   };
@@ -95,8 +113,12 @@ export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
     for (const keyId of inUse) {
       const entry = verdicts.get(keyId);
       if (!entry) continue;
-      if (entry.verdict !== 'ok') options.cut(keyId, entry.verdict);
-      else if (entry.rotatedAt !== null) options.cut(keyId, 'rotated', entry.rotatedAt);
+      if (entry.verdict !== 'ok') {
+        options.cut(keyId, entry.verdict);
+        continue;
+      }
+      if (entry.rotatedAt !== null) options.cut(keyId, 'rotated', entry.rotatedAt);
+      if (entry.rules) options.enforce(keyId, entry.rules);
     }
   };
 
