@@ -9,7 +9,6 @@ import { once } from 'node:events';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { SocksClient } from 'socks';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
 
 const LIMIT = 5;
@@ -76,19 +75,7 @@ describe('guessing addresses are refused after their failed sign-ins', () => {
     assert.equal(await connectFrom('127.0.0.78', net.key.secret), '200');
 
     await assert.rejects(
-      SocksClient.createConnection({
-        proxy: {
-          host: '127.0.0.1',
-          port: net.ports.socks,
-          type: 5,
-          userId: net.key.id,
-          password: net.key.secret,
-        },
-        command: 'connect',
-        destination: { host: '127.0.0.1', port: net.targetPort },
-        timeout: 10_000,
-        socket_options: { localAddress: '127.0.0.77' },
-      } as Parameters<typeof SocksClient.createConnection>[0]),
+      net.socks('', '127.0.0.77'),
       /Socks5 proxy rejected connection - NotAllowed/,
     );
   });

@@ -9,7 +9,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { SocksClient } from 'socks';
 import { eventually } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
 import { exchangeText } from './support/raw-exchange.ts';
@@ -55,18 +54,7 @@ describe('metrics count what the proxy carries and refuses', () => {
       `GET http://${authority}/ HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: Basic ${Buffer.from(`${net.key.id}-country-fr:${net.key.secret}`).toString('base64')}\r\nConnection: close\r\n\r\n`,
     );
     assert.match(unmatched, /^HTTP\/1\.1 503 /);
-    const socks = await SocksClient.createConnection({
-      proxy: {
-        host: '127.0.0.1',
-        port: net.ports.socks,
-        type: 5,
-        userId: `${net.key.id}-country-de`,
-        password: net.key.secret,
-      },
-      command: 'connect',
-      destination: { host: '127.0.0.1', port: net.targetPort },
-      timeout: 10_000,
-    });
+    const socks = await net.socks('-country-de');
     socks.socket.end(`GET / HTTP/1.1\r\nHost: ${authority}\r\nConnection: close\r\n\r\n`);
     socks.socket.resume();
     await once(socks.socket, 'close');

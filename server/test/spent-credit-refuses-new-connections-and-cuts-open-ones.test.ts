@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { SocksClient } from 'socks';
 import { eventually } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
 import { exchangeText } from './support/raw-exchange.ts';
@@ -77,18 +76,7 @@ describe('spent credit refuses new connections and cuts open ones', () => {
     assert.match(forwardAnswer, /\r\nX-IPCola-Error: quota_exhausted\r\n/);
 
     await assert.rejects(
-      SocksClient.createConnection({
-        proxy: {
-          host: '127.0.0.1',
-          port: net.ports.socks,
-          type: 5,
-          userId: `${net.key.id}-country-de`,
-          password: net.key.secret,
-        },
-        command: 'connect',
-        destination: { host: '127.0.0.1', port: net.targetPort },
-        timeout: 10_000,
-      }),
+      net.socks('-country-de'),
       /Socks5 proxy rejected connection - NotAllowed/,
       'SOCKS5 reply 0x02 (not allowed by ruleset)',
     );

@@ -225,10 +225,13 @@ function requestHeaders(
 }
 
 function withoutHopByHop(headers: IncomingHttpHeaders): Record<string, string | string[]> {
-  const listed = new Set(HOP_BY_HOP);
+  // A copy of the set only when Connection names more headers: not on every request.
   const connection = headers.connection;
+  let listed: ReadonlySet<string> = HOP_BY_HOP;
   if (connection !== undefined) {
-    for (const name of String(connection).split(',')) listed.add(name.trim().toLowerCase());
+    const more = new Set(HOP_BY_HOP);
+    for (const name of String(connection).split(',')) more.add(name.trim().toLowerCase());
+    listed = more;
   }
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {

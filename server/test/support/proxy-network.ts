@@ -3,6 +3,7 @@
  * the agent CLI on 127.0.0.12-14, an account with a key, and a target that answers with
  * the address it was reached from.
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -10,6 +11,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SocksClient } from 'socks';
 import { eventually } from './engines.ts';
 import { type ServerProcess, serverEnv, startServer } from './server-process.ts';
 import { type TcpConnection, tcpConnections } from './tcp-connections.ts';
@@ -40,6 +42,8 @@ export interface ProxyNetwork {
   agents: Map<string, ChildProcess>;
   /** Proxy URL for a username suffix such as `-country-de`. */
   proxyUrl(params?: string): string;
+  /** A SOCKS5 CONNECT to the whoami target with the key (and a username suffix), from `localAddress`. */
+  socks(params?: string, localAddress?: string): ReturnType<typeof SocksClient.createConnection>;
   api(pathname: string, init?: RequestInit): Promise<Response>;
   stopAgent(ip: string, signal?: NodeJS.Signals): Promise<void>;
   /**
@@ -100,6 +104,20 @@ export async function startProxyNetwork(
     targetPort: target.port,
     agents,
     proxyUrl: (params = '') => `http://${key.id}${params}:${key.secret}@127.0.0.1:${ports.proxy}`,
+    socks: (params = '', localAddress = undefined) =>
+      SocksClient.createConnection({
+        proxy: {
+          host: '127.0.0.1',
+          port: ports.socks,
+          type: 5,
+          userId: `${key.id}${params}`,
+          password: key.secret,
+        },
+        command: 'connect',
+        destination: { host: '127.0.0.1', port: target.port },
+        timeout: 10_000,
+        ...(localAddress ? { socket_options: { localAddress } } : {}),
+      } as Parameters<typeof SocksClient.createConnection>[0]),
     api,
     async stopAgent(ip, signal = 'SIGKILL') {
       const agent = agents.get(ip);
