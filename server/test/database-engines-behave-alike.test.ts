@@ -35,6 +35,7 @@ const VERSIONS = [
   '0005_key_rotation',
   '0006_leases',
   '0007_idempotency_keys',
+  '0008_usage_country',
 ];
 
 async function migrationsDir(

@@ -138,8 +138,65 @@ for (const engine of databaseEngines) {
           { country: 'de', city: null, type: 'datacenter', exits: 5 },
           { country: 'us', city: 'new_york', type: 'residential', exits: 2 },
         ],
+        next_cursor: null,
       });
       assert.doesNotMatch(res.text, /abc123|203\.0\.113/);
+    });
+
+    test('regions: pages follow the cursor to the end, and country and type filter', async () => {
+      const cities = Array.from({ length: 7 }, (_, i) => `city_${i}`);
+      api.regions = [
+        ...cities.map((city) => ({ country: 'us', city, type: 'residential' as const, exits: 1 })),
+        { country: 'us', city: null, type: 'mobile', exits: 3 },
+        { country: 'us', city: null, type: 'datacenter', exits: 4 },
+        { country: 'de', city: 'berlin', type: 'datacenter', exits: 2 },
+      ];
+      const whole = await agent.get('/v1/regions').expect(200);
+      assert.equal(whole.body.data.length, 10);
+      assert.equal(whole.body.next_cursor, null);
+
+      const seen: unknown[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const query: Record<string, string> = { limit: '3' };
+        if (cursor) query.cursor = cursor;
+        const page = await agent.get('/v1/regions').query(query).expect(200);
+        assert.ok(page.body.data.length <= 3);
+        seen.push(...page.body.data);
+        cursor = page.body.next_cursor;
+        pages += 1;
+        assert.ok(pages <= 10, 'the cursor ends');
+      } while (cursor !== null);
+      assert.equal(pages, 4);
+      assert.deepEqual(seen, whole.body.data, 'every region once, in order');
+
+      // A region that went offline between pages does not derail the next one.
+      const first = await agent.get('/v1/regions').query({ limit: '2' }).expect(200);
+      api.regions = api.regions.filter((region) => region.city !== 'city_0');
+      const next = await agent
+        .get('/v1/regions')
+        .query({ limit: '2', cursor: first.body.next_cursor })
+        .expect(200);
+      assert.deepEqual(
+        next.body.data.map((region: { city: string }) => region.city),
+        ['city_1', 'city_2'],
+      );
+
+      const us = await agent.get('/v1/regions').query({ country: 'US', type: 'datacenter' });
+      assert.deepEqual(us.body, {
+        data: [{ country: 'us', city: null, type: 'datacenter', exits: 4 }],
+        next_cursor: null,
+      });
+      for (const query of [
+        { country: 'usa' },
+        { type: 'satellite' },
+        { limit: '0' },
+        { cursor: 'x' },
+      ]) {
+        const refused = await agent.get('/v1/regions').query(query).expect(400);
+        assert.equal(refused.body.error.code, 'invalid_request', JSON.stringify(query));
+      }
     });
   });
 }

@@ -43,6 +43,7 @@ describe('the server process', () => {
         '0005_key_rotation',
         '0006_leases',
         '0007_idempotency_keys',
+        '0008_usage_country',
       ]);
     } finally {
       assert.equal(await server.stop('SIGTERM'), 0);

@@ -1,8 +1,9 @@
 /**
  * End to end through the real server and agent: the bytes a client writes to and reads
  * from the gateway (CONNECT and plain forwarding) come back from GET /v1/usage and the
- * CSV export, per key, and are debited from the balance; the query parameters are
- * checked, pages follow their cursor, and another account's key is "not found".
+ * CSV export, per key and per exit country, and are debited from the balance; the query
+ * parameters are checked, pages follow their cursor, and another account's key is "not
+ * found".
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -28,21 +29,23 @@ describe('the usage API reports every byte the client moved', () => {
   let net: ProxyNetwork;
   let otherKey: { id: string; secret: string };
   const moved = new Map<string, { up: number; down: number; requests: number }>();
+  const movedIn = new Map<string, { up: number; down: number; requests: number }>();
 
-  const basic = (key: { id: string; secret: string }) =>
-    Buffer.from(`${key.id}-country-de:${key.secret}`).toString('base64');
+  const basic = (key: { id: string; secret: string }, country = 'de') =>
+    Buffer.from(`${key.id}-country-${country}:${key.secret}`).toString('base64');
   const targetAuthority = () => `127.0.0.1:${net.targetPort}`;
 
   /** A CONNECT tunnel carrying one request with Connection: close. */
-  const tunnel = async (key: { id: string; secret: string }) => {
+  const tunnel = async (key: { id: string; secret: string }, country = 'de') => {
     const result = await counted(
       net.ports.proxy,
-      `CONNECT ${targetAuthority()} HTTP/1.1\r\nHost: ${targetAuthority()}\r\nProxy-Authorization: Basic ${basic(key)}\r\n\r\n` +
+      `CONNECT ${targetAuthority()} HTTP/1.1\r\nHost: ${targetAuthority()}\r\nProxy-Authorization: Basic ${basic(key, country)}\r\n\r\n` +
         `GET / HTTP/1.1\r\nHost: ${targetAuthority()}\r\nConnection: close\r\n\r\n`,
     );
     assert.match(result.reply, /^HTTP\/1\.1 200 /);
-    assert.match(result.reply, /127\.0\.0\.12/, 'the target saw the exit IP');
-    count(key.id, result, 1);
+    const exitIp = country === 'de' ? /127\.0\.0\.12/ : /127\.0\.0\.13/;
+    assert.match(result.reply, exitIp, 'the target saw the exit IP');
+    count(key.id, result, 1, country);
   };
   /** A plain-HTTP forwarded request with Connection: close. */
   const forward = async (key: { id: string; secret: string }) => {
@@ -51,15 +54,25 @@ describe('the usage API reports every byte the client moved', () => {
       `GET http://${targetAuthority()}/ HTTP/1.1\r\nHost: ${targetAuthority()}\r\nProxy-Authorization: Basic ${basic(key)}\r\nConnection: close\r\n\r\n`,
     );
     assert.match(result.reply, /^HTTP\/1\.1 200 /);
-    count(key.id, result, 1);
+    count(key.id, result, 1, 'de');
   };
-  const count = (keyId: string, result: { up: number; down: number }, requests: number) => {
-    const sum = moved.get(keyId) ?? { up: 0, down: 0, requests: 0 };
-    moved.set(keyId, {
-      up: sum.up + result.up,
-      down: sum.down + result.down,
-      requests: sum.requests + requests,
-    });
+  const count = (
+    keyId: string,
+    result: { up: number; down: number },
+    requests: number,
+    country: string,
+  ) => {
+    for (const [table, id] of [
+      [moved, keyId],
+      [movedIn, country],
+    ] as const) {
+      const sum = table.get(id) ?? { up: 0, down: 0, requests: 0 };
+      table.set(id, {
+        up: sum.up + result.up,
+        down: sum.down + result.down,
+        requests: sum.requests + requests,
+      });
+    }
   };
   const report = async (query = '') => {
     const answer = await net.api(`/v1/usage${query}`);
@@ -70,10 +83,16 @@ describe('the usage API reports every byte the client moved', () => {
   };
 
   before(async () => {
-    net = await startProxyNetwork([{ ip: '127.0.0.12', country: 'de' }], {
-      USAGE_FLUSH_INTERVAL_MS: '200',
-      TRIAL_CREDIT_BYTES: String(TRIAL),
-    });
+    net = await startProxyNetwork(
+      [
+        { ip: '127.0.0.12', country: 'de' },
+        { ip: '127.0.0.13', country: 'us' },
+      ],
+      {
+        USAGE_FLUSH_INTERVAL_MS: '200',
+        TRIAL_CREDIT_BYTES: String(TRIAL),
+      },
+    );
     const created = await net.api('/v1/keys', {
       method: 'POST',
       body: '{"name":"second, \\"quoted\\""}',
@@ -82,6 +101,7 @@ describe('the usage API reports every byte the client moved', () => {
     await tunnel(net.key);
     await forward(net.key);
     await tunnel(otherKey);
+    await tunnel(net.key, 'us');
   });
   after(() => net?.close());
 
@@ -93,16 +113,16 @@ describe('the usage API reports every byte the client moved', () => {
     await eventually(
       async () => {
         answer = await report();
-        return answer.status === 200 && answer.body.totals.requests === 3;
+        return answer.status === 200 && answer.body.totals.requests === 4;
       },
       10_000,
-      'three requests in the usage report',
+      'four requests in the usage report',
     );
     const { body } = answer;
     assert.deepEqual(body.totals, {
       bytes_up: first.up + second.up,
       bytes_down: first.down + second.down,
-      requests: 3,
+      requests: 4,
     });
     assert.equal(body.granularity, 'hour');
     assert.equal(body.next_cursor, null);
@@ -113,7 +133,7 @@ describe('the usage API reports every byte the client moved', () => {
         byKey.get(net.key.id)?.bytes_down,
         byKey.get(net.key.id)?.requests,
       ],
-      [first.up, first.down, 2],
+      [first.up, first.down, 3],
     );
     assert.equal(byKey.get(otherKey.id)?.bytes_down, second.down);
     assert.equal(byKey.get(otherKey.id)?.key_name, 'second, "quoted"');
@@ -127,6 +147,45 @@ describe('the usage API reports every byte the client moved', () => {
     });
     assert.equal(only.body.items.length, 1);
     assert.match(only.body.items[0]?.period_start ?? '', /T00:00:00\.000Z$/);
+  });
+
+  test('country= keeps the traffic that left through exits of that country', async () => {
+    const de = movedIn.get('de');
+    const us = movedIn.get('us');
+    assert.ok(de && us);
+    // The first test waited until all of it was flushed.
+    const inDe = await report('?country=de');
+    assert.equal(inDe.status, 200);
+    assert.deepEqual(inDe.body.totals, { bytes_up: de.up, bytes_down: de.down, requests: 3 });
+    assert.deepEqual(
+      new Set(inDe.body.items.map((item) => item.key_id)),
+      new Set([net.key.id, otherKey.id]),
+      'both keys used de exits',
+    );
+
+    const inUs = await report('?country=US');
+    assert.equal(inUs.status, 200, 'the country is read in either case');
+    assert.deepEqual(inUs.body.totals, { bytes_up: us.up, bytes_down: us.down, requests: 1 });
+    assert.deepEqual(
+      inUs.body.items.map((item) => [item.key_id, item.bytes_down]),
+      [[net.key.id, us.down]],
+    );
+
+    const both = await report(`?country=us&key_id=${otherKey.id}`);
+    assert.deepEqual(both.body.totals, { bytes_up: 0, bytes_down: 0, requests: 0 });
+    assert.deepEqual(both.body.items, []);
+
+    const csv = await net.api('/v1/usage/export.csv?country=us');
+    assert.equal(csv.status, 200);
+    const lines = (await csv.text()).trim().split('\r\n');
+    assert.equal(lines.length, 2, 'a header and the one us row');
+    assert.match(lines[1] ?? '', new RegExp(`,${us.down},1$`));
+
+    for (const bad of ['usa', 'd', '12']) {
+      const refused = await report(`?country=${bad}`);
+      assert.equal(refused.status, 400, bad);
+      assert.equal(refused.body.error?.code, 'invalid_request');
+    }
   });
 
   test('the balance is debited by exactly the bytes moved', async () => {

@@ -13,15 +13,20 @@ import { type CounterStore, createMemoryHotState } from '../src/store/index.ts';
 
 const HOUR = 3_600_000;
 
-test('recorded usage is summed per key, node and hour and pushed to hot state', async () => {
+test('recorded usage is summed per key, node, exit country and hour and pushed to hot state', async () => {
   const hot = createMemoryHotState();
   let now = 5 * HOUR + 10;
   const meter = createUsageMeter(hot.counters, { pushIntervalMs: 60_000, now: () => now });
-  meter.record({ keyId: 'k1', nodeId: 'n1', up: 100, down: 1000, requests: 1 });
-  meter.record({ keyId: 'k1', nodeId: 'n1', up: 50, down: 0, requests: 1 });
-  meter.record({ keyId: 'k1', nodeId: 'n2', up: 7, down: 8, requests: 0 });
+  const n1 = { keyId: 'k1', nodeId: 'n1', country: 'de' };
+  const n2 = { keyId: 'k1', nodeId: 'n2', country: '' };
+  const n2us = { keyId: 'k1', nodeId: 'n2', country: 'us' };
+  meter.record({ ...n1, up: 100, down: 1000, requests: 1 });
+  meter.record({ ...n1, up: 50, down: 0, requests: 1 });
+  meter.record({ ...n2, up: 7, down: 8, requests: 0 });
+  // The same node and key through an exit of another country is a separate bucket.
+  meter.record({ ...n2us, up: 3, down: 4, requests: 1 });
   now = 6 * HOUR; // the next hour is a separate bucket
-  meter.record({ keyId: 'k1', nodeId: 'n1', up: 1, down: 2, requests: 1 });
+  meter.record({ ...n1, up: 1, down: 2, requests: 1 });
   assert.deepEqual(
     await hot.counters.read(USAGE_GROUP),
     {},
@@ -29,22 +34,37 @@ test('recorded usage is summed per key, node and hour and pushed to hot state', 
   );
   await meter.close();
   assert.deepEqual(await hot.counters.read(USAGE_GROUP), {
-    [usageField('k1', 'n1', 5, 'up')]: 150,
-    [usageField('k1', 'n1', 5, 'down')]: 1000,
-    [usageField('k1', 'n1', 5, 'requests')]: 2,
-    [usageField('k1', 'n2', 5, 'up')]: 7,
-    [usageField('k1', 'n2', 5, 'down')]: 8,
-    [usageField('k1', 'n1', 6, 'up')]: 1,
-    [usageField('k1', 'n1', 6, 'down')]: 2,
-    [usageField('k1', 'n1', 6, 'requests')]: 1,
+    [usageField(n1, 5, 'up')]: 150,
+    [usageField(n1, 5, 'down')]: 1000,
+    [usageField(n1, 5, 'requests')]: 2,
+    [usageField(n2, 5, 'up')]: 7,
+    [usageField(n2, 5, 'down')]: 8,
+    [usageField(n2us, 5, 'up')]: 3,
+    [usageField(n2us, 5, 'down')]: 4,
+    [usageField(n2us, 5, 'requests')]: 1,
+    [usageField(n1, 6, 'up')]: 1,
+    [usageField(n1, 6, 'down')]: 2,
+    [usageField(n1, 6, 'requests')]: 1,
   });
-  assert.deepEqual(parseUsageField(usageField('k1', 'n2', 5, 'down')), {
+  assert.deepEqual(parseUsageField(usageField(n2us, 5, 'down')), {
     keyId: 'k1',
     nodeId: 'n2',
+    country: 'us',
     hour: 5,
     metric: 'down',
   });
+  // Counters written before countries were kept (left in Redis across an upgrade) still count.
+  assert.deepEqual(parseUsageField('k1|n2|5|up'), {
+    keyId: 'k1',
+    nodeId: 'n2',
+    country: '',
+    hour: 5,
+    metric: 'up',
+  });
   assert.equal(parseUsageField('k1|n2|x|down'), null);
+  assert.equal(parseUsageField('k1|n2|usa|5|down'), null);
+  assert.equal(parseUsageField('k1|n2|de|5|sideways'), null);
+  assert.equal(parseUsageField('k1|n2|de|5|up|extra'), null);
   await hot.close();
 });
 
@@ -64,11 +84,11 @@ test('a push that fails keeps its counts for the next push: nothing lost, nothin
   };
   const errors: unknown[] = [];
   const meter = createUsageMeter(flaky, { pushIntervalMs: 60_000, onError: (e) => errors.push(e) });
-  meter.record({ keyId: 'k', nodeId: 'n', up: 10, down: 20, requests: 1 });
+  meter.record({ keyId: 'k', nodeId: 'n', country: 'de', up: 10, down: 20, requests: 1 });
   await meter.push();
   assert.equal(errors.length, 1);
   assert.deepEqual(await hot.counters.read(USAGE_GROUP), {});
-  meter.record({ keyId: 'k', nodeId: 'n', up: 1, down: 2, requests: 1 });
+  meter.record({ keyId: 'k', nodeId: 'n', country: 'de', up: 1, down: 2, requests: 1 });
   await meter.close();
   const counts = Object.entries(await hot.counters.read(USAGE_GROUP)).map(([field, value]) => [
     parseUsageField(field)?.metric,

@@ -17,6 +17,7 @@ const HOUR = 490_000; // epoch hours: some time in 2025
 interface UsageRow {
   key_id: string;
   node_id: string;
+  country: string;
   hour: Date;
   bytes_up: number;
   bytes_down: number;
@@ -51,15 +52,24 @@ for (const dbEngine of databaseEngines) {
         const key = await accounts.issueKey(account.id, { name: 'flush' });
         return { accountId: account.id, keyId: key.id };
       };
-      const add = (keyId: string, nodeId: string, hour: number, up: number, down: number) =>
-        hot.value.counters.add(USAGE_GROUP, {
-          [usageField(keyId, nodeId, hour, 'up')]: up,
-          [usageField(keyId, nodeId, hour, 'down')]: down,
-          [usageField(keyId, nodeId, hour, 'requests')]: 1,
+      const add = (
+        keyId: string,
+        nodeId: string,
+        hour: number,
+        up: number,
+        down: number,
+        country = 'de',
+      ) => {
+        const owner = { keyId, nodeId, country };
+        return hot.value.counters.add(USAGE_GROUP, {
+          [usageField(owner, hour, 'up')]: up,
+          [usageField(owner, hour, 'down')]: down,
+          [usageField(owner, hour, 'requests')]: 1,
         });
+      };
       const usageOf = (keyId: string) =>
         db.value.query<UsageRow>(
-          'SELECT * FROM usage_hourly WHERE key_id = $1 ORDER BY hour, node_id',
+          'SELECT * FROM usage_hourly WHERE key_id = $1 ORDER BY hour, node_id, country',
           [keyId],
         );
       const balanceOf = async (accountId: string) =>
@@ -72,11 +82,12 @@ for (const dbEngine of databaseEngines) {
       const flusherWith = (counters: CounterStore, database: Database = db.value) =>
         startUsageFlusher({ counters, database, intervalMs: 60_000 });
 
-      test('counts land per key, node and hour and are debited once', async () => {
+      test('counts land per key, node, country and hour and are debited once', async () => {
         const { accountId, keyId } = await newKey();
         await add(keyId, 'node-a', HOUR, 100, 1000);
         await add(keyId, 'node-a', HOUR, 5, 50);
-        await add(keyId, 'node-b', HOUR, 7, 70);
+        await add(keyId, 'node-b', HOUR, 7, 70, 'us');
+        await add(keyId, 'node-b', HOUR, 2, 20, '');
         await add(keyId, 'node-a', HOUR + 1, 1, 10);
         const flusher = flusherWith(hot.value.counters);
         const result = await flusher.flush();
@@ -85,18 +96,20 @@ for (const dbEngine of databaseEngines) {
         assert.deepEqual(
           rows.map((row) => [
             row.node_id,
+            row.country,
             row.hour.getTime(),
             row.bytes_up,
             row.bytes_down,
             row.requests,
           ]),
           [
-            ['node-a', HOUR * 3_600_000, 105, 1050, 2],
-            ['node-b', HOUR * 3_600_000, 7, 70, 1],
-            ['node-a', (HOUR + 1) * 3_600_000, 1, 10, 1],
+            ['node-a', 'de', HOUR * 3_600_000, 105, 1050, 2],
+            ['node-b', '', HOUR * 3_600_000, 2, 20, 1],
+            ['node-b', 'us', HOUR * 3_600_000, 7, 70, 1],
+            ['node-a', 'de', (HOUR + 1) * 3_600_000, 1, 10, 1],
           ],
         );
-        const used = 105 + 1050 + 7 + 70 + 1 + 10;
+        const used = 105 + 1050 + 7 + 70 + 2 + 20 + 1 + 10;
         assert.equal(await balanceOf(accountId), TRIAL - used);
         assert.deepEqual(await ledgerOf(accountId), [
           { kind: 'trial', bytes: TRIAL },

@@ -28,6 +28,7 @@ import {
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { idempotency } from './idempotency.ts';
 import type { components } from './openapi.d.ts';
+import { regionList } from './regions.ts';
 import { DatabaseSessionStore } from './session-store.ts';
 import { usageCsv, usageReport } from './usage.ts';
 import type { BodyValidator } from './validate.ts';
@@ -446,21 +447,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
 
   router
     .route('/regions')
-    .get(caller, async (_req, res) => {
-      const regions = await options.listRegions();
-      // Only these four fields leave, whatever the provider hands over: never a node identity.
-      const data: Region[] = regions
-        .filter((region) => region.exits > 0)
-        .map(({ country, city, type, exits }) => ({ country, city: city ?? null, type, exits }))
-        .sort(
-          (a, b) =>
-            compare(a.country, b.country) ||
-            Number(a.city === null) - Number(b.city === null) ||
-            compare(a.city ?? '', b.city ?? '') ||
-            compare(a.type, b.type),
-        );
-      res.json({ data } satisfies Schemas['RegionList']);
-    })
+    .get(caller, regionList(options.listRegions))
     .all(onlyMethods('GET', 'HEAD'));
 
   return router;
@@ -495,10 +482,6 @@ function onlyMethods(...methods: string[]): RequestHandler {
     res.setHeader('Allow', methods.join(', '));
     throw ipcolaError('method_not_allowed', `Only ${methods.join(', ')} is allowed here`);
   };
-}
-
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function accountView(account: Account): Schemas['Account'] {

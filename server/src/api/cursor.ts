@@ -25,3 +25,27 @@ export function decodeCursor(cursor: string): Position {
   }
   throw ipcolaError('invalid_request', 'cursor is not one this API handed out');
 }
+
+/**
+ * A cursor for lists ordered by text fields rather than by time: the sort key of the last
+ * item handed out. `fields` is how many the key has; null stands for a missing value.
+ */
+export function encodeKeyCursor(key: readonly (string | null)[]): string {
+  return Buffer.from(JSON.stringify(key)).toString('base64url');
+}
+
+export function decodeKeyCursor(cursor: string, fields: number): (string | null)[] {
+  try {
+    const key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (
+      Array.isArray(key) &&
+      key.length === fields &&
+      key.every((part) => part === null || typeof part === 'string')
+    ) {
+      return key as (string | null)[];
+    }
+  } catch {
+    // refused below
+  }
+  throw ipcolaError('invalid_request', 'cursor is not one this API handed out');
+}

@@ -423,7 +423,10 @@ export interface paths {
         /**
          * Online exits by country, city and type.
          * @description Counts only: no node or exit IP is ever named. Needs a signed-in user or an
-         *     API key, like the rest of `/v1`.
+         *     API key, like the rest of `/v1`. Ordered by country, city (unknown city
+         *     last), then type; pages of at most `limit` rows: pass `next_cursor` back as
+         *     `cursor` until it is null. Counts are live, so a page may differ from what
+         *     the page before it saw.
          */
         get: operations["listRegions"];
         put?: never;
@@ -705,6 +708,7 @@ export interface components {
         };
         RegionList: {
             data: components["schemas"]["Region"][];
+            next_cursor: string | null;
         };
         UsageRow: {
             /** Format: date-time */
@@ -906,6 +910,12 @@ export interface components {
         UsageGranularity: "hour" | "day";
         /** @description Only this key (one of the caller's account). */
         UsageKeyId: string;
+        /**
+         * @description Only traffic that left through exits in this country (ISO 3166-1 alpha-2,
+         *     either case). Traffic through exits that declared no country, and traffic
+         *     metered before usage was kept by country, matches no country.
+         */
+        UsageCountry: string;
         /**
          * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
          *     the same key and the same request gets the first answer again (with
@@ -1662,7 +1672,14 @@ export interface operations {
     };
     listRegions: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Only this country (ISO 3166-1 alpha-2, either case). */
+                country?: string;
+                type?: components["schemas"]["ExitType"];
+                limit?: number;
+                /** @description `next_cursor` of the page before. */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1678,6 +1695,7 @@ export interface operations {
                     "application/json": components["schemas"]["RegionList"];
                 };
             };
+            400: components["responses"]["InvalidRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
         };
@@ -1692,6 +1710,12 @@ export interface operations {
                 granularity?: components["parameters"]["UsageGranularity"];
                 /** @description Only this key (one of the caller's account). */
                 key_id?: components["parameters"]["UsageKeyId"];
+                /**
+                 * @description Only traffic that left through exits in this country (ISO 3166-1 alpha-2,
+                 *     either case). Traffic through exits that declared no country, and traffic
+                 *     metered before usage was kept by country, matches no country.
+                 */
+                country?: components["parameters"]["UsageCountry"];
                 limit?: number;
                 /** @description `next_cursor` of the page before. */
                 cursor?: string;
@@ -1727,6 +1751,12 @@ export interface operations {
                 granularity?: components["parameters"]["UsageGranularity"];
                 /** @description Only this key (one of the caller's account). */
                 key_id?: components["parameters"]["UsageKeyId"];
+                /**
+                 * @description Only traffic that left through exits in this country (ISO 3166-1 alpha-2,
+                 *     either case). Traffic through exits that declared no country, and traffic
+                 *     metered before usage was kept by country, matches no country.
+                 */
+                country?: components["parameters"]["UsageCountry"];
             };
             header?: never;
             path?: never;

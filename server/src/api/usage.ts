@@ -107,6 +107,8 @@ async function readQuery(db: Queryable, req: Request, accountId: string): Promis
     }
     query.keyId = keyId;
   }
+  const country = single(req, 'country');
+  if (country !== undefined) query.country = country.toLowerCase();
   const limitText = single(req, 'limit');
   if (limitText !== undefined) query.limit = Number(limitText);
   const cursor = single(req, 'cursor');

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { parseAuthority } from '@ipcola/agent/protocol';
 import { ipcolaError, isIPColaError } from '../errors/index.ts';
 import { type Logger, newConnectionId } from '../log/index.ts';
-import { SocketMeter, type UsageMeter } from '../metering/index.ts';
+import { SocketMeter, type UsageMeter, type UsageOwner } from '../metering/index.ts';
 import type { GatewayObserver } from '../metrics/index.ts';
 import type { Access } from './access.ts';
 import type { Connector } from './connector.ts';
@@ -114,7 +114,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     const meter = meterOf(req.socket);
     // Whatever happens to this request, its bytes leave the socket's meter when it ends:
     // to its key when it got as far as an exit, to nobody when it was refused before.
-    let owner: { keyId: string; nodeId: string } | null = null;
+    let owner: UsageOwner | null = null;
     let release = () => {};
     res.once('close', () => {
       release();
@@ -132,7 +132,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       country: admission.credentials.targeting.country,
     });
     const exit = await connector.choose(admission);
-    owner = { keyId: admission.key.id, nodeId: exit.nodeId };
+    owner = { keyId: admission.key.id, nodeId: exit.nodeId, country: exit.country ?? '' };
     observer?.opened('http');
     res.setHeader('X-IPCola-Exit-Country', exit.country ?? '');
     if (admission.credentials.session)
@@ -194,6 +194,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
         upstream: upstream.stream,
         keyId: admission.key.id,
         nodeId: upstream.exit.nodeId,
+        country: upstream.exit.country ?? '',
         onEnd: () => {
           upstream.release();
           release();

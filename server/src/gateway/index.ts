@@ -197,6 +197,7 @@ export function createGateway(options: GatewayOptions): Gateway {
           upstream: upstream.stream,
           keyId: upstream.keyId,
           nodeId: upstream.exit.nodeId,
+          country: upstream.exit.country ?? '',
           onEnd: () => {
             upstream.release();
             upstream.releaseSlot();

@@ -1,13 +1,11 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { spliceStreams } from '@ipcola/agent/protocol';
-import type { SocketMeter, UsageMeter } from '../metering/index.ts';
+import type { SocketMeter, UsageMeter, UsageOwner } from '../metering/index.ts';
 
-export interface TunnelParties {
+export interface TunnelParties extends UsageOwner {
   client: Socket;
   upstream: Duplex;
-  keyId: string;
-  nodeId: string;
   /** Runs once when the tunnel is over: frees slots and exit load. */
   onEnd(result: { bytesUp: number; bytesDown: number; error?: Error }): void;
 }
@@ -18,7 +16,7 @@ export interface TunnelParties {
  * (and in balances) while they are still open.
  */
 export class OpenTunnels {
-  readonly #open = new Set<{ meter: SocketMeter; keyId: string; nodeId: string }>();
+  readonly #open = new Set<{ meter: SocketMeter; owner: UsageOwner }>();
   readonly #timer: NodeJS.Timeout;
 
   constructor(
@@ -39,7 +37,10 @@ export class OpenTunnels {
    * the socket carried before (the CONNECT request, the SOCKS handshake) are counted too.
    */
   run(parties: TunnelParties, meter: SocketMeter): void {
-    const entry = { meter, keyId: parties.keyId, nodeId: parties.nodeId };
+    const entry = {
+      meter,
+      owner: { keyId: parties.keyId, nodeId: parties.nodeId, country: parties.country },
+    };
     this.#open.add(entry);
     spliceStreams(parties.client, parties.upstream, {
       idleTimeoutMs: this.idleTimeoutMs,
@@ -47,7 +48,7 @@ export class OpenTunnels {
         this.#open.delete(entry);
         const last = meter.take();
         // A tunnel counts as one request, when it ends.
-        this.usage.record({ keyId: entry.keyId, nodeId: entry.nodeId, ...last, requests: 1 });
+        this.usage.record({ ...entry.owner, ...last, requests: 1 });
         parties.onEnd({
           bytesUp: result.bytesAtoB,
           bytesDown: result.bytesBtoA,
@@ -65,7 +66,7 @@ export class OpenTunnels {
   #meterAll(): void {
     for (const entry of this.#open) {
       const delta = entry.meter.take();
-      this.usage.record({ keyId: entry.keyId, nodeId: entry.nodeId, ...delta, requests: 0 });
+      this.usage.record({ ...entry.owner, ...delta, requests: 0 });
     }
   }
 

@@ -1,13 +1,23 @@
 import type { Socket } from 'node:net';
 import type { CounterStore } from '../store/index.ts';
-import { parseUsageField, USAGE_GROUP, type UsageMetric, usageField } from './usage-field.ts';
+import {
+  parseUsageField,
+  USAGE_GROUP,
+  type UsageMetric,
+  type UsageOwner,
+  usageField,
+} from './usage-field.ts';
 
-export { parseUsageField, USAGE_GROUP, type UsageMetric, usageField } from './usage-field.ts';
+export {
+  parseUsageField,
+  USAGE_GROUP,
+  type UsageMetric,
+  type UsageOwner,
+  usageField,
+} from './usage-field.ts';
 export { type FlushResult, startUsageFlusher, type UsageFlusher } from './usage-flusher.ts';
 
-export interface Usage {
-  keyId: string;
-  nodeId: string;
+export interface Usage extends UsageOwner {
   /** Bytes from the customer into the gateway. */
   up: number;
   /** Bytes from the gateway to the customer. */
@@ -60,7 +70,7 @@ export function createUsageMeter(
       const hour = Math.floor(now() / 3_600_000);
       const add = (metric: UsageMetric, by: number) => {
         if (by <= 0) return;
-        const field = usageField(usage.keyId, usage.nodeId, hour, metric);
+        const field = usageField(usage, hour, metric);
         pending.set(field, (pending.get(field) ?? 0) + by);
       };
       add('up', usage.up);

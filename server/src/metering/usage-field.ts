@@ -3,21 +3,34 @@ export const USAGE_GROUP = 'usage';
 
 export type UsageMetric = 'up' | 'down' | 'requests';
 
-/** `key|node|hour|metric`: key and node ids never hold `|`; hour is epoch hours. */
-export function usageField(
-  keyId: string,
-  nodeId: string,
-  hour: number,
-  metric: UsageMetric,
-): string {
-  return `${keyId}|${nodeId}|${hour}|${metric}`;
+/** Whose traffic it was and where it left: the dimensions usage is kept by. */
+export interface UsageOwner {
+  keyId: string;
+  nodeId: string;
+  /** The exit's country (ISO 3166-1 alpha-2, lowercase), '' when the exit declared none. */
+  country: string;
 }
 
-export function parseUsageField(
-  field: string,
-): { keyId: string; nodeId: string; hour: number; metric: UsageMetric } | null {
-  const [keyId, nodeId, hour, metric] = field.split('|');
-  if (!keyId || nodeId === undefined || !hour || !/^\d+$/.test(hour)) return null;
+/**
+ * `key|node|country|hour|metric`: key and node ids and countries never hold `|`; hour is
+ * epoch hours. Fields written before countries were kept (`key|node|hour|metric`) still
+ * parse, with country '', so counters left in Redis across an upgrade are not lost.
+ */
+export function usageField(owner: UsageOwner, hour: number, metric: UsageMetric): string {
+  return `${owner.keyId}|${owner.nodeId}|${owner.country}|${hour}|${metric}`;
+}
+
+export function parseUsageField(field: string):
+  | (UsageOwner & {
+      hour: number;
+      metric: UsageMetric;
+    })
+  | null {
+  const parts = field.split('|');
+  if (parts.length === 4) parts.splice(2, 0, '');
+  if (parts.length !== 5) return null;
+  const [keyId, nodeId, country, hour, metric] = parts as [string, string, string, string, string];
+  if (!keyId || !/^\d+$/.test(hour) || !/^([a-z]{2})?$/.test(country)) return null;
   if (metric !== 'up' && metric !== 'down' && metric !== 'requests') return null;
-  return { keyId, nodeId, hour: Number(hour), metric };
+  return { keyId, nodeId, country, hour: Number(hour), metric };
 }

@@ -1,7 +1,7 @@
 /**
- * Moves metered usage from hot state into the database: `usage_hourly` per key, node and
- * hour, and a `usage` debit per account in the ledger (with the cached balance), all in
- * one transaction per batch.
+ * Moves metered usage from hot state into the database: `usage_hourly` per key, node,
+ * exit country and hour, and a `usage` debit per account in the ledger (with the cached
+ * balance), all in one transaction per batch.
  *
  * Exactly once: hot state seals the counts into a numbered batch, the batch id is
  * recorded in `usage_batches` in the same transaction as its rows, and only then is the
@@ -42,6 +42,7 @@ const BATCH_RETENTION_DAYS = 30;
 interface UsageRow {
   keyId: string;
   nodeId: string;
+  country: string;
   hour: number;
   up: number;
   down: number;
@@ -120,15 +121,17 @@ async function applyBatch(
   const columns = [
     rows.map((row) => row.keyId),
     rows.map((row) => row.nodeId),
+    rows.map((row) => row.country),
     rows.map((row) => row.hour),
     rows.map((row) => row.up),
     rows.map((row) => row.down),
     rows.map((row) => row.requests),
   ];
   const batchRows = `
-    SELECT r.key_id, r.node_id, r.hour, r.up, r.down, r.requests, k.account_id
-    FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
-      AS r (key_id, node_id, hour, up, down, requests)
+    SELECT r.key_id, r.node_id, r.country, r.hour, r.up, r.down, r.requests, k.account_id
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[],
+                $7::bigint[])
+      AS r (key_id, node_id, country, hour, up, down, requests)
     JOIN api_keys k ON k.id = r.key_id`;
 
   const orphans = await tx.query<{ key_id: string }>(
@@ -144,9 +147,10 @@ async function applyBatch(
   }
 
   await tx.query(
-    `INSERT INTO usage_hourly (key_id, node_id, hour, bytes_up, bytes_down, requests)
-     SELECT key_id, node_id, to_timestamp(hour * 3600), up, down, requests FROM (${batchRows}) b
-     ON CONFLICT (key_id, node_id, hour) DO UPDATE SET
+    `INSERT INTO usage_hourly (key_id, node_id, country, hour, bytes_up, bytes_down, requests)
+     SELECT key_id, node_id, country, to_timestamp(hour * 3600), up, down, requests
+     FROM (${batchRows}) b
+     ON CONFLICT (key_id, node_id, country, hour) DO UPDATE SET
        bytes_up = usage_hourly.bytes_up + EXCLUDED.bytes_up,
        bytes_down = usage_hourly.bytes_down + EXCLUDED.bytes_down,
        requests = usage_hourly.requests + EXCLUDED.requests`,
@@ -158,7 +162,7 @@ async function applyBatch(
        SELECT account_id, sum(up + down) AS bytes FROM (${batchRows}) b GROUP BY account_id
      ), debited AS (
        INSERT INTO ledger (account_id, kind, bytes, reference)
-       SELECT account_id, 'usage', -bytes, $7::text || ':' || account_id FROM per_account WHERE bytes > 0
+       SELECT account_id, 'usage', -bytes, $8::text || ':' || account_id FROM per_account WHERE bytes > 0
        RETURNING account_id, -bytes AS bytes
      )
      UPDATE accounts a SET balance_bytes = a.balance_bytes - d.bytes
@@ -168,18 +172,19 @@ async function applyBatch(
   return true;
 }
 
-/** The batch's `key|node|hour|metric` counters as one row per key, node and hour. */
+/** The batch's counters as one row per key, node, country and hour. */
 function usageRows(counts: Readonly<Record<string, number>>): UsageRow[] {
   const rows = new Map<string, UsageRow>();
   for (const [field, value] of Object.entries(counts)) {
     const parsed = parseUsageField(field);
     if (!parsed || !(value > 0)) continue;
-    const id = `${parsed.keyId}|${parsed.nodeId}|${parsed.hour}`;
+    const id = `${parsed.keyId}|${parsed.nodeId}|${parsed.country}|${parsed.hour}`;
     let row = rows.get(id);
     if (!row) {
       row = {
         keyId: parsed.keyId,
         nodeId: parsed.nodeId,
+        country: parsed.country,
         hour: parsed.hour,
         up: 0,
         down: 0,

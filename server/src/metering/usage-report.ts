@@ -14,6 +14,8 @@ export interface UsageQuery {
   to: Date;
   granularity: Granularity;
   keyId?: string;
+  /** Exit country, lowercase. */
+  country?: string;
   /** Rows after this (period, key), for the next page. */
   after?: { periodStart: Date; keyId: string };
   limit?: number;
@@ -46,7 +48,8 @@ interface RowRecord {
 const FILTER = `
   FROM usage_hourly u JOIN api_keys k ON k.id = u.key_id
   WHERE k.account_id = $1 AND u.hour >= $2 AND u.hour < $3
-    AND ($4::text IS NULL OR u.key_id = $4::text)`;
+    AND ($4::text IS NULL OR u.key_id = $4::text)
+    AND ($5::text IS NULL OR u.country = $5::text)`;
 
 /** Rows ordered by period then key; all of them when no limit is given. */
 export async function readUsage(db: Queryable, query: UsageQuery): Promise<UsageRow[]> {
@@ -60,14 +63,15 @@ export async function readUsage(db: Queryable, query: UsageQuery): Promise<Usage
        ${FILTER}
        GROUP BY 1, 2, 3
      ) g
-     WHERE $5::timestamptz IS NULL OR (g.period_start, g.key_id) > ($5::timestamptz, $6::text)
+     WHERE $6::timestamptz IS NULL OR (g.period_start, g.key_id) > ($6::timestamptz, $7::text)
      ORDER BY g.period_start, g.key_id
-     LIMIT $7`,
+     LIMIT $8`,
     [
       query.accountId,
       query.from,
       query.to,
       query.keyId ?? null,
+      query.country ?? null,
       query.after?.periodStart ?? null,
       query.after?.keyId ?? null,
       query.limit ?? null,
@@ -92,7 +96,7 @@ export async function usageTotals(
             coalesce(sum(u.bytes_down), 0)::bigint AS bytes_down,
             coalesce(sum(u.requests), 0)::bigint AS requests
      ${FILTER}`,
-    [query.accountId, query.from, query.to, query.keyId ?? null],
+    [query.accountId, query.from, query.to, query.keyId ?? null, query.country ?? null],
   );
   return {
     bytesUp: row?.bytes_up ?? 0,

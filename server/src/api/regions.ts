@@ -1,0 +1,65 @@
+/**
+ * GET /v1/regions: online exits counted by country, city and type, in pages. Counts only:
+ * whatever the inventory hands over, no node identity or exit IP leaves here.
+ */
+import type { RequestHandler } from 'express';
+import { decodeKeyCursor, encodeKeyCursor } from './cursor.ts';
+import type { components } from './openapi.d.ts';
+
+type Schemas = components['schemas'];
+type Region = Schemas['Region'];
+
+const DEFAULT_LIMIT = 500;
+
+export function regionList(listRegions: () => Promise<Region[]>): RequestHandler {
+  return async (req, res) => {
+    // The parameters were checked against the document (parameters.ts).
+    const { country, type, limit, cursor } = req.query as Record<string, string | undefined>;
+    const wanted = country?.toLowerCase();
+    const regions: Region[] = [];
+    for (const region of await listRegions()) {
+      if (region.exits <= 0) continue;
+      if (wanted !== undefined && region.country !== wanted) continue;
+      if (type !== undefined && region.type !== type) continue;
+      regions.push({
+        country: region.country,
+        city: region.city ?? null,
+        type: region.type,
+        exits: region.exits,
+      });
+    }
+    regions.sort(regionOrder);
+
+    const count = limit === undefined ? DEFAULT_LIMIT : Number(limit);
+    let start = 0;
+    if (cursor !== undefined) {
+      const [afterCountry, afterCity, afterType] = decodeKeyCursor(cursor, 3);
+      const after = { country: afterCountry ?? '', city: afterCity ?? null, type: afterType };
+      start = regions.findIndex((region) => regionOrder(region, after as Region) > 0);
+      if (start < 0) start = regions.length;
+    }
+    const data = regions.slice(start, start + count);
+    const last = data.at(-1);
+    res.json({
+      data,
+      next_cursor:
+        start + count < regions.length && last
+          ? encodeKeyCursor([last.country, last.city, last.type])
+          : null,
+    } satisfies Schemas['RegionList']);
+  };
+}
+
+/** By country, then city (unknown city last), then type. */
+function regionOrder(a: Pick<Region, 'country' | 'city' | 'type'>, b: typeof a): number {
+  return (
+    compare(a.country, b.country) ||
+    Number(a.city === null) - Number(b.city === null) ||
+    compare(a.city ?? '', b.city ?? '') ||
+    compare(a.type, b.type)
+  );
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
