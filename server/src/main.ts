@@ -221,6 +221,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
           renew: (keyId, sessionId, ttlMs) => gateway.sessions.renew(keyId, sessionId, ttlMs),
           release: (keyId, sessionId) => gateway.sessions.release(keyId, sessionId),
         }),
+        nodeEarnings: config.nodeEarnings,
         nodeStatus(nodeId) {
           const connected = hub.node(nodeId);
           if (connected) return { online: true, exitIps: [...connected.hello.exitIps] };

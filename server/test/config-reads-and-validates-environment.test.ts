@@ -37,6 +37,12 @@ describe('configuration', () => {
     assert.equal(config.authFailureLimit, 30);
     assert.equal(config.metricsToken, undefined);
     assert.equal(config.strictApiAnswers, false);
+    assert.deepEqual(config.nodeEarnings, { minorPerGb: 10, currency: 'usd' });
+  });
+
+  test('the node earnings rate takes whole minor units per GB and a currency in either case', () => {
+    const config = load({ NODE_EARNINGS_MINOR_PER_GB: '0', NODE_EARNINGS_CURRENCY: 'EUR' });
+    assert.deepEqual(config.nodeEarnings, { minorPerGb: 0, currency: 'eur' });
   });
 
   test('upstream-exit policy exceptions are lists of CIDRs', () => {
@@ -144,6 +150,9 @@ describe('configuration', () => {
     ['USAGE_FLUSH_INTERVAL_MS', { USAGE_FLUSH_INTERVAL_MS: '1e3' }, /not a whole number/],
     ['AUTH_FAILURE_LIMIT', { AUTH_FAILURE_LIMIT: '0' }, /out of range/],
     ['METRICS_TOKEN', { METRICS_TOKEN: 'short' }, /24-256 visible ASCII/],
+    ['NODE_EARNINGS_MINOR_PER_GB', { NODE_EARNINGS_MINOR_PER_GB: '0.5' }, /not a whole number/],
+    ['NODE_EARNINGS_MINOR_PER_GB', { NODE_EARNINGS_MINOR_PER_GB: '1000001' }, /out of range/],
+    ['NODE_EARNINGS_CURRENCY', { NODE_EARNINGS_CURRENCY: 'dollars' }, /ISO 4217/],
   ];
   for (const [variable, env, reason] of bad) {
     test(`${variable}=${Object.values(env).at(-1)} is refused naming ${variable}`, () => {

@@ -1,6 +1,6 @@
 /**
  * Operators' view of their nodes through the API, with real agents: GET /v1/nodes shows
- * each node online with its exit IPs and the bytes it carried; DELETE /v1/nodes/{id}
+ * each node online with its exit IPs, the bytes it carried and what that earned; DELETE /v1/nodes/{id}
  * closes its tunnel at once (a download through it ends), takes its exits out of the
  * pool, and its token no longer lets the agent back in.
  */
@@ -18,7 +18,11 @@ interface NodeItem {
   online: boolean;
   exit_ips: string[];
   bytes_carried: number;
+  earnings: { currency: string; amount_minor: number; rate_minor_per_gb: number };
 }
+
+/** The highest rate the setting takes: one minor unit per 1,000 bytes, so a test download earns. */
+const RATE = 1_000_000;
 
 describe('deleted nodes leave the pool and lose their tunnel', () => {
   let net: ProxyNetwork;
@@ -28,7 +32,11 @@ describe('deleted nodes leave the pool and lose their tunnel', () => {
         { ip: '127.0.0.12', country: 'de' },
         { ip: '127.0.0.13', country: 'us' },
       ],
-      { USAGE_FLUSH_INTERVAL_MS: '200' },
+      {
+        USAGE_FLUSH_INTERVAL_MS: '200',
+        NODE_EARNINGS_MINOR_PER_GB: String(RATE),
+        NODE_EARNINGS_CURRENCY: 'EUR',
+      },
     );
   });
   after(() => net?.close());
@@ -38,19 +46,19 @@ describe('deleted nodes leave the pool and lose their tunnel', () => {
   const authority = () => `127.0.0.1:${net.targetPort}`;
   const basic = (country: string) =>
     Buffer.from(`${net.key.id}-country-${country}:${net.key.secret}`).toString('base64');
-  const forward = async (country: string) => {
+  const forward = async (country: string, path = '/') => {
     const socket = connect(net.ports.proxy, '127.0.0.1');
     await once(socket, 'connect');
     const chunks: Buffer[] = [];
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
     socket.write(
-      `GET http://${authority()}/ HTTP/1.1\r\nHost: ${authority()}\r\nProxy-Authorization: Basic ${basic(country)}\r\nConnection: close\r\n\r\n`,
+      `GET http://${authority()}${path} HTTP/1.1\r\nHost: ${authority()}\r\nProxy-Authorization: Basic ${basic(country)}\r\nConnection: close\r\n\r\n`,
     );
     await once(socket, 'close');
     return Buffer.concat(chunks).toString('latin1');
   };
 
-  test('nodes are listed online with their exit IPs and the bytes they carried', async () => {
+  test('nodes are listed online with their exit IPs, the bytes they carried and their earnings', async () => {
     const listed = await nodes();
     assert.deepEqual(
       listed.map((node) => [node.kind, node.type, node.online, node.exit_ips]).sort(),
@@ -59,17 +67,29 @@ describe('deleted nodes leave the pool and lose their tunnel', () => {
         ['agent', 'residential', true, ['127.0.0.13']],
       ],
     );
-    assert.match(await forward('de'), /^HTTP\/1\.1 200 /);
+    const reply = await forward('de', '/bytes/123456');
+    assert.match(reply, /^HTTP\/1\.1 200 /);
     await eventually(
       async () =>
         (await nodes()).some(
-          (node) => node.exit_ips.includes('127.0.0.12') && node.bytes_carried > 0,
+          (node) => node.exit_ips.includes('127.0.0.12') && node.bytes_carried >= reply.length,
         ),
       10_000,
       'the de node to show the bytes it carried',
     );
+    const de = (await nodes()).find((node) => node.exit_ips.includes('127.0.0.12'));
+    assert.ok(de);
+    // Both ways, headers included: the reply and the request line and headers sent.
+    assert.ok(de.bytes_carried > reply.length && de.bytes_carried < reply.length + 1000);
+    assert.deepEqual(de.earnings, {
+      currency: 'eur',
+      amount_minor: Math.floor((de.bytes_carried * RATE) / 1e9),
+      rate_minor_per_gb: RATE,
+    });
+    assert.ok(de.earnings.amount_minor >= 123, 'at least 123 cents for 123,456 bytes');
     const us = (await nodes()).find((node) => node.exit_ips.includes('127.0.0.13'));
     assert.equal(us?.bytes_carried, 0);
+    assert.deepEqual(us?.earnings, { currency: 'eur', amount_minor: 0, rate_minor_per_gb: RATE });
   });
 
   test('deleting a node ends its streams at once and its exits leave the pool', async () => {

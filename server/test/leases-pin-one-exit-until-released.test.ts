@@ -1,11 +1,13 @@
 /**
  * The allocation API end to end: a lease pins one exit IP matching its targeting before
  * any traffic; requests with its username leave from that IP; it can be read, listed,
- * renewed and released; bad requests are refused with a code.
+ * renewed and released; each use pushes its expiry back, and unused it lapses at its TTL;
+ * bad requests are refused with a code.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { components } from '../src/api/openapi.d.ts';
+import { eventually } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
 import { exchangeText } from './support/raw-exchange.ts';
 
@@ -96,6 +98,40 @@ describe('leases pin one exit until released', () => {
     assert.equal(lease.exit?.ip, '127.0.0.12');
     assert.equal(lease.ttl_seconds, 600);
     assert.equal(await exitSeenWith(lease.proxy_username), '127.0.0.12');
+  });
+
+  test('each use pushes the expiry back; unused, a lease lapses at its TTL', async () => {
+    const created = await post('/v1/leases', {
+      key_id: net.key.id,
+      country: 'us',
+      ttl_seconds: 30,
+    });
+    assert.equal(created.status, 201);
+    const lease = (await created.json()) as Lease;
+    const read = async () => (await (await net.api(`/v1/leases/${lease.id}`)).json()) as Lease;
+    const firstExpiry = Date.parse(lease.expires_at ?? '');
+    assert.equal((await read()).expires_at, lease.expires_at, 'reading it does not renew it');
+
+    assert.equal(await exitSeenWith(lease.proxy_username), lease.exit?.ip);
+    const used = await read();
+    const usedExpiry = Date.parse(used.expires_at ?? '');
+    assert.ok(
+      usedExpiry > firstExpiry,
+      `a use renews it: ${used.expires_at} after ${lease.expires_at}`,
+    );
+
+    // Polling the lease does not renew it, so it lapses on its own.
+    await eventually(async () => !(await read()).active, 45_000, 'the lease to lapse');
+    const lapsedAt = Date.now();
+    assert.ok(lapsedAt >= usedExpiry - 1_000, `lapsed ${usedExpiry - lapsedAt} ms early`);
+    assert.ok(lapsedAt <= usedExpiry + 5_000, `lapsed ${lapsedAt - usedExpiry} ms late`);
+    const lapsed = await read();
+    assert.equal(lapsed.exit, null);
+    assert.equal(lapsed.expires_at, null);
+    const listed = (await (await net.api('/v1/leases')).json()) as { items: Lease[] };
+    const inList = listed.items.find((item) => item.id === lease.id);
+    assert.equal(inList?.active, false, 'listed, as documented, with active false');
+    assert.equal((await post(`/v1/leases/${lease.id}/renew`, {})).status, 404);
   });
 
   test('bad lease requests are refused with a code and leave nothing behind', async () => {

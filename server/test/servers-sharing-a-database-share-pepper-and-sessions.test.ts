@@ -37,7 +37,13 @@ for (const engine of databaseEngines) {
         logger: quietLogger,
         dependencies: { database: db, hot_state: createMemoryHotState() },
         openapiDocument: OPENAPI,
-        control: { accounts, database: db, proxyEndpoint: ENDPOINT, listRegions: async () => [] },
+        control: {
+          accounts,
+          database: db,
+          proxyEndpoint: ENDPOINT,
+          listRegions: async () => [],
+          nodeEarnings: { minorPerGb: 10, currency: 'usd' },
+        },
       });
       return { pepper, accounts, app };
     };

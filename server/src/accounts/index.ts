@@ -6,7 +6,7 @@
  * the pepper (see loadOrCreatePepper).
  */
 import { createHmac } from 'node:crypto';
-import type { Database } from '../store/index.ts';
+import type { Database, Queryable } from '../store/index.ts';
 import {
   getKey,
   type IssuedKey,
@@ -85,7 +85,12 @@ export interface Accounts {
    * Throws `email_taken` when the email is in use (in any case), `invalid_request`
    * for an unusable email or a password outside 10-256 characters.
    */
-  signup(email: string, password: string): Promise<{ account: Account; user: User }>;
+  /** `within` runs in the signup's transaction, once the account exists. */
+  signup(
+    email: string,
+    password: string,
+    within?: (tx: Queryable, accountId: string) => Promise<void>,
+  ): Promise<{ account: Account; user: User }>;
   /** The user when email (any case) and password match, else null; the same work either way. */
   login(email: string, password: string): Promise<User | null>;
   getUser(userId: string): Promise<User | null>;
@@ -137,7 +142,7 @@ export function createAccounts(db: Database, options: AccountsOptions): Accounts
   prepareStandIn();
 
   return {
-    signup: (email, password) => signup(db, trialCreditBytes, email, password),
+    signup: (email, password, within) => signup(db, trialCreditBytes, email, password, within),
     login: (email, password) => login(db, email, password),
     getUser: (userId) => getUser(db, userId),
     getAccount: (accountId) => getAccount(db, accountId),

@@ -60,6 +60,7 @@ export async function signup(
   trialCreditBytes: number,
   email: string,
   password: string,
+  within?: (tx: Queryable, accountId: string) => Promise<void>,
 ): Promise<{ account: Account; user: User }> {
   if (!isEmailAddress(email)) {
     throw ipcolaError('invalid_request', 'email is not a valid email address');
@@ -88,6 +89,7 @@ export async function signup(
         // One trial per account: the ledger's (kind, reference) is unique.
         await credit(tx, accountId, 'trial', trialCreditBytes, accountId);
       }
+      await within?.(tx, accountId);
       const account = await readAccount(tx, accountId);
       if (!user || !account) throw new Error('signup: inserted rows are missing');
       return { account, user: toUser(user) };

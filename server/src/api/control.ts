@@ -7,7 +7,7 @@ import express, { type Request, type RequestHandler, type Response, type Router 
 import session from 'express-session';
 import type { Account, Accounts, IssuedKey, KeyChanges, KeyView, User } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
-import { ipcolaError } from '../errors/index.ts';
+import { ipcolaError, isIPColaError } from '../errors/index.ts';
 import { formatProxyUsername } from '../gateway/credentials.ts';
 import type { Lease, Leases, LeaseTargeting } from '../leases/index.ts';
 import type { Queryable } from '../store/index.ts';
@@ -26,7 +26,7 @@ import {
   proxyLine,
 } from './connection.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
-import { idempotency } from './idempotency.ts';
+import { idempotency, idempotencyKeyOf, signupRetries } from './idempotency.ts';
 import type { components } from './openapi.d.ts';
 import { regionList } from './regions.ts';
 import { DatabaseSessionStore } from './session-store.ts';
@@ -48,6 +48,8 @@ export interface ControlOptions {
   listRegions: () => Promise<Region[]>;
   /** Failed log-ins per client address; past the allowance the address is refused for a while. */
   loginFailures?: AuthFailureLimit;
+  /** What node operators earn per GB carried: GET /v1/nodes shows each node's earnings. */
+  nodeEarnings: NodeEarningsRate;
   /** What this server sees of a node now: online, and the exit IPs it announces. */
   nodeStatus?: (nodeId: string) => { online: boolean; exitIps: string[] };
   /** A node was deleted: close its tunnel and take its exits out of the pool. */
@@ -58,6 +60,13 @@ export interface ControlOptions {
   onError?: (error: unknown) => void;
   /** Stores upstream-proxy nodes and starts using them; without it `upstream` is refused. */
   upstreamNodes?: UpstreamNodeRegistrar;
+}
+
+export interface NodeEarningsRate {
+  /** Minor units of the currency (cents for usd) per 10^9 bytes. */
+  minorPerGb: number;
+  /** ISO 4217, lowercase. */
+  currency: string;
 }
 
 export interface UpstreamNodeRegistrar {
@@ -88,6 +97,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
     (res) => callerOf(res).accountId,
     (error) => options.onError?.(error),
   );
+  const signups = signupRetries(options.database);
 
   // Answers carry secrets shown once (key secrets, node tokens, CSRF tokens): never cached.
   router.use((_req, res, next) => {
@@ -120,11 +130,31 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
     .route('/auth/signup')
     .post(jsonBody, async (req, res) => {
       const body = bodies.check('SignupRequest', requiredBody(req));
-      const { account, user } = await accounts.signup(body.email, body.password);
-      const csrfToken = await startSession(req, user);
+      const retryKey = idempotencyKeyOf(req);
+      let created: Awaited<ReturnType<Accounts['signup']>>;
+      try {
+        created = await accounts.signup(
+          body.email,
+          body.password,
+          retryKey === undefined
+            ? undefined
+            : (tx, accountId) => signups.remember(tx, accountId, retryKey, body.email),
+        );
+      } catch (error) {
+        if (retryKey === undefined || !isIPColaError(error) || error.code !== 'email_taken') {
+          throw error;
+        }
+        // Wrong password, or no signup with this key: the email is simply taken.
+        const user = await accounts.login(body.email, body.password);
+        if (!user || !(await signups.isRetry(user.accountId, retryKey, body.email))) throw error;
+        res.setHeader('Idempotent-Replayed', 'true');
+        res.status(201).json(await signIn(req, user));
+        return;
+      }
+      const csrfToken = await startSession(req, created.user);
       res.status(201).json({
-        account: accountView(account),
-        user: userView(user),
+        account: accountView(created.account),
+        user: userView(created.user),
         csrf_token: csrfToken,
       } satisfies Schemas['SessionStarted']);
     })
@@ -134,6 +164,8 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
     .route('/auth/login')
     .post(jsonBody, (req, res, next) => {
       bodies.check('LoginRequest', requiredBody(req));
+      // Retrying a log-in is safe as it is (each answer is a new session): the key is only checked.
+      idempotencyKeyOf(req);
       const address = req.socket.remoteAddress ?? 'unknown';
       const blocked = options.loginFailures?.blockedFor(address) ?? 0;
       if (blocked > 0) throw tooManyLogins(blocked);
@@ -166,6 +198,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
   router
     .route('/auth/logout')
     .post(caller, (req, res, next) => {
+      idempotencyKeyOf(req); // signing out twice is signing out: the key is only checked
       if (callerOf(res).kind === 'key') {
         res.status(204).end();
         return;
@@ -266,6 +299,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
             online: status.online,
             exit_ips: status.exitIps,
             bytes_carried: node.bytesCarried,
+            earnings: earningsOf(node.bytesCarried, options.nodeEarnings),
             created_at: node.createdAt.toISOString(),
           };
         }),
@@ -481,6 +515,18 @@ function onlyMethods(...methods: string[]): RequestHandler {
   return (_req, res) => {
     res.setHeader('Allow', methods.join(', '));
     throw ipcolaError('method_not_allowed', `Only ${methods.join(', ')} is allowed here`);
+  };
+}
+
+/**
+ * Bytes carried at the operator rate, rounded down to a whole minor unit. BigInt: bytes
+ * times rate can pass 2^53 long before either does.
+ */
+function earningsOf(bytes: number, rate: NodeEarningsRate): Schemas['NodeEarnings'] {
+  return {
+    currency: rate.currency,
+    amount_minor: Number((BigInt(bytes) * BigInt(rate.minorPerGb)) / 1_000_000_000n),
+    rate_minor_per_gb: rate.minorPerGb,
   };
 }
 

@@ -10,7 +10,7 @@
  * there is no answer to give).
  */
 import { createHash } from 'node:crypto';
-import type { RequestHandler, Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { ipcolaError } from '../errors/index.ts';
 import type { Queryable } from '../store/index.ts';
 
@@ -32,14 +32,8 @@ export function idempotency(
   let prunedAt = 0;
 
   return async (req, res, next) => {
-    const key = req.headers['idempotency-key'];
+    const key = idempotencyKeyOf(req);
     if (key === undefined) return next();
-    if (typeof key !== 'string' || !KEY.test(key)) {
-      throw ipcolaError(
-        'invalid_request',
-        'Idempotency-Key must be 1-255 visible ASCII characters',
-      );
-    }
     const accountId = accountOf(res);
     const label = `${accountId}:${key}`;
     const requestHash = createHash('sha256')
@@ -119,5 +113,52 @@ export function idempotency(
       ).catch(onError);
     });
     next();
+  };
+}
+
+/** The request's Idempotency-Key, checked for form; undefined when it has none. */
+export function idempotencyKeyOf(req: Request): string | undefined {
+  const key = req.headers['idempotency-key'];
+  if (key === undefined) return undefined;
+  if (typeof key !== 'string' || !KEY.test(key)) {
+    throw ipcolaError('invalid_request', 'Idempotency-Key must be 1-255 visible ASCII characters');
+  }
+  return key;
+}
+
+/**
+ * Signup retries. There is no account before a signup, and its answer (a session) cannot
+ * be replayed to a client that may never have got the cookie, so a signup with a key is
+ * remembered with its account, by email only (never the password), in the transaction that
+ * creates it. A retry that finds the email taken is then a retry of that signup when the
+ * key matches and the password signs in: it is answered like the first, with a new session.
+ */
+export interface SignupRetries {
+  /** Runs inside the signup's transaction. */
+  remember(tx: Queryable, accountId: string, key: string, email: string): Promise<void>;
+  isRetry(accountId: string, key: string, email: string): Promise<boolean>;
+}
+
+export function signupRetries(db: Queryable): SignupRetries {
+  const hash = (email: string) =>
+    createHash('sha256').update(`signup\n${email.toLowerCase()}`).digest('base64url');
+  return {
+    async remember(tx, accountId, key, email) {
+      // The status marks it finished; the answer is left empty: a retry signs in afresh.
+      await tx.query(
+        `INSERT INTO idempotency_keys (account_id, key, request_hash, status, answer)
+         VALUES ($1, $2, $3, 201, NULL)`,
+        [accountId, key, hash(email)],
+      );
+    },
+    async isRetry(accountId, key, email) {
+      const rows = await db.query(
+        `SELECT 1 FROM idempotency_keys
+         WHERE account_id = $1 AND key = $2 AND request_hash = $3
+           AND created_at > now() - interval '1 day'`,
+        [accountId, key, hash(email)],
+      );
+      return rows.length > 0;
+    },
   };
 }

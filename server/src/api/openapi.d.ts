@@ -111,6 +111,11 @@ export interface paths {
          * Create an account and its first user, and sign in.
          * @description The new account starts with a trial credit. Answers with the session cookie
          *     and the CSRF token for it.
+         *
+         *     With `Idempotency-Key`, a retry (same key, email and password, within a
+         *     day) whose first attempt did create the account is answered 201 again with
+         *     `Idempotent-Replayed: true` and a new session, instead of `email_taken`.
+         *     No second account or trial credit is made.
          */
         post: operations["signup"];
         delete?: never;
@@ -132,6 +137,8 @@ export interface paths {
          * Sign in with email and password.
          * @description Starts a new session (a session id held before is discarded, so it cannot be
          *     fixed in advance). A wrong email and a wrong password get the same answer.
+         *     Safe to retry as it is: `Idempotency-Key` is accepted (and checked for
+         *     form), and each retry signs in afresh.
          */
         post: operations["login"];
         delete?: never;
@@ -152,6 +159,7 @@ export interface paths {
         /**
          * Sign out, ending the session.
          * @description With an API key there is no session to end; the answer is still 204.
+         *     Safe to retry: `Idempotency-Key` is accepted (and checked for form).
          */
         post: operations["logout"];
         delete?: never;
@@ -268,7 +276,7 @@ export interface paths {
          * The account's exit nodes, online or not, oldest first.
          * @description Deleted nodes are not listed. `online` and `exit_ips` are what this server
          *     sees now; `bytes_carried` is customer traffic the node carried, as flushed
-         *     to usage. Pages of at most `limit`; pass `next_cursor` back as `cursor`.
+         *     to usage, and `earnings` what it earned its operator. Pages of at most `limit`; pass `next_cursor` back as `cursor`.
          */
         get: operations["listNodes"];
         put?: never;
@@ -626,8 +634,22 @@ export interface components {
             online: boolean;
             exit_ips: string[];
             bytes_carried: number;
+            earnings: components["schemas"]["NodeEarnings"];
             /** Format: date-time */
             created_at: string;
+        };
+        /**
+         * @description What the node's operator has earned for `bytes_carried`, at the operator
+         *     rate this server is configured with (`NODE_EARNINGS_MINOR_PER_GB`). A
+         *     running total: payouts are not subtracted from it.
+         */
+        NodeEarnings: {
+            /** @description ISO 4217, lowercase. */
+            currency: string;
+            /** @description In minor units (cents for usd), rounded down. */
+            amount_minor: number;
+            /** @description Minor units per GB (10^9 bytes) carried. */
+            rate_minor_per_gb: number;
         };
         NodeList: {
             items: components["schemas"]["Node"][];
@@ -1049,7 +1071,16 @@ export interface operations {
     signup: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -1086,7 +1117,16 @@ export interface operations {
     login: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -1119,6 +1159,14 @@ export interface operations {
             header?: {
                 /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
                 "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
             };
             path?: never;
             cookie?: never;

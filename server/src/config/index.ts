@@ -21,6 +21,8 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** Bytes of credit a new account starts with. */
   readonly trialCreditBytes: number;
+  /** What node operators earn per GB (10^9 bytes) carried, in minor units of the currency. */
+  readonly nodeEarnings: { readonly minorPerGb: number; readonly currency: string };
   /** How long shutdown waits for open connections before cutting them. */
   readonly shutdownGraceMs: number;
   /** CIDRs that upstream-proxy exits may reach although the exit policy refuses their range. */
@@ -106,6 +108,15 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       0,
       Number.MAX_SAFE_INTEGER,
     ),
+    nodeEarnings: {
+      minorPerGb: integer(
+        'NODE_EARNINGS_MINOR_PER_GB',
+        read('NODE_EARNINGS_MINOR_PER_GB') ?? '10',
+        0,
+        1_000_000,
+      ),
+      currency: currency('NODE_EARNINGS_CURRENCY', read('NODE_EARNINGS_CURRENCY') ?? 'usd'),
+    },
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', read('SHUTDOWN_GRACE_MS') ?? '3000', 0, 60_000),
     upstreamAllowTargets: cidrList('UPSTREAM_ALLOW_TARGETS', read('UPSTREAM_ALLOW_TARGETS')),
     upstreamAllowProxies: cidrList('UPSTREAM_ALLOW_PROXIES', read('UPSTREAM_ALLOW_PROXIES')),
@@ -194,6 +205,13 @@ function cidrList(name: string, raw: string | undefined): readonly string[] {
     }
   }
   return Object.freeze(cidrs);
+}
+
+function currency(name: string, raw: string): string {
+  if (!/^[A-Za-z]{3}$/.test(raw)) {
+    throw new ConfigError(name, `"${raw}" is not a three-letter ISO 4217 currency code`);
+  }
+  return raw.toLowerCase();
 }
 
 function token(name: string, raw: string | undefined): string | undefined {

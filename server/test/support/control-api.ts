@@ -15,6 +15,9 @@ export const OPENAPI = await readFile(
 
 export const TRIAL_BYTES = 1_073_741_824;
 
+/** 0.25 eur per GB: not the default, so a test can tell the configured rate is used. */
+export const NODE_EARNINGS = { minorPerGb: 25, currency: 'eur' };
+
 export const ENDPOINT: ProxyEndpoint = {
   host: 'proxy.example.test',
   httpPort: 8000,
@@ -62,6 +65,7 @@ export async function openControlApi(
       database: db,
       proxyEndpoint: options.endpoint ?? ENDPOINT,
       listRegions: async () => api.regions,
+      nodeEarnings: NODE_EARNINGS,
     },
   });
   return api;
