@@ -193,9 +193,11 @@ export async function startProxyNetwork(
       );
       agents.set(exit.ip, agent);
     }
+    // A bound, not a wait: agents usually connect within a few seconds, but on a loaded
+    // two-core machine three Node processes compiling TypeScript at once can take 20.
     await eventually(
       () => server.logs.filter((line) => line.msg === 'node up').length >= exits.length,
-      20_000,
+      60_000,
       'every exit node to connect',
     );
   } catch (error) {
