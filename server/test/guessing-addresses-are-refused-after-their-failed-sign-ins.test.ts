@@ -1,7 +1,8 @@
 /**
  * Failed sign-ins per client address, on the proxy (HTTP and SOCKS5) and on the API's
- * log-in: past AUTH_FAILURE_LIMIT the address gets rate_limited even with the right
- * credentials, and other addresses are not affected. Clients bind distinct loopback
+ * log-in (and on a signup retried with an Idempotency-Key, which checks a password too):
+ * past AUTH_FAILURE_LIMIT the address gets rate_limited even with the right credentials,
+ * and other addresses are not affected. Clients bind distinct loopback
  * addresses so that the server sees each as a different client.
  */
 import assert from 'node:assert/strict';
@@ -40,7 +41,7 @@ describe('guessing addresses are refused after their failed sign-ins', () => {
     return `${head.split(' ')[1]} ${/X-IPCola-Error: (\S+)/.exec(head)?.[1] ?? ''}`.trim();
   };
 
-  const loginFrom = (from: string, password: string) =>
+  const loginFrom = (from: string, password: string, path = '/v1/auth/login') =>
     new Promise<{ status: number; code: string | undefined }>((resolve, reject) => {
       const body = JSON.stringify({ email, password });
       const req = request(
@@ -49,16 +50,17 @@ describe('guessing addresses are refused after their failed sign-ins', () => {
           port: net.ports.api,
           localAddress: from,
           method: 'POST',
-          path: '/v1/auth/login',
+          path,
           headers: {
             'content-type': 'application/json',
             'content-length': Buffer.byteLength(body),
+            'idempotency-key': 'guess-1',
           },
         },
         async (res) => {
           let text = '';
           for await (const chunk of res) text += chunk;
-          const code = res.statusCode === 200 ? undefined : JSON.parse(text).error?.code;
+          const code = (res.statusCode ?? 0) < 300 ? undefined : JSON.parse(text).error?.code;
           resolve({ status: res.statusCode ?? 0, code });
         },
       );
@@ -98,6 +100,29 @@ describe('guessing addresses are refused after their failed sign-ins', () => {
     assert.deepEqual(await loginFrom('127.0.0.80', 'a long enough password'), {
       status: 200,
       code: undefined,
+    });
+  });
+
+  test('a signup retry checks the password like a log-in and is limited like one', async () => {
+    const signup = (from: string, password: string) => loginFrom(from, password, '/v1/auth/signup');
+    for (let i = 0; i < LIMIT; i++) {
+      assert.deepEqual(await signup('127.0.0.81', `wrong password ${i}`), {
+        status: 409,
+        code: 'email_taken',
+      });
+    }
+    assert.deepEqual(await signup('127.0.0.81', 'wrong password again'), {
+      status: 429,
+      code: 'rate_limited',
+    });
+    assert.deepEqual(await signup('127.0.0.81', 'a long enough password'), {
+      status: 429,
+      code: 'rate_limited',
+    });
+    // Another address with the right password and a key the account was not made with.
+    assert.deepEqual(await signup('127.0.0.82', 'a long enough password'), {
+      status: 409,
+      code: 'email_taken',
     });
   });
 });

@@ -144,8 +144,16 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
         if (retryKey === undefined || !isIPColaError(error) || error.code !== 'email_taken') {
           throw error;
         }
-        // Wrong password, or no signup with this key: the email is simply taken.
+        // Checking the password costs what a log-in costs, so it is limited like one.
+        const address = req.socket.remoteAddress ?? 'unknown';
+        const blocked = options.loginFailures?.blockedFor(address) ?? 0;
+        if (blocked > 0) throw tooManyLogins(blocked);
         const user = await accounts.login(body.email, body.password);
+        if (!user) {
+          const blockedNow = (await options.loginFailures?.recordFailure(address)) ?? 0;
+          if (blockedNow > 0) throw tooManyLogins(blockedNow);
+        }
+        // Wrong password, or no signup with this key: the email is simply taken.
         if (!user || !(await signups.isRetry(user.accountId, retryKey, body.email))) throw error;
         res.setHeader('Idempotent-Replayed', 'true');
         res.status(201).json(await signIn(req, user));

@@ -115,7 +115,8 @@ export interface paths {
          *     With `Idempotency-Key`, a retry (same key, email and password, within a
          *     day) whose first attempt did create the account is answered 201 again with
          *     `Idempotent-Replayed: true` and a new session, instead of `email_taken`.
-         *     No second account or trial credit is made.
+         *     No second account or trial credit is made. Checking the password counts
+         *     like a log-in against the address's failed sign-ins (429 past the limit).
          */
         post: operations["signup"];
         delete?: never;
@@ -1112,6 +1113,7 @@ export interface operations {
             };
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["RateLimited"];
         };
     };
     login: {
