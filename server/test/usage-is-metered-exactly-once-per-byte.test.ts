@@ -61,6 +61,11 @@ test('recorded usage is summed per key, node, exit country and hour and pushed t
     hour: 5,
     metric: 'up',
   });
+  // A country outside the form is counted as unknown rather than making the field unreadable.
+  for (const country of ['DE', 'x|y', 'usa']) {
+    const field = usageField({ keyId: 'k1', nodeId: 'n2', country }, 5, 'up');
+    assert.equal(parseUsageField(field)?.country, '', country);
+  }
   assert.equal(parseUsageField('k1|n2|x|down'), null);
   assert.equal(parseUsageField('k1|n2|usa|5|down'), null);
   assert.equal(parseUsageField('k1|n2|de|5|sideways'), null);

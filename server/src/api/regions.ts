@@ -34,8 +34,8 @@ export function regionList(listRegions: () => Promise<Region[]>): RequestHandler
     let start = 0;
     if (cursor !== undefined) {
       const [afterCountry, afterCity, afterType] = decodeKeyCursor(cursor, 3);
-      const after = { country: afterCountry ?? '', city: afterCity ?? null, type: afterType };
-      start = regions.findIndex((region) => regionOrder(region, after as Region) > 0);
+      const after = { country: afterCountry ?? '', city: afterCity ?? null, type: afterType ?? '' };
+      start = regions.findIndex((region) => regionOrder(region, after) > 0);
       if (start < 0) start = regions.length;
     }
     const data = regions.slice(start, start + count);
@@ -50,8 +50,14 @@ export function regionList(listRegions: () => Promise<Region[]>): RequestHandler
   };
 }
 
+interface SortKey {
+  country: string;
+  city: string | null;
+  type: string;
+}
+
 /** By country, then city (unknown city last), then type. */
-function regionOrder(a: Pick<Region, 'country' | 'city' | 'type'>, b: typeof a): number {
+function regionOrder(a: SortKey, b: SortKey): number {
   return (
     compare(a.country, b.country) ||
     Number(a.city === null) - Number(b.city === null) ||

@@ -11,13 +11,17 @@ export interface UsageOwner {
   country: string;
 }
 
+const COUNTRY = /^([a-z]{2})?$/;
+
 /**
  * `key|node|country|hour|metric`: key and node ids and countries never hold `|`; hour is
  * epoch hours. Fields written before countries were kept (`key|node|hour|metric`) still
  * parse, with country '', so counters left in Redis across an upgrade are not lost.
  */
 export function usageField(owner: UsageOwner, hour: number, metric: UsageMetric): string {
-  return `${owner.keyId}|${owner.nodeId}|${owner.country}|${hour}|${metric}`;
+  // A country the parser below would refuse must not cost the bytes: it is kept as unknown.
+  const country = COUNTRY.test(owner.country) ? owner.country : '';
+  return `${owner.keyId}|${owner.nodeId}|${country}|${hour}|${metric}`;
 }
 
 export function parseUsageField(field: string):
@@ -30,7 +34,7 @@ export function parseUsageField(field: string):
   if (parts.length === 4) parts.splice(2, 0, '');
   if (parts.length !== 5) return null;
   const [keyId, nodeId, country, hour, metric] = parts as [string, string, string, string, string];
-  if (!keyId || !/^\d+$/.test(hour) || !/^([a-z]{2})?$/.test(country)) return null;
+  if (!keyId || !/^\d+$/.test(hour) || !COUNTRY.test(country)) return null;
   if (metric !== 'up' && metric !== 'down' && metric !== 'requests') return null;
   return { keyId, nodeId, country, hour: Number(hour), metric };
 }
