@@ -10,7 +10,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { openPglite } from '../src/store/index.ts';
-import { type ServerProcess, serverEnv, startServer } from './support/server-process.ts';
+import {
+  type ServerProcess,
+  serverEnv,
+  signedInApi,
+  startServer,
+} from './support/server-process.ts';
 
 describe('idempotency keys replay the first answer', () => {
   let dataDir: string;
@@ -23,22 +28,11 @@ describe('idempotency keys replay the first answer', () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'ipcola-idempotency-'));
     server = await startServer(serverEnv({ DATA_DIR: dataDir }));
     base = `http://127.0.0.1:${server.ports.api}`;
-    const signup = await fetch(`${base}/v1/auth/signup`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: 'idem@example.com', password: 'a long enough password' }),
-    });
-    const cookie = (signup.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
-    const { csrf_token: csrf } = (await signup.json()) as { csrf_token: string };
-    api = (pathname, init = {}) =>
-      fetch(`${base}${pathname}`, {
+    const signedIn = await signedInApi(server.ports.api, 'idem@example.com');
+    api = (pathname, { key, ...init } = {}) =>
+      signedIn(pathname, {
         ...init,
-        headers: {
-          'content-type': 'application/json',
-          cookie,
-          'x-csrf-token': csrf,
-          ...(init.key === undefined ? {} : { 'idempotency-key': init.key }),
-        },
+        headers: key === undefined ? {} : { 'idempotency-key': key },
       });
   });
   after(async () => {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { MIGRATION_VERSIONS } from './support/engines.ts';
 import { serverEnv, spawnServer, startServer } from './support/server-process.ts';
 
 const run = promisify(execFile);
@@ -35,16 +36,7 @@ describe('the server process', () => {
       assert.equal(document.status, 200);
       assert.match(document.body, /^openapi: 3\.1\.0/);
       const migrated = server.logs.find((line) => Array.isArray(line.applied));
-      assert.deepEqual(migrated?.applied, [
-        '0001_initial',
-        '0002_settings_and_sessions',
-        '0003_upstream_nodes',
-        '0004_usage_batches',
-        '0005_key_rotation',
-        '0006_leases',
-        '0007_idempotency_keys',
-        '0008_usage_country',
-      ]);
+      assert.deepEqual(migrated?.applied, MIGRATION_VERSIONS);
     } finally {
       assert.equal(await server.stop('SIGTERM'), 0);
     }

@@ -17,7 +17,7 @@ import {
   createCredentialBox,
   loadCredentialBox,
 } from '../src/upstream/credential-box.ts';
-import { serverEnv, startServer } from './support/server-process.ts';
+import { serverEnv, signedInApi, startServer } from './support/server-process.ts';
 import { startSocks5Upstream } from './support/upstream-proxies.ts';
 
 const run = promisify(execFile);
@@ -63,20 +63,9 @@ test('an upstream node registered before a restart carries traffic after it; its
     let server = await startServer(env, [], 60_000);
     let proxy = '';
     try {
-      const base = `http://127.0.0.1:${server.ports.api}`;
-      const signup = await fetch(`${base}/v1/auth/signup`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ email: 'supplier@example.com', password: 'a long enough password' }),
-      });
-      const cookie = (signup.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
-      const { csrf_token: csrf } = (await signup.json()) as { csrf_token: string };
+      const api = await signedInApi(server.ports.api, 'supplier@example.com');
       const post = (pathname: string, body: unknown) =>
-        fetch(`${base}${pathname}`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', cookie, 'x-csrf-token': csrf },
-          body: JSON.stringify(body),
-        });
+        api(pathname, { method: 'POST', body: JSON.stringify(body) });
       const key = (await (await post('/v1/keys', {})).json()) as { id: string; secret: string };
       const node = await post('/v1/nodes', {
         name: NODE_NAME,

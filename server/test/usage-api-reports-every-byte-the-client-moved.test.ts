@@ -11,6 +11,7 @@ import type { components } from '../src/api/openapi.d.ts';
 import { eventually } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
 import { exchange } from './support/raw-exchange.ts';
+import { signedInApi } from './support/server-process.ts';
 
 const TRIAL = 50_000_000;
 
@@ -254,23 +255,10 @@ describe('the usage API reports every byte the client moved', () => {
     await refused('?key_id=nosuchkey', 404, 'not_found');
 
     // A key of another account is as unknown as a key that does not exist.
-    const signup = await fetch(`http://127.0.0.1:${net.ports.api}/v1/auth/signup`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        email: `other-${Date.now()}@example.com`,
-        password: 'a long enough password',
-      }),
-    });
-    const cookie = (signup.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
-    const { csrf_token: csrf } = (await signup.json()) as { csrf_token: string };
-    const foreign = (await (
-      await fetch(`http://127.0.0.1:${net.ports.api}/v1/keys`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', cookie, 'x-csrf-token': csrf },
-        body: '{}',
-      })
-    ).json()) as { id: string };
+    const other = await signedInApi(net.ports.api, `other-${Date.now()}@example.com`);
+    const foreign = (await (await other('/v1/keys', { method: 'POST', body: '{}' })).json()) as {
+      id: string;
+    };
     await refused(`?key_id=${foreign.id}`, 404, 'not_found');
 
     const anonymous = await fetch(`http://127.0.0.1:${net.ports.api}/v1/usage`);

@@ -98,6 +98,14 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
     (error) => options.onError?.(error),
   );
   const signups = signupRetries(options.database);
+  // Password checks (log-in, signup retries) are limited per client address.
+  const refuseIfBlocked = (address: string) => {
+    const blocked = options.loginFailures?.blockedFor(address) ?? 0;
+    if (blocked > 0) throw tooManyLogins(blocked);
+  };
+  /** Counts a wrong password; resolves with how long the address is now blocked (0: not). */
+  const failedSignIn = async (address: string) =>
+    (await options.loginFailures?.recordFailure(address)) ?? 0;
 
   // Answers carry secrets shown once (key secrets, node tokens, CSRF tokens): never cached.
   router.use((_req, res, next) => {
@@ -145,12 +153,11 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
           throw error;
         }
         // Checking the password costs what a log-in costs, so it is limited like one.
-        const address = req.socket.remoteAddress ?? 'unknown';
-        const blocked = options.loginFailures?.blockedFor(address) ?? 0;
-        if (blocked > 0) throw tooManyLogins(blocked);
+        const address = clientAddress(req);
+        refuseIfBlocked(address);
         const user = await accounts.login(body.email, body.password);
         if (!user) {
-          const blockedNow = (await options.loginFailures?.recordFailure(address)) ?? 0;
+          const blockedNow = await failedSignIn(address);
           if (blockedNow > 0) throw tooManyLogins(blockedNow);
         }
         // Wrong password, or no signup with this key: the email is simply taken.
@@ -174,9 +181,8 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
       bodies.check('LoginRequest', requiredBody(req));
       // Retrying a log-in is safe as it is (each answer is a new session): the key is only checked.
       idempotencyKeyOf(req);
-      const address = req.socket.remoteAddress ?? 'unknown';
-      const blocked = options.loginFailures?.blockedFor(address) ?? 0;
-      if (blocked > 0) throw tooManyLogins(blocked);
+      const address = clientAddress(req);
+      refuseIfBlocked(address);
       const verdict = (error: unknown, user: User | false) => {
         if (error) return next(error);
         if (!user) {
@@ -186,8 +192,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
                 ? tooManyLogins(blockedMs)
                 : ipcolaError('unauthorized', 'Wrong email or password'),
             );
-          if (!options.loginFailures) return refuse(0);
-          options.loginFailures.recordFailure(address).then(refuse, next);
+          failedSignIn(address).then(refuse, next);
           return;
         }
         signIn(req, user).then((answer) => res.json(answer), next);
@@ -629,6 +634,10 @@ async function listPage<T extends { createdAt: Date; id: string }>(
     nextCursor:
       rows.length > count && last ? encodeCursor({ at: last.createdAt, id: last.id }) : null,
   };
+}
+
+function clientAddress(req: Request): string {
+  return req.socket.remoteAddress ?? 'unknown';
 }
 
 function tooManyLogins(blockedMs: number) {

@@ -163,18 +163,30 @@ export function createAccess(options: AccessOptions): Access {
     openConnections: (keyId) => open.get(keyId)?.size ?? 0,
     keysInUse: () => [...open.keys()],
     enforce(keyId, rules) {
-      const slots = [...(open.get(keyId) ?? [])].sort((a, b) => a.admittedAt - b.admittedAt);
-      const outside = slots.filter(
-        ({ from }) =>
+      const held = open.get(keyId);
+      if (!held) return 0;
+      // Runs for every key in use every check: most keys have nothing to cut.
+      const restricted = rules.clientAllowlist !== null || rules.allowedCountries !== null;
+      if (!restricted && (rules.maxConcurrency === null || held.size <= rules.maxConcurrency)) {
+        return 0;
+      }
+      const doomed: Array<{ cut: () => void }> = [];
+      let staying = 0;
+      // A Set iterates in insertion order, oldest admission first: the newest end up beyond the cap.
+      for (const slot of held) {
+        const { from } = slot;
+        const outside =
           from !== undefined &&
           ((rules.clientAllowlist !== null && !inAllowlist(from.address, rules.clientAllowlist)) ||
             (rules.allowedCountries !== null &&
-              !(from.country && rules.allowedCountries.includes(from.country)))),
-      );
-      const staying = slots.filter((slot) => !outside.includes(slot));
-      const excess = rules.maxConcurrency === null ? [] : staying.slice(rules.maxConcurrency);
-      for (const slot of [...outside, ...excess]) slot.cut();
-      return outside.length + excess.length;
+              !(from.country && rules.allowedCountries.includes(from.country))));
+        if (outside) doomed.push(slot);
+        else if (rules.maxConcurrency !== null && ++staying > rules.maxConcurrency)
+          doomed.push(slot);
+      }
+      // Cut after the walk: a cut releases its slot, which deletes it from the set.
+      for (const slot of doomed) slot.cut();
+      return doomed.length;
     },
     cut(keyId, admittedBefore = Number.POSITIVE_INFINITY) {
       const slots = [...(open.get(keyId) ?? [])].filter((slot) => slot.admittedAt < admittedBefore);

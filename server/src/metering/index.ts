@@ -8,13 +8,7 @@ import {
   usageField,
 } from './usage-field.ts';
 
-export {
-  parseUsageField,
-  USAGE_GROUP,
-  type UsageMetric,
-  type UsageOwner,
-  usageField,
-} from './usage-field.ts';
+export * from './usage-field.ts';
 export { type FlushResult, startUsageFlusher, type UsageFlusher } from './usage-flusher.ts';
 
 export interface Usage extends UsageOwner {

@@ -152,3 +152,15 @@ export async function eventually(
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** Every migration in `migrations/`, in order: what a fresh database has applied. */
+export const MIGRATION_VERSIONS = [
+  '0001_initial',
+  '0002_settings_and_sessions',
+  '0003_upstream_nodes',
+  '0004_usage_batches',
+  '0005_key_rotation',
+  '0006_leases',
+  '0007_idempotency_keys',
+  '0008_usage_country',
+];

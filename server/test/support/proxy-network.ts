@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SocksClient } from 'socks';
 import { eventually } from './engines.ts';
-import { type ServerProcess, serverEnv, startServer } from './server-process.ts';
+import { type ServerProcess, serverEnv, signedInApi, startServer } from './server-process.ts';
 import { type TcpConnection, tcpConnections } from './tcp-connections.ts';
 
 const AGENT_DIR = fileURLToPath(new URL('../../../agent/', import.meta.url));
@@ -67,30 +67,9 @@ export async function startProxyNetwork(
   const target = await startWhoami();
   const server = await startServer(serverEnv({ DATA_DIR: dataDir, ...env }), [], SERVER_START_MS);
   const ports = { ...server.ports } as ProxyNetwork['ports'];
-  const base = `http://127.0.0.1:${ports.api}`;
   const agents = new Map<string, ChildProcess>();
 
-  const signup = await fetch(`${base}/v1/auth/signup`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      email: `e2e-${Date.now()}@example.com`,
-      password: 'a long enough password',
-    }),
-  });
-  if (signup.status !== 201) throw new Error(`signup: ${signup.status} ${await signup.text()}`);
-  const cookie = (signup.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
-  const { csrf_token: csrf } = (await signup.json()) as { csrf_token: string };
-  const api = (pathname: string, init: RequestInit = {}) =>
-    fetch(`${base}${pathname}`, {
-      ...init,
-      headers: {
-        'content-type': 'application/json',
-        cookie,
-        'x-csrf-token': csrf,
-        ...(init.headers ?? {}),
-      },
-    });
+  const api = await signedInApi(ports.api, `e2e-${Date.now()}@example.com`);
   const key = (await (await api('/v1/keys', { method: 'POST', body: '{}' })).json()) as {
     id: string;
     secret: string;

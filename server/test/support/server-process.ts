@@ -111,3 +111,33 @@ export async function startServer(
     },
   };
 }
+
+/** fetch on one server's API, signed in as one user (session cookie and CSRF token sent). */
+export type SignedInApi = (pathname: string, init?: RequestInit) => Promise<Response>;
+
+/** Signs a new user up on the server at `apiPort` and answers with a fetch signed in as them. */
+export async function signedInApi(
+  apiPort: number,
+  email: string,
+  password = 'a long enough password',
+): Promise<SignedInApi> {
+  const base = `http://127.0.0.1:${apiPort}`;
+  const signup = await fetch(`${base}/v1/auth/signup`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email, password }),
+  });
+  if (signup.status !== 201) throw new Error(`signup: ${signup.status} ${await signup.text()}`);
+  const cookie = (signup.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  const { csrf_token: csrf } = (await signup.json()) as { csrf_token: string };
+  return (pathname, init = {}) =>
+    fetch(`${base}${pathname}`, {
+      ...init,
+      headers: {
+        'content-type': 'application/json',
+        cookie,
+        'x-csrf-token': csrf,
+        ...(init.headers ?? {}),
+      },
+    });
+}
