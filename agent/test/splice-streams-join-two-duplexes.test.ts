@@ -361,3 +361,79 @@ describe('spliceStreams over in-memory duplexes', () => {
     assert.equal(result.bytesBtoA, 0);
   });
 });
+
+describe('spliceStreams with a gate', () => {
+  /** A gate that lets `budget` bytes through at once, then grants `grant` more each time it is asked, `grants` times. */
+  function budgetGate(budget: number, grant: number, grants: number) {
+    const seen = { passed: 0, asked: 0 };
+    let left = budget;
+    let remainingGrants = grants;
+    return {
+      seen,
+      take(bytes: number): true | Promise<boolean> {
+        if (bytes <= left) {
+          left -= bytes;
+          seen.passed += bytes;
+          return true;
+        }
+        seen.asked += 1;
+        return new Promise<boolean>((resolve) =>
+          setImmediate(() => {
+            if (remainingGrants === 0) return resolve(false);
+            remainingGrants -= 1;
+            left += Math.max(grant, bytes);
+            left -= bytes;
+            seen.passed += bytes;
+            resolve(true);
+          }),
+        );
+      },
+    };
+  }
+
+  async function gatedTcp(gate: ReturnType<typeof budgetGate>) {
+    const [client, a] = await tcpPair({ halfOpen: true });
+    const [b, target] = await tcpPair({ halfOpen: true });
+    const ended = deferred<SpliceResult>();
+    spliceStreams(a, b, { idleTimeoutMs: 0, gate, onEnd: ended.resolve });
+    return { client, target, ended: ended.promise };
+  }
+
+  test('chunks wait for the gate and arrive whole and in order both ways', async () => {
+    const gate = budgetGate(64 * 1024, 256 * 1024, 1_000);
+    const { client, target, ended } = await gatedTcp(gate);
+    const up = randomBytes(2 * MB + 5);
+    const down = randomBytes(3 * MB + 11);
+    const targetGot = readAll(target);
+    const clientGot = readAll(client);
+    client.end(up);
+    target.end(down);
+    assert.deepEqual(await targetGot, up);
+    assert.deepEqual(await clientGot, down);
+    const result = await ended;
+    assert.equal(result.error, undefined);
+    assert.equal(gate.seen.passed, up.length + down.length);
+    assert.ok(gate.seen.asked > 0, 'the gate was waited for');
+  });
+
+  test('a gate that refuses resets both sides and writes nothing it did not let through', async () => {
+    const gate = budgetGate(64 * 1024, 64 * 1024, 2);
+    const { client, target, ended } = await gatedTcp(gate);
+    let received = 0;
+    client.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+    });
+    const targetError = new Promise<NodeJS.ErrnoException>((resolve) =>
+      target.once('error', resolve),
+    );
+    target.write(randomBytes(4 * MB));
+    const result = await ended;
+    assert.ok(result.error instanceof SpliceError);
+    assert.equal(result.error.code, 'refused');
+    assert.ok(result.bytesBtoA <= gate.seen.passed, `${result.bytesBtoA} > ${gate.seen.passed}`);
+    assert.ok(gate.seen.passed < 4 * MB);
+    assert.equal((await targetError).code, 'ECONNRESET');
+    await closed(client);
+    assert.ok(received <= gate.seen.passed);
+  });
+});

@@ -16,12 +16,7 @@ import { createHub, createHubServer } from './hub/index.ts';
 import { createLeases, type LeasedExit } from './leases/index.ts';
 import { closeServer, listen } from './listeners/index.ts';
 import { createLogger, type Logger } from './log/index.ts';
-import {
-  createUsageMeter,
-  startUsageFlusher,
-  type UsageMeter,
-  unflushedBytesByKey,
-} from './metering/index.ts';
+import { createUsageMeter, startUsageFlusher, type UsageMeter } from './metering/index.ts';
 import { createMetrics } from './metrics/index.ts';
 import {
   claimDataDir,
@@ -89,6 +84,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     // Cleanups run in reverse: the meter pushes its last counts before the last flush.
     const flusher = startUsageFlusher({
       counters: hotState.counters,
+      allowances: hotState.allowances,
       database,
       intervalMs: config.usageFlushIntervalMs,
       onError: (error) =>
@@ -169,7 +165,8 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       verifyKey: (keyId, secret) => accounts.verifyKey(keyId, secret),
       limits: {
         standing: (keyIds, monthStart) => accounts.keyStanding(keyIds, monthStart),
-        hotStateUnflushed: () => unflushedBytesByKey(hotState.counters),
+        allowances: hotState.allowances,
+        chunkBytes: config.allowanceChunkBytes,
       },
       openStream: (exit, target) =>
         upstreams.has(exit.nodeId)

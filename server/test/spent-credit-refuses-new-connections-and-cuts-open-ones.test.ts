@@ -1,7 +1,8 @@
 /**
- * An account whose credit is used up: its open tunnel is cut within 2 s of the bytes
- * crossing the balance, and every new connection is refused with quota_exhausted over
- * HTTP forwarding, CONNECT and SOCKS5. Real server, real agent, a real download.
+ * An account whose credit is used up: its open tunnel is cut by a reset once the bytes
+ * reach the balance (not seconds later), and every new connection is refused with
+ * quota_exhausted over HTTP forwarding, CONNECT and SOCKS5. Real server, real agent, a
+ * real download.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -12,8 +13,10 @@ import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts
 import { exchangeText } from './support/raw-exchange.ts';
 
 const CREDIT = 20 * 1024 * 1024;
-/** The cut comes at most this long after the client has received the whole credit. */
-const CUT_WITHIN_MS = 2_000;
+/** The documented overshoot of one connection (server/src/gateway/allowance.ts). */
+const OVERSHOOT_BOUND = 144 * 1024;
+/** One socket read: what a connection may leave unused of its last grant. */
+const LAST_CHUNK = 64 * 1024;
 
 /** Sends `request` on a new connection to the gateway and reads until it closes. */
 
@@ -30,30 +33,23 @@ describe('spent credit refuses new connections and cuts open ones', () => {
   const authority = () => `127.0.0.1:${net.targetPort}`;
   const basic = () => Buffer.from(`${net.key.id}-country-de:${net.key.secret}`).toString('base64');
 
-  test('an endless download stops soon after the credit is spent', async () => {
+  test('an endless download is cut once the credit is used up, not later', async () => {
     const socket: Socket = connect(net.ports.proxy, '127.0.0.1');
     await once(socket, 'connect');
-    let received = 0;
-    let spentAt: number | undefined;
-    socket.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      if (spentAt === undefined && received >= CREDIT) spentAt = performance.now();
-    });
+    // A cut is a reset; a Node client behind on reading may see it as a clean end
+    // (libuv), so curl checks the reset in spend-stops-at-the-cap-... instead.
     socket.on('error', () => {});
+    socket.resume();
     socket.write(
       `CONNECT ${authority()} HTTP/1.1\r\nHost: ${authority()}\r\nProxy-Authorization: Basic ${basic()}\r\n\r\n` +
         `GET /drip HTTP/1.1\r\nHost: ${authority()}\r\n\r\n`,
     );
-    await once(socket, 'close');
-    const closedAt = performance.now();
-    assert.ok(
-      spentAt !== undefined,
-      `the tunnel closed after ${received} bytes, before the credit`,
-    );
-    assert.ok(
-      closedAt - spentAt <= CUT_WITHIN_MS,
-      `cut ${Math.round(closedAt - spentAt)} ms after the credit was spent`,
-    );
+    // events.once would reject on the reset's 'error': wait for 'close' itself.
+    await new Promise((resolve) => socket.once('close', resolve));
+    // Both ways, headers included: what the gateway meters on its side of this socket.
+    const moved = socket.bytesRead + socket.bytesWritten;
+    assert.ok(moved >= CREDIT - LAST_CHUNK, `cut after ${moved} bytes, before the credit`);
+    assert.ok(moved <= CREDIT + OVERSHOOT_BOUND, `moved ${moved} bytes of a ${CREDIT} credit`);
   });
 
   test('new connections get quota_exhausted on every protocol', async () => {

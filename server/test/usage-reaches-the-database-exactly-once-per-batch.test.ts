@@ -80,7 +80,12 @@ for (const dbEngine of databaseEngines) {
           [accountId],
         );
       const flusherWith = (counters: CounterStore, database: Database = db.value) =>
-        startUsageFlusher({ counters, database, intervalMs: 60_000 });
+        startUsageFlusher({
+          counters,
+          allowances: hot.value.allowances,
+          database,
+          intervalMs: 60_000,
+        });
 
       test('counts land per key, node, country and hour and are debited once', async () => {
         const { accountId, keyId } = await newKey();
@@ -209,6 +214,7 @@ for (const dbEngine of databaseEngines) {
         const orphans: string[][] = [];
         const flusher = startUsageFlusher({
           counters: hot.value.counters,
+          allowances: hot.value.allowances,
           database: db.value,
           intervalMs: 60_000,
           onOrphans: (_batch, keyIds) => orphans.push(keyIds),

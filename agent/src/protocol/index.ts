@@ -54,6 +54,7 @@ export {
   type Splice,
   SpliceError,
   type SpliceErrorCode,
+  type SpliceGate,
   type SpliceOptions,
   type SpliceResult,
   spliceStreams,

@@ -15,6 +15,10 @@
  * - `write() === false` pauses the source until the destination drains, so memory
  *   stays bounded by the streams' high-water marks whatever the speeds.
  * - Byte counts are bytes whose write completed on the destination (they feed billing).
+ * - With a gate (the gateway's spend allowance), no chunk is written before the gate
+ *   covers it: the source pauses while the gate waits for more, and a gate that has no
+ *   more aborts the splice (`SpliceError` code `refused`), so a connection moves only
+ *   what its gate lets through.
  * - onEnd fires exactly once, after both streams have emitted 'close', so no event
  *   (an 'error' in particular) can arrive after the listeners are gone; every listener
  *   the splice added is removed before onEnd runs.
@@ -39,6 +43,13 @@ export interface SpliceOptions {
   /** Abort when no byte moved either way for this long; 0 turns the timeout off. */
   readonly idleTimeoutMs: number;
   readonly onEnd?: (result: SpliceResult) => void;
+  /** What every chunk must pass, either way, before it is written. */
+  readonly gate?: SpliceGate;
+}
+
+/** Lets bytes through: at once (true), or later (a promise of whether they may go). */
+export interface SpliceGate {
+  take(bytes: number): true | Promise<boolean>;
 }
 
 export interface Splice {
@@ -51,7 +62,7 @@ export interface Splice {
   destroy(error?: Error): void;
 }
 
-export type SpliceErrorCode = 'idle_timeout' | 'premature_close' | 'destroyed';
+export type SpliceErrorCode = 'idle_timeout' | 'premature_close' | 'destroyed' | 'refused';
 
 /** The errors the splice makes itself (a stream's own errors are passed on as they are). */
 export class SpliceError extends Error {
@@ -96,6 +107,10 @@ interface Flow {
   /** The destination emitted 'finish' (our end() reached it). */
   writeFinished: boolean;
   waitingForDrain: boolean;
+  /** A chunk waits for the gate: the source is paused, and its end must wait too. */
+  waitingForGate: boolean;
+  /** The source ended while a chunk waited for the gate. */
+  endAfterGate: boolean;
 }
 
 class StreamSplice implements Splice {
@@ -103,6 +118,7 @@ class StreamSplice implements Splice {
   readonly #b: Duplex;
   readonly #idleTimeoutMs: number;
   readonly #onEnd: ((result: SpliceResult) => void) | undefined;
+  readonly #gate: SpliceGate | undefined;
   readonly #aToB: Flow = newFlow();
   readonly #bToA: Flow = newFlow();
   /** Removes one listener each; run when the splice ends. */
@@ -119,6 +135,7 @@ class StreamSplice implements Splice {
     this.#b = b;
     this.#idleTimeoutMs = options.idleTimeoutMs;
     this.#onEnd = options.onEnd;
+    this.#gate = options.gate;
   }
 
   get bytesAtoB(): number {
@@ -185,9 +202,7 @@ class StreamSplice implements Splice {
   }
 
   #pump(source: Duplex, destination: Duplex, flow: Flow): void {
-    this.#on(source, 'data', (chunk: Buffer | string) => {
-      this.#lastActivity = performance.now();
-      const size = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+    const write = (chunk: Buffer | string, size: number) => {
       const accepted = destination.write(chunk, (error?: Error | null) => {
         if (error) return;
         flow.bytes += size;
@@ -197,18 +212,56 @@ class StreamSplice implements Splice {
         flow.waitingForDrain = true;
         source.pause();
       }
+    };
+    const gate = this.#gate;
+    this.#on(source, 'data', (chunk: Buffer | string) => {
+      this.#lastActivity = performance.now();
+      const size = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+      const passed = gate ? gate.take(size) : true;
+      if (passed === true) {
+        write(chunk, size);
+        return;
+      }
+      flow.waitingForGate = true;
+      source.pause();
+      passed.then(
+        (allowed) => this.#afterGate(source, destination, flow, allowed, () => write(chunk, size)),
+        () => this.#afterGate(source, destination, flow, false, () => {}),
+      );
     });
     this.#on(destination, 'drain', () => {
       if (!flow.waitingForDrain) return;
       flow.waitingForDrain = false;
-      if (this.#phase === 'running') source.resume();
+      if (this.#phase === 'running' && !flow.waitingForGate) source.resume();
     });
     this.#on(source, 'end', () => this.#onReadEnd(source, destination, flow));
     this.#on(destination, 'finish', () => this.#onWriteFinish(flow));
   }
 
+  #afterGate(
+    source: Duplex,
+    destination: Duplex,
+    flow: Flow,
+    allowed: boolean,
+    write: () => void,
+  ): void {
+    flow.waitingForGate = false;
+    if (this.#phase !== 'running') return;
+    if (!allowed) {
+      this.#fail(new SpliceError('refused', 'the gate refused more bytes'));
+      return;
+    }
+    write();
+    if (flow.endAfterGate) this.#onReadEnd(source, destination, flow);
+    else if (!flow.waitingForDrain) source.resume();
+  }
+
   #onReadEnd(source: Duplex, destination: Duplex, flow: Flow): void {
     if (this.#phase !== 'running' || flow.readEnded) return;
+    if (flow.waitingForGate) {
+      flow.endAfterGate = true;
+      return;
+    }
     // A reset HTTP/2 stream, or a stream destroyed by its owner, still emits 'end'.
     if (source.destroyed || resetCode(source) !== 0) {
       this.#fail(prematureClose());
@@ -297,7 +350,14 @@ class StreamSplice implements Splice {
 }
 
 function newFlow(): Flow {
-  return { bytes: 0, readEnded: false, writeFinished: false, waitingForDrain: false };
+  return {
+    bytes: 0,
+    readEnded: false,
+    writeFinished: false,
+    waitingForDrain: false,
+    waitingForGate: false,
+    endAfterGate: false,
+  };
 }
 
 function prematureClose(): SpliceError {

@@ -33,6 +33,8 @@ export interface Config {
   readonly upstreamProbeIntervalMs: number;
   /** How often metered usage is written from hot state to the database (and debited). */
   readonly usageFlushIntervalMs: number;
+  /** Bytes a connection is granted at a time from what its key and account may spend. */
+  readonly allowanceChunkBytes: number;
   /** Failed sign-ins (proxy or log-in) per client address and minute before it is refused. */
   readonly authFailureLimit: number;
   /** Bearer token for GET /metrics; unset, only loopback clients may read it. */
@@ -131,6 +133,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       read('USAGE_FLUSH_INTERVAL_MS') ?? '5000',
       100,
       60_000,
+    ),
+    allowanceChunkBytes: integer(
+      'ALLOWANCE_CHUNK_BYTES',
+      read('ALLOWANCE_CHUNK_BYTES') ?? '1048576',
+      65_536,
+      67_108_864,
     ),
     authFailureLimit: integer(
       'AUTH_FAILURE_LIMIT',

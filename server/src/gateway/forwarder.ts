@@ -14,6 +14,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { SpliceGate } from '@ipcola/agent/protocol';
 import { Agent, type Dispatcher } from 'undici';
 import { ipcolaError } from '../errors/index.ts';
 import type { Target } from './connector.ts';
@@ -44,6 +45,8 @@ export interface Forwarder {
    * Resolves once the answer is complete or the client went away; rejects with the
    * reason when no answer could be started (the caller sends the refusal). A failure
    * after the answer started destroys `res`, so the client sees a cut, not an end.
+   * Every chunk of the request body and of the answer passes `gate` before it goes on;
+   * when the gate refuses, the client connection is reset.
    */
   forward(
     exitId: string,
@@ -51,6 +54,7 @@ export interface Forwarder {
     req: IncomingMessage,
     res: ServerResponse,
     target: ForwardTarget,
+    gate: SpliceGate,
   ): Promise<void>;
   /** Closes the exit's pooled connections (the exit went away). */
   drop(exitId: string): void;
@@ -105,10 +109,10 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   };
 
   return {
-    forward(exitId, open, req, res, target) {
+    forward(exitId, open, req, res, target, gate) {
       const agent = dispatcherFor(exitId, open);
       return new Promise<void>((resolve, reject) => {
-        const relay = new ResponseRelay(res, resolve, reject);
+        const relay = new ResponseRelay(res, gate, resolve, reject);
         const hasBody =
           req.headers['transfer-encoding'] !== undefined ||
           (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
@@ -118,7 +122,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             path: target.path,
             method: req.method ?? 'GET',
             headers: requestHeaders(req.headers, target.authority),
-            body: hasBody ? req : null,
+            // undici sends any async iterable as a body; its types name only Readable.
+            body: hasBody ? (gatedBody(req, gate) as unknown as IncomingMessage) : null,
           },
           relay,
         );
@@ -141,13 +146,24 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
 /** Streams one undici response into the client's ServerResponse, with backpressure. */
 class ResponseRelay implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse;
+  readonly #gate: SpliceGate;
   readonly #resolve: () => void;
   readonly #reject: (error: Error) => void;
   #controller: Dispatcher.DispatchController | undefined;
   #settled = false;
+  /** Chunks that arrived while one waited for the gate, in order. */
+  readonly #backlog: Buffer[] = [];
+  #waitingForGate = false;
+  #endAfterGate = false;
 
-  constructor(res: ServerResponse, resolve: () => void, reject: (error: Error) => void) {
+  constructor(
+    res: ServerResponse,
+    gate: SpliceGate,
+    resolve: () => void,
+    reject: (error: Error) => void,
+  ) {
     this.#res = res;
+    this.#gate = gate;
     this.#resolve = resolve;
     this.#reject = reject;
     res.once('close', this.#onClientGone);
@@ -175,10 +191,57 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.#res.write(chunk)) controller.pause();
+    if (this.#waitingForGate) {
+      this.#backlog.push(chunk);
+      controller.pause();
+      return;
+    }
+    this.#pass(controller, chunk);
+  }
+
+  /** Writes a chunk the gate lets through, or waits for it (paused) with the rest queued. */
+  #pass(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const passed = this.#gate.take(chunk.length);
+    if (passed === true) {
+      if (!this.#res.write(chunk)) controller.pause();
+      return;
+    }
+    this.#waitingForGate = true;
+    controller.pause();
+    passed.then(
+      (allowed) => this.#afterGate(controller, chunk, allowed),
+      () => this.#afterGate(controller, chunk, false),
+    );
+  }
+
+  #afterGate(controller: Dispatcher.DispatchController, chunk: Buffer, allowed: boolean): void {
+    this.#waitingForGate = false;
+    if (this.#settled) return;
+    if (!allowed) {
+      // Out of allowance mid-answer: the client must see an abort, not a short body.
+      this.#finish();
+      controller.abort(ipcolaError('quota_exhausted'));
+      const socket = this.#res.socket;
+      if (socket && !socket.destroyed) socket.resetAndDestroy();
+      this.#res.destroy();
+      this.#resolve();
+      return;
+    }
+    let writable = this.#res.write(chunk);
+    while (this.#backlog.length > 0 && !this.#waitingForGate) {
+      this.#pass(controller, this.#backlog.shift() as Buffer);
+      writable = !this.#res.writableNeedDrain;
+    }
+    if (this.#waitingForGate) return;
+    if (this.#endAfterGate) this.onResponseEnd();
+    else if (writable) controller.resume();
   }
 
   onResponseEnd(): void {
+    if (this.#waitingForGate || this.#backlog.length > 0) {
+      this.#endAfterGate = true;
+      return;
+    }
     this.#res.end();
     this.#finish();
     this.#resolve();
@@ -197,7 +260,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   readonly #onDrain = () => {
-    if (this.#controller?.paused) this.#controller.resume();
+    if (this.#controller?.paused && !this.#waitingForGate) this.#controller.resume();
   };
 
   readonly #onClientGone = () => {
@@ -209,6 +272,19 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     this.#settled = true;
     this.#res.off('close', this.#onClientGone);
     this.#res.off('drain', this.#onDrain);
+  }
+}
+
+/** The request body, each chunk let through by the gate before undici sends it on. */
+async function* gatedBody(body: IncomingMessage, gate: SpliceGate): AsyncGenerator<Buffer> {
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    const passed = gate.take(chunk.length);
+    if (passed !== true && !(await passed)) {
+      const socket = body.socket;
+      if (!socket.destroyed) socket.resetAndDestroy();
+      throw ipcolaError('quota_exhausted');
+    }
+    yield chunk;
   }
 }
 

@@ -5,7 +5,8 @@ import { ipcolaError, isIPColaError } from '../errors/index.ts';
 import { type Logger, newConnectionId } from '../log/index.ts';
 import { SocketMeter, type UsageMeter, type UsageOwner } from '../metering/index.ts';
 import type { GatewayObserver } from '../metrics/index.ts';
-import type { Access } from './access.ts';
+import type { Access, ProxyKey } from './access.ts';
+import type { Allowance, Allowances } from './allowance.ts';
 import type { Connector } from './connector.ts';
 import type { Forwarder } from './forwarder.ts';
 import type { OpenTunnels } from './open-tunnels.ts';
@@ -13,6 +14,7 @@ import { asProxyRefusal, refuseConnect, refuseRequest } from './refusal.ts';
 
 export interface HttpProxyOptions {
   access: Access;
+  allowances: Allowances;
   connector: Connector;
   forwarder: Forwarder;
   tunnels: OpenTunnels;
@@ -24,6 +26,9 @@ export interface HttpProxyOptions {
   idleTimeoutMs: number;
   observer?: GatewayObserver;
 }
+
+/** Requests the gateway refused itself (its own status, not the target's): never billed. */
+const refusedByUs = new WeakSet<ServerResponse>();
 
 const meters = new WeakMap<Socket, SocketMeter>();
 function meterOf(socket: Socket): SocketMeter {
@@ -37,7 +42,30 @@ function meterOf(socket: Socket): SocketMeter {
 
 /** The HTTP proxy listener: absolute-URI forwarding and CONNECT tunnels. */
 export function createHttpProxyServer(options: HttpProxyOptions): Server {
-  const { access, connector, forwarder, tunnels, usage, observer } = options;
+  const { access, allowances, connector, forwarder, tunnels, usage, observer } = options;
+
+  /**
+   * A keep-alive connection's allowance, reused by its requests while they use one key:
+   * a grant per request would cost a hot-state call each. Returned when the socket closes.
+   */
+  const socketAllowances = new WeakMap<Socket, { keyId: string; allowance: Allowance }>();
+  const allowanceFor = async (socket: Socket, key: ProxyKey): Promise<Allowance> => {
+    const held = socketAllowances.get(socket);
+    if (held?.keyId === key.id) {
+      if (held.allowance.remaining > 0 || (await held.allowance.more())) return held.allowance;
+      throw ipcolaError('quota_exhausted');
+    }
+    held?.allowance.close();
+    socketAllowances.delete(socket);
+    const allowance = await allowances.open(key);
+    if (socket.destroyed) {
+      allowance.close();
+      throw ipcolaError('quota_exhausted', 'the client left');
+    }
+    socketAllowances.set(socket, { keyId: key.id, allowance });
+    socket.once('close', () => allowance.close());
+    return allowance;
+  };
 
   const server = createServer({
     // Node's strict parser only: never insecureHTTPParser (request smuggling).
@@ -80,6 +108,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       if (isIPColaError(error)) log.debug({ code: error.code }, 'request refused');
       else log.error({ err: error }, 'forwarding failed');
       observer?.refused('http', asProxyRefusal(error).code);
+      if (!res.headersSent) refusedByUs.add(res);
       refuseRequest(res, error);
     });
   });
@@ -111,28 +140,39 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
   });
 
   async function forward(req: IncomingMessage, res: ServerResponse, _log: Logger): Promise<void> {
-    const meter = meterOf(req.socket);
+    const socket = req.socket;
+    const meter = meterOf(socket);
     // Whatever happens to this request, its bytes leave the socket's meter when it ends:
-    // to its key when it got as far as an exit, to nobody when it was refused before.
-    let owner: UsageOwner | null = null;
+    // to its key when it got as far as an exit, to nobody when we refused it before any
+    // of its bytes went on (a refusal after part of an upload went out is billed).
+    let owner: (UsageOwner & { accountId: string }) | null = null;
+    let allowance: Allowance | null = null;
     let release = () => {};
     res.once('close', () => {
       release();
       const bytes = meter.take();
-      if (owner) usage.record({ ...owner, ...bytes, requests: 1 });
+      const billed = owner !== null && (!refusedByUs.has(res) || (allowance?.taken ?? 0) > 0);
+      if (billed && owner) usage.record({ ...owner, ...bytes, requests: 1 });
+      allowance?.settle(billed ? bytes.up + bytes.down : 0);
     });
 
     const target = absoluteTarget(req.url ?? '');
     const admission = await access.admitHeader(
       req.headers['proxy-authorization'],
-      req.socket.remoteAddress,
+      socket.remoteAddress,
     );
-    release = access.hold(admission.key, () => res.destroy(), {
-      address: req.socket.remoteAddress,
+    release = access.hold(admission.key, () => resetSocket(socket), {
+      address: socket.remoteAddress,
       country: admission.credentials.targeting.country,
     });
+    allowance = await allowanceFor(socket, admission.key);
     const exit = await connector.choose(admission);
-    owner = { keyId: admission.key.id, nodeId: exit.nodeId, country: exit.country ?? '' };
+    owner = {
+      keyId: admission.key.id,
+      nodeId: exit.nodeId,
+      country: exit.country ?? '',
+      accountId: admission.key.accountId,
+    };
     observer?.opened('http');
     res.setHeader('X-IPCola-Exit-Country', exit.country ?? '');
     if (admission.credentials.session)
@@ -143,11 +183,18 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       opened.stream.once('close', opened.release);
       return opened.stream;
     };
-    await forwarder.forward(exit.id, open, req, res, {
-      origin: `http://${target.url.host}`,
-      path: target.path,
-      authority: target.url.host,
-    });
+    await forwarder.forward(
+      exit.id,
+      open,
+      req,
+      res,
+      {
+        origin: `http://${target.url.host}`,
+        path: target.path,
+        authority: target.url.host,
+      },
+      allowance,
+    );
   }
 
   async function connect(
@@ -162,12 +209,18 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       req.headers['proxy-authorization'],
       socket.remoteAddress,
     );
-    const release = access.hold(admission.key, () => socket.destroy(), {
+    const holding = access.hold(admission.key, () => resetSocket(socket), {
       address: socket.remoteAddress,
       country: admission.credentials.targeting.country,
     });
+    let allowance: Allowance | undefined;
+    const release = () => {
+      holding();
+      allowance?.close();
+    };
     let upstream: Awaited<ReturnType<Connector['open']>>;
     try {
+      allowance = await allowances.open(admission.key);
       upstream = await connector.open(admission, target);
     } catch (error) {
       release();
@@ -193,11 +246,13 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
         client: socket,
         upstream: upstream.stream,
         keyId: admission.key.id,
+        accountId: admission.key.accountId,
+        allowance,
         nodeId: upstream.exit.nodeId,
         country: upstream.exit.country ?? '',
         onEnd: () => {
           upstream.release();
-          release();
+          holding();
         },
       },
       meterOf(socket),
@@ -230,6 +285,16 @@ function absoluteTarget(raw: string): { url: URL; host: string; port: number; pa
     raw.indexOf('/', 'http://'.length) === -1 ? '/' : afterAuthority.split('#')[0] || '/';
   const port = url.port === '' ? 80 : Number(url.port);
   return { url, host: url.hostname, port, path };
+}
+
+/** Cuts a client connection so that it sees an abort (a TCP reset), not a clean end. */
+export function resetSocket(socket: Socket): void {
+  if (socket.destroyed) return;
+  try {
+    socket.resetAndDestroy();
+  } catch {
+    socket.destroy();
+  }
 }
 
 /** Bytes of a refused exchange belong to no key: drop them from the socket's meter. */

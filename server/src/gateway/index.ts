@@ -1,20 +1,27 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { KeyStanding } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import type { Logger } from '../log/index.ts';
 import { SocketMeter, type UsageMeter } from '../metering/index.ts';
 import type { GatewayObserver } from '../metrics/index.ts';
-import type { SessionTable } from '../store/index.ts';
+import type { AllowanceLedger, SessionTable } from '../store/index.ts';
 import { type Access, createAccess, type ProxyKey } from './access.ts';
+import {
+  type Allowance,
+  type Allowances,
+  createAllowances,
+  unlimitedAllowances,
+} from './allowance.ts';
 import { type Connector, createConnector, type Target, type Upstream } from './connector.ts';
 import { type Exit, ExitIndex, type ExitType, type RegionCount } from './exit-index.ts';
 import { createForwarder } from './forwarder.ts';
-import { createHttpProxyServer } from './http-proxy.ts';
+import { createHttpProxyServer, resetSocket } from './http-proxy.ts';
 import { OpenTunnels } from './open-tunnels.ts';
 import { asProxyRefusal } from './refusal.ts';
 import { createSocks5Server } from './socks5.ts';
-import { createSpendGuard, type SpendGuard, type SpendGuardOptions } from './spend-guard.ts';
+import { createSpendGuard, type SpendGuard } from './spend-guard.ts';
 
 export type { Targeting } from './credentials.ts';
 export { formatProxyUsername, isCountryCode, parseProxyUsername } from './credentials.ts';
@@ -29,9 +36,11 @@ export interface GatewayOptions {
   openStream(exit: Exit, target: Target): Promise<Duplex>;
   /** Credit, monthly caps and revocation, enforced on new and open connections; none when absent. */
   limits?: {
-    standing: SpendGuardOptions['standing'];
-    /** Bytes per key counted in hot state and not yet flushed to the database. */
-    hotStateUnflushed(): Promise<Map<string, number>>;
+    standing(keyIds: readonly string[], monthStart: Date): Promise<KeyStanding[]>;
+    /** Where connections reserve the bytes they may move (hot state). */
+    allowances: AllowanceLedger;
+    /** Bytes asked for per grant (ALLOWANCE_CHUNK_BYTES). */
+    chunkBytes: number;
   };
   /** Told of opened connections, refusals and selection times (metrics). */
   observer?: GatewayObserver;
@@ -53,6 +62,8 @@ export interface GatewayTimeouts {
   keyCacheMs: number;
   /** How often keys with open connections are checked for credit, caps and revocation. */
   limitCheckMs: number;
+  /** How often this instance renews its liveness and releases the allowances of stopped ones. */
+  reconcileMs: number;
 }
 
 const DEFAULT_TIMEOUTS: GatewayTimeouts = {
@@ -62,6 +73,7 @@ const DEFAULT_TIMEOUTS: GatewayTimeouts = {
   meterMs: 2_000,
   keyCacheMs: 1_000,
   limitCheckMs: 500,
+  reconcileMs: 5_000,
 };
 
 export interface Gateway {
@@ -105,19 +117,30 @@ export function createGateway(options: GatewayOptions): Gateway {
   const tunnels = new OpenTunnels(options.usage, timeouts.idleMs, timeouts.meterMs);
   const logger = options.logger.child({ role: 'gateway' });
   const { limits } = options;
+  let allowances: Allowances = unlimitedAllowances(1024 * 1024);
+  let reconciler: NodeJS.Timeout | undefined;
   if (limits) {
-    guard = createSpendGuard({
+    const onError = (error: unknown) =>
+      logger.warn({ err: error }, 'returning an allowance to hot state failed');
+    allowances = createAllowances({
+      ledger: limits.allowances,
       standing: limits.standing,
-      async unflushed() {
-        // Open tunnels' bytes into the meter first; hot state before this process's
-        // share, so that a push in between is missed for a round rather than counted twice.
-        tunnels.meterNow();
-        const bytes = await limits.hotStateUnflushed();
-        for (const [keyId, more] of options.usage.unpushed()) {
-          bytes.set(keyId, (bytes.get(keyId) ?? 0) + more);
+      chunkBytes: limits.chunkBytes,
+      limitsTtlMs: timeouts.limitCheckMs * 2,
+      onError,
+    });
+    const reconcile = () => {
+      limits.allowances.reconcile().then((released) => {
+        if (released > 0) {
+          logger.warn({ instances: released }, 'allowances held by stopped instances released');
         }
-        return bytes;
-      },
+      }, onError);
+    };
+    reconcile();
+    reconciler = setInterval(reconcile, timeouts.reconcileMs);
+    reconciler.unref();
+    guard = createSpendGuard({
+      judge: (keyIds) => allowances.judge(keyIds),
       keysInUse: () => access.keysInUse(),
       cut(keyId, reason, admittedBefore) {
         const closed = access.cut(keyId, admittedBefore);
@@ -135,6 +158,7 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   const httpServer = createHttpProxyServer({
     access,
+    allowances,
     connector,
     forwarder,
     tunnels,
@@ -154,6 +178,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     destroy(): void;
     releaseSlot(): void;
     keyId: string;
+    accountId: string;
+    allowance: Allowance;
     /** What cutting the key's connections closes: the upstream, then the client once spliced. */
     cutter: { cut(): void };
   };
@@ -168,10 +194,13 @@ export function createGateway(options: GatewayOptions): Gateway {
         address: client.address,
         country: admission.credentials.targeting.country,
       });
+      let allowance: Allowance | undefined;
       let upstream: Upstream;
       try {
+        allowance = await allowances.open(admission.key);
         upstream = await connector.open(admission, { host: target.host, port: target.port });
       } catch (error) {
+        allowance?.close();
         releaseSlot();
         return refusedOverSocks(error);
       }
@@ -179,23 +208,28 @@ export function createGateway(options: GatewayOptions): Gateway {
       return {
         ...upstream,
         keyId: admission.key.id,
+        accountId: admission.key.accountId,
+        allowance,
         releaseSlot,
         cutter,
         destroy() {
           upstream.stream.destroy();
           upstream.release();
+          allowance.close();
           releaseSlot();
         },
       };
     },
     tunnel(client, upstream) {
-      upstream.cutter.cut = () => client.destroy();
+      upstream.cutter.cut = () => resetSocket(client);
       options.observer?.opened('socks5');
       tunnels.run(
         {
           client,
           upstream: upstream.stream,
           keyId: upstream.keyId,
+          accountId: upstream.accountId,
+          allowance: upstream.allowance,
           nodeId: upstream.exit.nodeId,
           country: upstream.exit.country ?? '',
           onEnd: () => {
@@ -232,6 +266,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     sessions: connector,
     async close() {
       guard?.close();
+      clearInterval(reconciler);
       tunnels.close();
       await forwarder.close();
     },

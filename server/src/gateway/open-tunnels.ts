@@ -2,21 +2,31 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { spliceStreams } from '@ipcola/agent/protocol';
 import type { SocketMeter, UsageMeter, UsageOwner } from '../metering/index.ts';
+import type { Allowance } from './allowance.ts';
 
 export interface TunnelParties extends UsageOwner {
   client: Socket;
   upstream: Duplex;
+  accountId: string;
+  /** Every chunk either way passes it before it is written; closed when the tunnel ends. */
+  allowance: Allowance;
   /** Runs once when the tunnel is over: frees slots and exit load. */
   onEnd(result: { bytesUp: number; bytesDown: number; error?: Error }): void;
 }
 
 /**
- * Every open CONNECT and SOCKS tunnel: spliced with the one tunnel helper and metered on
- * the customer's socket, both on close and periodically, so long tunnels show up in usage
- * (and in balances) while they are still open.
+ * Every open CONNECT and SOCKS tunnel: spliced with the one tunnel helper, gated by its
+ * allowance, and metered on the customer's socket, both on close and periodically, so
+ * long tunnels show up in usage (and in balances) while they are still open.
  */
+interface OpenTunnel {
+  meter: SocketMeter;
+  owner: UsageOwner & { accountId: string };
+  allowance: Allowance;
+}
+
 export class OpenTunnels {
-  readonly #open = new Set<{ meter: SocketMeter; owner: UsageOwner }>();
+  readonly #open = new Set<OpenTunnel>();
   readonly #timer: NodeJS.Timeout;
 
   constructor(
@@ -37,18 +47,25 @@ export class OpenTunnels {
    * the socket carried before (the CONNECT request, the SOCKS handshake) are counted too.
    */
   run(parties: TunnelParties, meter: SocketMeter): void {
-    const entry = {
+    const entry: OpenTunnel = {
       meter,
-      owner: { keyId: parties.keyId, nodeId: parties.nodeId, country: parties.country },
+      owner: {
+        keyId: parties.keyId,
+        nodeId: parties.nodeId,
+        country: parties.country,
+        accountId: parties.accountId,
+      },
+      allowance: parties.allowance,
     };
     this.#open.add(entry);
     spliceStreams(parties.client, parties.upstream, {
       idleTimeoutMs: this.idleTimeoutMs,
+      gate: parties.allowance,
       onEnd: (result) => {
         this.#open.delete(entry);
-        const last = meter.take();
         // A tunnel counts as one request, when it ends.
-        this.usage.record({ ...entry.owner, ...last, requests: 1 });
+        this.#meter(entry, 1);
+        entry.allowance.close();
         parties.onEnd({
           bytesUp: result.bytesAtoB,
           bytesDown: result.bytesBtoA,
@@ -64,10 +81,13 @@ export class OpenTunnels {
   }
 
   #meterAll(): void {
-    for (const entry of this.#open) {
-      const delta = entry.meter.take();
-      this.usage.record({ ...entry.owner, ...delta, requests: 0 });
-    }
+    for (const entry of this.#open) this.#meter(entry, 0);
+  }
+
+  #meter(entry: OpenTunnel, requests: number): void {
+    const delta = entry.meter.take();
+    this.usage.record({ ...entry.owner, ...delta, requests });
+    entry.allowance.settle(delta.up + delta.down);
   }
 
   close(): void {

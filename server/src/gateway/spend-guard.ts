@@ -1,12 +1,13 @@
 /**
- * Whether a key may carry traffic right now: its account has credit left, its monthly
- * byte cap is not reached, and it has not been disabled or revoked since it was verified.
+ * Whether a key may carry traffic right now: it has not been disabled, revoked or
+ * rotated since it was verified, its rules still admit its open connections, and its
+ * buckets are not overdrawn (a balance reduced or a cap lowered under open grants; what
+ * a connection may move is bounded by its allowance, see allowance.ts, so this check
+ * only has to cut what a lowered limit no longer covers).
  *
- * The database knows balances and caps up to the last usage flush; the rest (counted,
- * not yet flushed) is in hot state and in this process. So every check adds those bytes,
- * and a check runs every intervalMs for each key with connections open here, cutting
- * them as soon as the verdict turns. A new connection is judged on a verdict at most
- * two intervals old, or waits for a fresh one.
+ * A check runs every intervalMs for each key with connections open here, cutting them
+ * as soon as the verdict turns. A new connection is judged on a verdict at most two
+ * intervals old, or waits for a fresh one.
  */
 import type { KeyStanding } from '../accounts/index.ts';
 import { type IPColaError, ipcolaError } from '../errors/index.ts';
@@ -14,9 +15,11 @@ import { type IPColaError, ipcolaError } from '../errors/index.ts';
 export type Verdict = 'ok' | 'quota_exhausted' | 'revoked';
 
 export interface SpendGuardOptions {
-  standing(keyIds: readonly string[], monthStart: Date): Promise<KeyStanding[]>;
-  /** Bytes per key counted but not in the database yet (hot state and this process). */
-  unflushed(): Promise<Map<string, number>>;
+  /**
+   * The keys' standing, and those of them that committed more than their limits (null
+   * when that could not be read consistently this round).
+   */
+  judge(keyIds: readonly string[]): Promise<{ rows: KeyStanding[]; overdrawn: Set<string> | null }>;
   /** Keys with connections open on this gateway. */
   keysInUse(): string[];
   /**
@@ -63,26 +66,15 @@ export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
   const judge = async (keyIds: readonly string[]): Promise<void> => {
     if (keyIds.length === 0) return;
     const at = now();
-    const unflushed = await options.unflushed();
-    // An account's balance pays for all its keys: every key with unflushed bytes counts.
-    const wanted = [...new Set([...keyIds, ...unflushed.keys()])];
-    const rows = await options.standing(wanted, monthStart(at));
-    const spentByAccount = new Map<string, number>();
-    for (const row of rows) {
-      const spent = unflushed.get(row.keyId) ?? 0;
-      spentByAccount.set(row.accountId, (spentByAccount.get(row.accountId) ?? 0) + spent);
-    }
+    const { rows, overdrawn } = await options.judge(keyIds);
     const found = new Map(rows.map((row) => [row.keyId, row]));
     for (const keyId of keyIds) {
       const row = found.get(keyId);
-      const verdict: Verdict = !row?.usable
-        ? 'revoked'
-        : row.balanceBytes - (spentByAccount.get(row.accountId) ?? 0) <= 0 ||
-            (row.monthlyByteCap !== null &&
-              row.monthBytes + (unflushed.get(keyId) ?? 0) >= row.monthlyByteCap)
-          ? 'quota_exhausted'
-          : 'ok';
       const previous = verdicts.get(keyId);
+      // A round that could not read the allowances keeps the last word on them.
+      const over =
+        overdrawn === null ? previous?.verdict === 'quota_exhausted' : overdrawn.has(keyId);
+      const verdict: Verdict = !row?.usable ? 'revoked' : over ? 'quota_exhausted' : 'ok';
       verdicts.set(keyId, {
         verdict,
         at,
@@ -161,10 +153,4 @@ function refusal(verdict: Exclude<Verdict, 'ok'>): IPColaError {
   return verdict === 'revoked'
     ? ipcolaError('auth_failed', 'the key has been disabled or revoked')
     : ipcolaError('quota_exhausted');
-}
-
-/** The first instant of the UTC month: monthly caps reset then. */
-function monthStart(at: number): Date {
-  const date = new Date(at);
-  return new Date(Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1));
 }

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { CounterStore } from '../store/index.ts';
 import {
+  allowanceBuckets,
   parseUsageField,
   USAGE_GROUP,
   type UsageMetric,
@@ -17,6 +18,8 @@ export interface Usage extends UsageOwner {
   /** Bytes from the gateway to the customer. */
   down: number;
   requests: number;
+  /** The key's account: its bytes leave this instance's allowance hold when pushed. */
+  accountId?: string;
 }
 
 export interface UsageMeter {
@@ -41,17 +44,24 @@ export function createUsageMeter(
 ): UsageMeter {
   const now = options.now ?? Date.now;
   let pending = new Map<string, number>();
+  /** Bytes per allowance bucket in `pending`. */
+  let pendingUsed = new Map<string, number>();
   let pushing: Promise<void> | undefined;
 
   const push = async (): Promise<void> => {
     await pushing; // one push at a time keeps the order of retries simple
     if (pending.size === 0) return;
     const batch = pending;
+    const used = pendingUsed;
     pending = new Map();
-    pushing = counters.add(USAGE_GROUP, Object.fromEntries(batch)).catch((error) => {
-      for (const [field, by] of batch) pending.set(field, (pending.get(field) ?? 0) + by);
-      options.onError?.(error);
-    });
+    pendingUsed = new Map();
+    pushing = counters
+      .add(USAGE_GROUP, Object.fromEntries(batch), Object.fromEntries(used))
+      .catch((error) => {
+        for (const [field, by] of batch) increase(pending, field, by);
+        for (const [bucket, by] of used) increase(pendingUsed, bucket, by);
+        options.onError?.(error);
+      });
     await pushing;
     pushing = undefined;
   };
@@ -70,6 +80,12 @@ export function createUsageMeter(
       add('up', usage.up);
       add('down', usage.down);
       add('requests', usage.requests);
+      const bytes = usage.up + usage.down;
+      if (usage.accountId !== undefined && bytes > 0) {
+        for (const bucket of allowanceBuckets(usage.keyId, usage.accountId)) {
+          increase(pendingUsed, bucket, bytes);
+        }
+      }
     },
     unpushed() {
       const bytes = new Map<string, number>();
@@ -84,16 +100,8 @@ export function createUsageMeter(
   };
 }
 
-/** Bytes (up + down) per key waiting in hot state: counted and not yet flushed, sealed or not. */
-export async function unflushedBytesByKey(counters: CounterStore): Promise<Map<string, number>> {
-  const bytes = new Map<string, number>();
-  for (const batch of await counters.pending(USAGE_GROUP)) {
-    for (const [field, value] of Object.entries(batch.counts)) addBytes(bytes, field, value);
-  }
-  for (const [field, value] of Object.entries(await counters.read(USAGE_GROUP))) {
-    addBytes(bytes, field, value);
-  }
-  return bytes;
+function increase(counts: Map<string, number>, key: string, by: number): void {
+  counts.set(key, (counts.get(key) ?? 0) + by);
 }
 
 function addBytes(bytes: Map<string, number>, field: string, value: number): void {

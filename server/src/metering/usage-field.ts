@@ -38,3 +38,11 @@ export function parseUsageField(field: string):
   if (metric !== 'up' && metric !== 'down' && metric !== 'requests') return null;
   return { keyId, nodeId, country, hour: Number(hour), metric };
 }
+
+/**
+ * The allowance buckets a key's bytes count against: its account's balance and its own
+ * monthly cap. Grants, returns, pushes and flushes all name them so.
+ */
+export function allowanceBuckets(keyId: string, accountId: string): [string, string] {
+  return [`a:${accountId}`, `k:${keyId}`];
+}

@@ -8,12 +8,24 @@
  * batch acknowledged in hot state. A crash before the commit leaves the batch pending
  * (the next flush applies it); a crash after the commit but before the acknowledgement
  * leaves it pending too, and applying it again finds its id and writes nothing.
+ *
+ * Between the commit and the acknowledgement the batch's bytes leave the allowance
+ * buckets (settled once per batch id, so a replay settles nothing twice): from then on
+ * the database's balance and caps hold them instead.
  */
-import type { CounterBatch, CounterStore, Database, Queryable } from '../store/index.ts';
-import { parseUsageField, USAGE_GROUP } from './usage-field.ts';
+import type {
+  AllowanceLedger,
+  CounterBatch,
+  CounterStore,
+  Database,
+  Queryable,
+} from '../store/index.ts';
+import { allowanceBuckets, parseUsageField, USAGE_GROUP } from './usage-field.ts';
 
 export interface UsageFlusherOptions {
   counters: CounterStore;
+  /** Where the batch's bytes were committed until the database held them. */
+  allowances: AllowanceLedger;
   database: Database;
   intervalMs: number;
   /** A flush that failed; its batch stays pending and is retried on the next one. */
@@ -57,7 +69,9 @@ export function startUsageFlusher(options: UsageFlusherOptions): UsageFlusher {
   const flushOnce = async (): Promise<FlushResult> => {
     const result: FlushResult = { batches: 0, replayed: 0 };
     const apply = async (batch: CounterBatch) => {
+      await options.allowances.beginSettle(batch.id);
       const written = await database.transaction((tx) => applyBatch(tx, batch, options));
+      await options.allowances.settle(batch.id, await bucketBytes(database, batch));
       await counters.ack(USAGE_GROUP, batch.id);
       if (written) result.batches += 1;
       else result.replayed += 1;
@@ -170,6 +184,27 @@ async function applyBatch(
     [...columns, batch.id],
   );
   return true;
+}
+
+/** The batch's bytes per allowance bucket (each key's, and its account's). */
+async function bucketBytes(db: Queryable, batch: CounterBatch): Promise<Record<string, number>> {
+  const perKey = new Map<string, number>();
+  for (const row of usageRows(batch.counts)) {
+    perKey.set(row.keyId, (perKey.get(row.keyId) ?? 0) + row.up + row.down);
+  }
+  if (perKey.size === 0) return {};
+  const keys = await db.query<{ id: string; account_id: string }>(
+    'SELECT id, account_id FROM api_keys WHERE id = ANY($1::text[])',
+    [[...perKey.keys()]],
+  );
+  const amounts: Record<string, number> = {};
+  for (const key of keys) {
+    const bytes = perKey.get(key.id) ?? 0;
+    for (const bucket of allowanceBuckets(key.id, key.account_id)) {
+      amounts[bucket] = (amounts[bucket] ?? 0) + bytes;
+    }
+  }
+  return amounts;
 }
 
 /** The batch's counters as one row per key, node, country and hour. */

@@ -10,6 +10,7 @@ export interface HotState {
   readonly sessions: SessionTable;
   readonly counters: CounterStore;
   readonly registry: LiveRegistry;
+  readonly allowances: AllowanceLedger;
   /** A limiter sharing this engine's storage, e.g. auth failures per client IP. */
   rateLimiter(options: RateLimiterOptions): RateLimiterAbstract;
   /** Resolves when the engine answers. */
@@ -36,7 +37,16 @@ export interface SessionTable {
  * but not acknowledged (a crash in between) is still there in pending().
  */
 export interface CounterStore {
-  add(group: string, deltas: Readonly<Record<string, number>>): Promise<void>;
+  /**
+   * Adds deltas to a group's counters. `used`: bytes per allowance bucket that these
+   * counts carry; they leave this instance's hold in the same atomic step, so that a
+   * crash right after can neither lose them nor count them twice (see AllowanceLedger).
+   */
+  add(
+    group: string,
+    deltas: Readonly<Record<string, number>>,
+    used?: Readonly<Record<string, number>>,
+  ): Promise<void>;
   /** The current, unsealed counts. */
   read(group: string): Promise<Record<string, number>>;
   /** Moves the current counts into a new batch atomically; null when there was nothing to seal. */
@@ -49,6 +59,62 @@ export interface CounterStore {
 export interface CounterBatch {
   readonly id: string;
   readonly counts: Record<string, number>;
+}
+
+/**
+ * What connections may still spend, reserved in byte chunks before they move them (the
+ * way telecom online charging grants quota). Each bucket (an account's balance, a key's
+ * monthly cap) has a `committed` count: bytes granted to connections and not returned,
+ * plus bytes metered and not yet flushed to the database. What a bucket may still grant
+ * is its limit (what the database says, read after the epoch) minus committed.
+ *
+ * Flushed usage leaves committed when the flush settles its batch (once per batch id);
+ * settling moves the epoch, so a reservation made with limits read before that flush is
+ * refused (null) and the caller reads the limits again: a flush can never be counted
+ * both in the limit and out of committed.
+ *
+ * Each instance's grants not yet metered are its hold. When an instance stops without
+ * returning them (a crash), reconcile() on any other instance gives them back: what
+ * the crashed instance had metered and pushed stays committed until flushed, the rest
+ * is released. The in-process engine serves one instance only and keeps no holds.
+ */
+export interface AllowanceLedger {
+  /** The current flush epoch: read it before the limits a reservation is checked against. */
+  epoch(): Promise<string>;
+  /**
+   * Reserves the same number of bytes in every bucket at once: `want`, or less when a
+   * bucket has less room (near zero the grant shrinks to a fraction of the room, never
+   * below `minimum` unless the room itself is smaller). Returns the bytes reserved (0
+   * when a bucket has no room), or null when `epoch` is no longer current.
+   */
+  reserve(
+    buckets: readonly AllowanceBucket[],
+    want: number,
+    minimum: number,
+    epoch: string,
+  ): Promise<number | null>;
+  /** Adds bytes to every bucket's committed count and this instance's hold (negative: returns). */
+  adjust(bucketIds: readonly string[], bytes: number): Promise<void>;
+  /** Committed bytes per bucket, in the order asked. */
+  committed(bucketIds: readonly string[]): Promise<number[]>;
+  /**
+   * The epoch when no flush is between its database commit and its settle(), else null.
+   * In that window the flushed bytes are in both the database and committed: a reading
+   * of both is conservative for grants but would make a key look overdrawn.
+   */
+  quietEpoch(): Promise<string | null>;
+  /** A flush of this batch is about to write the database; moves the epoch. */
+  beginSettle(batchId: string): Promise<void>;
+  /** Flushed usage leaves the buckets, once per batch id; ends the batch's flush and moves the epoch. */
+  settle(batchId: string, amounts: Readonly<Record<string, number>>): Promise<void>;
+  /** Renews this instance's liveness and releases the holds of stopped ones; returns how many. */
+  reconcile(): Promise<number>;
+}
+
+export interface AllowanceBucket {
+  id: string;
+  /** What the bucket may commit in all: balance or remaining cap, from the database. */
+  limit: number;
 }
 
 /** Entries that vanish unless refreshed before their TTL, e.g. online nodes. */
@@ -72,4 +138,14 @@ export interface RateLimiterOptions {
 /** A batch id that sorts by creation time and is unique across server instances. */
 export function newBatchId(now = Date.now()): string {
   return `${now.toString(36).padStart(9, '0')}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * The bytes one reservation grants from a bucket with `room` left: `want` while room is
+ * plenty; near zero an eighth of the room (at least `minimum`), so that the last bytes
+ * are shared among a key's connections instead of all going to the first that asks.
+ */
+export function grantFor(room: number, want: number, minimum: number): number {
+  if (room <= 0) return 0;
+  return Math.min(want, room, Math.max(minimum, Math.floor(room / 8)));
 }

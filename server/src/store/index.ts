@@ -1,6 +1,8 @@
 export { claimDataDir } from './data-dir.ts';
 export type { Database, Queryable } from './database.ts';
 export type {
+  AllowanceBucket,
+  AllowanceLedger,
   CounterBatch,
   CounterStore,
   HotState,

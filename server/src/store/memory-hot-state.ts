@@ -1,5 +1,5 @@
 import { RateLimiterMemory } from 'rate-limiter-flexible';
-import { type CounterBatch, type HotState, newBatchId } from './hot-state.ts';
+import { type CounterBatch, grantFor, type HotState, newBatchId } from './hot-state.ts';
 
 interface Expiring {
   value: string;
@@ -12,6 +12,10 @@ export function createMemoryHotState(now: () => number = Date.now): HotState {
   const registry = new Map<string, Map<string, Expiring>>();
   const counters = new Map<string, Map<string, number>>();
   const batches = new Map<string, Map<string, CounterBatch>>();
+  const committed = new Map<string, number>();
+  const settled = new Set<string>();
+  const settling = new Set<string>();
+  let epoch = 0;
   let closed = false;
 
   const live = (entry: Expiring | undefined): entry is Expiring =>
@@ -96,6 +100,58 @@ export function createMemoryHotState(now: () => number = Date.now): HotState {
         batches.get(group)?.delete(batchId);
       },
     },
+    // One instance only: nothing else can hold grants, so there are no holds to keep.
+    allowances: {
+      async epoch() {
+        assertOpen();
+        return String(epoch);
+      },
+      async reserve(buckets, want, minimum, seen) {
+        assertOpen();
+        if (seen !== String(epoch)) return null;
+        let grant = want;
+        for (const bucket of buckets) {
+          grant = Math.min(
+            grant,
+            grantFor(bucket.limit - (committed.get(bucket.id) ?? 0), want, minimum),
+          );
+        }
+        if (grant <= 0) return 0;
+        for (const bucket of buckets) add(committed, bucket.id, grant);
+        return grant;
+      },
+      async adjust(bucketIds, bytes) {
+        assertOpen();
+        for (const id of bucketIds) add(committed, id, bytes);
+      },
+      async committed(bucketIds) {
+        assertOpen();
+        return bucketIds.map((id) => committed.get(id) ?? 0);
+      },
+      async quietEpoch() {
+        assertOpen();
+        return settling.size === 0 ? String(epoch) : null;
+      },
+      async beginSettle(batchId) {
+        assertOpen();
+        settling.add(batchId);
+        epoch += 1;
+      },
+      async settle(batchId, amounts) {
+        assertOpen();
+        settling.delete(batchId);
+        epoch += 1;
+        if (settled.has(batchId)) return;
+        settled.add(batchId);
+        // Only a replay right after a failed acknowledgement settles a batch twice here.
+        if (settled.size > 1_000) settled.delete(settled.values().next().value as string);
+        for (const [id, bytes] of Object.entries(amounts)) add(committed, id, -bytes);
+      },
+      async reconcile() {
+        assertOpen();
+        return 0;
+      },
+    },
     registry: {
       async put(kind, id, value, ttlMs) {
         assertOpen();
@@ -134,6 +190,13 @@ export function createMemoryHotState(now: () => number = Date.now): HotState {
       clearInterval(sweep);
     },
   };
+}
+
+/** Adds to a count, forgetting it at zero so that idle buckets cost nothing. */
+function add(counts: Map<string, number>, id: string, by: number): void {
+  const next = (counts.get(id) ?? 0) + by;
+  if (next === 0) counts.delete(id);
+  else counts.set(id, next);
 }
 
 function entryOf<K, V>(map: Map<string, Map<K, V>>, key: string): Map<K, V> {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Logger } from '../log/index.ts';
@@ -21,6 +22,81 @@ const SCRIPTS = {
       redis.call('RENAME', KEYS[1], KEYS[2])
       redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), ARGV[1])
       return 1`,
+  },
+  /**
+   * KEYS: committed, epoch, this holder's hold, holders. ARGV: epoch, want, minimum,
+   * holder, then id and limit per bucket. The grant formula is grantFor()'s.
+   */
+  allowanceReserve: {
+    numberOfKeys: 4,
+    lua: `if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return -1 end
+      local want = tonumber(ARGV[2]) local minimum = tonumber(ARGV[3])
+      local grant = want
+      for i = 5, #ARGV, 2 do
+        local room = tonumber(ARGV[i + 1]) - tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+        local g = 0
+        if room > 0 then g = math.min(want, room, math.max(minimum, math.floor(room / 8))) end
+        if g < grant then grant = g end
+      end
+      if grant <= 0 then return 0 end
+      for i = 5, #ARGV, 2 do
+        redis.call('HINCRBY', KEYS[1], ARGV[i], grant)
+        redis.call('HINCRBY', KEYS[3], ARGV[i], grant)
+      end
+      redis.call('SADD', KEYS[4], ARGV[4])
+      return grant`,
+  },
+  /** KEYS: committed, this holder's hold, holders. ARGV: bytes, holder, bucket ids... */
+  allowanceAdjust: {
+    numberOfKeys: 3,
+    lua: `local by = tonumber(ARGV[1])
+      for i = 3, #ARGV do
+        if redis.call('HINCRBY', KEYS[1], ARGV[i], by) == 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
+        if redis.call('HINCRBY', KEYS[2], ARGV[i], by) == 0 then redis.call('HDEL', KEYS[2], ARGV[i]) end
+      end
+      redis.call('SADD', KEYS[3], ARGV[2])
+      return 1`,
+  },
+  /**
+   * KEYS: committed, epoch, the batch's marker (kept a day: replays come within
+   * minutes), batches settling. ARGV: batch id, then bucket id and bytes...
+   */
+  allowanceSettle: {
+    numberOfKeys: 4,
+    lua: `redis.call('SREM', KEYS[4], ARGV[1])
+      redis.call('INCR', KEYS[2])
+      if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', 86400000) then return 0 end
+      for i = 2, #ARGV, 2 do
+        if redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i + 1])) == 0 then
+          redis.call('HDEL', KEYS[1], ARGV[i])
+        end
+      end
+      return 1`,
+  },
+  /**
+   * KEYS: committed, holders. ARGV: key prefix of holds, key prefix of liveness, this
+   * holder, liveness ttlMs. Renews this holder, then gives the holds of holders whose
+   * liveness lapsed back to their buckets.
+   */
+  allowanceReconcile: {
+    numberOfKeys: 2,
+    lua: `redis.call('SET', ARGV[2] .. ARGV[3], '1', 'PX', ARGV[4])
+      redis.call('SADD', KEYS[2], ARGV[3])
+      local released = 0
+      for _, holder in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+        if redis.call('EXISTS', ARGV[2] .. holder) == 0 then
+          local held = redis.call('HGETALL', ARGV[1] .. holder)
+          for i = 1, #held, 2 do
+            if redis.call('HINCRBY', KEYS[1], held[i], -tonumber(held[i + 1])) == 0 then
+              redis.call('HDEL', KEYS[1], held[i])
+            end
+          end
+          redis.call('DEL', ARGV[1] .. holder)
+          redis.call('SREM', KEYS[2], holder)
+          released = released + 1
+        end
+      end
+      return released`,
   },
   /** KEYS: expiry index, values. ARGV: id, value, ttlMs. */
   registryPut: {
@@ -58,6 +134,12 @@ const SCRIPTS = {
   },
 } as const;
 
+/**
+ * An instance that has not called reconcile() for this long is taken for stopped and its
+ * holds are released. It runs every few seconds (ALLOWANCE_RECONCILE_MS in the gateway).
+ */
+const HOLDER_TTL_MS = 30_000;
+
 type ScriptName = keyof typeof SCRIPTS;
 type ScriptedRedis = Redis & {
   [K in ScriptName]: (...args: Array<string | number>) => Promise<unknown>;
@@ -66,6 +148,8 @@ type ScriptedRedis = Redis & {
 export interface RedisHotStateOptions {
   /** Prefix of every key, so several deployments (or test runs) can share one Redis. */
   prefix?: string;
+  /** How long without reconcile() before this instance's allowance holds are released. */
+  holderTtlMs?: number;
 }
 
 /**
@@ -125,6 +209,20 @@ export async function openRedisHotState(
     const tag = `${prefix}{r:${kind}}`;
     return { expiry: tag, values: `${tag}:v` };
   };
+  // Every allowance key shares one hash tag: the scripts touch several of them at once.
+  const allowanceTag = `${prefix}{al}`;
+  const allowanceKeys = {
+    committed: `${allowanceTag}:committed`,
+    epoch: `${allowanceTag}:epoch`,
+    settling: `${allowanceTag}:settling`,
+    holders: `${allowanceTag}:holders`,
+    holdPrefix: `${allowanceTag}:hold:`,
+    alivePrefix: `${allowanceTag}:alive:`,
+    settled: (batchId: string) => `${allowanceTag}:settled:${batchId}`,
+  };
+  // This instance's name among holders: new on every start, so a restart never inherits a hold.
+  const holder = randomUUID();
+  const myHold = `${allowanceKeys.holdPrefix}${holder}`;
   const toCounts = (hash: Record<string, string>): Record<string, number> =>
     Object.fromEntries(Object.entries(hash).map(([field, value]) => [field, Number(value)]));
 
@@ -148,7 +246,7 @@ export async function openRedisHotState(
       },
     },
     counters: {
-      async add(group, deltas) {
+      async add(group, deltas, used = {}) {
         const entries = Object.entries(deltas).filter(([, by]) => by !== 0);
         if (entries.length === 0) return;
         const { current } = counterKeys(group);
@@ -157,6 +255,9 @@ export async function openRedisHotState(
           if (!Number.isSafeInteger(by))
             throw new RangeError(`counter delta ${by} is not an integer`);
           tx.hincrby(current, field, by);
+        }
+        for (const [bucket, bytes] of Object.entries(used)) {
+          if (bytes !== 0) tx.hincrby(myHold, bucket, -bytes);
         }
         await tx.exec();
       },
@@ -186,6 +287,74 @@ export async function openRedisHotState(
       async ack(group, batchId) {
         const keys = counterKeys(group);
         await redis.multi().del(keys.batch(batchId)).zrem(keys.index, batchId).exec();
+      },
+    },
+    allowances: {
+      epoch: async () => (await redis.get(allowanceKeys.epoch)) ?? '0',
+      async reserve(buckets, want, minimum, epoch) {
+        if (buckets.length === 0) return want;
+        const args: Array<string | number> = [epoch, want, minimum, holder];
+        for (const bucket of buckets) args.push(bucket.id, Math.floor(bucket.limit));
+        const granted = Number(
+          await redis.allowanceReserve(
+            allowanceKeys.committed,
+            allowanceKeys.epoch,
+            myHold,
+            allowanceKeys.holders,
+            ...args,
+          ),
+        );
+        return granted < 0 ? null : granted;
+      },
+      async adjust(bucketIds, bytes) {
+        if (bytes === 0 || bucketIds.length === 0) return;
+        await redis.allowanceAdjust(
+          allowanceKeys.committed,
+          myHold,
+          allowanceKeys.holders,
+          bytes,
+          holder,
+          ...bucketIds,
+        );
+      },
+      async committed(bucketIds) {
+        if (bucketIds.length === 0) return [];
+        const values = await redis.hmget(allowanceKeys.committed, ...bucketIds);
+        return values.map((value) => Number(value ?? 0));
+      },
+      async quietEpoch() {
+        const [[, settling], [, epoch]] = (await redis
+          .multi()
+          .scard(allowanceKeys.settling)
+          .get(allowanceKeys.epoch)
+          .exec()) as [[unknown, number], [unknown, string | null]];
+        return settling > 0 ? null : (epoch ?? '0');
+      },
+      async beginSettle(batchId) {
+        await redis.multi().sadd(allowanceKeys.settling, batchId).incr(allowanceKeys.epoch).exec();
+      },
+      async settle(batchId, amounts) {
+        const args = Object.entries(amounts).flat();
+        await redis.allowanceSettle(
+          allowanceKeys.committed,
+          allowanceKeys.epoch,
+          allowanceKeys.settled(batchId),
+          allowanceKeys.settling,
+          batchId,
+          ...args,
+        );
+      },
+      async reconcile() {
+        return Number(
+          await redis.allowanceReconcile(
+            allowanceKeys.committed,
+            allowanceKeys.holders,
+            allowanceKeys.holdPrefix,
+            allowanceKeys.alivePrefix,
+            holder,
+            options.holderTtlMs ?? HOLDER_TTL_MS,
+          ),
+        );
       },
     },
     registry: {

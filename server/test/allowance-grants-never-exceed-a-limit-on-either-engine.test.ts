@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { HotState } from '../src/store/index.ts';
+import { openRedisHotState } from '../src/store/index.ts';
+import { eventually, hotStateEngines, type Opened, quietLogger } from './support/engines.ts';
+
+const MIB = 1024 * 1024;
+
+for (const engine of hotStateEngines) {
+  describe(`allowance ledger on ${engine.name}`, () => {
+    let opened: Opened<HotState>;
+    let hot: HotState;
+    before(async () => {
+      opened = await engine.open();
+      hot = opened.value;
+    });
+    after(() => opened.dispose());
+
+    test('200 racing reservations against 1 MiB grant exactly 1 MiB in all', async () => {
+      const ledger = hot.allowances;
+      const epoch = await ledger.epoch();
+      const grants = await Promise.all(
+        Array.from({ length: 200 }, () =>
+          ledger.reserve([{ id: 'a:race', limit: MIB }], 64 * 1024, 16 * 1024, epoch),
+        ),
+      );
+      const total = grants.reduce<number>((sum, granted) => sum + (granted ?? 0), 0);
+      assert.equal(total, MIB);
+      assert.ok(grants.every((granted) => granted !== null && granted >= 0));
+      assert.deepEqual(await ledger.committed(['a:race']), [MIB]);
+      assert.equal(await ledger.reserve([{ id: 'a:race', limit: MIB }], 1, 1, epoch), 0);
+    });
+
+    test('a grant is the smallest room among its buckets and is committed in each', async () => {
+      const ledger = hot.allowances;
+      const epoch = await ledger.epoch();
+      const buckets = [
+        { id: 'a:two', limit: 10 * MIB },
+        { id: 'k:two', limit: 100_000 },
+      ];
+      const first = await ledger.reserve(buckets, MIB, 16 * 1024, epoch);
+      // Near zero a grant is an eighth of the room, not all of it.
+      assert.equal(first, 16 * 1024);
+      assert.deepEqual(await ledger.committed(['a:two', 'k:two']), [16 * 1024, 16 * 1024]);
+      await ledger.adjust(['a:two', 'k:two'], -(16 * 1024));
+      assert.deepEqual(await ledger.committed(['a:two', 'k:two']), [0, 0]);
+    });
+
+    test('a settled flush moves the epoch, and a reservation made before it is refused', async () => {
+      const ledger = hot.allowances;
+      const before = await ledger.epoch();
+      assert.equal(await ledger.reserve([{ id: 'a:flush', limit: MIB }], 1000, 1, before), 1000);
+      await ledger.settle('batch-1', { 'a:flush': 600 });
+      assert.deepEqual(await ledger.committed(['a:flush']), [400]);
+      assert.equal(await ledger.reserve([{ id: 'a:flush', limit: MIB }], 1000, 1, before), null);
+      const now = await ledger.epoch();
+      assert.notEqual(now, before);
+      assert.equal(await ledger.reserve([{ id: 'a:flush', limit: MIB }], 1000, 1, now), 1000);
+    });
+
+    test('settling one batch twice takes its bytes out once', async () => {
+      const ledger = hot.allowances;
+      const epoch = await ledger.epoch();
+      await ledger.reserve([{ id: 'a:twice', limit: MIB }], 5000, 1, epoch);
+      await ledger.settle('batch-twice', { 'a:twice': 3000 });
+      const after = await ledger.epoch();
+      await ledger.settle('batch-twice', { 'a:twice': 3000 });
+      assert.deepEqual(await ledger.committed(['a:twice']), [2000]);
+      assert.equal(await ledger.epoch(), after, 'a replay does not move the epoch');
+    });
+
+    test('a bucket lowered below what it committed grants nothing', async () => {
+      const ledger = hot.allowances;
+      const epoch = await ledger.epoch();
+      assert.equal(
+        await ledger.reserve([{ id: 'a:lowered', limit: 10 * MIB }], MIB, 1, epoch),
+        MIB,
+      );
+      assert.equal(await ledger.reserve([{ id: 'a:lowered', limit: MIB / 2 }], 1, 1, epoch), 0);
+    });
+  });
+}
+
+if (process.env.REDIS_URL) {
+  describe('allowance holds of a stopped instance', () => {
+    test('are released by another instance, keeping what it metered and pushed', async () => {
+      const url = process.env.REDIS_URL as string;
+      const prefix = `ipcola-test:holds-${Date.now()}:`;
+      const crashed = await openRedisHotState(url, quietLogger, { prefix, holderTtlMs: 300 });
+      const survivor = await openRedisHotState(url, quietLogger, { prefix, holderTtlMs: 300 });
+      try {
+        await crashed.allowances.reconcile();
+        const epoch = await crashed.allowances.epoch();
+        const buckets = [
+          { id: 'a:acct', limit: 10 * MIB },
+          { id: 'k:key', limit: 10 * MIB },
+        ];
+        assert.equal(await crashed.allowances.reserve(buckets, MIB, 1, epoch), MIB);
+        // It metered 200,000 bytes and pushed them, then died holding the rest of its grant.
+        await crashed.counters.add(
+          'usage',
+          { 'key|node|de|1|down': 200_000 },
+          { 'a:acct': 200_000, 'k:key': 200_000 },
+        );
+        assert.deepEqual(await survivor.allowances.committed(['a:acct', 'k:key']), [MIB, MIB]);
+        await crashed.close();
+
+        await eventually(
+          async () => (await survivor.allowances.reconcile()) === 1,
+          5_000,
+          'the stopped holder is released',
+        );
+        assert.deepEqual(
+          await survivor.allowances.committed(['a:acct', 'k:key']),
+          [200_000, 200_000],
+        );
+        // Once flushed, those bytes leave the buckets too: nothing stays committed.
+        await survivor.allowances.settle('b1', { 'a:acct': 200_000, 'k:key': 200_000 });
+        assert.deepEqual(await survivor.allowances.committed(['a:acct', 'k:key']), [0, 0]);
+        assert.equal(await survivor.allowances.reconcile(), 0, 'a live holder keeps its holds');
+      } finally {
+        await survivor.close();
+        const { Redis } = await import('ioredis');
+        const redis = new Redis(url);
+        const keys = await redis.keys(`${prefix}*`);
+        if (keys.length > 0) await redis.del(...keys);
+        redis.disconnect();
+      }
+    });
+  });
+}
