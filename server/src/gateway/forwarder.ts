@@ -12,12 +12,12 @@
  * Node's ServerResponse; hop-by-hop headers of either side never cross.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { ipcolaError } from '../errors/index.ts';
 import type { Target } from './connector.ts';
 import { asProxyRefusal } from './refusal.ts';
+import { UpstreamsByClient } from './upstreams-by-client.ts';
 
 /** Opens a stream to an origin through one exit; the stream is the connection undici uses. */
 export type OpenThroughExit = (target: Target) => Promise<Duplex>;
@@ -34,13 +34,15 @@ export interface ForwardTarget {
 export interface ForwarderOptions {
   /** Bounds the wait for the response head and for each chunk of its body. */
   idleTimeoutMs: number;
-  /** Pooled connections per exit and origin. */
-  connectionsPerOrigin: number;
 }
+
+/** Upstreams one client connection keeps open at once (see UpstreamsByClientOptions). */
+const UPSTREAMS_PER_CLIENT = 16;
 
 export interface Forwarder {
   /**
-   * Sends `req` to the target through the exit and streams the answer into `res`.
+   * Sends `req` to the target through the exit and streams the answer into `res`, on an
+   * upstream connection that only `req.socket` (the client connection) ever uses.
    * Resolves once the answer is complete or the client went away; rejects with the
    * reason when no answer could be started (the caller sends the refusal). A failure
    * after the answer started destroys `res`, so the client sees a cut, not an end.
@@ -75,44 +77,22 @@ const HOP_BY_HOP = new Set([
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 export function createForwarder(options: ForwarderOptions): Forwarder {
-  const dispatchers = new Map<string, { agent: Agent; open: { current: OpenThroughExit } }>();
-
-  const dispatcherFor = (exitId: string, open: OpenThroughExit): Agent => {
-    const existing = dispatchers.get(exitId);
-    if (existing) {
-      // The latest opener carries the latest exit record; pooled connections stay.
-      existing.open.current = open;
-      return existing.agent;
-    }
-    const opener = { current: open };
-    const agent = new Agent({
-      connections: options.connectionsPerOrigin,
-      pipelining: 1,
-      headersTimeout: options.idleTimeoutMs,
-      bodyTimeout: options.idleTimeoutMs,
-      connect(connectOptions, callback) {
-        const host = connectOptions.hostname.replace(/^\[(.*)\]$/, '$1');
-        const port = Number(connectOptions.port) || 80;
-        opener.current({ host, port }).then(
-          // undici drives any duplex the way it drives a socket (read, write, cork, destroy).
-          (stream) => callback(null, stream as Socket),
-          (error: Error) => callback(error, null),
-        );
-      },
-    });
-    dispatchers.set(exitId, { agent, open: opener });
-    return agent;
-  };
+  const upstreams = new UpstreamsByClient({
+    idleTimeoutMs: options.idleTimeoutMs,
+    maxPerClient: UPSTREAMS_PER_CLIENT,
+  });
 
   return {
     forward(exitId, open, req, res, target) {
-      const agent = dispatcherFor(exitId, open);
+      const dispatcher = upstreams.dispatcherFor(req.socket, exitId, target.origin, open);
+      // The client connection is gone: there is nobody to answer.
+      if (!dispatcher) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         const relay = new ResponseRelay(res, resolve, reject);
         const hasBody =
           req.headers['transfer-encoding'] !== undefined ||
           (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
-        agent.dispatch(
+        dispatcher.dispatch(
           {
             origin: target.origin,
             path: target.path,
@@ -124,17 +104,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         );
       });
     },
-    drop(exitId) {
-      const entry = dispatchers.get(exitId);
-      if (!entry) return;
-      dispatchers.delete(exitId);
-      entry.agent.destroy().catch(() => {});
-    },
-    async close() {
-      const agents = [...dispatchers.values()].map((entry) => entry.agent);
-      dispatchers.clear();
-      await Promise.allSettled(agents.map((agent) => agent.destroy()));
-    },
+    drop: (exitId) => upstreams.dropExit(exitId),
+    close: () => upstreams.close(),
   };
 }
 
