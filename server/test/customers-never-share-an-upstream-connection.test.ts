@@ -15,6 +15,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { Client } from 'undici';
+import { UPSTREAMS_PER_CLIENT } from '../src/gateway/forwarder.ts';
 import { eventually } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
 import { signedInApi } from './support/server-process.ts';
@@ -116,6 +117,7 @@ class ProxyConnection {
     this.#authorization = `Basic ${Buffer.from(`${username}:${secret}`).toString('base64')}`;
   }
 
+  /** A GET on this connection; `headers` may carry other proxy credentials than the connection's. */
   async get(
     url: string,
     headers: Record<string, string> = {},
@@ -128,8 +130,11 @@ class ProxyConnection {
     return { status: answer.statusCode, headers: answer.headers, body: await answer.body.text() };
   }
 
-  async connection(origin: Origin): Promise<ConnectionAnswer> {
-    const answer = await this.get(`${origin.url}/connection`);
+  async connection(
+    origin: Origin,
+    headers: Record<string, string> = {},
+  ): Promise<ConnectionAnswer> {
+    const answer = await this.get(`${origin.url}/connection`, headers);
     assert.equal(answer.status, 200, answer.body);
     return JSON.parse(answer.body) as ConnectionAnswer;
   }
@@ -246,6 +251,21 @@ describe('customers never share an upstream connection', () => {
     assert.equal(theirs.status, 401, theirs.body);
   });
 
+  test('one client connection carrying the requests of two accounts keeps their upstream connections apart', async () => {
+    const shared = connect(net.key, '-country-de');
+    const otherAccount = {
+      'proxy-authorization': `Basic ${Buffer.from(`${otherKey.id}-country-de:${otherKey.secret}`).toString('base64')}`,
+    };
+    await shared.authenticate(origin, 'alice');
+    const mine = await shared.connection(origin);
+    const theirs = await shared.connection(origin, otherAccount);
+    assert.notEqual(mine.connection, theirs.connection);
+    const refused = await shared.get(`${origin.url}/private`, otherAccount);
+    assert.equal(refused.status, 401, refused.body);
+    assert.equal((await shared.get(`${origin.url}/private`)).body, 'private data of alice');
+    assert.equal(shared.connects, 1, 'all of it on one client connection');
+  });
+
   test('pipelined requests of one client connection wait for one origin connection instead of opening more', async () => {
     const pipelined = connect(net.key, '-country-de', 4);
     await pipelined.authenticate(origin, 'alice');
@@ -273,6 +293,34 @@ describe('customers never share an upstream connection', () => {
     // Exit selection prefers the less loaded exit, so the second request took the other one.
     assert.deepEqual([...byExit.keys()].sort(), ['127.0.0.13', '127.0.0.14']);
     for (const [exit, connections] of byExit) assert.equal(connections.size, 1, exit);
+  });
+
+  test('a client connection keeps a bounded number of upstream connections, closing the least recently used', async () => {
+    const many = await Promise.all(
+      Array.from({ length: UPSTREAMS_PER_CLIENT + 1 }, () => startOrigin()),
+    );
+    try {
+      const browsing = connect(net.key, '-country-de');
+      const first = await browsing.connection(many[0] as Origin);
+      for (const other of many.slice(1)) await browsing.connection(other);
+      await eventually(
+        () => !(many[0] as Origin).open.has(first.connection),
+        10_000,
+        'the least recently used upstream to close',
+      );
+      for (const other of many.slice(1)) assert.equal(other.open.size, 1);
+      // That origin is reached again, on a new connection.
+      const again = await browsing.connection(many[0] as Origin);
+      assert.notEqual(again.connection, first.connection);
+      await browsing.close();
+      await eventually(
+        () => many.every((other) => other.open.size === 0),
+        10_000,
+        'every upstream to close with its client connection',
+      );
+    } finally {
+      for (const other of many) other.server.close();
+    }
   });
 
   test('when the client connection closes, its upstream connections close at the origin and at the exit', async () => {

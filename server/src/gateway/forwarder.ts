@@ -31,13 +31,27 @@ export interface ForwardTarget {
   authority: string;
 }
 
+/** Whose request goes through which exit: an upstream connection carries one route's requests only. */
+export interface ForwardRoute {
+  exitId: string;
+  /** The key the request was admitted for. */
+  keyId: string;
+  /** Its sticky session, if it named one. */
+  sessionId: string | null;
+}
+
 export interface ForwarderOptions {
   /** Bounds the wait for the response head and for each chunk of its body. */
   idleTimeoutMs: number;
 }
 
-/** Upstreams one client connection keeps open at once (see UpstreamsByClientOptions). */
-const UPSTREAMS_PER_CLIENT = 16;
+/**
+ * Upstreams one client connection keeps at once (see UpstreamsByClientOptions). Idle ones
+ * are not counted against the key's connections, so this bounds what a key can hold at
+ * exits to 8 times the client connections it was admitted for; evicting one costs only a
+ * new connection through the exit when that origin comes back.
+ */
+export const UPSTREAMS_PER_CLIENT = 8;
 
 export interface Forwarder {
   /**
@@ -48,7 +62,7 @@ export interface Forwarder {
    * after the answer started destroys `res`, so the client sees a cut, not an end.
    */
   forward(
-    exitId: string,
+    route: ForwardRoute,
     open: OpenThroughExit,
     req: IncomingMessage,
     res: ServerResponse,
@@ -83,8 +97,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   });
 
   return {
-    forward(exitId, open, req, res, target) {
-      const dispatcher = upstreams.dispatcherFor(req.socket, exitId, target.origin, open);
+    forward(route, open, req, res, target) {
+      const dispatcher = upstreams.dispatcherFor(req.socket, route, target.origin, open);
       // The client connection is gone: there is nobody to answer.
       if (!dispatcher) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {

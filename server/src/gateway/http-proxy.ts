@@ -143,7 +143,12 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       opened.stream.once('close', opened.release);
       return opened.stream;
     };
-    await forwarder.forward(exit.id, open, req, res, {
+    const route = {
+      exitId: exit.id,
+      keyId: admission.key.id,
+      sessionId: admission.credentials.session?.id ?? null,
+    };
+    await forwarder.forward(route, open, req, res, {
       origin: `http://${target.url.host}`,
       path: target.path,
       authority: target.url.host,

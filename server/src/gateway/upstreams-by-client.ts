@@ -1,14 +1,15 @@
 /**
  * The upstream connections of plain-HTTP forwarding, owned by the client connection that
  * opened them: one undici Client (one connection at a time, one request at a time) per
- * client connection, exit and origin. Nothing is pooled across client connections, so no
- * two customers (and no two connections of one customer) ever share a connection to an
- * origin, and an origin that authenticates the connection (NTLM, Negotiate) answers only
- * the client connection that authenticated it. See forwarder.ts for why and what it costs.
+ * client connection, key and session, exit and origin. Nothing is pooled across client
+ * connections, so no two customers (and no two connections of one customer) ever share a
+ * connection to an origin, and an origin that authenticates the connection (NTLM,
+ * Negotiate) answers only the client connection that authenticated it. See forwarder.ts
+ * for why and what it costs.
  */
 import type { Socket } from 'node:net';
 import { Client } from 'undici';
-import type { OpenThroughExit } from './forwarder.ts';
+import type { ForwardRoute, OpenThroughExit } from './forwarder.ts';
 
 export interface UpstreamsByClientOptions {
   /** Bounds the wait for the response head and for each chunk of its body. */
@@ -31,7 +32,7 @@ interface Upstream {
 
 export class UpstreamsByClient {
   readonly #options: UpstreamsByClientOptions;
-  /** Per client connection, its upstreams by `exitId origin`, least recently used first. */
+  /** Per client connection, its upstreams by key, session, exit and origin, least recently used first. */
   readonly #byClient = new Map<Socket, Map<string, Upstream>>();
 
   constructor(options: UpstreamsByClientOptions) {
@@ -44,7 +45,7 @@ export class UpstreamsByClient {
    */
   dispatcherFor(
     clientSocket: Socket,
-    exitId: string,
+    route: ForwardRoute,
     origin: string,
     open: OpenThroughExit,
   ): Client | null {
@@ -56,7 +57,9 @@ export class UpstreamsByClient {
       this.#byClient.set(clientSocket, upstreams);
       clientSocket.once('close', () => this.#closeClient(clientSocket));
     }
-    const name = `${exitId} ${origin}`;
+    // A client connection may carry requests of several keys (a proxy in front of us
+    // pooling its own users' requests): each key and session gets its own upstreams.
+    const name = `${route.keyId}\n${route.sessionId ?? ''}\n${route.exitId}\n${origin}`;
     const existing = upstreams.get(name);
     if (existing) {
       existing.opener.current = open;
@@ -87,7 +90,7 @@ export class UpstreamsByClient {
         );
       },
     });
-    upstreams.set(name, { client, exitId, opener });
+    upstreams.set(name, { client, exitId: route.exitId, opener });
     return client;
   }
 
