@@ -18,6 +18,7 @@ import { Client } from 'undici';
 import { UPSTREAMS_PER_CLIENT } from '../src/gateway/forwarder.ts';
 import { eventually } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
+import { exchangeText } from './support/raw-exchange.ts';
 import { signedInApi } from './support/server-process.ts';
 
 interface ConnectionState {
@@ -321,6 +322,39 @@ describe('customers never share an upstream connection', () => {
     } finally {
       for (const other of many) other.server.close();
     }
+  });
+
+  test('client connections that each make one request and leave do not wear the exit out', async () => {
+    // Each leaves an upstream to close. Were those reset, the exit's HTTP/2 server would
+    // answer GOAWAY after its allowance of 1,000 resets (plus 33 a second), and the node
+    // would leave the pool: this many connections go past that allowance at any pace
+    // faster than 15 a second.
+    const connections = 1_500;
+    const nodesDown = () => net.server.logs.filter((line) => line.msg === 'node down').length;
+    const downBefore = nodesDown();
+    const auth = Buffer.from(`${net.key.id}-country-de:${net.key.secret}`).toString('base64');
+    const request =
+      `GET ${origin.url}/connection HTTP/1.1\r\nHost: 127.0.0.1:${origin.port}\r\n` +
+      `Proxy-Authorization: Basic ${auth}\r\nConnection: close\r\n\r\n`;
+    const statuses = new Map<string, number>();
+    let started = 0;
+    await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        while (started < connections) {
+          started += 1;
+          const answer = await exchangeText(net.ports.proxy, request);
+          const status = answer.slice(0, answer.indexOf('\r\n'));
+          statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        }
+      }),
+    );
+    assert.deepEqual([...statuses], [['HTTP/1.1 200 OK', connections]]);
+    assert.equal(nodesDown(), downBefore, 'the exit node stayed up');
+    await eventually(
+      async () => (await net.egressConnections(origin.port)).length === 0,
+      10_000,
+      'no connection from an exit to the origin',
+    );
   });
 
   test('when the client connection closes, its upstream connections close at the origin and at the exit', async () => {

@@ -10,6 +10,7 @@
 import type { Socket } from 'node:net';
 import { Client } from 'undici';
 import type { ForwardRoute, OpenThroughExit } from './forwarder.ts';
+import { UpstreamSocket } from './upstream-socket.ts';
 
 export interface UpstreamsByClientOptions {
   /** Bounds the wait for the response head and for each chunk of its body. */
@@ -84,12 +85,15 @@ export class UpstreamsByClient {
         const host = connectOptions.hostname.replace(/^\[(.*)\]$/, '$1');
         const port = Number(connectOptions.port) || 80;
         opener.current({ host, port }).then(
-          // undici drives any duplex the way it drives a socket (read, write, cork, destroy).
-          (stream) => callback(null, stream as Socket),
+          // undici drives any duplex the way it drives a socket (read, write, cork, destroy);
+          // this one ends the stream through the exit without a reset when it can.
+          (stream) => callback(null, new UpstreamSocket(stream, atRest) as unknown as Socket),
           (error: Error) => callback(error, null),
         );
       },
     });
+    // No request written and unanswered: the connection may end without a reset.
+    const atRest = () => client.stats.running === 0;
     upstreams.set(name, { client, exitId: route.exitId, opener });
     return client;
   }
