@@ -1,7 +1,33 @@
 /**
- * Plain-HTTP forwarding through exits, on undici: one undici Agent per exit, whose
- * connections are streams through that exit, pooled per origin so that requests to the
- * same origin through the same exit reuse them (keep-alive).
+ * Plain-HTTP forwarding through exits, on undici. Upstream connections (streams through
+ * an exit to an origin) belong to the client connection that opened them: one undici
+ * Client per client connection, key and session, exit and origin (upstreams-by-client.ts),
+ * closed when the client connection closes. A client connection's keep-alive requests
+ * reuse its upstream; nothing else ever does.
+ *
+ * Why per client connection and not a pool per exit (as before) or per key and session:
+ * an origin may bind state to the connection (NTLM and Negotiate authenticate the
+ * connection, not the request), and a shared pool answered one account's private data to
+ * another account's request. A pool per key and session would still hand one connection's
+ * authenticated upstream to another connection of the key, which may be another end user
+ * of a customer that resells or runs many clients on one key; and a request that leaves an
+ * upstream out of step (a desync) harms only the client connection that sent it. It is
+ * also what a client talking to the origin directly gets: its own connection. One Client
+ * holds one connection and sends one request at a time, so the next request of a client
+ * connection (pipelined or not) waits for that connection instead of opening a second one.
+ *
+ * Measured (indicative: a shared 2-core machine; `npm run bench -- --only forward`, run
+ * back to back with 1505bec's pooled forwarder): 1 KB over 50 keep-alive client
+ * connections did 10,037 and 8,940 req/s before, 8,883 and 9,768 after, at 105-110 µs of
+ * gateway CPU per request either way: keep-alive clients keep their rate (ad hoc, 20
+ * keep-alive clients: 95-99 µs before, 106-107 µs after, the upstream-socket.ts layer
+ * included). What it costs is clients that open a connection per request (`Connection:
+ * close`): each now opens a stream and an origin connection through the exit where the
+ * pool reused one. Ad hoc, 20 such clients against one agent: 3,100-3,300 req/s and 250 µs
+ * of gateway CPU per request before, 360-1,500 req/s and 475-700 µs after; the exit's
+ * share grows with the TIME_WAIT sockets its closes leave on the exit IP (its bind() looks
+ * for a free port among them: its system time per request was 115 µs with 8,000 of them,
+ * 1.4 ms with 11,400).
  *
  * Why undici and not http-proxy-3 over an http.Agent: forwarding 1 KB responses over
  * 50 keep-alive connections on one core, undici's client did 27.6k req/s where
@@ -12,13 +38,13 @@
  * Node's ServerResponse; hop-by-hop headers of either side never cross.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SpliceGate } from '@ipcola/agent/protocol';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { ipcolaError } from '../errors/index.ts';
 import type { Target } from './connector.ts';
 import { asProxyRefusal } from './refusal.ts';
+import { UpstreamsByClient } from './upstreams-by-client.ts';
 
 /** Opens a stream to an origin through one exit; the stream is the connection undici uses. */
 export type OpenThroughExit = (target: Target) => Promise<Duplex>;
@@ -32,16 +58,32 @@ export interface ForwardTarget {
   authority: string;
 }
 
+/** Whose request goes through which exit: an upstream connection carries one route's requests only. */
+export interface ForwardRoute {
+  exitId: string;
+  /** The key the request was admitted for. */
+  keyId: string;
+  /** Its sticky session, if it named one. */
+  sessionId: string | null;
+}
+
 export interface ForwarderOptions {
   /** Bounds the wait for the response head and for each chunk of its body. */
   idleTimeoutMs: number;
-  /** Pooled connections per exit and origin. */
-  connectionsPerOrigin: number;
 }
+
+/**
+ * Upstreams one client connection keeps at once (see UpstreamsByClientOptions). Idle ones
+ * are not counted against the key's connections, so this bounds what a key can hold at
+ * exits to 8 times the client connections it was admitted for; evicting one costs only a
+ * new connection through the exit when that origin comes back.
+ */
+export const UPSTREAMS_PER_CLIENT = 8;
 
 export interface Forwarder {
   /**
-   * Sends `req` to the target through the exit and streams the answer into `res`.
+   * Sends `req` to the target through the exit and streams the answer into `res`, on an
+   * upstream connection that only `req.socket` (the client connection) ever uses.
    * Resolves once the answer is complete or the client went away; rejects with the
    * reason when no answer could be started (the caller sends the refusal). A failure
    * after the answer started destroys `res`, so the client sees a cut, not an end.
@@ -49,7 +91,7 @@ export interface Forwarder {
    * when the gate refuses, the client connection is reset.
    */
   forward(
-    exitId: string,
+    route: ForwardRoute,
     open: OpenThroughExit,
     req: IncomingMessage,
     res: ServerResponse,
@@ -79,44 +121,22 @@ const HOP_BY_HOP = new Set([
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 export function createForwarder(options: ForwarderOptions): Forwarder {
-  const dispatchers = new Map<string, { agent: Agent; open: { current: OpenThroughExit } }>();
-
-  const dispatcherFor = (exitId: string, open: OpenThroughExit): Agent => {
-    const existing = dispatchers.get(exitId);
-    if (existing) {
-      // The latest opener carries the latest exit record; pooled connections stay.
-      existing.open.current = open;
-      return existing.agent;
-    }
-    const opener = { current: open };
-    const agent = new Agent({
-      connections: options.connectionsPerOrigin,
-      pipelining: 1,
-      headersTimeout: options.idleTimeoutMs,
-      bodyTimeout: options.idleTimeoutMs,
-      connect(connectOptions, callback) {
-        const host = connectOptions.hostname.replace(/^\[(.*)\]$/, '$1');
-        const port = Number(connectOptions.port) || 80;
-        opener.current({ host, port }).then(
-          // undici drives any duplex the way it drives a socket (read, write, cork, destroy).
-          (stream) => callback(null, stream as Socket),
-          (error: Error) => callback(error, null),
-        );
-      },
-    });
-    dispatchers.set(exitId, { agent, open: opener });
-    return agent;
-  };
+  const upstreams = new UpstreamsByClient({
+    idleTimeoutMs: options.idleTimeoutMs,
+    maxPerClient: UPSTREAMS_PER_CLIENT,
+  });
 
   return {
-    forward(exitId, open, req, res, target, gate) {
-      const agent = dispatcherFor(exitId, open);
+    forward(route, open, req, res, target, gate) {
+      const dispatcher = upstreams.dispatcherFor(req.socket, route, target.origin, open);
+      // The client connection is gone: there is nobody to answer.
+      if (!dispatcher) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         const relay = new ResponseRelay(res, gate, resolve, reject);
         const hasBody =
           req.headers['transfer-encoding'] !== undefined ||
           (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
-        agent.dispatch(
+        dispatcher.dispatch(
           {
             origin: target.origin,
             path: target.path,
@@ -129,17 +149,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         );
       });
     },
-    drop(exitId) {
-      const entry = dispatchers.get(exitId);
-      if (!entry) return;
-      dispatchers.delete(exitId);
-      entry.agent.destroy().catch(() => {});
-    },
-    async close() {
-      const agents = [...dispatchers.values()].map((entry) => entry.agent);
-      dispatchers.clear();
-      await Promise.allSettled(agents.map((agent) => agent.destroy()));
-    },
+    drop: (exitId) => upstreams.dropExit(exitId),
+    close: () => upstreams.close(),
   };
 }
 

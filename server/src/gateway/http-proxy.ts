@@ -183,8 +183,13 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       opened.stream.once('close', opened.release);
       return opened.stream;
     };
+    const route = {
+      exitId: exit.id,
+      keyId: admission.key.id,
+      sessionId: admission.credentials.session?.id ?? null,
+    };
     await forwarder.forward(
-      exit.id,
+      route,
       open,
       req,
       res,

@@ -113,7 +113,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     openTimeoutMs: timeouts.openMs,
     ...(options.observer ? { onSelect: options.observer.selected } : {}),
   });
-  const forwarder = createForwarder({ idleTimeoutMs: timeouts.idleMs, connectionsPerOrigin: 256 });
+  const forwarder = createForwarder({ idleTimeoutMs: timeouts.idleMs });
   const tunnels = new OpenTunnels(options.usage, timeouts.idleMs, timeouts.meterMs);
   const logger = options.logger.child({ role: 'gateway' });
   const { limits } = options;
