@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
+import { eventually } from './support/engines.ts';
+import { nextLog, throughProxy } from './support/node-health.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
-import { exchangeText } from './support/raw-exchange.ts';
+import { tcpConnections } from './support/tcp-connections.ts';
 
 const PING_INTERVAL_MS = 500;
 const PING_TIMEOUT_MS = 1_500;
@@ -53,23 +55,6 @@ after(async () => {
   await net.close(); // SIGKILL ends a stopped agent too
 });
 
-/** A forwarded GET through the proxy: status line and X-IPCola-Error. */
-async function get(
-  params: string,
-): Promise<{ status: number; code: string | undefined; body: string }> {
-  const auth = Buffer.from(`${net.key.id}${params}:${net.key.secret}`).toString('base64');
-  const answer = await exchangeText(
-    net.ports.proxy,
-    `GET ${net.target}/ HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Authorization: Basic ${auth}\r\nConnection: close\r\n\r\n`,
-  );
-  const [head = '', body = ''] = answer.split('\r\n\r\n');
-  return {
-    status: Number(head.split(' ')[1]),
-    code: /^x-ipcola-error: *(\S+)/im.exec(head)?.[1],
-    body,
-  };
-}
-
 /** A CONNECT tunnel to the sink through the de exit, writing for as long as it is let. */
 async function upload(): Promise<Socket> {
   const socket = connect(net.ports.proxy, '127.0.0.1');
@@ -89,30 +74,8 @@ async function upload(): Promise<Socket> {
   return socket;
 }
 
-/** Resolves with the first server log line that `matches`, or rejects after `timeoutMs`. */
-function nextLog(
-  matches: (line: Record<string, unknown>) => boolean,
-  timeoutMs: number,
-  what: string,
-): Promise<Record<string, unknown>> {
-  const child = net.server.child;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.off('log', onLog);
-      reject(new Error(`no ${what} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const onLog = (line: Record<string, unknown>) => {
-      if (!matches(line)) return;
-      clearTimeout(timer);
-      child.off('log', onLog);
-      resolve(line);
-    };
-    child.on('log', onLog);
-  });
-}
-
 test('an agent frozen mid-transfer leaves selection within its PING deadline; new connections are not sent to it', async (t) => {
-  const pinned = await get('-country-de-session-frozen1');
+  const pinned = await throughProxy(net, '-country-de-session-frozen1');
   assert.equal(pinned.status, 200);
   assert.equal(pinned.body, '127.0.0.12');
 
@@ -132,7 +95,19 @@ test('an agent frozen mid-transfer leaves selection within its PING deadline; ne
 
   const agent = net.agents.get('127.0.0.12');
   assert.ok(agent?.pid);
+  const [tunnel] = (await tcpConnections(agent.pid)).filter(
+    (connection) => connection.remotePort === net.ports.hub,
+  );
+  assert.ok(tunnel, "the agent's connection to the hub");
+  const serverPid = net.server.child.pid as number;
+  const hubHoldsTunnel = async () =>
+    (await tcpConnections(serverPid)).some(
+      (connection) =>
+        connection.localPort === net.ports.hub && connection.remotePort === tunnel.localPort,
+    );
+  assert.equal(await hubHoldsTunnel(), true);
   const nodeDown = nextLog(
+    net.server,
     (line) => line.msg === 'node down' && line.reason === 'ping_timeout',
     PING_INTERVAL_MS + PING_TIMEOUT_MS + MARGIN_MS,
     'node down (ping_timeout)',
@@ -148,16 +123,18 @@ test('an agent frozen mid-transfer leaves selection within its PING deadline; ne
   );
 
   // New connections: the frozen exit is no longer chosen.
-  const targeted = await get('-country-de');
+  const targeted = await throughProxy(net, '-country-de');
   assert.deepEqual([targeted.status, targeted.code], [503, 'no_exit_available']);
-  const sticky = await get('-country-de-session-frozen1');
+  const sticky = await throughProxy(net, '-country-de-session-frozen1');
   assert.deepEqual([sticky.status, sticky.code], [503, 'session_exit_gone']);
   for (let i = 0; i < 5; i++) {
-    const anyExit = await get('');
+    const anyExit = await throughProxy(net, '');
     assert.deepEqual([anyExit.status, anyExit.body], [200, '127.0.0.13']);
   }
 
-  // And the tunnels that rode it are cut, although the node never read another byte:
-  // its session is really gone, not just out of selection.
+  // And its connection is really gone, not just out of selection, although the node never
+  // read another byte (Node alone would wait for its blocked write for ever): the hub no
+  // longer holds the socket, and the tunnels that rode it are cut.
+  await eventually(async () => !(await hubHoldsTunnel()), MARGIN_MS, 'the hub to drop the socket');
   await tunnelsClosed;
 });
