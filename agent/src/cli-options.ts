@@ -30,6 +30,9 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const TOKEN_ENV = 'IPCOLA_NODE_TOKEN';
 
 export const DEFAULT_MAX_STREAMS = 256;
+
+/** Exit status when another agent with the same node token replaced this one. */
+export const EXIT_REPLACED = 3;
 const ASN_MAX = 4_294_967_295;
 
 export interface AgentOptions {
@@ -107,6 +110,14 @@ Running:
 
 Logs are JSON lines on stdout. SIGTERM or SIGINT drains: no new connections, open
 ones get up to 30 s to finish; a second signal exits at once.
+
+One agent per node token: when another agent connects with the same token, the
+newer one takes the node and the older one logs why, finishes its open
+connections and exits with status ${EXIT_REPLACED} instead of reconnecting (with systemd,
+RestartPreventExitStatus=${EXIT_REPLACED} keeps it from being started again).
+
+Exit status: 0 after a drain, 1 unexpected failure, 2 bad command line,
+${EXIT_REPLACED} replaced by another agent with the same token, 128+N second signal N.
 `;
 
 const OPTIONS = {

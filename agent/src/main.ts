@@ -4,12 +4,14 @@
  * opened by the egress module under the exit policy.
  *
  * Exit status: 0 after a drain (SIGTERM/SIGINT), 2 for a refused command line, 1 for
- * an unexpected failure, 128 + signal number when a second signal cuts the drain short.
+ * an unexpected failure, 3 when another agent with the same node token replaced this
+ * one (it stops rather than take the node back), 128 + signal number when a second
+ * signal cuts the drain short.
  */
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { type Logger, pino } from 'pino';
-import { type AgentOptions, CliUsageError, parseCli, USAGE } from './cli-options.ts';
+import { type AgentOptions, CliUsageError, EXIT_REPLACED, parseCli, USAGE } from './cli-options.ts';
 import { createEgress } from './egress.ts';
 import { createExitPolicy } from './exit-policy.ts';
 import type { NodeHello, TunnelLogger } from './protocol/index.ts';
@@ -147,6 +149,19 @@ function run(options: AgentOptions): void {
     else log.warn({ err: error }, 'disconnected from the hub; reconnecting');
   });
   client.on('rejected', ({ status, message }) => logRefusal(log, status, message));
+  client.on('replaced', ({ message }) => {
+    draining = true;
+    log.error(
+      { reason: message, exitStatus: EXIT_REPLACED, activeStreams: client.activeStreams },
+      'another agent with this node token replaced this one; stopping. Run one agent per ' +
+        'node token (register a node per machine with POST /v1/nodes)',
+    );
+    // The client drains by itself; this is the same drain, awaited for the exit.
+    client.drain(DRAIN_TIMEOUT_MS).then(
+      () => process.exit(EXIT_REPLACED),
+      () => process.exit(EXIT_REPLACED),
+    );
+  });
   client.on('closed', () => log.info({}, 'tunnel closed'));
 
   const onSignal = (signal: NodeJS.Signals) => {

@@ -15,6 +15,8 @@ import { type AddressInfo, createServer as createTcpServer, type Socket } from '
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, test } from 'node:test';
 import {
+  AGENT_INSTANCE_HEADER,
+  AGENT_INSTANCE_PATTERN,
   ERROR_HEADER,
   EXIT_IP_HEADER,
   HELLO_HEADER,
@@ -188,6 +190,43 @@ describe('the agent dials the hub', () => {
     // A retry that was due is cancelled: give the old timer more than its delay.
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.equal(attempts, after);
+  });
+
+  test('every dial of one agent carries the same instance id, another agent its own', async () => {
+    const seen: string[] = [];
+    const refuse = refuseWith(503, 'busy');
+    const port = await fakeHub((req, socket, head) => {
+      seen.push(String(req.headers[AGENT_INSTANCE_HEADER]));
+      refuse(req, socket, head);
+    });
+    const first = startAgent(port);
+    await retries(first, 2);
+    await first.close();
+    const second = startAgent(port);
+    await once(second, 'retrying');
+    await second.close();
+    assert.equal(seen.length, 3);
+    for (const instance of seen) assert.match(instance, AGENT_INSTANCE_PATTERN);
+    assert.equal(seen[0], seen[1]);
+    assert.notEqual(seen[2], seen[0]);
+  });
+
+  test('a 409 (another agent with this token replaced it) stops it: reported once, never dialled again', async () => {
+    let attempts = 0;
+    const refuse = refuseWith(409, 'another agent with this node token replaced this one');
+    const port = await fakeHub((req, socket, head) => {
+      attempts += 1;
+      refuse(req, socket, head);
+    });
+    const agent = startAgent(port);
+    let retried = false;
+    agent.on('retrying', () => {
+      retried = true;
+    });
+    const [[replaced]] = await Promise.all([once(agent, 'replaced'), once(agent, 'closed')]);
+    assert.deepEqual(replaced, { message: 'another agent with this node token replaced this one' });
+    assert.equal(agent.state, 'closed');
+    assert.deepEqual([attempts, retried], [1, false]);
   });
 
   test('5xx answers back off exponentially, with jitter, up to the cap', async () => {

@@ -111,6 +111,13 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
 
     const hub = createHub({
       logger: logger.child({ role: 'hub' }),
+      pingIntervalMs: config.nodeHealth.pingIntervalMs,
+      pingTimeoutMs: config.nodeHealth.pingTimeoutMs,
+      streamHealth: {
+        failureLimit: config.nodeHealth.streamFailureLimit,
+        backoffMs: config.nodeHealth.probeBackoffMs,
+        backoffMaxMs: config.nodeHealth.probeBackoffMaxMs,
+      },
       async authenticate(token) {
         const node = await accounts.verifyNodeToken(token);
         return node && { nodeId: node.id };

@@ -164,6 +164,38 @@ describe('configuration', () => {
     });
   }
 
+  test("exit nodes' health: PING deadline and failed-open ejection, defaults and limits", () => {
+    assert.deepEqual(load({}).nodeHealth, {
+      pingIntervalMs: 2_000,
+      pingTimeoutMs: 4_000,
+      streamFailureLimit: 3,
+      probeBackoffMs: 5_000,
+      probeBackoffMaxMs: 300_000,
+    });
+    const set = load({
+      HUB_PING_INTERVAL_MS: '500',
+      HUB_PING_TIMEOUT_MS: '1500',
+      HUB_STREAM_FAILURE_LIMIT: '5',
+      HUB_PROBE_BACKOFF_MS: '1000',
+      HUB_PROBE_BACKOFF_MAX_MS: '1000',
+    }).nodeHealth;
+    assert.deepEqual(Object.values(set), [500, 1_500, 5, 1_000, 1_000]);
+    for (const [variable, env, reason] of [
+      ['HUB_PING_INTERVAL_MS', { HUB_PING_INTERVAL_MS: '50' }, /out of range/],
+      ['HUB_PING_TIMEOUT_MS', { HUB_PING_TIMEOUT_MS: '4s' }, /not a whole number/],
+      ['HUB_STREAM_FAILURE_LIMIT', { HUB_STREAM_FAILURE_LIMIT: '0' }, /out of range/],
+      [
+        'HUB_PROBE_BACKOFF_MAX_MS',
+        { HUB_PROBE_BACKOFF_MS: '2000', HUB_PROBE_BACKOFF_MAX_MS: '1000' },
+        /below HUB_PROBE_BACKOFF_MS/,
+      ],
+    ] as const) {
+      const error = refusal(env);
+      assert.equal(error.variable, variable);
+      assert.match(error.reason, reason);
+    }
+  });
+
   test('a refused DATABASE_URL never echoes its password', () => {
     const error = refusal({ DATABASE_URL: 'mysql://user:hunter2@db/x' });
     assert.doesNotMatch(error.message, /hunter2/);

@@ -149,6 +149,16 @@ describe('the hub refuses what it should', () => {
     assert.deepEqual(ups, []);
   });
 
+  test('a malformed agent instance id: 400 naming the header', async () => {
+    const { port, ups } = await startHub();
+    for (const instance of ['short', 'not base64url!'.repeat(2), 'x'.repeat(65)]) {
+      const answer = await upgrade(port, { ...GOOD, 'X-IPCola-Agent-Instance': instance });
+      assert.equal(answer.status, 400, instance);
+      assert.match(answer.body, /x-ipcola-agent-instance/);
+    }
+    assert.deepEqual(ups, []);
+  });
+
   test('another path: 404; another protocol: 426; another method: 405', async () => {
     const { port } = await startHub();
     assert.equal((await upgrade(port, GOOD, { path: '/v1/other' })).status, 404);

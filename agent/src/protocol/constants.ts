@@ -15,6 +15,22 @@ export const TUNNEL_UPGRADE_TOKEN = 'ipcola-tunnel.v1';
 /** Upgrade request: the node's hello, as JSON (see hello.ts). */
 export const HELLO_HEADER = 'x-ipcola-hello';
 
+/**
+ * Upgrade request: a random id the agent process draws once at start. It tells the hub
+ * a reconnection of the same agent (which simply takes over its stale connection) from
+ * another agent presenting the same token (which replaces it for good: see the hub).
+ */
+export const AGENT_INSTANCE_HEADER = 'x-ipcola-agent-instance';
+
+/** What an agent instance id looks like: 16 to 64 base64url characters. */
+export const AGENT_INSTANCE_PATTERN = /^[A-Za-z0-9_-]{16,64}$/;
+
+/**
+ * Upgrade refusal status for an agent that another agent with the same token replaced:
+ * it must stop, not dial again.
+ */
+export const REPLACED_STATUS = 409;
+
 /** 101 response: the node id the hub authenticated the token as, for the agent's logs. */
 export const NODE_ID_HEADER = 'x-ipcola-node-id';
 

@@ -60,7 +60,7 @@ export interface AgentSessionOptions {
 
 interface AgentSessionEvents {
   /** The hub sent GOAWAY: no new streams will come on this connection. */
-  goaway: [];
+  goaway: [reason: string | undefined];
   close: [error: Error | undefined];
 }
 
@@ -129,7 +129,9 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
         stream.destroy();
       });
     });
-    session.on('goaway', () => this.emit('goaway'));
+    session.on('goaway', (_code, _lastStreamId, debug?: Buffer) =>
+      this.emit('goaway', goawayReason(debug)),
+    );
     session.on('error', (error) => {
       this.#lastError ??= error;
     });
@@ -213,6 +215,18 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
       ...(typeof label === 'string' ? { streamLabel: label } : {}),
     };
   }
+}
+
+/** The hub's GOAWAY debug data as one printable line, for the log (it carries no meaning). */
+function goawayReason(debug: Buffer | undefined): string | undefined {
+  if (!debug || debug.length === 0) return undefined;
+  return (
+    debug
+      .subarray(0, 200)
+      .toString('utf8')
+      .replace(/[^\x20-\x7e]+/g, ' ')
+      .trim() || undefined
+  );
 }
 
 function answerRefusal(stream: ServerHttp2Stream, status: number, code: TunnelErrorCode): void {

@@ -8,7 +8,12 @@
  * (refusedRetryMs), because an operator may fix the token or upgrade the hub without
  * restarting the agent; giving up is the caller's choice (close() on 'rejected').
  * 5xx answers and network failures are retried with exponential back-off.
+ *
+ * One exception: 409 (REPLACED_STATUS) says that another agent presented the same node
+ * token and replaced this one. Dialling again would only take the node back and start
+ * a fight that never ends, so the client reports 'replaced' and drains instead.
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
@@ -18,6 +23,7 @@ import {
   encodeHello,
   type NodeHello,
   parseAuthority,
+  REPLACED_STATUS,
   silentLogger,
   type TunnelLogger,
   validateHello,
@@ -53,6 +59,8 @@ export interface ConnectOptions {
   /** Connect + Upgrade answer deadline. */
   readonly dialTimeoutMs?: number;
   readonly reconnect?: Partial<ReconnectOptions>;
+  /** How long open streams may finish after the hub said this agent was replaced (30 s). */
+  readonly replacedDrainMs?: number;
   /** Replaces the TCP/TLS dial (tests, or reaching the hub through a relay). */
   readonly createConnection?: (target: { host: string; port: number }) => Duplex;
 }
@@ -66,6 +74,11 @@ export interface TunnelClientEvents {
   disconnected: [event: { error: Error | undefined }];
   /** The hub answered the Upgrade with an error status. */
   rejected: [event: { status: number; message: string }];
+  /**
+   * Another agent with the same node token replaced this one (the hub's 409): the
+   * client dials no more and drains (replacedDrainMs); 'closed' follows.
+   */
+  replaced: [event: { message: string }];
   retrying: [event: { attempt: number; delayMs: number; error: Error }];
   closed: [];
 }
@@ -92,6 +105,7 @@ const DEFAULT_RECONNECT: ReconnectOptions = {
   refusedRetryMs: 60_000,
 };
 const DEFAULT_DIAL_TIMEOUT_MS = 15_000;
+const DEFAULT_REPLACED_DRAIN_MS = 30_000;
 
 /** Starts the agent's tunnel; throws at once when the options cannot work. */
 export function connectToHub(options: ConnectOptions): TunnelClient {
@@ -105,6 +119,8 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
   readonly #hello: string;
   readonly #announced: NodeHello;
   readonly #reconnect: ReconnectOptions;
+  /** Sent with every dial: lets the hub tell this agent reconnecting from another agent. */
+  readonly #instance = randomBytes(18).toString('base64url');
   readonly #sessions = new Map<AgentSession, Promise<void>>();
   #state: TunnelState = 'connecting';
   #current: AgentSession | undefined;
@@ -169,6 +185,7 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
       token: this.#options.token,
       hello: this.#hello,
       agentVersion: this.#options.hello.agentVersion,
+      instance: this.#instance,
       tls: tls === true ? {} : tls || false,
       timeoutMs: this.#options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS,
       signal: dialling.signal,
@@ -213,7 +230,9 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     this.#sessions.set(session, closed);
     // The hub is going away (restart, or this node connected again elsewhere): connect
     // anew now and let this connection's streams finish on their own.
-    session.once('goaway', () => this.#lost(session, undefined));
+    session.once('goaway', (reason) =>
+      this.#lost(session, reason ? new Error(`the hub closed the tunnel: ${reason}`) : undefined),
+    );
     this.#current = session;
     this.#connectedAt = performance.now();
     this.#nodeId = nodeId;
@@ -234,6 +253,11 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
   #onDialFailed(error: Error): void {
     this.#dialling = undefined;
     if (this.#stopping) return;
+    if (error instanceof HubRefusedError && error.status === REPLACED_STATUS) {
+      this.emit('replaced', { message: error.reason });
+      void this.drain(this.#options.replacedDrainMs ?? DEFAULT_REPLACED_DRAIN_MS);
+      return;
+    }
     if (error instanceof HubRefusedError) {
       this.emit('rejected', { status: error.status, message: error.message });
       if (error.status < 500) {

@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import {
+  AGENT_INSTANCE_HEADER,
   HELLO_HEADER,
   NODE_ID_HEADER,
   TUNNEL_PATH,
@@ -22,6 +23,8 @@ export interface DialOptions {
   /** The encoded hello (encodeHello). */
   readonly hello: string;
   readonly agentVersion: string;
+  /** This agent process's id (AGENT_INSTANCE_HEADER). */
+  readonly instance: string;
   readonly tls: false | ConnectionOptions;
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
@@ -39,10 +42,13 @@ export interface Dialled {
 export class HubRefusedError extends Error {
   readonly code = 'hub_refused';
   readonly status: number;
-  constructor(status: number, message: string) {
-    super(`hub refused the tunnel with ${status}: ${message}`);
+  /** The first line of the hub's answer. */
+  readonly reason: string;
+  constructor(status: number, reason: string) {
+    super(`hub refused the tunnel with ${status}: ${reason}`);
     this.name = 'HubRefusedError';
     this.status = status;
+    this.reason = reason;
   }
 }
 
@@ -63,6 +69,7 @@ export function dialHub(options: DialOptions): Promise<Dialled> {
       Upgrade: TUNNEL_UPGRADE_TOKEN,
       Authorization: `Bearer ${options.token}`,
       [HELLO_HEADER]: options.hello,
+      [AGENT_INSTANCE_HEADER]: options.instance,
       'User-Agent': `ipcola-agent/${options.agentVersion}`,
     },
     // Node uses createConnection only without an agent; otherwise a fresh agent, so

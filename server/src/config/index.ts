@@ -31,6 +31,18 @@ export interface Config {
   readonly upstreamAllowProxies: readonly string[];
   /** How often each upstream proxy is probed (and the list of upstream nodes reloaded). */
   readonly upstreamProbeIntervalMs: number;
+  /** How exit nodes' health is judged: PING deadline, and failed stream opens. */
+  readonly nodeHealth: {
+    /** How often the hub PINGs each node. */
+    readonly pingIntervalMs: number;
+    /** A node whose PING answer takes longer leaves the pool and is disconnected. */
+    readonly pingTimeoutMs: number;
+    /** Failed stream opens in a row that take a node out of the pool until a probe answers. */
+    readonly streamFailureLimit: number;
+    /** First wait before probing a node taken out; doubles per failed probe. */
+    readonly probeBackoffMs: number;
+    readonly probeBackoffMaxMs: number;
+  };
   /** How often metered usage is written from hot state to the database (and debited). */
   readonly usageFlushIntervalMs: number;
   /** Bytes a connection is granted at a time from what its key and account may spend. */
@@ -128,6 +140,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       100,
       300_000,
     ),
+    nodeHealth: nodeHealth(read),
     usageFlushIntervalMs: integer(
       'USAGE_FLUSH_INTERVAL_MS',
       read('USAGE_FLUSH_INTERVAL_MS') ?? '5000',
@@ -183,6 +196,54 @@ function integer(name: string, raw: string, min: number, max: number): number {
     throw new ConfigError(name, `${value} is out of range (${min}-${max})`);
   }
   return value;
+}
+
+/**
+ * PING every 2 s, answer within 4 s: a node that stopped reading leaves the pool at most
+ * 6 s after its last answer. The answer queues behind what the node is sending; 4 s is
+ * a full 4 MB send buffer (Linux's tcp_wmem ceiling) on an 8 Mbit/s uplink, and a node
+ * slower than that would give customers multi-second handshakes anyway.
+ */
+function nodeHealth(read: (name: string) => string | undefined): Config['nodeHealth'] {
+  const health = {
+    pingIntervalMs: integer(
+      'HUB_PING_INTERVAL_MS',
+      read('HUB_PING_INTERVAL_MS') ?? '2000',
+      100,
+      60_000,
+    ),
+    pingTimeoutMs: integer(
+      'HUB_PING_TIMEOUT_MS',
+      read('HUB_PING_TIMEOUT_MS') ?? '4000',
+      100,
+      60_000,
+    ),
+    streamFailureLimit: integer(
+      'HUB_STREAM_FAILURE_LIMIT',
+      read('HUB_STREAM_FAILURE_LIMIT') ?? '3',
+      1,
+      1_000,
+    ),
+    probeBackoffMs: integer(
+      'HUB_PROBE_BACKOFF_MS',
+      read('HUB_PROBE_BACKOFF_MS') ?? '5000',
+      100,
+      3_600_000,
+    ),
+    probeBackoffMaxMs: integer(
+      'HUB_PROBE_BACKOFF_MAX_MS',
+      read('HUB_PROBE_BACKOFF_MAX_MS') ?? '300000',
+      100,
+      86_400_000,
+    ),
+  };
+  if (health.probeBackoffMaxMs < health.probeBackoffMs) {
+    throw new ConfigError(
+      'HUB_PROBE_BACKOFF_MAX_MS',
+      `${health.probeBackoffMaxMs} is below HUB_PROBE_BACKOFF_MS (${health.probeBackoffMs})`,
+    );
+  }
+  return Object.freeze(health);
 }
 
 function host(name: string, raw: string): string {

@@ -14,8 +14,10 @@ import {
   isValidPort,
   STREAM_LABEL_HEADER,
   STREAM_LABEL_MAX_LENGTH,
+  type TunnelErrorCode,
   tunnelError,
 } from '@ipcola/agent/protocol';
+import type { OpenVerdict } from './stream-health.ts';
 
 export interface StreamTarget {
   readonly host: string;
@@ -27,6 +29,21 @@ export interface StreamTarget {
   /** Cancels the opening (not the stream once open); the promise rejects with the reason. */
   readonly signal?: AbortSignal;
 }
+
+/**
+ * What a health probe opens: an SMTP port on a documentation address (RFC 5737), which
+ * every agent refuses by its exit policy (SMTP stays refused even under --allow-target)
+ * without touching the network. The answer proves that the node reads new streams and
+ * runs them through the same path as a customer's.
+ */
+export const PROBE_TARGET = { host: '192.0.2.1', port: 25 } as const;
+
+/** Refusals that are the target's fault: a node that answers them works. */
+const TARGET_FAULTS: ReadonlySet<TunnelErrorCode> = new Set([
+  'target_forbidden',
+  'target_unreachable',
+  'target_timeout',
+]);
 
 const LABEL = new RegExp(`^[\\x21-\\x7e]{1,${STREAM_LABEL_MAX_LENGTH}}$`);
 
@@ -78,16 +95,19 @@ export function requestConnect(
  * a refusal, exit_failed when the stream or the session dies first, target_timeout when
  * the node takes longer than timeoutMs, or the signal's reason when aborted; the stream
  * is cancelled in every case but success, so the node stops opening the egress.
+ * `judged` hears how the node handled it (not called when the signal aborted it).
  */
 export function awaitConnectAnswer(
   stream: ClientHttp2Stream,
   target: StreamTarget,
   nodeId: string,
   timeoutMs: number,
+  judged: (verdict: OpenVerdict) => void = () => {},
 ): Promise<Duplex> {
   const { signal } = target;
   return new Promise<Duplex>((resolve, reject) => {
-    const settle = (error: unknown) => {
+    const settle = (error: unknown, verdict?: OpenVerdict) => {
+      if (verdict) judged(verdict);
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       stream.off('response', onResponse);
@@ -102,26 +122,29 @@ export function awaitConnectAnswer(
     const onResponse = (headers: Record<string, unknown>) => {
       const status = headers[':status'];
       if (status === 200) {
-        settle(undefined);
+        settle(undefined, 'answered');
         return;
       }
-      const code = headers[ERROR_HEADER];
+      const header = headers[ERROR_HEADER];
+      const code = isTunnelErrorCode(header) ? header : 'exit_failed';
       const where = formatAuthority(target.host, target.port);
       settle(
-        tunnelError(
-          isTunnelErrorCode(code) ? code : 'exit_failed',
-          `node ${nodeId} answered ${String(status)} for ${where}`,
-        ),
+        tunnelError(code, `node ${nodeId} answered ${String(status)} for ${where}`),
+        TARGET_FAULTS.has(code) ? 'answered' : 'failed',
       );
     };
     const onClose = () =>
       settle(
         tunnelError('exit_failed', `node ${nodeId} dropped the stream (code ${stream.rstCode})`),
+        'failed',
       );
     const onAbort = () => settle(signal?.reason);
     const timer = setTimeout(
       () =>
-        settle(tunnelError('target_timeout', `node ${nodeId} did not answer in ${timeoutMs} ms`)),
+        settle(
+          tunnelError('target_timeout', `node ${nodeId} did not answer in ${timeoutMs} ms`),
+          'failed',
+        ),
       timeoutMs,
     );
     timer.unref();

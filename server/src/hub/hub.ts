@@ -5,10 +5,12 @@
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   DEFAULT_PING_INTERVAL_MS,
   DEFAULT_PING_TIMEOUT_MS,
+  REPLACED_STATUS,
   silentLogger,
   type TunnelLogger,
   tunnelError,
@@ -19,6 +21,7 @@ import {
   NodeSession,
   type StreamTarget,
 } from './node-session.ts';
+import { DEFAULT_STREAM_HEALTH, type StreamHealthPolicy } from './stream-health.ts';
 import {
   checkUpgradeRequest,
   type Refusal,
@@ -36,6 +39,8 @@ export interface HubOptions {
   readonly pingTimeoutMs?: number;
   /** How long a node may take to answer a CONNECT (its own connect timeout is shorter). */
   readonly openTimeoutMs?: number;
+  /** When failed stream opens take a node out of the pool, and how it is probed back. */
+  readonly streamHealth?: Partial<StreamHealthPolicy>;
 }
 
 export interface NodeDownEvent {
@@ -58,7 +63,7 @@ export interface Hub extends EventEmitter<HubEvents> {
    * away or reset the stream), or with the signal's reason when aborted.
    */
   openStream(nodeId: string, target: StreamTarget): Promise<Duplex>;
-  /** The nodes that take new streams now. */
+  /** The nodes that take new streams now (not those out of the pool for failed opens). */
   nodes(): ConnectedNode[];
   node(nodeId: string): ConnectedNode | undefined;
   /** Cuts every connection of the node (it was deleted); false when none was open. */
@@ -70,7 +75,14 @@ export interface Hub extends EventEmitter<HubEvents> {
   close(graceMs?: number): Promise<void>;
 }
 
-const DEFAULT_OPEN_TIMEOUT_MS = 30_000;
+/**
+ * The agent gives up connecting after 10 s (its DEFAULT_CONNECT_TIMEOUT_MS) and answers;
+ * 15 s leaves it room and stays below the gateway's 20 s, so that a node that does not
+ * answer at all is counted against it (stream-health.ts) before the gateway gives up.
+ */
+const DEFAULT_OPEN_TIMEOUT_MS = 15_000;
+/** Agent instances remembered per node as replaced (refused if they dial again). */
+const DISPLACED_KEPT = 8;
 /** A node id goes into a response header and into logs. */
 const NODE_ID = /^[\x21-\x7e]{1,128}$/;
 
@@ -87,12 +99,20 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
   readonly #sessions = new Set<NodeSession>();
   /** Sockets whose Upgrade is waiting for authenticate(). */
   readonly #pending = new Set<Duplex>();
+  /**
+   * Per node, the agent instances another agent with the same token replaced, and who
+   * replaced them: they are refused (409) if they dial again, so that two agents
+   * sharing a token do not take turns for ever. The newer agent wins.
+   */
+  readonly #displaced = new Map<string, Displaced>();
+  readonly #streamHealth: StreamHealthPolicy;
   #closing = false;
 
   constructor(options: HubOptions) {
     super();
     this.#options = options;
     this.#log = options.logger ?? silentLogger;
+    this.#streamHealth = { ...DEFAULT_STREAM_HEALTH, ...options.streamHealth };
   }
 
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -107,18 +127,25 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     if (!session) {
       return Promise.reject(tunnelError('exit_failed', `node ${nodeId} is not connected`));
     }
+    if (session.ejected) {
+      return Promise.reject(tunnelError('exit_failed', `node ${nodeId} is out of the pool`));
+    }
     return session.open(target);
   }
 
   nodes(): ConnectedNode[] {
-    return [...this.#current.values()].map((session) => session.info());
+    return [...this.#current.values()]
+      .filter((session) => !session.ejected)
+      .map((session) => session.info());
   }
 
   node(nodeId: string): ConnectedNode | undefined {
-    return this.#current.get(nodeId)?.info();
+    const session = this.#current.get(nodeId);
+    return session && !session.ejected ? session.info() : undefined;
   }
 
   disconnect(nodeId: string): boolean {
+    this.#displaced.delete(nodeId);
     let found = false;
     for (const session of this.#sessions) {
       if (session.nodeId !== nodeId) continue;
@@ -177,6 +204,21 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     }
 
     const { nodeId } = identity;
+    const displaced = this.#displaced.get(nodeId);
+    if (check.instance !== undefined && displaced?.instances.includes(check.instance)) {
+      this.#log.warn(
+        { nodeId, remoteAddress: (socket as Socket).remoteAddress, replacedBy: displaced.by },
+        'an agent replaced by another with the same node token dialled again: refused',
+      );
+      return this.#refuse(
+        socket,
+        refusal(
+          REPLACED_STATUS,
+          `another agent with this node token connected from ${displaced.by} at ` +
+            `${displaced.at.toISOString()} and replaced this one; one agent per node token`,
+        ),
+      );
+    }
     writeSwitchingProtocols(socket, nodeId, (error) => {
       if (error || socket.destroyed) {
         socket.destroy();
@@ -186,7 +228,7 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
         socket.destroy();
         return;
       }
-      this.#startSession(nodeId, check.hello, socket, head);
+      this.#startSession(nodeId, check.hello, check.instance, socket, head);
     });
   }
 
@@ -195,20 +237,40 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     writeRefusal(socket, answer);
   }
 
-  #startSession(nodeId: string, hello: NodeSession['hello'], socket: Duplex, head: Buffer): void {
+  #startSession(
+    nodeId: string,
+    hello: NodeSession['hello'],
+    instance: string | undefined,
+    socket: Duplex,
+    head: Buffer,
+  ): void {
     const session = new NodeSession({
       nodeId,
       hello,
+      instance,
       socket,
       head,
       pingIntervalMs: this.#options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
       pingTimeoutMs: this.#options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS,
       openTimeoutMs: this.#options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
+      streamHealth: this.#streamHealth,
       logger: this.#log,
     });
     this.#sessions.add(session);
     session.once('ready', () => this.#onReady(session));
     session.once('goaway', () => this.#retire(session, 'draining'));
+    // Out of selection the moment it is given up, not when its session finally closes.
+    session.once('down', (reason, error) => this.#retire(session, reason, error));
+    session.on('ejected', () => {
+      if (this.#current.get(session.nodeId) !== session) return;
+      this.#log.info({ nodeId: session.nodeId, reason: 'stream_failures' }, 'node down');
+      this.emit('node-down', { nodeId: session.nodeId, reason: 'stream_failures' });
+    });
+    session.on('restored', () => {
+      if (this.#current.get(session.nodeId) !== session) return;
+      this.#log.info({ nodeId: session.nodeId }, 'node up');
+      this.emit('node-up', session.info());
+    });
     session.once('close', (reason, error) => {
       this.#sessions.delete(session);
       this.#retire(session, reason, error);
@@ -221,11 +283,7 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
       return;
     }
     const previous = this.#current.get(session.nodeId);
-    if (previous) {
-      this.#retire(previous, 'replaced');
-      // Its streams may still be alive; if its connection is dead, PINGs will tell.
-      previous.close();
-    }
+    if (previous) this.#replace(previous, session);
     this.#current.set(session.nodeId, session);
     this.#log.info(
       { nodeId: session.nodeId, remoteAddress: session.remoteAddress, hello: session.hello },
@@ -234,11 +292,57 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     this.emit('node-up', session.info());
   }
 
+  /**
+   * A newer connection of the node is ready. The same agent reconnecting simply takes
+   * over (its old connection is stale); another agent with the same token replaces the
+   * previous one, which is refused from now on: the newer wins, so that an operator who
+   * starts an agent elsewhere moves the node, and two agents never take turns.
+   */
+  #replace(previous: NodeSession, session: NodeSession): void {
+    const { nodeId } = session;
+    const sameAgent = previous.instance !== undefined && previous.instance === session.instance;
+    if (sameAgent) {
+      this.#log.info(
+        { nodeId, remoteAddress: session.remoteAddress, previousAddress: previous.remoteAddress },
+        'node connected again; its previous connection is closed',
+      );
+    } else {
+      if (previous.instance !== undefined) {
+        const instances = this.#displaced.get(nodeId)?.instances ?? [];
+        this.#displaced.set(nodeId, {
+          instances: [...instances, previous.instance].slice(-DISPLACED_KEPT),
+          by: session.remoteAddress ?? 'an unknown address',
+          at: new Date(),
+        });
+      }
+      this.#log.warn(
+        { nodeId, remoteAddress: session.remoteAddress, previousAddress: previous.remoteAddress },
+        'another agent presented this node token and replaced the connected one; the older agent is refused from now on',
+      );
+    }
+    this.#retire(previous, 'replaced');
+    // Its streams may still be alive and finish; if its connection is dead, PINGs will tell.
+    previous.close(
+      sameAgent
+        ? 'replaced by a newer connection of this agent'
+        : 'replaced by another agent with this node token',
+    );
+  }
+
   /** Takes `session` out of the registry if it is its node's current one. */
   #retire(session: NodeSession, reason: NodeDownReason, error?: Error): void {
     if (this.#current.get(session.nodeId) !== session) return;
     this.#current.delete(session.nodeId);
     this.#log.info({ nodeId: session.nodeId, reason, err: error }, 'node down');
+    // An ejected node already left the pool; its listeners heard node-down then.
+    if (session.ejected) return;
     this.emit('node-down', { nodeId: session.nodeId, reason, ...(error ? { error } : {}) });
   }
+}
+
+interface Displaced {
+  instances: string[];
+  /** The address of the agent that replaced them. */
+  by: string;
+  at: Date;
 }

@@ -3,7 +3,7 @@
  * upgraded socket, its heart-beat, and the CONNECT streams opened through it.
  */
 import { EventEmitter } from 'node:events';
-import { type ClientHttp2Session, type ClientHttp2Stream, connect } from 'node:http2';
+import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
@@ -19,9 +19,11 @@ import {
 import {
   awaitConnectAnswer,
   checkTarget,
+  PROBE_TARGET,
   requestConnect,
   type StreamTarget,
 } from './connect-stream.ts';
+import { type OpenVerdict, StreamHealth, type StreamHealthPolicy } from './stream-health.ts';
 
 export type { StreamTarget } from './connect-stream.ts';
 
@@ -31,6 +33,8 @@ export type NodeDownReason =
   | 'error'
   | 'ping_timeout'
   | 'handshake_timeout'
+  /** Out of the pool after failed stream opens; still connected, and probed. */
+  | 'stream_failures'
   | 'replaced'
   | 'draining'
   | 'removed'
@@ -51,11 +55,14 @@ export interface ConnectedNode {
 export interface NodeSessionOptions {
   readonly nodeId: string;
   readonly hello: NodeHello;
+  /** The agent process's id from its Upgrade request, when it sent one. */
+  readonly instance: string | undefined;
   readonly socket: Duplex;
   readonly head: Buffer;
   readonly pingIntervalMs: number;
   readonly pingTimeoutMs: number;
   readonly openTimeoutMs: number;
+  readonly streamHealth: StreamHealthPolicy;
   readonly logger: TunnelLogger;
 }
 
@@ -64,22 +71,36 @@ interface NodeSessionEvents {
   ready: [];
   /** The node sent GOAWAY (it is draining): no new streams, open ones carry on. */
   goaway: [];
+  /**
+   * destroy() was called: the node is done for at once, although its HTTP/2 session may
+   * not close for a while (Node waits for a write in progress, which a node that stopped
+   * reading never lets finish).
+   */
+  down: [reason: NodeDownReason, error: Error | undefined];
+  /** Its stream opens kept failing: out of the pool until a probe is answered. */
+  ejected: [];
+  /** A probe was answered: back in the pool. */
+  restored: [];
   close: [reason: NodeDownReason, error: Error | undefined];
 }
 
 export class NodeSession extends EventEmitter<NodeSessionEvents> {
   readonly nodeId: string;
   readonly hello: NodeHello;
+  readonly instance: string | undefined;
   readonly connectedAt = new Date();
   readonly remoteAddress: string | undefined;
   #activeStreams = 0;
   #rttMs: number | undefined;
   readonly #exitIps: ReadonlySet<string>;
   readonly #session: ClientHttp2Session;
+  readonly #socket: Duplex;
   readonly #options: NodeSessionOptions;
   readonly #log: TunnelLogger;
+  readonly #health: StreamHealth;
   #heartbeat: Heartbeat | undefined;
   #handshakeTimer: NodeJS.Timeout | undefined;
+  #probeTimer: NodeJS.Timeout | undefined;
   #downReason: NodeDownReason | undefined;
   #lastError: Error | undefined;
   #settled = false;
@@ -89,8 +110,11 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     this.#options = options;
     this.nodeId = options.nodeId;
     this.hello = options.hello;
+    this.instance = options.instance;
     this.#exitIps = new Set(options.hello.exitIps);
     this.#log = options.logger;
+    this.#health = new StreamHealth(options.streamHealth);
+    this.#socket = options.socket;
     const socket = options.socket as Socket;
     this.remoteAddress = socket.remoteAddress;
     // PINGs and stream HEADERS are small frames that must not wait for Nagle.
@@ -121,6 +145,16 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
 
   get activeStreams(): number {
     return this.#activeStreams;
+  }
+
+  /** Out of the pool because its stream opens kept failing (it is still connected). */
+  get ejected(): boolean {
+    return this.#health.ejected;
+  }
+
+  /** Whether destroy() was called or the session is closing or closed. */
+  get ending(): boolean {
+    return this.#downReason !== undefined || this.#session.closed || this.#session.destroyed;
   }
 
   info(): ConnectedNode {
@@ -159,23 +193,102 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
       );
     }
     this.#track(stream, target.streamLabel);
-    return awaitConnectAnswer(stream, target, this.nodeId, this.#options.openTimeoutMs);
+    return awaitConnectAnswer(stream, target, this.nodeId, this.#options.openTimeoutMs, (verdict) =>
+      this.#judge(verdict),
+    );
   }
 
-  /** Stops new streams (GOAWAY) and lets open ones finish. */
-  close(): void {
+  /**
+   * Stops new streams (GOAWAY) and lets open ones finish. `why` travels in the GOAWAY's
+   * debug data, for the node's log only.
+   */
+  close(why?: string): void {
     if (!this.#settled) {
-      process.nextTick(() => this.close());
+      process.nextTick(() => this.close(why));
       return;
     }
-    if (!this.#session.closed) this.#session.close();
+    if (this.#session.closed || this.#session.destroyed) return;
+    if (why) this.#session.goaway(constants.NGHTTP2_NO_ERROR, 0, Buffer.from(why, 'utf8'));
+    this.#session.close();
   }
 
+  /**
+   * Ends the node now: 'down' at once, then the HTTP/2 session and its socket. The
+   * socket is destroyed as well because Node closes a session only once a write in
+   * progress has finished, and a node that stopped reading never lets it.
+   */
   destroy(reason: NodeDownReason, error?: Error): void {
+    const first = this.#downReason === undefined;
     this.#downReason ??= reason;
     if (error) this.#lastError ??= error;
-    if (this.#settled) this.#session.destroy();
-    else process.nextTick(() => this.#session.destroy());
+    clearTimeout(this.#probeTimer);
+    const cut = () => {
+      this.#session.destroy();
+      this.#socket.destroy();
+    };
+    if (this.#settled) cut();
+    else process.nextTick(cut);
+    if (first) this.emit('down', reason, this.#lastError);
+  }
+
+  #judge(verdict: OpenVerdict): void {
+    // A node going away fails its opens; that is not what this counts.
+    if (this.ending || !this.#health.record(verdict)) return;
+    const delayMs = this.#health.backoffMs();
+    this.#log.warn(
+      {
+        nodeId: this.nodeId,
+        failures: this.#options.streamHealth.failureLimit,
+        probeInMs: delayMs,
+      },
+      'node out of the pool: its stream opens keep failing',
+    );
+    this.emit('ejected');
+    this.#scheduleProbe(delayMs);
+  }
+
+  #scheduleProbe(delayMs: number): void {
+    clearTimeout(this.#probeTimer);
+    this.#probeTimer = setTimeout(() => void this.#probeAndJudge(), delayMs);
+    this.#probeTimer.unref();
+  }
+
+  async #probeAndJudge(): Promise<void> {
+    const verdict = await this.#probe();
+    if (this.ending) return;
+    if (this.#health.probed(verdict)) {
+      this.#log.info({ nodeId: this.nodeId }, 'node back in the pool: it answered a probe');
+      this.emit('restored');
+      return;
+    }
+    const nextMs = this.#health.backoffMs();
+    this.#log.info({ nodeId: this.nodeId, probeInMs: nextMs }, 'node probe failed');
+    this.#scheduleProbe(nextMs);
+  }
+
+  /** Opens a stream the node must refuse by its policy; 'answered' when it did. */
+  async #probe(): Promise<OpenVerdict> {
+    if (this.ending) return 'failed';
+    const exitIp = this.hello.exitIps[0] as string;
+    const target: StreamTarget = { ...PROBE_TARGET, exitIp, streamLabel: 'ipcola-health-probe' };
+    let verdict: OpenVerdict = 'failed';
+    try {
+      const stream = requestConnect(this.#session, target, exitIp);
+      this.#track(stream, target.streamLabel);
+      const opened = await awaitConnectAnswer(
+        stream,
+        target,
+        this.nodeId,
+        this.#options.pingTimeoutMs,
+        (judged) => {
+          verdict = judged;
+        },
+      );
+      opened.destroy();
+    } catch {
+      // The verdict says what happened; the error itself is the node's refusal.
+    }
+    return verdict;
   }
 
   #watchSession(): void {
@@ -207,6 +320,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     });
     session.once('close', () => {
       clearTimeout(this.#handshakeTimer);
+      clearTimeout(this.#probeTimer);
       this.#heartbeat?.stop();
       const reason = this.#downReason ?? (this.#lastError ? 'error' : 'closed');
       this.emit('close', reason, this.#lastError);

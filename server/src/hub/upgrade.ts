@@ -5,6 +5,8 @@
 import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import {
+  AGENT_INSTANCE_HEADER,
+  AGENT_INSTANCE_PATTERN,
   HELLO_HEADER,
   NODE_ID_HEADER,
   type NodeHello,
@@ -21,7 +23,13 @@ export interface Refusal {
 }
 
 export type UpgradeCheck =
-  | { ok: true; token: string; hello: NodeHello }
+  | {
+      ok: true;
+      token: string;
+      hello: NodeHello;
+      /** The agent process's id; undefined from agents that send none (older versions). */
+      instance: string | undefined;
+    }
   | { ok: false; refusal: Refusal };
 
 const TOKEN_MAX_LENGTH = 512;
@@ -51,7 +59,14 @@ export function checkUpgradeRequest(req: IncomingMessage): UpgradeCheck {
   if (typeof helloText !== 'string') return refuse(400, `the ${HELLO_HEADER} header is missing`);
   const hello = parseHello(helloText);
   if (!hello.ok) return refuse(400, hello.reason);
-  return { ok: true, token, hello: hello.hello };
+  const instance = req.headers[AGENT_INSTANCE_HEADER];
+  if (
+    instance !== undefined &&
+    !(typeof instance === 'string' && AGENT_INSTANCE_PATTERN.test(instance))
+  ) {
+    return refuse(400, `the ${AGENT_INSTANCE_HEADER} header must be 16-64 base64url characters`);
+  }
+  return { ok: true, token, hello: hello.hello, instance };
 }
 
 export function refusal(status: number, message: string, headers?: Record<string, string>) {
