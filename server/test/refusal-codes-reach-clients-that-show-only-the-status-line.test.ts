@@ -1,6 +1,7 @@
 /**
- * Many clients show only the status line of a refused CONNECT (curl's error, Python's
- * http.client, undici, got, Chromium), never its X-IPCola-Error header or body. So every
+ * Many clients show only the status line of a refused CONNECT (curl -v, Python's
+ * http.client), never its X-IPCola-Error header or body; undici shows only the status
+ * code. So every
  * refusal of the HTTP proxy has its code as the reason phrase (`HTTP/1.1 407 auth_failed`,
  * which RFC 9112 allows): CONNECT refusals, forward-proxy refusals, and the requests Node
  * cannot parse (`400 bad_params`, `431 bad_params`).

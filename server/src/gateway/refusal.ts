@@ -14,8 +14,9 @@ const RETRY_AFTER_SECONDS = 1;
 
 /**
  * The status line parts and headers of an HTTP proxy refusal (DESIGN.md section 5). The
- * reason phrase is the code itself (RFC 9112 lets it be any text): curl, undici, got and
- * Chromium show only the status line of a refused CONNECT, never its headers or body.
+ * reason phrase is the code itself (RFC 9112 lets it be any text): of a refused CONNECT,
+ * curl and Python's http.client show only the status line, never its headers or body
+ * (undici and Chromium show even less: the status code).
  * `retryAfterSeconds`, when the refusal knows it (a block's time left), is the Retry-After.
  */
 export function refusalHeaders(
