@@ -165,6 +165,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
 
     const gateway = createGateway({
       authFailures: proxyAuthFailures,
+      timeouts: { handshakeMs: config.proxyHandshakeTimeoutMs },
       observer: metrics.gateway,
       logger,
       sessions: hotState.sessions,

@@ -35,6 +35,7 @@ describe('configuration', () => {
     assert.equal(config.upstreamProbeIntervalMs, 10_000);
     assert.equal(config.usageFlushIntervalMs, 5_000);
     assert.equal(config.authFailureLimit, 30);
+    assert.equal(config.proxyHandshakeTimeoutMs, 10_000);
     assert.equal(config.metricsToken, undefined);
     assert.equal(config.strictApiAnswers, false);
     assert.deepEqual(config.nodeEarnings, { minorPerGb: 10, currency: 'usd' });
@@ -149,6 +150,7 @@ describe('configuration', () => {
     ['USAGE_FLUSH_INTERVAL_MS', { USAGE_FLUSH_INTERVAL_MS: '99' }, /out of range/],
     ['USAGE_FLUSH_INTERVAL_MS', { USAGE_FLUSH_INTERVAL_MS: '1e3' }, /not a whole number/],
     ['AUTH_FAILURE_LIMIT', { AUTH_FAILURE_LIMIT: '0' }, /out of range/],
+    ['PROXY_HANDSHAKE_TIMEOUT_MS', { PROXY_HANDSHAKE_TIMEOUT_MS: '99' }, /out of range/],
     ['METRICS_TOKEN', { METRICS_TOKEN: 'short' }, /24-256 visible ASCII/],
     ['NODE_EARNINGS_MINOR_PER_GB', { NODE_EARNINGS_MINOR_PER_GB: '0.5' }, /not a whole number/],
     ['NODE_EARNINGS_MINOR_PER_GB', { NODE_EARNINGS_MINOR_PER_GB: '1000001' }, /out of range/],

@@ -30,7 +30,11 @@ test('the README error table lists exactly the catalogue codes, with the same HT
     const row = documented.get(code);
     assert.equal(row?.status, spec.status, `${code} HTTP status`);
     const socks =
-      spec.socks === 'auth' ? 'auth failure' : `0x${spec.socks.toString(16).padStart(2, '0')}`;
+      spec.socks === 'auth'
+        ? 'auth failure'
+        : spec.socks === 'close'
+          ? '(connection closed)'
+          : `0x${spec.socks.toString(16).padStart(2, '0')}`;
     assert.equal(row?.socks, socks, `${code} SOCKS reply`);
   }
 });

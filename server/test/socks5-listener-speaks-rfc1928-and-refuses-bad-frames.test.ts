@@ -256,7 +256,7 @@ function domainConnect(domain: string, port: number): Buffer {
 /** The catalogue's REP byte for a code answered with one. */
 function repOf(code: ProxyErrorCode): number {
   const socks = PROXY_ERRORS[code].socks;
-  if (socks === 'auth') throw new Error(`${code} has no REP byte`);
+  if (typeof socks !== 'number') throw new Error(`${code} has no REP byte`);
   return socks;
 }
 const replyHex = (rep: number) => `05${rep.toString(16).padStart(2, '0')}0001000000000000`;
@@ -460,10 +460,11 @@ describe('socks5 listener: refusals follow the error catalogue', () => {
       for (const code of CODES) {
         refuseWith = code;
         const socks = PROXY_ERRORS[code].socks;
-        const rep = socks === 'auth' ? 0x02 : socks;
         const client = await RawClient.open(gateway.port);
         client.write(greeting(0x02), GOOD_AUTH, ipv4Connect(echo));
-        assert.equal((await client.closed()).toString('hex'), `05020100${replyHex(rep)}`, code);
+        // 'close': the connection is closed without a reply.
+        const answer = socks === 'close' ? '' : replyHex(socks === 'auth' ? 0x02 : socks);
+        assert.equal((await client.closed()).toString('hex'), `05020100${answer}`, code);
       }
       assert.equal(gateway.tunnels, 0);
       refuseWith = null;
@@ -490,8 +491,12 @@ describe('socks5 listener: refusals follow the error catalogue', () => {
         client.write(greeting(0x02));
         assert.equal((await client.read(2)).toString('hex'), '0502');
         client.write(GOOD_AUTH);
-        if (socks === 'auth') {
-          assert.equal((await client.closed()).toString('hex'), '0101', code);
+        if (socks === 'auth' || socks === 'close') {
+          assert.equal(
+            (await client.closed()).toString('hex'),
+            socks === 'auth' ? '0101' : '',
+            code,
+          );
           continue;
         }
         assert.equal((await client.read(2)).toString('hex'), '0100', code);

@@ -641,9 +641,11 @@ function clientAddress(req: Request): string {
 }
 
 function tooManyLogins(blockedMs: number) {
+  const seconds = Math.ceil(blockedMs / 1000);
   return ipcolaError(
     'rate_limited',
-    `Too many failed log-ins from this address: try again in ${Math.ceil(blockedMs / 1000)} s`,
+    `Too many failed log-ins from this address: try again in ${seconds} s`,
+    { retryAfterSeconds: seconds },
   );
 }
 

@@ -182,6 +182,9 @@ export const apiErrorHandler: ErrorRequestHandler = (error, req, res, _next) => 
   if (isIPColaError(error)) {
     code = error.code;
     message = error.message;
+    if (error.retryAfterSeconds !== undefined && !res.headersSent) {
+      res.setHeader('Retry-After', String(error.retryAfterSeconds));
+    }
   } else if (isBodyParserError(error)) {
     [code, message] = bodyParserRefusal(error);
   } else {

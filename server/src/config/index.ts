@@ -49,6 +49,8 @@ export interface Config {
   readonly allowanceChunkBytes: number;
   /** Failed sign-ins (proxy or log-in) per client address and minute before it is refused. */
   readonly authFailureLimit: number;
+  /** From accept until a proxy request's headers (or the SOCKS5 handshake) are complete. */
+  readonly proxyHandshakeTimeoutMs: number;
   /** Bearer token for GET /metrics; unset, only loopback clients may read it. */
   readonly metricsToken: string | undefined;
   /** An API answer off the OpenAPI document becomes a 500 (for tests); else it is only logged. */
@@ -158,6 +160,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       read('AUTH_FAILURE_LIMIT') ?? '30',
       1,
       1_000_000,
+    ),
+    proxyHandshakeTimeoutMs: integer(
+      'PROXY_HANDSHAKE_TIMEOUT_MS',
+      read('PROXY_HANDSHAKE_TIMEOUT_MS') ?? '10000',
+      100,
+      300_000,
     ),
     metricsToken: token('METRICS_TOKEN', read('METRICS_TOKEN')),
     strictApiAnswers: bool('STRICT_API_ANSWERS', read('STRICT_API_ANSWERS'), false),

@@ -18,8 +18,11 @@ export type ProxyStatusType =
   | 'connection_terminated'
   | 'proxy_internal_error';
 
-/** SOCKS5: 'auth' is a failed RFC 1929 sub-negotiation; a number is the RFC 1928 REP field. */
-export type SocksReply = 'auth' | 0x01 | 0x02 | 0x03 | 0x04 | 0x05 | 0x07 | 0x08;
+/**
+ * SOCKS5: 'auth' is a failed RFC 1929 sub-negotiation; 'close' is no reply, the connection is
+ * closed (a handshake that ran out of time); a number is the RFC 1928 REP field.
+ */
+export type SocksReply = 'auth' | 'close' | 0x01 | 0x02 | 0x03 | 0x04 | 0x05 | 0x07 | 0x08;
 
 interface ProxyCodeSpec {
   readonly status: number;
@@ -95,6 +98,16 @@ export const PROXY_ERRORS = {
     true,
     'The exit node dropped the connection',
   ),
+  // RFC 9209 has no type for a client that is too slow; http_request_error is the one for a
+  // client (4xx) error the intermediary answers itself, which this is (not a denial, nor a
+  // timeout towards the next hop, which is what the connection_*_timeout types describe).
+  request_timeout: spec(
+    408,
+    'close',
+    'http_request_error',
+    false,
+    'The client did not finish its request or handshake in time',
+  ),
 } as const satisfies Record<string, ProxyCodeSpec>;
 
 export const API_ERRORS = {
@@ -119,17 +132,25 @@ export type ProxyErrorCode = keyof typeof PROXY_ERRORS;
 export type ApiErrorCode = keyof typeof API_ERRORS;
 export type ErrorCode = ProxyErrorCode | ApiErrorCode;
 
+export interface IPColaErrorOptions {
+  cause?: unknown;
+  /** Seconds until a retry can succeed, when known (a block's time left): the edges' Retry-After. */
+  retryAfterSeconds?: number;
+}
+
 /** An expected refusal: it has a code from the catalogue and an HTTP status. */
 export class IPColaError extends Error {
   readonly status: number;
+  readonly retryAfterSeconds: number | undefined;
   constructor(
     readonly code: ErrorCode,
     message?: string,
-    options?: { cause?: unknown },
+    options?: IPColaErrorOptions,
   ) {
     super(message ?? describe(code), options);
     this.name = 'IPColaError';
     this.status = statusOf(code);
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 
@@ -137,7 +158,7 @@ export class IPColaError extends Error {
 export function ipcolaError(
   code: ErrorCode,
   message?: string,
-  options?: { cause?: unknown },
+  options?: IPColaErrorOptions,
 ): IPColaError {
   return new IPColaError(code, message, options);
 }

@@ -197,9 +197,11 @@ export function createAccess(options: AccessOptions): Access {
 }
 
 function tooManyFailures(blockedMs: number): IPColaError {
+  const seconds = Math.ceil(blockedMs / 1000);
   return ipcolaError(
     'rate_limited',
-    `too many failed sign-ins from this address: refused for ${Math.ceil(blockedMs / 1000)} s`,
+    `too many failed sign-ins from this address: refused for ${seconds} s`,
+    { retryAfterSeconds: seconds },
   );
 }
 

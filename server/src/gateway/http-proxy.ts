@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { parseAuthority } from '@ipcola/agent/protocol';
-import { ipcolaError, isIPColaError } from '../errors/index.ts';
+import { type IPColaError, ipcolaError, isIPColaError } from '../errors/index.ts';
 import { type Logger, newConnectionId } from '../log/index.ts';
 import { SocketMeter, type UsageMeter, type UsageOwner } from '../metering/index.ts';
 import type { GatewayObserver } from '../metrics/index.ts';
@@ -11,6 +11,7 @@ import type { Connector } from './connector.ts';
 import type { Forwarder } from './forwarder.ts';
 import type { OpenTunnels } from './open-tunnels.ts';
 import { asProxyRefusal, refuseConnect, refuseRequest } from './refusal.ts';
+import { ResponsesInFlight } from './responses-in-flight.ts';
 
 export interface HttpProxyOptions {
   access: Access;
@@ -43,6 +44,7 @@ function meterOf(socket: Socket): SocketMeter {
 /** The HTTP proxy listener: absolute-URI forwarding and CONNECT tunnels. */
 export function createHttpProxyServer(options: HttpProxyOptions): Server {
   const { access, allowances, connector, forwarder, tunnels, usage, observer } = options;
+  const responses = new ResponsesInFlight();
 
   /**
    * A keep-alive connection's allowance, reused by its requests while they use one key:
@@ -71,7 +73,11 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     // Node's strict parser only: never insecureHTTPParser (request smuggling).
     insecureHTTPParser: false,
     maxHeaderSize: 16 * 1024,
+    // Counted from a request's first byte (from accept for a new connection) and not reset by
+    // bytes trickling in; Node only checks it every connectionsCheckingInterval, 30 s by
+    // default, which let a 10 s timeout fire after 24-40 s.
     headersTimeout: options.headersTimeoutMs,
+    connectionsCheckingInterval: headersCheckIntervalMs(options.headersTimeoutMs),
     requestTimeout: 0, // uploads may be long; idleness is what we bound
     keepAliveTimeout: 30_000,
     requireHostHeader: false, // the absolute URI names the target
@@ -83,23 +89,26 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     socket.setNoDelay(true);
   });
 
+  const answeringClientError = new WeakSet<Socket>();
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (answeringClientError.has(socket)) return;
     if (!socket.writable) {
       socket.destroy();
       return;
     }
-    // Malformed HTTP (smuggling attempts, bad line ends, oversized headers): refuse and close.
-    observer?.refused('http', 'bad_params');
-    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const text = 'malformed HTTP request\n';
-    socket.end(
-      `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
-        `X-IPCola-Error: bad_params\r\nProxy-Status: ipcola; error=http_request_error; details="bad_params"\r\n` +
-        `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`,
-    );
+    // Headers too slow, or malformed HTTP (smuggling attempts, bad line ends, oversized
+    // headers): refuse and close, after the answers to any requests before it.
+    const { refusal, status } = clientErrorRefusal(error);
+    observer?.refused('http', refusal.code);
+    answeringClientError.add(socket);
+    const place = responses.placeOfParseError(socket);
+    if (place === 'cut') socket.destroy();
+    else if (place === 'now') refuseConnect(socket, refusal, status);
+    else responses.afterEarlierResponses(socket, () => refuseConnect(socket, refusal, status));
   });
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    responses.track(req, res);
     const log = options.logger.child({
       conn: connectionId(req.socket),
       client: req.socket.remoteAddress,
@@ -120,21 +129,31 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     const onError = (error: Error) => log.debug({ err: error }, 'client socket error');
     socket.on('error', onError);
     socket.once('close', () => socket.off('error', onError));
-    void connect(req, socket, head, log).catch((error) => {
-      if (isIPColaError(error)) log.debug({ code: error.code }, 'CONNECT refused');
-      else log.error({ err: error }, 'CONNECT failed');
-      observer?.refused('connect', asProxyRefusal(error).code);
-      refuseConnect(socket, error);
-      settleUnattributed(socket);
+    // A CONNECT pipelined behind requests is answered after them (head, the bytes after
+    // it, waits with it; Node leaves the socket paused until we read).
+    responses.afterEarlierResponses(socket, () => {
+      if (socket.destroyed) {
+        settleUnattributed(socket);
+        return;
+      }
+      void connect(req, socket, head, log).catch((error) => {
+        if (isIPColaError(error)) log.debug({ code: error.code }, 'CONNECT refused');
+        else log.error({ err: error }, 'CONNECT failed');
+        observer?.refused('connect', asProxyRefusal(error).code);
+        refuseConnect(socket, error);
+        settleUnattributed(socket);
+      });
     });
   });
 
   server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
-    refuseConnect(
-      socket,
-      ipcolaError(
-        'bad_params',
-        'upgrades through the forward proxy are not supported: use CONNECT',
+    responses.afterEarlierResponses(socket, () =>
+      refuseConnect(
+        socket,
+        ipcolaError(
+          'bad_params',
+          'upgrades through the forward proxy are not supported: use CONNECT',
+        ),
       ),
     );
   });
@@ -300,6 +319,26 @@ export function resetSocket(socket: Socket): void {
   } catch {
     socket.destroy();
   }
+}
+
+/**
+ * How often Node looks for requests past their headers timeout: a twentieth of it, between
+ * 50 ms and 1 s, so that the timeout fires within 5 % of what is configured (10 s: 500 ms,
+ * a walk over the connections still reading headers twice a second).
+ */
+function headersCheckIntervalMs(headersTimeoutMs: number): number {
+  return Math.min(1_000, Math.max(50, Math.floor(headersTimeoutMs / 20)));
+}
+
+/** The refusal for a request Node's server gave up on, with its status when not the code's. */
+function clientErrorRefusal(error: NodeJS.ErrnoException): {
+  refusal: IPColaError;
+  status?: number;
+} {
+  // Node's own error codes, set by its headers timeout and by llhttp.
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') return { refusal: ipcolaError('request_timeout') };
+  const refusal = ipcolaError('bad_params', 'malformed HTTP request');
+  return error.code === 'HPE_HEADER_OVERFLOW' ? { refusal, status: 431 } : { refusal };
 }
 
 /** Bytes of a refused exchange belong to no key: drop them from the socket's meter. */

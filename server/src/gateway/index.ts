@@ -185,6 +185,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   };
   const socksServer = createSocks5Server<Awaited<ReturnType<Access['admit']>>, SocksUpstream>({
     handshakeTimeoutMs: timeouts.handshakeMs,
+    onHandshakeTimeout: () => options.observer?.refused('socks5', 'request_timeout'),
     logger: logger.child({ protocol: 'socks5' }),
     authenticate: (username, password, client) =>
       access.admit(username, password, client.address).catch(refusedOverSocks),

@@ -9,12 +9,22 @@ import {
   proxySpec,
 } from '../errors/index.ts';
 
-/** Seconds a client should wait before retrying a retryable refusal. */
+/** Seconds a client should wait before retrying a retryable refusal whose wait is not known. */
 const RETRY_AFTER_SECONDS = 1;
 
-/** The status line parts and headers of an HTTP proxy refusal (DESIGN.md section 5). */
-export function refusalHeaders(code: ProxyErrorCode): {
+/**
+ * The status line parts and headers of an HTTP proxy refusal (DESIGN.md section 5). The
+ * reason phrase is the code itself (RFC 9112 lets it be any text): of a refused CONNECT,
+ * curl and Python's http.client show only the status line, never its headers or body
+ * (undici and Chromium show even less: the status code).
+ * `retryAfterSeconds`, when the refusal knows it (a block's time left), is the Retry-After.
+ */
+export function refusalHeaders(
+  code: ProxyErrorCode,
+  retryAfterSeconds?: number,
+): {
   status: number;
+  reason: string;
   headers: Record<string, string>;
 } {
   const spec = proxySpec(code);
@@ -23,9 +33,10 @@ export function refusalHeaders(code: ProxyErrorCode): {
     'X-IPCola-Error': code,
     'Proxy-Status': `ipcola; error=${spec.proxyStatus}; details="${code}"`,
   };
-  if (spec.retryable) headers['Retry-After'] = String(RETRY_AFTER_SECONDS);
+  if (retryAfterSeconds !== undefined) headers['Retry-After'] = String(retryAfterSeconds);
+  else if (spec.retryable) headers['Retry-After'] = String(RETRY_AFTER_SECONDS);
   if (spec.status === 407) headers['Proxy-Authenticate'] = 'Basic realm="ipcola"';
-  return { status: spec.status, headers };
+  return { status: spec.status, reason: code, headers };
 }
 
 /**
@@ -54,31 +65,25 @@ export function refuseRequest(res: ServerResponse, thrown: unknown): void {
     res.destroy();
     return;
   }
-  const { status, headers } = refusalHeaders(error.code);
+  const { status, reason, headers } = refusalHeaders(error.code, error.retryAfterSeconds);
   const text = body(error);
-  res.writeHead(status, { ...headers, 'Content-Length': Buffer.byteLength(text) });
+  res.writeHead(status, reason, { ...headers, 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
 }
 
-/** Answers a CONNECT (a raw socket, no ServerResponse) with a refusal and closes it. */
-export function refuseConnect(socket: Duplex, thrown: unknown): void {
+/**
+ * Answers on a raw socket (a CONNECT, an upgrade, a request Node could not parse: no
+ * ServerResponse) with a refusal and closes it. `status` overrides the code's own (431 for
+ * headers too large, which is still bad_params).
+ */
+export function refuseConnect(socket: Duplex, thrown: unknown, status?: number): void {
   const error = asProxyRefusal(thrown);
   if (socket.destroyed) return;
-  const { status, headers } = refusalHeaders(error.code);
+  const refusal = refusalHeaders(error.code, error.retryAfterSeconds);
+  const { reason, headers } = refusal;
   const text = body(error);
-  const lines = [`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}`];
+  const lines = [`HTTP/1.1 ${status ?? refusal.status} ${reason}`];
   for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
   lines.push(`Content-Length: ${Buffer.byteLength(text)}`, 'Connection: close', '', text);
   socket.end(lines.join('\r\n'));
 }
-
-const REASONS: Record<number, string> = {
-  400: 'Bad Request',
-  402: 'Payment Required',
-  403: 'Forbidden',
-  407: 'Proxy Authentication Required',
-  429: 'Too Many Requests',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout',
-};

@@ -149,7 +149,7 @@ export function parseRequest(buffer: Buffer): Parsed<SocksTarget> {
 /** The REP byte the catalogue gives a code (both codes used here have one). */
 function catalogueRep(code: ProxyErrorCode): number {
   const socks = PROXY_ERRORS[code].socks;
-  return socks === 'auth' ? REP_NOT_ALLOWED : socks;
+  return typeof socks === 'number' ? socks : REP_NOT_ALLOWED;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });

@@ -39,7 +39,9 @@
  *   whose VER is not 0x05: closed at once, no reply (we cannot speak the client's
  *   protocol and it would not understand ours).
  * - handshakeTimeoutMs is one deadline from accept until the CONNECT request is fully
- *   read (authenticate() time included): it closes silent, slow or stalled clients.
+ *   read (authenticate() time included): it closes silent, slow or stalled clients,
+ *   without a reply (the catalogue's request_timeout, whose reply is 'close'; a callback
+ *   that throws that code closes the connection the same way).
  *   connect() is not under it; its own deadline is the connector's (target_timeout).
  * - After a refusal the reply is written, our side is ended, and what the client still
  *   sends is read and discarded for up to handshakeTimeoutMs, so that closing with
@@ -91,6 +93,8 @@ export interface Destroyable {
 export interface Socks5Options<Auth, Upstream extends Destroyable> {
   /** From accept until the CONNECT request is read; then the client is closed. */
   handshakeTimeoutMs: number;
+  /** Told of each client closed for running out of handshakeTimeoutMs (request_timeout). */
+  onHandshakeTimeout?: (client: SocksClient) => void;
   logger: Logger;
   /**
    * Checks the RFC 1929 credentials (username 1-255 bytes, password 0-255 bytes, both
@@ -237,6 +241,7 @@ class Socks5Connection<Auth, Upstream extends Destroyable> {
     this.#timer = undefined;
     if (!this.#inHandshake()) return;
     this.#log.debug({ phase: this.#phase }, 'socks5: handshake timed out');
+    this.#options.onHandshakeTimeout?.(this.#client);
     this.#destroy();
   };
 
@@ -326,6 +331,10 @@ class Socks5Connection<Auth, Upstream extends Destroyable> {
     } catch (error) {
       if (this.#phase !== 'authenticating') return;
       const rep = this.#replyFor(error, 'authenticate');
+      if (rep === 'close') {
+        this.#destroy();
+        return;
+      }
       if (rep === 'auth') {
         this.#refuse(authReply(false));
         return;
@@ -378,7 +387,8 @@ class Socks5Connection<Auth, Upstream extends Destroyable> {
         return;
       }
       const rep = this.#replyFor(error, 'connect');
-      this.#refuse(reply(rep === 'auth' ? REP_NOT_ALLOWED : rep));
+      if (rep === 'close') this.#destroy();
+      else this.#refuse(reply(rep === 'auth' ? REP_NOT_ALLOWED : rep));
       return;
     }
     if (this.#phase !== 'connecting' || this.#socket.destroyed) {
@@ -411,8 +421,8 @@ class Socks5Connection<Auth, Upstream extends Destroyable> {
     }
   }
 
-  /** The reply for a refusal: 'auth' (RFC 1929 failure) or a REP byte. */
-  #replyFor(error: unknown, stage: 'authenticate' | 'connect'): 'auth' | number {
+  /** The reply for a refusal: 'auth' (RFC 1929 failure), 'close' (none) or a REP byte. */
+  #replyFor(error: unknown, stage: 'authenticate' | 'connect'): 'auth' | 'close' | number {
     if (isIPColaError(error) && isProxyErrorCode(error.code)) {
       this.#log.info({ code: error.code, stage }, 'socks5: refused');
       return PROXY_ERRORS[error.code].socks;
