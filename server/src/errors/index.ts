@@ -105,6 +105,10 @@ export const API_ERRORS = {
   not_found: api(404, 'No such resource'),
   method_not_allowed: api(405, 'Method not allowed'),
   email_taken: api(409, 'An account with this email already exists'),
+  passwordless_cidr_taken: api(
+    409,
+    'A password-less range overlaps one that another key already has (any account)',
+  ),
   idempotency_conflict: api(
     409,
     'The Idempotency-Key was used for a different request, or that request is still running',
@@ -119,17 +123,28 @@ export type ProxyErrorCode = keyof typeof PROXY_ERRORS;
 export type ApiErrorCode = keyof typeof API_ERRORS;
 export type ErrorCode = ProxyErrorCode | ApiErrorCode;
 
+export interface IPColaErrorOptions {
+  cause?: unknown;
+  /** When trying again can work (rate limits): whole seconds, the `Retry-After` the API sends. */
+  retryAfterSeconds?: number;
+}
+
 /** An expected refusal: it has a code from the catalogue and an HTTP status. */
 export class IPColaError extends Error {
   readonly status: number;
+  readonly retryAfterSeconds: number | undefined;
   constructor(
     readonly code: ErrorCode,
     message?: string,
-    options?: { cause?: unknown },
+    options?: IPColaErrorOptions,
   ) {
-    super(message ?? describe(code), options);
+    super(
+      message ?? describe(code),
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = 'IPColaError';
     this.status = statusOf(code);
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 
@@ -137,7 +152,7 @@ export class IPColaError extends Error {
 export function ipcolaError(
   code: ErrorCode,
   message?: string,
-  options?: { cause?: unknown },
+  options?: IPColaErrorOptions,
 ): IPColaError {
   return new IPColaError(code, message, options);
 }

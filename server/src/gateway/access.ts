@@ -6,6 +6,7 @@ import {
   type ProxyCredentials,
   parseBasicProxyAuthorization,
   parseProxyUsername,
+  parseUsernameParameters,
 } from './credentials.ts';
 
 /** What the gateway needs to know of an API key. */
@@ -18,6 +19,12 @@ export interface ProxyKey {
   allowedCountries?: readonly string[] | null;
   /** CIDRs the key may be used from. Null: anywhere. */
   clientAllowlist?: readonly string[] | null;
+}
+
+/** A key that connections without credentials from one of its client ranges are. */
+export interface PasswordlessKey extends ProxyKey {
+  /** Username parameters without the key id (`country-us`), '' for none. */
+  defaultTargeting: string;
 }
 
 /** Where a held connection comes from and what it targets, for enforce(). */
@@ -46,14 +53,29 @@ export interface AccessOptions {
   checkKey?: (key: ProxyKey) => Promise<void>;
   /** Failed sign-ins per client address; past the allowance the address is refused. */
   failures?: AuthFailureLimit;
+  /**
+   * The live key one of whose password-less ranges holds the address, else null. Cached
+   * per address for cacheTtlMs like verifications; none: every connection needs credentials.
+   */
+  passwordlessKey?: (address: string) => Promise<PasswordlessKey | null>;
   now?: () => number;
 }
 
 export interface Access {
   /** From a `Proxy-Authorization` header value, for a client at `address`. */
   admitHeader(header: string | undefined, address: string | undefined): Promise<Admission>;
-  /** From a username and password (SOCKS5), for a client at `address`. */
+  /**
+   * From a username and password (SOCKS5), for a client at `address`. An empty password
+   * from a password-less range of the key the username names admits that key with the
+   * username's targeting.
+   */
   admit(username: string, password: string, address: string | undefined): Promise<Admission>;
+  /**
+   * A client that presents no credentials at all: the key whose password-less range holds
+   * its address, with the key's default targeting, or null when there is none (the caller
+   * then asks for credentials). The key's own checks (allow-list, countries, credit) apply.
+   */
+  admitWithoutCredentials(address: string | undefined): Promise<Admission | null>;
   /**
    * Takes one of the key's concurrent-connection slots for as long as a connection
    * (or a forwarded request) is open; throws rate_limited when none is left. `cut`
@@ -103,21 +125,65 @@ export function createAccess(options: AccessOptions): Access {
     return key;
   };
 
+  const passwordless = new Map<string, { key: PasswordlessKey | null; until: number }>();
+  /** The password-less key of the address, as the database said at most cacheTtlMs ago. */
+  const passwordlessKeyOf = async (
+    address: string | undefined,
+  ): Promise<PasswordlessKey | null> => {
+    if (!options.passwordlessKey || address === undefined) return null;
+    const hit = passwordless.get(address);
+    let key = hit && hit.until > now() ? hit.key : undefined;
+    if (key === undefined) {
+      key = await options.passwordlessKey(address);
+      if (passwordless.size >= CACHE_LIMIT) passwordless.clear();
+      passwordless.set(address, { key, until: now() + options.cacheTtlMs });
+    }
+    return key?.scopes.includes('proxy') ? key : null;
+  };
+
   const { failures } = options;
+  const refuseBlocked = (from: string) => {
+    const blocked = failures?.blockedFor(from) ?? 0;
+    if (blocked > 0) throw tooManyFailures(blocked);
+  };
   const admit = async (
     username: string,
     password: string,
     address: string | undefined,
   ): Promise<Admission> => {
     const from = address ?? 'unknown';
-    const blocked = failures?.blockedFor(from) ?? 0;
-    if (blocked > 0) throw tooManyFailures(blocked);
+    refuseBlocked(from);
     const credentials = parseProxyUsername(username);
-    const key = await verify(credentials.keyId, password);
+    let key: ProxyKey | null = null;
+    if (password === '') {
+      const own = await passwordlessKeyOf(address);
+      if (own?.id === credentials.keyId) key = own;
+    }
+    key ??= await verify(credentials.keyId, password);
     if (!key?.scopes.includes('proxy')) {
       const nowBlocked = (await failures?.recordFailure(from)) ?? 0;
       throw nowBlocked > 0 ? tooManyFailures(nowBlocked) : refusal('auth_failed');
     }
+    return admitKey(key, credentials, address);
+  };
+
+  const admitWithoutCredentials = async (
+    address: string | undefined,
+  ): Promise<Admission | null> => {
+    const key = await passwordlessKeyOf(address);
+    if (!key) return null;
+    refuseBlocked(address ?? 'unknown');
+    const { targeting, session } = parseUsernameParameters(key.defaultTargeting);
+    return admitKey(key, { keyId: key.id, targeting, session }, address);
+  };
+
+  /** The checks every admission passes once the key is known. */
+  const admitKey = async (
+    key: ProxyKey,
+    credentials: ProxyCredentials,
+    address: string | undefined,
+  ): Promise<Admission> => {
+    const from = address ?? 'unknown';
     if (key.clientAllowlist && !inAllowlist(address, key.clientAllowlist)) {
       throw ipcolaError('ip_not_allowed', `this key is not to be used from ${from}`);
     }
@@ -155,7 +221,12 @@ export function createAccess(options: AccessOptions): Access {
 
   return {
     admit,
+    admitWithoutCredentials,
     async admitHeader(header, address) {
+      if (header === undefined || header.trim() === '') {
+        const admission = await admitWithoutCredentials(address);
+        if (admission) return admission;
+      }
       const { username, password } = parseBasicProxyAuthorization(header);
       return admit(username, password, address);
     },

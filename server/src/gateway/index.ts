@@ -6,7 +6,7 @@ import type { Logger } from '../log/index.ts';
 import { SocketMeter, type UsageMeter } from '../metering/index.ts';
 import type { GatewayObserver } from '../metrics/index.ts';
 import type { SessionTable } from '../store/index.ts';
-import { type Access, createAccess, type ProxyKey } from './access.ts';
+import { type Access, createAccess, type PasswordlessKey, type ProxyKey } from './access.ts';
 import { type Connector, createConnector, type Target, type Upstream } from './connector.ts';
 import { type Exit, ExitIndex, type ExitType, type RegionCount } from './exit-index.ts';
 import { createForwarder } from './forwarder.ts';
@@ -25,6 +25,8 @@ export interface GatewayOptions {
   sessions: SessionTable;
   usage: UsageMeter;
   verifyKey(keyId: string, secret: string): Promise<ProxyKey | null>;
+  /** The live key whose password-less ranges hold a client address; none when absent. */
+  passwordlessKey?: (address: string) => Promise<PasswordlessKey | null>;
   /** Opens a stream to target through the exit's node (the hub). */
   openStream(exit: Exit, target: Target): Promise<Duplex>;
   /** Credit, monthly caps and revocation, enforced on new and open connections; none when absent. */
@@ -93,6 +95,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     cacheTtlMs: timeouts.keyCacheMs,
     checkKey: async (key) => guard?.admit(key.id),
     ...(options.authFailures ? { failures: options.authFailures } : {}),
+    ...(options.passwordlessKey ? { passwordlessKey: options.passwordlessKey } : {}),
   });
   const connector: Connector = createConnector({
     exits,
@@ -162,6 +165,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     logger: logger.child({ protocol: 'socks5' }),
     authenticate: (username, password, client) =>
       access.admit(username, password, client.address).catch(refusedOverSocks),
+    admitWithoutAuthentication: (client) =>
+      access.admitWithoutCredentials(client.address).catch(refusedOverSocks),
     async connect(admission, target, client) {
       const cutter = { cut: () => {} };
       const releaseSlot = access.hold(admission.key, () => cutter.cut(), {
