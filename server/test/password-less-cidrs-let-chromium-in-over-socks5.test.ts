@@ -94,7 +94,7 @@ describe('password-less CIDRs', () => {
     (proxyAuthorization ? `Proxy-Authorization: ${proxyAuthorization}\r\n` : '') +
     'Connection: close\r\n\r\n';
 
-  test('Chromium over socks5:// with no credentials reaches the target through the default exit, metered to the key', async () => {
+  test('Chromium over socks5:// with no credentials reaches the target through the default exit, metered to the key', async (t) => {
     chromiumDir = await mkdtemp(path.join(tmpdir(), 'ipcola-chromium-'));
     const context = await chromium.launchPersistentContext(chromiumDir, {
       executablePath: '/usr/bin/chromium',
@@ -127,6 +127,7 @@ describe('password-less CIDRs', () => {
       'the browser traffic metered to the password-less key',
     );
     assert.ok(carried > 100, `${carried} bytes metered`);
+    t.diagnostic(`${carried} bytes of Chromium's traffic metered to the password-less key`);
   });
 
   test('an HTTP request without Proxy-Authorization from the range is the key; from elsewhere it is auth_required', async () => {
@@ -173,7 +174,7 @@ describe('password-less CIDRs', () => {
     );
   });
 
-  test("the key's allow-list still applies, and a change reaches the gateway within about a second", async () => {
+  test("the key's allow-list still applies, and a change reaches the gateway within about a second", async (t) => {
     const patch = (body: object) =>
       net.api(`/v1/keys/${key.id}`, { method: 'PATCH', body: JSON.stringify(body) });
     assert.equal((await patch({ client_allowlist: ['127.0.0.2/32'] })).status, 200);
@@ -197,6 +198,7 @@ describe('password-less CIDRs', () => {
     );
     const tookMs = performance.now() - changedAt;
     assert.ok(tookMs < 2_000, `the removal took effect after ${Math.round(tookMs)} ms`);
+    t.diagnostic(`a removed range stopped admitting after ${Math.round(tookMs)} ms`);
     assert.equal((await patch({ passwordless_cidrs: ['127.0.0.1/32'] })).status, 200);
   });
 

@@ -207,7 +207,10 @@ export interface paths {
         /**
          * Create an API key; its secret is shown in this answer only.
          * @description The key id is the proxy username (followed by targeting parameters), the
-         *     secret the proxy password; `KEYID.SECRET` is the bearer token for this API.
+         *     secret the proxy password; `KEYID.SECRET` is the bearer token for this API
+         *     when the key has the `api` scope. A key is `proxy` only unless `scopes` asks
+         *     for `api`, so a proxy password copied out of a scraper's configuration cannot
+         *     make or revoke keys. Takes every setting `PATCH /v1/keys/{id}` takes.
          *     Only a hash of the secret is kept: it cannot be shown again.
          */
         post: operations["createKey"];

@@ -125,19 +125,29 @@ export function createAccess(options: AccessOptions): Access {
     return key;
   };
 
-  const passwordless = new Map<string, { key: PasswordlessKey | null; until: number }>();
+  /**
+   * Per client address: the lookup (shared by the connections that arrive while it runs,
+   * so a burst from one address is one query) and until when its answer is reused.
+   */
+  const passwordless = new Map<string, { key: Promise<PasswordlessKey | null>; until: number }>();
   /** The password-less key of the address, as the database said at most cacheTtlMs ago. */
   const passwordlessKeyOf = async (
     address: string | undefined,
   ): Promise<PasswordlessKey | null> => {
-    if (!options.passwordlessKey || address === undefined) return null;
-    const hit = passwordless.get(address);
-    let key = hit && hit.until > now() ? hit.key : undefined;
-    if (key === undefined) {
-      key = await options.passwordlessKey(address);
+    const { passwordlessKey } = options;
+    if (!passwordlessKey || address === undefined) return null;
+    let hit = passwordless.get(address);
+    if (!hit || hit.until <= now()) {
       if (passwordless.size >= CACHE_LIMIT) passwordless.clear();
-      passwordless.set(address, { key, until: now() + options.cacheTtlMs });
+      const entry = { key: passwordlessKey(address), until: now() + options.cacheTtlMs };
+      // A failed lookup is not remembered: the next connection asks again.
+      entry.key.catch(() => {
+        if (passwordless.get(address) === entry) passwordless.delete(address);
+      });
+      passwordless.set(address, entry);
+      hit = entry;
     }
+    const key = await hit.key;
     return key?.scopes.includes('proxy') ? key : null;
   };
 
