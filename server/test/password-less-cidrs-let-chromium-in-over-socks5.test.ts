@@ -186,8 +186,40 @@ describe('password-less CIDRs', () => {
       3_000,
       'ip_not_allowed for a password-less client outside the allow-list',
     );
-    assert.equal((await patch({ client_allowlist: null, passwordless_cidrs: [] })).status, 200);
+    assert.equal((await patch({ client_allowlist: null })).status, 200);
+    await eventually(
+      async () =>
+        /^HTTP\/1\.1 200 /.test(
+          (await talk(net.ports.proxy, forward(), '127.0.0.1')).toString('latin1'),
+        ),
+      3_000,
+      'admitted again once the allow-list is lifted',
+    );
+
+    // A tunnel opened without credentials, carrying requests, while the range is the key's.
+    const tunnel = connect({ port: net.ports.proxy, host: '127.0.0.1' });
+    tunnel.on('error', () => {});
+    let tunnelClosed = false;
+    tunnel.once('close', () => {
+      tunnelClosed = true;
+    });
+    let seen = '';
+    tunnel.setEncoding('latin1').on('data', (chunk: string) => {
+      seen += chunk;
+    });
+    const authority = `127.0.0.1:${net.targetPort}`;
+    tunnel.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
+    await eventually(() => seen.includes('\r\n\r\n'), 10_000, 'the CONNECT answer');
+    assert.match(seen, /^HTTP\/1\.1 200 /);
+    tunnel.write(`GET / HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
+    await eventually(() => seen.endsWith('127.0.0.12'), 10_000, 'an answer through the tunnel');
+
+    assert.equal((await patch({ passwordless_cidrs: [] })).status, 200);
     const changedAt = performance.now();
+    await eventually(() => tunnelClosed, 5_000, 'the open tunnel cut');
+    const cutMs = performance.now() - changedAt;
+    assert.ok(cutMs < 2_000, `the open tunnel was cut ${Math.round(cutMs)} ms after the removal`);
+    t.diagnostic(`an open password-less tunnel was cut ${Math.round(cutMs)} ms after the removal`);
     await eventually(
       async () =>
         /X-IPCola-Error: auth_required/i.test(

@@ -110,8 +110,16 @@ export function createAccess(options: AccessOptions): Access {
   /** The cut function and admission time of every open connection, per key. */
   const open = new Map<
     string,
-    Set<{ cut: () => void; admittedAt: number; from: HeldFrom | undefined }>
+    Set<{
+      cut: () => void;
+      admittedAt: number;
+      from: HeldFrom | undefined;
+      /** Admitted for its address, without a secret: held only while a range holds it. */
+      passwordless: boolean;
+    }>
   >();
+  /** The key objects password-less lookups answered: hold() tells those admissions by them. */
+  const passwordlessAdmitted = new WeakSet<ProxyKey>();
 
   const verify = async (keyId: string, secret: string): Promise<ProxyKey | null> => {
     // The cache key holds a digest of the secret, never the secret, and a wrong secret
@@ -148,7 +156,9 @@ export function createAccess(options: AccessOptions): Access {
       hit = entry;
     }
     const key = await hit.key;
-    return key?.scopes.includes('proxy') ? key : null;
+    if (!key?.scopes.includes('proxy')) return null;
+    passwordlessAdmitted.add(key);
+    return key;
   };
 
   const { failures } = options;
@@ -217,7 +227,7 @@ export function createAccess(options: AccessOptions): Access {
       slots = new Set();
       open.set(key.id, slots);
     }
-    const slot = { cut, admittedAt: now(), from };
+    const slot = { cut, admittedAt: now(), from, passwordless: passwordlessAdmitted.has(key) };
     slots.add(slot);
     let released = false;
     return () => {
@@ -246,6 +256,18 @@ export function createAccess(options: AccessOptions): Access {
     enforce(keyId, rules) {
       const held = open.get(keyId);
       if (!held) return 0;
+      // A range taken from the key (or the key disabled) ends its password-less connections
+      // too: each is looked up again (cached per address for cacheTtlMs) and cut if its
+      // address is no longer this key's. Asynchronous, so not in the count returned.
+      for (const slot of held) {
+        if (!slot.passwordless || slot.from?.address === undefined) continue;
+        passwordlessKeyOf(slot.from.address).then(
+          (key) => {
+            if (key?.id !== keyId) slot.cut();
+          },
+          () => {}, // the database did not answer: judged again at the next check
+        );
+      }
       // Runs for every key in use every check: most keys have nothing to cut.
       const restricted = rules.clientAllowlist !== null || rules.allowedCountries !== null;
       if (!restricted && (rules.maxConcurrency === null || held.size <= rules.maxConcurrency)) {
