@@ -47,7 +47,7 @@ export type {
   KeyView,
   VerifiedKey,
 } from './keys.ts';
-export { DEFAULT_KEY_SCOPES, KEY_SCOPES } from './keys.ts';
+export { KEY_SCOPES } from './keys.ts';
 export type {
   NodeType,
   NodeView,

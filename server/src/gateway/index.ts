@@ -165,8 +165,14 @@ export function createGateway(options: GatewayOptions): Gateway {
     logger: logger.child({ protocol: 'socks5' }),
     authenticate: (username, password, client) =>
       access.admit(username, password, client.address).catch(refusedOverSocks),
-    admitWithoutAuthentication: (client) =>
-      access.admitWithoutCredentials(client.address).catch(refusedOverSocks),
+    admitWithoutAuthentication: async (client) => {
+      const admission = await access
+        .admitWithoutCredentials(client.address)
+        .catch(refusedOverSocks);
+      // No key for the address: refused as a client without credentials always was.
+      if (!admission) options.observer?.refused('socks5', 'auth_required');
+      return admission;
+    },
     async connect(admission, target, client) {
       const cutter = { cut: () => {} };
       const releaseSlot = access.hold(admission.key, () => cutter.cut(), {
