@@ -121,12 +121,13 @@ describe('password-less CIDRs', () => {
           totals: { bytes_up: number; bytes_down: number; requests: number };
         };
         carried = totals.bytes_up + totals.bytes_down;
-        return carried > 0;
+        // The tunnel is metered while open and once more as it closes: wait for the whole
+        // exchange, at least a browser's request headers and the page.
+        return carried >= 500;
       },
       15_000,
       'the browser traffic metered to the password-less key',
     );
-    assert.ok(carried > 100, `${carried} bytes metered`);
     t.diagnostic(`${carried} bytes of Chromium's traffic metered to the password-less key`);
   });
 
