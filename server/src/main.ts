@@ -18,6 +18,7 @@ import { closeServer, listen } from './listeners/index.ts';
 import { createLogger, type Logger } from './log/index.ts';
 import { createUsageMeter, startUsageFlusher, type UsageMeter } from './metering/index.ts';
 import { createMetrics } from './metrics/index.ts';
+import { createSignupLimit } from './signup-limit/index.ts';
 import {
   claimDataDir,
   createMemoryHotState,
@@ -171,6 +172,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       sessions: hotState.sessions,
       usage,
       verifyKey: (keyId, secret) => accounts.verifyKey(keyId, secret),
+      passwordlessKey: (address) => accounts.passwordlessKey(address),
       limits: {
         standing: (keyIds, monthStart) => accounts.keyStanding(keyIds, monthStart),
         allowances: hotState.allowances,
@@ -211,10 +213,19 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       openapiDocument: await readFile(OPENAPI_DOCUMENT, 'utf8'),
       metrics: { registry: metrics.registry, token: config.metricsToken },
       strictAnswers: config.strictApiAnswers,
+      trustProxy: config.trustProxy,
       control: {
         accounts,
         database,
         loginFailures,
+        signups: createSignupLimit({
+          limiter: hotState.rateLimiter({
+            name: 'signups',
+            points: config.signupLimitPerHour,
+            durationSec: 3600,
+          }),
+          onError: (error) => logger.warn({ err: error }, 'counting a sign-up failed'),
+        }),
         onError: (error) => logger.warn({ err: error }, 'keeping an idempotent answer failed'),
         leases: createLeases(database, {
           pin: async (keyId, targeting, session) =>

@@ -39,6 +39,14 @@ describe('configuration', () => {
     assert.equal(config.metricsToken, undefined);
     assert.equal(config.strictApiAnswers, false);
     assert.deepEqual(config.nodeEarnings, { minorPerGb: 10, currency: 'usd' });
+    assert.equal(config.signupLimitPerHour, 5);
+    assert.deepEqual(config.trustProxy, [], 'no proxy is believed');
+  });
+
+  test('TRUST_PROXY lists the CIDRs of the proxies in front; SIGNUP_LIMIT_PER_HOUR is a count', () => {
+    const config = load({ TRUST_PROXY: '10.0.0.0/8, fd00::/8', SIGNUP_LIMIT_PER_HOUR: '20' });
+    assert.deepEqual(config.trustProxy, ['10.0.0.0/8', 'fd00::/8']);
+    assert.equal(config.signupLimitPerHour, 20);
   });
 
   test('the node earnings rate takes whole minor units per GB and a currency in either case', () => {
@@ -151,6 +159,9 @@ describe('configuration', () => {
     ['USAGE_FLUSH_INTERVAL_MS', { USAGE_FLUSH_INTERVAL_MS: '1e3' }, /not a whole number/],
     ['AUTH_FAILURE_LIMIT', { AUTH_FAILURE_LIMIT: '0' }, /out of range/],
     ['PROXY_HANDSHAKE_TIMEOUT_MS', { PROXY_HANDSHAKE_TIMEOUT_MS: '99' }, /out of range/],
+    ['TRUST_PROXY', { TRUST_PROXY: 'loopback' }, /not a CIDR/],
+    ['TRUST_PROXY', { TRUST_PROXY: '10.0.0.0/8,300.1.1.1/32' }, /not a CIDR/],
+    ['SIGNUP_LIMIT_PER_HOUR', { SIGNUP_LIMIT_PER_HOUR: 'many' }, /not a whole number/],
     ['METRICS_TOKEN', { METRICS_TOKEN: 'short' }, /24-256 visible ASCII/],
     ['NODE_EARNINGS_MINOR_PER_GB', { NODE_EARNINGS_MINOR_PER_GB: '0.5' }, /not a whole number/],
     ['NODE_EARNINGS_MINOR_PER_GB', { NODE_EARNINGS_MINOR_PER_GB: '1000001' }, /out of range/],

@@ -21,6 +21,7 @@ const TABLES = [
   'leases',
   'ledger',
   'nodes',
+  'passwordless_cidrs',
   'sessions',
   'settings',
   'upstream_proxies',
@@ -90,7 +91,7 @@ for (const engine of databaseEngines) {
       assert.ok(row);
       assert.equal(row.balance_bytes, 5_000_000_000_000, 'int8 is a JS number');
       assert.ok(row.created_at instanceof Date);
-      assert.deepEqual(row.scopes, ['proxy', 'api']);
+      assert.deepEqual(row.scopes, ['proxy'], 'a text[] column, and the default is proxy only');
       assert.deepEqual(row.allowed_countries, ['us', 'de']);
       assert.equal(row.disabled, false);
       assert.equal(row.max_concurrency, null);

@@ -29,9 +29,9 @@ describe('key changes reach open tunnels within a second', () => {
   });
   after(() => net?.close());
 
-  const newKey = async (name: string) =>
+  const newKey = async (name: string, scopes: string[] = ['proxy']) =>
     (await (
-      await net.api('/v1/keys', { method: 'POST', body: JSON.stringify({ name }) })
+      await net.api('/v1/keys', { method: 'POST', body: JSON.stringify({ name, scopes }) })
     ).json()) as { id: string; secret: string };
   const authority = () => `127.0.0.1:${net.targetPort}`;
   const connectRequest = (key: { id: string; secret: string }) => {
@@ -163,7 +163,8 @@ describe('key changes reach open tunnels within a second', () => {
   });
 
   test('revoking a key cuts its open tunnel within a second and refuses it from then on', async () => {
-    const key = await newKey('to revoke');
+    // Also a bearer token, to see the API refuse it once revoked.
+    const key = await newKey('to revoke', ['proxy', 'api']);
     const download = await openDownload(key);
     const revoked = await net.api(`/v1/keys/${key.id}`, { method: 'DELETE' });
     assert.equal(revoked.status, 204);

@@ -106,7 +106,7 @@ for (const engine of databaseEngines) {
     });
 
     test('a bearer key may register nodes too', async () => {
-      const key = await api.accounts.issueKey(accountId);
+      const key = await api.accounts.issueKey(accountId, { scopes: ['proxy', 'api'] });
       const res = await request(api.app)
         .post('/v1/nodes')
         .set('Authorization', `Bearer ${key.id}.${key.secret}`)

@@ -79,10 +79,10 @@ describe('request bodies are checked against the OpenAPI schemas', () => {
       agent
         .post('/v1/keys')
         .set('X-CSRF-Token', csrf)
-        .send({ name: 'k', scopes: ['api'] }),
+        .send({ name: 'k', secret: 'a secret of my choosing' }),
       400,
       'invalid_request',
-      /unknown field "scopes"/,
+      /unknown field "secret"/,
     );
   });
 

@@ -250,6 +250,7 @@ for (const engine of databaseEngines) {
       const key = await agent
         .post('/v1/keys')
         .set('X-CSRF-Token', signed.body.csrf_token)
+        .send({ scopes: ['proxy', 'api'] })
         .expect(201);
       await request(api.app)
         .get('/v1/me')

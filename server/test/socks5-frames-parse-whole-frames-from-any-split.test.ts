@@ -26,12 +26,21 @@ describe('socks5 frames', () => {
   test('greetings of 0 to 255 methods', () => {
     assert.deepEqual(assertWhole(parseGreeting, Buffer.from([5, 0])), {
       offersUsernamePassword: false,
+      offersNoAuthentication: false,
+    });
+    assert.deepEqual(assertWhole(parseGreeting, Buffer.from([5, 1, 0])), {
+      offersUsernamePassword: false,
+      offersNoAuthentication: true,
     });
     assert.deepEqual(assertWhole(parseGreeting, Buffer.from([5, 2, 0, 2])), {
       offersUsernamePassword: true,
+      offersNoAuthentication: true,
     });
     const all = Buffer.from([5, 255, ...Array.from({ length: 255 }, (_, i) => i)]);
-    assert.deepEqual(assertWhole(parseGreeting, all), { offersUsernamePassword: true });
+    assert.deepEqual(assertWhole(parseGreeting, all), {
+      offersUsernamePassword: true,
+      offersNoAuthentication: true,
+    });
     assert.equal(parseGreeting(Buffer.from('GET / HTTP/1.1')).kind, 'invalid');
     assert.equal(parseGreeting(Buffer.from([4])).kind, 'invalid');
   });

@@ -63,6 +63,16 @@ describe('start-up refuses a bad environment with one clear line', { concurrency
       line: () => /HUB_PORT: "7000.5" is not a port/,
     },
     {
+      name: 'TRUST_PROXY=10.0.0.0/8,proxy.internal',
+      env: () => ({ TRUST_PROXY: '10.0.0.0/8,proxy.internal' }),
+      line: () => /TRUST_PROXY: "proxy.internal" is not a CIDR/,
+    },
+    {
+      name: 'SIGNUP_LIMIT_PER_HOUR=0',
+      env: () => ({ SIGNUP_LIMIT_PER_HOUR: '0' }),
+      line: () => /SIGNUP_LIMIT_PER_HOUR: 0 is out of range/,
+    },
+    {
       name: 'HOST with a space',
       env: () => ({ HOST: 'my host' }),
       line: () => /HOST: "my host" is not an IP address/,

@@ -17,6 +17,7 @@ import {
   type KeyView,
   keyStanding,
   listKeys,
+  passwordlessKey,
   revokeKey,
   rotateKey,
   updateKey,
@@ -99,6 +100,11 @@ export interface Accounts {
   issueKey(accountId: string, options?: IssueKeyOptions): Promise<IssuedKey>;
   /** The key when it is live and the secret matches, else null. */
   verifyKey(keyId: string, secret: string): Promise<VerifiedKey | null>;
+  /**
+   * The live key one of whose password-less ranges holds the client's address, with its
+   * default targeting; null when none does (the connection then needs credentials).
+   */
+  passwordlessKey(address: string): Promise<(VerifiedKey & { defaultTargeting: string }) | null>;
   /** The account's live keys, oldest first, in keyset pages. */
   listKeys(
     accountId: string,
@@ -148,6 +154,7 @@ export function createAccounts(db: Database, options: AccountsOptions): Accounts
     getAccount: (accountId) => getAccount(db, accountId),
     issueKey: (accountId, issueOptions) => issueKey(db, pepper, accountId, issueOptions),
     verifyKey: (keyId, secret) => verifyKey(db, pepper, keyId, secret),
+    passwordlessKey: (address) => passwordlessKey(db, address),
     keyStanding: (keyIds, monthStart) => keyStanding(db, keyIds, monthStart),
     listKeys: (accountId, page) => listKeys(db, accountId, page),
     getKey: (accountId, keyId) => getKey(db, accountId, keyId),

@@ -1,6 +1,6 @@
 import ipaddr from 'ipaddr.js';
 import { ipcolaError } from '../errors/index.ts';
-import type { Queryable } from '../store/index.ts';
+import type { Database, Queryable } from '../store/index.ts';
 import { checkDisplayName } from './rules.ts';
 import {
   keyedHash,
@@ -39,11 +39,18 @@ export interface VerifiedKey {
   clientAllowlist: string[] | null;
 }
 
-export interface IssueKeyOptions {
+/** A new key's settings: everything a key can be changed in, set in the same transaction. */
+export interface IssueKeyOptions extends Omit<KeyChanges, 'name' | 'scopes'> {
   name?: string;
-  /** Default: both `proxy` and `api`. */
+  /**
+   * Default: `proxy` only. `api` makes the secret a bearer token that can make and revoke
+   * keys, so a proxy password copied out of a scraper's config must not carry it unasked.
+   */
   scopes?: readonly KeyScope[];
 }
+
+/** Scopes of a key made without naming any. */
+export const DEFAULT_KEY_SCOPES: readonly KeyScope[] = ['proxy'];
 
 interface KeyRow {
   id: string;
@@ -54,23 +61,29 @@ interface KeyRow {
 }
 
 export async function issueKey(
-  db: Queryable,
+  db: Database,
   pepper: Buffer,
   accountId: string,
   options: IssueKeyOptions = {},
 ): Promise<IssuedKey> {
-  const name = options.name ?? '';
+  const { name = '', scopes: asked, ...settings } = options;
   checkDisplayName(name);
-  const scopes = [...new Set(options.scopes ?? KEY_SCOPES)];
+  const scopes = [...new Set(asked ?? DEFAULT_KEY_SCOPES)];
   checkScopes(scopes);
   const secret = newSecret();
-  const [row] = await db.query<KeyRow>(
-    `INSERT INTO api_keys (id, account_id, name, secret_hash, scopes) VALUES ($1, $2, $3, $4, $5)
-     RETURNING id, account_id, name, scopes, created_at`,
-    [newId(PUBLIC_ID_LENGTH), accountId, name, keyedHash(pepper, secret), scopes],
-  );
-  if (!row) throw new Error('issueKey: the inserted row is missing');
-  return issued(row, secret);
+  // One transaction: a key whose limits or ranges are refused is not made at all.
+  return db.transaction(async (tx) => {
+    const [row] = await tx.query<KeyRow>(
+      `INSERT INTO api_keys (id, account_id, name, secret_hash, scopes) VALUES ($1, $2, $3, $4, $5)
+       RETURNING id, account_id, name, scopes, created_at`,
+      [newId(PUBLIC_ID_LENGTH), accountId, name, keyedHash(pepper, secret), scopes],
+    );
+    if (!row) throw new Error('issueKey: the inserted row is missing');
+    if (Object.values(settings).some((value) => value !== undefined)) {
+      await changeKey(tx, accountId, row.id, settings);
+    }
+    return issued(row, secret);
+  });
 }
 
 function issued(row: KeyRow, secret: string): IssuedKey {
@@ -195,6 +208,10 @@ export interface KeyView {
   maxConcurrency: number | null;
   allowedCountries: string[] | null;
   clientAllowlist: string[] | null;
+  /** Client ranges from which a connection without credentials is this key. */
+  passwordlessCidrs: string[];
+  /** Username parameters (`country-us`) for such connections; '' for none. */
+  defaultTargeting: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -209,6 +226,10 @@ export interface KeyChanges {
   allowedCountries?: string[] | null;
   /** CIDRs (a bare address is a /32 or /128); null lifts the restriction. */
   clientAllowlist?: string[] | null;
+  /** Replaces the key's password-less ranges ([] removes them); each must be free. */
+  passwordlessCidrs?: string[];
+  /** Username parameters without the key id, already checked against the grammar. */
+  defaultTargeting?: string;
 }
 
 interface KeyViewRow {
@@ -220,12 +241,16 @@ interface KeyViewRow {
   max_concurrency: number | null;
   allowed_countries: string[] | null;
   client_allowlist: string[] | null;
+  passwordless_cidrs: string[];
+  default_targeting: string;
   created_at: Date;
   updated_at: Date;
 }
 
-const VIEW_COLUMNS =
-  'id, name, scopes, disabled, monthly_byte_cap, max_concurrency, allowed_countries, client_allowlist, created_at, updated_at';
+const VIEW_COLUMNS = `id, name, scopes, disabled, monthly_byte_cap, max_concurrency, allowed_countries,
+  client_allowlist, default_targeting, created_at, updated_at,
+  (SELECT coalesce(array_agg(p.cidr::text ORDER BY p.cidr), '{}') FROM passwordless_cidrs p
+   WHERE p.key_id = api_keys.id) AS passwordless_cidrs`;
 
 function keyView(row: KeyViewRow): KeyView {
   return {
@@ -237,6 +262,8 @@ function keyView(row: KeyViewRow): KeyView {
     maxConcurrency: row.max_concurrency,
     allowedCountries: row.allowed_countries,
     clientAllowlist: row.client_allowlist,
+    passwordlessCidrs: row.passwordless_cidrs,
+    defaultTargeting: row.default_targeting,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -274,7 +301,17 @@ export async function getKey(
 
 /** Applies the changes; null when the key is not the account's or is revoked. */
 export async function updateKey(
-  db: Queryable,
+  db: Database,
+  accountId: string,
+  keyId: string,
+  changes: KeyChanges,
+): Promise<KeyView | null> {
+  return db.transaction((tx) => changeKey(tx, accountId, keyId, changes));
+}
+
+/** updateKey inside the caller's transaction (the ranges take several statements). */
+async function changeKey(
+  tx: Queryable,
   accountId: string,
   keyId: string,
   changes: KeyChanges,
@@ -284,8 +321,14 @@ export async function updateKey(
   const allowlist =
     changes.clientAllowlist === undefined || changes.clientAllowlist === null
       ? changes.clientAllowlist
-      : changes.clientAllowlist.map(canonicalCidr);
-  const [row] = await db.query<KeyViewRow>(
+      : changes.clientAllowlist.map((cidr) => canonicalCidr('client_allowlist', cidr));
+  const ranges =
+    changes.passwordlessCidrs === undefined
+      ? undefined
+      : passwordlessRanges(changes.passwordlessCidrs);
+  // The update comes first: it proves the key is the account's (and locks its row)
+  // before any range is given to it.
+  const [row] = await tx.query<KeyViewRow>(
     `UPDATE api_keys SET
        name = CASE WHEN $3 THEN $4 ELSE name END,
        disabled = CASE WHEN $5 THEN $6 ELSE disabled END,
@@ -294,6 +337,7 @@ export async function updateKey(
        scopes = CASE WHEN $11 THEN $12::text[] ELSE scopes END,
        allowed_countries = CASE WHEN $13 THEN $14::text[] ELSE allowed_countries END,
        client_allowlist = CASE WHEN $15 THEN $16::text[] ELSE client_allowlist END,
+       default_targeting = CASE WHEN $17 THEN $18 ELSE default_targeting END,
        updated_at = now()
      WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL
      RETURNING ${VIEW_COLUMNS}`,
@@ -314,16 +358,81 @@ export async function updateKey(
       changes.allowedCountries ? [...new Set(changes.allowedCountries)] : null,
       allowlist !== undefined,
       allowlist ?? null,
+      changes.defaultTargeting !== undefined,
+      changes.defaultTargeting ?? '',
     ],
   );
-  return row ? keyView(row) : null;
+  if (!row || ranges === undefined) return row ? keyView(row) : null;
+  await tx.query('DELETE FROM passwordless_cidrs WHERE key_id = $1', [keyId]);
+  for (const cidr of ranges) {
+    try {
+      // One statement per range, so that a refusal names the range that is taken.
+      await tx.query(
+        'INSERT INTO passwordless_cidrs (cidr, key_id) VALUES (network($1::inet), $2)',
+        [cidr, keyId],
+      );
+    } catch (error) {
+      if (!isExclusionViolation(error, 'passwordless_cidrs_no_overlap')) throw error;
+      throw ipcolaError(
+        'passwordless_cidr_taken',
+        `passwordless_cidrs: ${cidr} overlaps a range that is already password-less for another key`,
+      );
+    }
+  }
+  const [changed] = await tx.query<KeyViewRow>(
+    `SELECT ${VIEW_COLUMNS} FROM api_keys WHERE id = $1`,
+    [keyId],
+  );
+  return changed ? keyView(changed) : null;
+}
+
+/** What a connection with no credentials from `address` is: the live key whose range holds it. */
+export async function passwordlessKey(
+  db: Queryable,
+  address: string,
+): Promise<(VerifiedKey & { defaultTargeting: string }) | null> {
+  const client = clientAddress(address);
+  if (client === null) return null;
+  const [row] = await db.query<
+    KeyRow & {
+      monthly_byte_cap: number | null;
+      max_concurrency: number | null;
+      allowed_countries: string[] | null;
+      client_allowlist: string[] | null;
+      default_targeting: string;
+    }
+  >(
+    `SELECT k.id, k.account_id, k.name, k.scopes, k.created_at, k.monthly_byte_cap,
+            k.max_concurrency, k.allowed_countries, k.client_allowlist, k.default_targeting
+     FROM passwordless_cidrs p JOIN api_keys k ON k.id = p.key_id
+     WHERE p.cidr >>= $1::inet AND NOT k.disabled AND k.revoked_at IS NULL`,
+    [client],
+  );
+  if (!row) return null;
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    name: row.name,
+    scopes: knownScopes(row.scopes),
+    monthlyByteCap: row.monthly_byte_cap,
+    maxConcurrency: row.max_concurrency,
+    allowedCountries: row.allowed_countries,
+    clientAllowlist: row.client_allowlist,
+    defaultTargeting: row.default_targeting,
+  };
 }
 
 /** Revokes the key for good; false when it is not the account's or already revoked. */
 export async function revokeKey(db: Queryable, accountId: string, keyId: string): Promise<boolean> {
+  // A revoked key's password-less ranges are freed for other keys.
   const rows = await db.query(
-    `UPDATE api_keys SET revoked_at = now(), updated_at = now()
-     WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL RETURNING id`,
+    `WITH revoked AS (
+       UPDATE api_keys SET revoked_at = now(), updated_at = now()
+       WHERE id = $1 AND account_id = $2 AND revoked_at IS NULL RETURNING id
+     ), freed AS (
+       DELETE FROM passwordless_cidrs WHERE key_id IN (SELECT id FROM revoked)
+     )
+     SELECT id FROM revoked`,
     [keyId, accountId],
   );
   return rows.length > 0;
@@ -356,16 +465,73 @@ function checkScopes(scopes: readonly string[]): void {
 }
 
 /** A CIDR in canonical form (`10.0.0.0/8`); a bare address becomes a single-host range. */
-function canonicalCidr(text: string): string {
+function canonicalCidr(field: string, text: string): string {
   try {
-    const [address, bits] = text.includes('/')
-      ? ipaddr.parseCIDR(text)
-      : [ipaddr.parse(text), ipaddr.parse(text).kind() === 'ipv4' ? 32 : 128];
+    const [address, bits] = parsedCidr(text);
     return `${address.toString()}/${bits}`;
   } catch {
     throw ipcolaError(
       'invalid_request',
-      `client_allowlist: ${JSON.stringify(text)} is not an address or CIDR`,
+      `${field}: ${JSON.stringify(text)} is not an address or CIDR`,
     );
   }
+}
+
+function parsedCidr(text: string): [ipaddr.IPv4 | ipaddr.IPv6, number] {
+  return text.includes('/')
+    ? ipaddr.parseCIDR(text)
+    : [ipaddr.parse(text), ipaddr.parse(text).kind() === 'ipv4' ? 32 : 128];
+}
+
+/**
+ * The widest password-less range: every connection from it is billed to the key, and
+ * nobody else can claim any part of it, so one key must not take a whole network.
+ */
+const WIDEST_PASSWORDLESS_PREFIX = { ipv4: 16, ipv6: 48 } as const;
+
+/** Checked, canonical ranges; overlaps within the list are refused here, others by the database. */
+function passwordlessRanges(texts: readonly string[]): string[] {
+  const ranges = texts.map((text) => {
+    const cidr = canonicalCidr('passwordless_cidrs', text);
+    const [address, bits] = ipaddr.parseCIDR(cidr);
+    if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
+      throw ipcolaError(
+        'invalid_request',
+        `passwordless_cidrs: write ${cidr} as an IPv4 range (clients are matched as IPv4)`,
+      );
+    }
+    const widest = WIDEST_PASSWORDLESS_PREFIX[address.kind()];
+    if (bits < widest) {
+      throw ipcolaError(
+        'invalid_request',
+        `passwordless_cidrs: ${cidr} is wider than /${widest}, the widest range a key may take`,
+      );
+    }
+    return { cidr, range: [address, bits] as [ipaddr.IPv4 | ipaddr.IPv6, number] };
+  });
+  for (const [i, a] of ranges.entries()) {
+    for (const b of ranges.slice(i + 1)) {
+      if (a.range[0].kind() !== b.range[0].kind()) continue;
+      // Two CIDRs overlap exactly when one holds the other's network address.
+      if (a.range[0].match(b.range) || b.range[0].match(a.range)) {
+        throw ipcolaError('invalid_request', `passwordless_cidrs: ${a.cidr} and ${b.cidr} overlap`);
+      }
+    }
+  }
+  return ranges.map(({ cidr }) => cidr);
+}
+
+/** The client's address as the database compares it: IPv4-mapped IPv6 as IPv4; null if unreadable. */
+function clientAddress(address: string): string | null {
+  if (!ipaddr.isValid(address)) return null;
+  const parsed = ipaddr.parse(address);
+  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
+    return (parsed as ipaddr.IPv6).toIPv4Address().toString();
+  }
+  return parsed.toString();
+}
+
+function isExclusionViolation(error: unknown, constraint: string): boolean {
+  const failure = error as { code?: unknown; constraint?: unknown } | null;
+  return failure?.code === '23P01' && failure.constraint === constraint;
 }

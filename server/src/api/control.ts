@@ -8,8 +8,9 @@ import session from 'express-session';
 import type { Account, Accounts, IssuedKey, KeyChanges, KeyView, User } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import { ipcolaError, isIPColaError } from '../errors/index.ts';
-import { formatProxyUsername } from '../gateway/credentials.ts';
+import { formatProxyUsername, parseUsernameParameters } from '../gateway/credentials.ts';
 import type { Lease, Leases, LeaseTargeting } from '../leases/index.ts';
+import type { SignupLimit } from '../signup-limit/index.ts';
 import type { Queryable } from '../store/index.ts';
 import {
   createCredentialBox,
@@ -48,6 +49,8 @@ export interface ControlOptions {
   listRegions: () => Promise<Region[]>;
   /** Failed log-ins per client address; past the allowance the address is refused for a while. */
   loginFailures?: AuthFailureLimit;
+  /** Sign-ups per client address; past the allowance sign-up answers rate_limited. */
+  signups?: SignupLimit;
   /** What node operators earn per GB carried: GET /v1/nodes shows each node's earnings. */
   nodeEarnings: NodeEarningsRate;
   /** What this server sees of a node now: online, and the exit IPs it announces. */
@@ -124,7 +127,8 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
       cookie: {
         httpOnly: true,
         sameSite: 'lax',
-        // Secure when the request itself came over TLS (trust proxy is off).
+        // Secure when the request came over TLS: to this server, or to a proxy listed in
+        // TRUST_PROXY that says so in X-Forwarded-Proto (express's req.secure).
         secure: 'auto',
         path: '/',
         maxAge: SESSION_MAX_AGE_MS,
@@ -139,6 +143,15 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
     .post(jsonBody, async (req, res) => {
       const body = bodies.check('SignupRequest', requiredBody(req));
       const retryKey = idempotencyKeyOf(req);
+      const waitMs = (await options.signups?.take(clientAddress(req))) ?? 0;
+      if (waitMs > 0) {
+        const seconds = Math.ceil(waitMs / 1000);
+        throw ipcolaError(
+          'rate_limited',
+          `Too many sign-ups from this address: try again in ${seconds} s`,
+          { retryAfterSeconds: seconds },
+        );
+      }
       let created: Awaited<ReturnType<Accounts['signup']>>;
       try {
         created = await accounts.signup(
@@ -252,7 +265,12 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
     })
     .post(caller, jsonBody, idempotent, async (req, res) => {
       const body = bodies.check('CreateKeyRequest', optionalBody(req));
-      const key = await accounts.issueKey(callerOf(res).accountId, { name: body.name ?? '' });
+      const { name, scopes, ...settings } = keyChanges(body);
+      const key = await accounts.issueKey(callerOf(res).accountId, {
+        ...settings,
+        name: name ?? '',
+        ...(scopes ? { scopes } : {}),
+      });
       res.status(201).json(keyCreatedView(key, endpoint()));
     })
     .all(onlyMethods('GET', 'HEAD', 'POST'));
@@ -266,14 +284,7 @@ export function createControlRouter(options: ControlOptions, bodies: BodyValidat
     })
     .patch(caller, jsonBody, idempotent, async (req, res) => {
       const body = bodies.check('UpdateKeyRequest', requiredBody(req));
-      const changes: KeyChanges = {};
-      if (body.name !== undefined) changes.name = body.name;
-      if (body.disabled !== undefined) changes.disabled = body.disabled;
-      if (body.monthly_byte_cap !== undefined) changes.monthlyByteCap = body.monthly_byte_cap;
-      if (body.max_concurrency !== undefined) changes.maxConcurrency = body.max_concurrency;
-      if (body.scopes !== undefined) changes.scopes = body.scopes;
-      if (body.allowed_countries !== undefined) changes.allowedCountries = body.allowed_countries;
-      if (body.client_allowlist !== undefined) changes.clientAllowlist = body.client_allowlist;
+      const changes = keyChanges(body);
       const key = await accounts.updateKey(callerOf(res).accountId, idParam(req), changes);
       if (!key) throw ipcolaError('not_found', 'No such key');
       res.json(keyView(key));
@@ -576,6 +587,34 @@ function keyCreatedView(key: IssuedKey, proxy: ProxyEndpoint): Schemas['KeyCreat
   };
 }
 
+/** The settings a create or update request names (already checked by the schema). */
+function keyChanges(body: Schemas['UpdateKeyRequest']): KeyChanges {
+  const changes: KeyChanges = {};
+  if (body.name !== undefined) changes.name = body.name;
+  if (body.disabled !== undefined) changes.disabled = body.disabled;
+  if (body.monthly_byte_cap !== undefined) changes.monthlyByteCap = body.monthly_byte_cap;
+  if (body.max_concurrency !== undefined) changes.maxConcurrency = body.max_concurrency;
+  if (body.scopes !== undefined) changes.scopes = body.scopes;
+  if (body.allowed_countries !== undefined) changes.allowedCountries = body.allowed_countries;
+  if (body.client_allowlist !== undefined) changes.clientAllowlist = body.client_allowlist;
+  if (body.passwordless_cidrs !== undefined) changes.passwordlessCidrs = body.passwordless_cidrs;
+  if (body.default_targeting !== undefined) {
+    changes.defaultTargeting = checkedDefaultTargeting(body.default_targeting);
+  }
+  return changes;
+}
+
+/** Default targeting is read by the username parser at every password-less connection: it must parse. */
+function checkedDefaultTargeting(text: string): string {
+  try {
+    parseUsernameParameters(text);
+  } catch (error) {
+    if (!isIPColaError(error)) throw error;
+    throw ipcolaError('invalid_request', `default_targeting: ${error.message}`);
+  }
+  return text;
+}
+
 function keyView(key: KeyView): Schemas['Key'] {
   return {
     id: key.id,
@@ -586,6 +625,8 @@ function keyView(key: KeyView): Schemas['Key'] {
     max_concurrency: key.maxConcurrency,
     allowed_countries: key.allowedCountries,
     client_allowlist: key.clientAllowlist,
+    passwordless_cidrs: key.passwordlessCidrs,
+    default_targeting: key.defaultTargeting,
     created_at: key.createdAt.toISOString(),
     updated_at: key.updatedAt.toISOString(),
   };
@@ -636,8 +677,9 @@ async function listPage<T extends { createdAt: Date; id: string }>(
   };
 }
 
+/** The client's address: the peer's, or what a proxy listed in TRUST_PROXY forwarded. */
 function clientAddress(req: Request): string {
-  return req.socket.remoteAddress ?? 'unknown';
+  return req.ip ?? req.socket.remoteAddress ?? 'unknown';
 }
 
 function tooManyLogins(blockedMs: number) {

@@ -32,6 +32,12 @@ export interface ApiOptions {
   strictAnswers?: boolean;
   /** Prometheus metrics at /metrics; without it, not served. */
   metrics?: { registry: Registry; token: string | undefined };
+  /**
+   * CIDRs of TLS-terminating proxies in front of the API: only from them are
+   * X-Forwarded-For (the client address limits count by) and X-Forwarded-Proto (the
+   * session cookie's Secure flag) believed. None: nobody's.
+   */
+  trustProxy?: readonly string[];
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
@@ -62,7 +68,9 @@ const DOCS_INIT = `window.ui = SwaggerUIBundle({ url: '/openapi.yaml', dom_id: '
 export function createApiApp(options: ApiOptions): Express {
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', false);
+  // proxy-addr walks X-Forwarded-For from the right while the hop is one of these, so a
+  // client cannot put an address of its choosing in front of the proxy's.
+  app.set('trust proxy', options.trustProxy?.length ? [...options.trustProxy] : false);
 
   app.use(
     pinoHttp({

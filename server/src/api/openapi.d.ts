@@ -117,6 +117,11 @@ export interface paths {
          *     `Idempotent-Replayed: true` and a new session, instead of `email_taken`.
          *     No second account or trial credit is made. Checking the password counts
          *     like a log-in against the address's failed sign-ins (429 past the limit).
+         *
+         *     Each client address may sign up `SIGNUP_LIMIT_PER_HOUR` times an hour (retries
+         *     included); past that the answer is 429 `rate_limited` with `Retry-After`. Behind
+         *     a proxy listed in `TRUST_PROXY` the address is the one it puts in
+         *     `X-Forwarded-For`; from anyone else that header is ignored.
          */
         post: operations["signup"];
         delete?: never;
@@ -202,7 +207,10 @@ export interface paths {
         /**
          * Create an API key; its secret is shown in this answer only.
          * @description The key id is the proxy username (followed by targeting parameters), the
-         *     secret the proxy password; `KEYID.SECRET` is the bearer token for this API.
+         *     secret the proxy password; `KEYID.SECRET` is the bearer token for this API
+         *     when the key has the `api` scope. A key is `proxy` only unless `scopes` asks
+         *     for `api`, so a proxy password copied out of a scraper's configuration cannot
+         *     make or revoke keys. Takes every setting `PATCH /v1/keys/{id}` takes.
          *     Only a hash of the secret is kept: it cannot be shown again.
          */
         post: operations["createKey"];
@@ -564,9 +572,11 @@ export interface components {
         KeyScope: "proxy" | "api";
         /** @description Free text, at most 100 characters, no control characters. */
         DisplayName: string;
-        CreateKeyRequest: {
-            name?: components["schemas"]["DisplayName"];
-        };
+        /**
+         * @description Every setting a key can be changed in, set in the same call (the key is not made
+         *     when one is refused). Without `scopes` the key is `proxy` only.
+         */
+        CreateKeyRequest: components["schemas"]["UpdateKeyRequest"];
         Key: {
             id: string;
             name: string;
@@ -580,6 +590,14 @@ export interface components {
             allowed_countries: string[] | null;
             /** @description CIDRs the key may be used from (ip_not_allowed otherwise); null for anywhere. */
             client_allowlist: string[] | null;
+            /**
+             * @description Client ranges from which a proxy connection that presents no credentials at
+             *     all is this key (an HTTP request without `Proxy-Authorization`, a SOCKS5
+             *     greeting offering only "no authentication"). Empty for none.
+             */
+            passwordless_cidrs: string[];
+            /** @description The targeting parameters such connections get (`country-us`); empty for none. */
+            default_targeting: string;
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -597,6 +615,19 @@ export interface components {
             max_concurrency?: number | null;
             allowed_countries?: string[] | null;
             client_allowlist?: string[] | null;
+            /**
+             * @description Replaces the key's password-less ranges (`[]` removes them). A range is
+             *     password-less for one key of all accounts: one that overlaps another key's is
+             *     refused with `passwordless_cidr_taken` (409). At most a /16 (IPv4) or a /48
+             *     (IPv6) each. The key's allow-list, caps and credit still apply.
+             */
+            passwordless_cidrs?: string[];
+            /**
+             * @description Targeting for password-less connections, in the username grammar without
+             *     the key id (`country-us-type-residential`, `country-de-session-a1-ttl-1h`);
+             *     empty for none. A malformed one is `invalid_request`.
+             */
+            default_targeting?: string;
         };
         KeyCreated: {
             /** @description The key id; lowercase letters and digits. */
@@ -837,7 +868,7 @@ export interface components {
          *     gateway sends in `X-IPCola-Error`; the others are the API's own.
          * @enum {string}
          */
-        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "request_timeout" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "idempotency_conflict" | "payload_too_large" | "unsupported_media_type" | "not_ready" | "internal_error";
+        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "request_timeout" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "passwordless_cidr_taken" | "idempotency_conflict" | "payload_too_large" | "unsupported_media_type" | "not_ready" | "internal_error";
         Error: {
             error: {
                 code: components["schemas"]["ErrorCode"];
@@ -905,7 +936,8 @@ export interface components {
         };
         /**
          * @description `rate_limited`: too many failed log-ins from this address
-         *     (`AUTH_FAILURE_LIMIT` a minute); refused for five minutes.
+         *     (`AUTH_FAILURE_LIMIT` a minute; refused for five minutes), or, at sign-up,
+         *     more sign-ups from this address than `SIGNUP_LIMIT_PER_HOUR`.
          */
         RateLimited: {
             headers: {
@@ -955,7 +987,10 @@ export interface components {
     headers: {
         /** @description Seconds left until the address is no longer refused. */
         RetryAfter: number;
-        /** @description `ipcola.sid=...; Path=/; HttpOnly; SameSite=Lax` (and `Secure` over TLS). */
+        /**
+         * @description `ipcola.sid=...; Path=/; HttpOnly; SameSite=Lax`, and `Secure` over TLS: TLS to
+         *     this server, or `X-Forwarded-Proto: https` from a proxy listed in `TRUST_PROXY`.
+         */
         SessionCookie: string;
     };
     pathItems: never;
@@ -1273,6 +1308,15 @@ export interface operations {
             400: components["responses"]["InvalidRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            /** @description A password-less range overlaps another key's (`passwordless_cidr_taken`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
         };
@@ -1375,6 +1419,15 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            /** @description A password-less range overlaps another key's (`passwordless_cidr_taken`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
         };

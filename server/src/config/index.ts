@@ -55,6 +55,10 @@ export interface Config {
   readonly metricsToken: string | undefined;
   /** An API answer off the OpenAPI document becomes a 500 (for tests); else it is only logged. */
   readonly strictApiAnswers: boolean;
+  /** Sign-ups per client address and hour. */
+  readonly signupLimitPerHour: number;
+  /** CIDRs of TLS-terminating proxies whose X-Forwarded-For and X-Forwarded-Proto are believed. */
+  readonly trustProxy: readonly string[];
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -169,6 +173,13 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     ),
     metricsToken: token('METRICS_TOKEN', read('METRICS_TOKEN')),
     strictApiAnswers: bool('STRICT_API_ANSWERS', read('STRICT_API_ANSWERS'), false),
+    signupLimitPerHour: integer(
+      'SIGNUP_LIMIT_PER_HOUR',
+      read('SIGNUP_LIMIT_PER_HOUR') ?? '5',
+      1,
+      1_000_000,
+    ),
+    trustProxy: cidrList('TRUST_PROXY', read('TRUST_PROXY')),
   };
 
   if (config.stripeWebhookSecret && !config.stripeSecretKey) {

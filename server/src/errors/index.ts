@@ -118,6 +118,10 @@ export const API_ERRORS = {
   not_found: api(404, 'No such resource'),
   method_not_allowed: api(405, 'Method not allowed'),
   email_taken: api(409, 'An account with this email already exists'),
+  passwordless_cidr_taken: api(
+    409,
+    'A password-less range overlaps one that another key already has (any account)',
+  ),
   idempotency_conflict: api(
     409,
     'The Idempotency-Key was used for a different request, or that request is still running',
@@ -147,7 +151,10 @@ export class IPColaError extends Error {
     message?: string,
     options?: IPColaErrorOptions,
   ) {
-    super(message ?? describe(code), options);
+    super(
+      message ?? describe(code),
+      options?.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = 'IPColaError';
     this.status = statusOf(code);
     this.retryAfterSeconds = options?.retryAfterSeconds;

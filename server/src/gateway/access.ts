@@ -6,6 +6,7 @@ import {
   type ProxyCredentials,
   parseBasicProxyAuthorization,
   parseProxyUsername,
+  parseUsernameParameters,
 } from './credentials.ts';
 
 /** What the gateway needs to know of an API key. */
@@ -18,6 +19,12 @@ export interface ProxyKey {
   allowedCountries?: readonly string[] | null;
   /** CIDRs the key may be used from. Null: anywhere. */
   clientAllowlist?: readonly string[] | null;
+}
+
+/** A key that connections without credentials from one of its client ranges are. */
+export interface PasswordlessKey extends ProxyKey {
+  /** Username parameters without the key id (`country-us`), '' for none. */
+  defaultTargeting: string;
 }
 
 /** Where a held connection comes from and what it targets, for enforce(). */
@@ -46,14 +53,29 @@ export interface AccessOptions {
   checkKey?: (key: ProxyKey) => Promise<void>;
   /** Failed sign-ins per client address; past the allowance the address is refused. */
   failures?: AuthFailureLimit;
+  /**
+   * The live key one of whose password-less ranges holds the address, else null. Cached
+   * per address for cacheTtlMs like verifications; none: every connection needs credentials.
+   */
+  passwordlessKey?: (address: string) => Promise<PasswordlessKey | null>;
   now?: () => number;
 }
 
 export interface Access {
   /** From a `Proxy-Authorization` header value, for a client at `address`. */
   admitHeader(header: string | undefined, address: string | undefined): Promise<Admission>;
-  /** From a username and password (SOCKS5), for a client at `address`. */
+  /**
+   * From a username and password (SOCKS5), for a client at `address`. An empty password
+   * from a password-less range of the key the username names admits that key with the
+   * username's targeting.
+   */
   admit(username: string, password: string, address: string | undefined): Promise<Admission>;
+  /**
+   * A client that presents no credentials at all: the key whose password-less range holds
+   * its address, with the key's default targeting, or null when there is none (the caller
+   * then asks for credentials). The key's own checks (allow-list, countries, credit) apply.
+   */
+  admitWithoutCredentials(address: string | undefined): Promise<Admission | null>;
   /**
    * Takes one of the key's concurrent-connection slots for as long as a connection
    * (or a forwarded request) is open; throws rate_limited when none is left. `cut`
@@ -88,8 +110,16 @@ export function createAccess(options: AccessOptions): Access {
   /** The cut function and admission time of every open connection, per key. */
   const open = new Map<
     string,
-    Set<{ cut: () => void; admittedAt: number; from: HeldFrom | undefined }>
+    Set<{
+      cut: () => void;
+      admittedAt: number;
+      from: HeldFrom | undefined;
+      /** Admitted for its address, without a secret: held only while a range holds it. */
+      passwordless: boolean;
+    }>
   >();
+  /** The key objects password-less lookups answered: hold() tells those admissions by them. */
+  const passwordlessAdmitted = new WeakSet<ProxyKey>();
 
   const verify = async (keyId: string, secret: string): Promise<ProxyKey | null> => {
     // The cache key holds a digest of the secret, never the secret, and a wrong secret
@@ -103,21 +133,77 @@ export function createAccess(options: AccessOptions): Access {
     return key;
   };
 
+  /**
+   * Per client address: the lookup (shared by the connections that arrive while it runs,
+   * so a burst from one address is one query) and until when its answer is reused.
+   */
+  const passwordless = new Map<string, { key: Promise<PasswordlessKey | null>; until: number }>();
+  /** The password-less key of the address, as the database said at most cacheTtlMs ago. */
+  const passwordlessKeyOf = async (
+    address: string | undefined,
+  ): Promise<PasswordlessKey | null> => {
+    const { passwordlessKey } = options;
+    if (!passwordlessKey || address === undefined) return null;
+    let hit = passwordless.get(address);
+    if (!hit || hit.until <= now()) {
+      if (passwordless.size >= CACHE_LIMIT) passwordless.clear();
+      const entry = { key: passwordlessKey(address), until: now() + options.cacheTtlMs };
+      // A failed lookup is not remembered: the next connection asks again.
+      entry.key.catch(() => {
+        if (passwordless.get(address) === entry) passwordless.delete(address);
+      });
+      passwordless.set(address, entry);
+      hit = entry;
+    }
+    const key = await hit.key;
+    if (!key?.scopes.includes('proxy')) return null;
+    passwordlessAdmitted.add(key);
+    return key;
+  };
+
   const { failures } = options;
+  const refuseBlocked = (from: string) => {
+    const blocked = failures?.blockedFor(from) ?? 0;
+    if (blocked > 0) throw tooManyFailures(blocked);
+  };
   const admit = async (
     username: string,
     password: string,
     address: string | undefined,
   ): Promise<Admission> => {
     const from = address ?? 'unknown';
-    const blocked = failures?.blockedFor(from) ?? 0;
-    if (blocked > 0) throw tooManyFailures(blocked);
+    refuseBlocked(from);
     const credentials = parseProxyUsername(username);
-    const key = await verify(credentials.keyId, password);
+    let key: ProxyKey | null = null;
+    if (password === '') {
+      const own = await passwordlessKeyOf(address);
+      if (own?.id === credentials.keyId) key = own;
+    }
+    key ??= await verify(credentials.keyId, password);
     if (!key?.scopes.includes('proxy')) {
       const nowBlocked = (await failures?.recordFailure(from)) ?? 0;
       throw nowBlocked > 0 ? tooManyFailures(nowBlocked) : refusal('auth_failed');
     }
+    return admitKey(key, credentials, address);
+  };
+
+  const admitWithoutCredentials = async (
+    address: string | undefined,
+  ): Promise<Admission | null> => {
+    const key = await passwordlessKeyOf(address);
+    if (!key) return null;
+    refuseBlocked(address ?? 'unknown');
+    const { targeting, session } = parseUsernameParameters(key.defaultTargeting);
+    return admitKey(key, { keyId: key.id, targeting, session }, address);
+  };
+
+  /** The checks every admission passes once the key is known. */
+  const admitKey = async (
+    key: ProxyKey,
+    credentials: ProxyCredentials,
+    address: string | undefined,
+  ): Promise<Admission> => {
+    const from = address ?? 'unknown';
     if (key.clientAllowlist && !inAllowlist(address, key.clientAllowlist)) {
       throw ipcolaError('ip_not_allowed', `this key is not to be used from ${from}`);
     }
@@ -141,7 +227,7 @@ export function createAccess(options: AccessOptions): Access {
       slots = new Set();
       open.set(key.id, slots);
     }
-    const slot = { cut, admittedAt: now(), from };
+    const slot = { cut, admittedAt: now(), from, passwordless: passwordlessAdmitted.has(key) };
     slots.add(slot);
     let released = false;
     return () => {
@@ -155,7 +241,12 @@ export function createAccess(options: AccessOptions): Access {
 
   return {
     admit,
+    admitWithoutCredentials,
     async admitHeader(header, address) {
+      if (header === undefined || header.trim() === '') {
+        const admission = await admitWithoutCredentials(address);
+        if (admission) return admission;
+      }
       const { username, password } = parseBasicProxyAuthorization(header);
       return admit(username, password, address);
     },
@@ -165,6 +256,18 @@ export function createAccess(options: AccessOptions): Access {
     enforce(keyId, rules) {
       const held = open.get(keyId);
       if (!held) return 0;
+      // A range taken from the key (or the key disabled) ends its password-less connections
+      // too: each is looked up again (cached per address for cacheTtlMs) and cut if its
+      // address is no longer this key's. Asynchronous, so not in the count returned.
+      for (const slot of held) {
+        if (!slot.passwordless || slot.from?.address === undefined) continue;
+        passwordlessKeyOf(slot.from.address).then(
+          (key) => {
+            if (key?.id !== keyId) slot.cut();
+          },
+          () => {}, // the database did not answer: judged again at the next check
+        );
+      }
       // Runs for every key in use every check: most keys have nothing to cut.
       const restricted = rules.clientAllowlist !== null || rules.allowedCountries !== null;
       if (!restricted && (rules.maxConcurrency === null || held.size <= rules.maxConcurrency)) {

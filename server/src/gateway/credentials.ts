@@ -135,6 +135,16 @@ export function parseProxyUsername(username: string): ProxyCredentials {
 }
 
 /**
+ * The parameters of a username without its key id (`country-us-session-a`), as a key's
+ * default targeting stores them; '' is none. Throws `bad_params` as the username would.
+ */
+export function parseUsernameParameters(parameters: string): Omit<ProxyCredentials, 'keyId'> {
+  // Any valid key id will do: only the parameters are read.
+  const { targeting, session } = parseProxyUsername(parameters === '' ? 'k' : `k-${parameters}`);
+  return { targeting, session };
+}
+
+/**
  * Reads a `Proxy-Authorization: Basic ...` header. Missing or blank is
  * `auth_required` (so the client gets the challenge); anything unreadable is
  * `auth_failed`. The password may be empty: IP allow-list keys have none.

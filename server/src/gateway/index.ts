@@ -7,7 +7,7 @@ import type { Logger } from '../log/index.ts';
 import { SocketMeter, type UsageMeter } from '../metering/index.ts';
 import type { GatewayObserver } from '../metrics/index.ts';
 import type { AllowanceLedger, SessionTable } from '../store/index.ts';
-import { type Access, createAccess, type ProxyKey } from './access.ts';
+import { type Access, createAccess, type PasswordlessKey, type ProxyKey } from './access.ts';
 import {
   type Allowance,
   type Allowances,
@@ -32,6 +32,8 @@ export interface GatewayOptions {
   sessions: SessionTable;
   usage: UsageMeter;
   verifyKey(keyId: string, secret: string): Promise<ProxyKey | null>;
+  /** The live key whose password-less ranges hold a client address; none when absent. */
+  passwordlessKey?: (address: string) => Promise<PasswordlessKey | null>;
   /** Opens a stream to target through the exit's node (the hub). */
   openStream(exit: Exit, target: Target): Promise<Duplex>;
   /** Credit, monthly caps and revocation, enforced on new and open connections; none when absent. */
@@ -105,6 +107,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     cacheTtlMs: timeouts.keyCacheMs,
     checkKey: async (key) => guard?.admit(key.id),
     ...(options.authFailures ? { failures: options.authFailures } : {}),
+    ...(options.passwordlessKey ? { passwordlessKey: options.passwordlessKey } : {}),
   });
   const connector: Connector = createConnector({
     exits,
@@ -189,6 +192,14 @@ export function createGateway(options: GatewayOptions): Gateway {
     logger: logger.child({ protocol: 'socks5' }),
     authenticate: (username, password, client) =>
       access.admit(username, password, client.address).catch(refusedOverSocks),
+    admitWithoutAuthentication: async (client) => {
+      const admission = await access
+        .admitWithoutCredentials(client.address)
+        .catch(refusedOverSocks);
+      // No key for the address: refused as a client without credentials always was.
+      if (!admission) options.observer?.refused('socks5', 'auth_required');
+      return admission;
+    },
     async connect(admission, target, client) {
       const cutter = { cut: () => {} };
       const releaseSlot = access.hold(admission.key, () => cutter.cut(), {

@@ -11,6 +11,8 @@ import { PROXY_ERRORS, type ProxyErrorCode } from '../errors/index.ts';
 export const SOCKS_VERSION = 0x05;
 /** RFC 1929 sub-negotiation version. */
 export const AUTH_VERSION = 0x01;
+/** "No authentication required": accepted only from a key's password-less ranges. */
+export const METHOD_NO_AUTHENTICATION = 0x00;
 export const METHOD_USERNAME_PASSWORD = 0x02;
 export const METHOD_NO_ACCEPTABLE = 0xff;
 
@@ -34,8 +36,10 @@ export interface SocksTarget {
 }
 
 export interface Greeting {
-  /** Whether METHODS holds 0x02, the only method we offer. */
+  /** Whether METHODS holds 0x02, the method everyone may use. */
   offersUsernamePassword: boolean;
+  /** Whether METHODS holds 0x00 (Chromium offers nothing else). */
+  offersNoAuthentication: boolean;
 }
 
 export interface Credentials {
@@ -71,7 +75,14 @@ export function parseGreeting(buffer: Buffer): Parsed<Greeting> {
   const size = 2 + count;
   if (buffer.length < size) return INCOMPLETE;
   const methods = buffer.subarray(2, size);
-  return { kind: 'frame', value: { offersUsernamePassword: methods.includes(2) }, size };
+  return {
+    kind: 'frame',
+    value: {
+      offersUsernamePassword: methods.includes(METHOD_USERNAME_PASSWORD),
+      offersNoAuthentication: methods.includes(METHOD_NO_AUTHENTICATION),
+    },
+    size,
+  };
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
- * The SOCKS5 listener: RFC 1928 CONNECT behind RFC 1929 username/password, as a
- * protocol module. It knows nothing about keys, exits, billing or splicing: the three
+ * The SOCKS5 listener: RFC 1928 CONNECT behind RFC 1929 username/password (or, from a
+ * key's password-less ranges, no authentication), as a protocol module. It knows nothing about keys, exits, billing or splicing: the three
  * callbacks decide who may connect, open the upstream, and join the two streams.
  *
  * Why our own state machine and not `@pondwader/socks5-server` (1.0.10, read and
@@ -20,8 +20,12 @@
  * data right after the request) are handled as they come.
  *
  * Decisions the RFCs leave open, all deliberate:
- * - Only method 0x02 is offered. A greeting without it (NMETHODS 0 included) gets
- *   `05 FF` and the connection is closed.
+ * - Method 0x02 is chosen whenever it is offered, so credentials, when a client has
+ *   them, always decide. A greeting offering 0x00 and not 0x02 (Chromium's) is passed to
+ *   admitWithoutAuthentication(): a key for the client's address chooses 0x00, none gets
+ *   `05 FF` as does a greeting without either (NMETHODS 0 included), and the
+ *   connection is closed. Its refusals are answered as authenticate()'s are, with
+ *   `05 FF` standing in for the failed sub-negotiation.
  * - A username of length 0 fails the sub-negotiation (`auth_required`) without calling
  *   authenticate(). A password of length 0 is passed on: it is how IP allow-list keys
  *   authenticate (the username still names the key).
@@ -65,6 +69,7 @@ import {
   authReply,
   type Credentials,
   METHOD_NO_ACCEPTABLE,
+  METHOD_NO_AUTHENTICATION,
   METHOD_USERNAME_PASSWORD,
   methodReply,
   parseCredentials,
@@ -102,6 +107,11 @@ export interface Socks5Options<Auth, Upstream extends Destroyable> {
    * quota_exhausted, rate_limited ...) to refuse.
    */
   authenticate(username: string, password: string, client: SocksClient): Promise<Auth>;
+  /**
+   * A client offering only "no authentication": its admission when its address may go
+   * without credentials, null when not. Absent: method 0x00 is never chosen.
+   */
+  admitWithoutAuthentication?(client: SocksClient): Promise<Auth | null>;
   /** Opens the upstream; throws an IPColaError to refuse (the code picks the REP byte). */
   connect(auth: Auth, target: SocksTarget, client: SocksClient): Promise<Upstream>;
   /**
@@ -285,16 +295,28 @@ class Socks5Connection<Auth, Upstream extends Destroyable> {
         this.#log.debug({ reason: parsed.reason }, 'socks5: not a SOCKS5 greeting');
         this.#destroy();
         return false;
-      case 'frame':
+      case 'frame': {
         this.#consume(parsed.size);
-        if (!parsed.value.offersUsernamePassword) {
-          this.#log.debug('socks5: client offers no username/password method');
-          this.#refuse(methodReply(METHOD_NO_ACCEPTABLE));
+        if (parsed.value.offersUsernamePassword) {
+          this.#socket.write(methodReply(METHOD_USERNAME_PASSWORD));
+          this.#phase = 'credentials';
+          return true;
+        }
+        const { admitWithoutAuthentication } = this.#options;
+        if (parsed.value.offersNoAuthentication && admitWithoutAuthentication) {
+          this.#phase = 'authenticating';
+          void this.#settleAuthentication(
+            () => admitWithoutAuthentication(this.#client),
+            methodReply(METHOD_NO_AUTHENTICATION),
+            methodReply(METHOD_NO_ACCEPTABLE),
+          );
+          this.#limitBuffer();
           return false;
         }
-        this.#socket.write(methodReply(METHOD_USERNAME_PASSWORD));
-        this.#phase = 'credentials';
-        return true;
+        this.#log.debug('socks5: client offers no username/password method');
+        this.#refuse(methodReply(METHOD_NO_ACCEPTABLE));
+        return false;
+      }
     }
   }
 
@@ -323,10 +345,32 @@ class Socks5Connection<Auth, Upstream extends Destroyable> {
     }
   }
 
-  async #authenticate({ username, password }: Credentials): Promise<void> {
+  #authenticate({ username, password }: Credentials): Promise<void> {
+    return this.#settleAuthentication(
+      () => this.#options.authenticate(username, password, this.#client),
+      authReply(true),
+      authReply(false),
+    );
+  }
+
+  /**
+   * Runs an admission and answers with `accepted` or `failed` (the RFC 1929 status, or
+   * the method choice for password-less clients). null from the admission is `failed`.
+   */
+  async #settleAuthentication(
+    attempt: () => Promise<Auth | null>,
+    accepted: Buffer,
+    failed: Buffer,
+  ): Promise<void> {
     let outcome: AuthOutcome<Auth>;
     try {
-      const auth = await this.#options.authenticate(username, password, this.#client);
+      const auth = await attempt();
+      if (auth === null) {
+        if (this.#phase !== 'authenticating') return;
+        this.#log.info({ code: 'auth_required' }, 'socks5: refused');
+        this.#refuse(failed);
+        return;
+      }
       outcome = { ok: true, auth };
     } catch (error) {
       if (this.#phase !== 'authenticating') return;
@@ -336,15 +380,15 @@ class Socks5Connection<Auth, Upstream extends Destroyable> {
         return;
       }
       if (rep === 'auth') {
-        this.#refuse(authReply(false));
+        this.#refuse(failed);
         return;
       }
-      // RFC 1929 can only say "failed": accept it and answer the request with the REP.
+      // Neither frame can say more than "failed": accept and answer the request with the REP.
       outcome = { ok: false, rep };
     }
     if (this.#phase !== 'authenticating') return;
     this.#outcome = outcome;
-    this.#socket.write(authReply(true));
+    this.#socket.write(accepted);
     this.#phase = 'request';
     this.#socket.resume();
     this.#advance();

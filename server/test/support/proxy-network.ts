@@ -70,7 +70,10 @@ export async function startProxyNetwork(
   const agents = new Map<string, ChildProcess>();
 
   const api = await signedInApi(ports.api, `e2e-${Date.now()}@example.com`);
-  const key = (await (await api('/v1/keys', { method: 'POST', body: '{}' })).json()) as {
+  // Also a bearer token: some tests call the API with it (leases).
+  const key = (await (
+    await api('/v1/keys', { method: 'POST', body: JSON.stringify({ scopes: ['proxy', 'api'] }) })
+  ).json()) as {
     id: string;
     secret: string;
   };
