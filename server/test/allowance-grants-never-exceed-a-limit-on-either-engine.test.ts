@@ -63,10 +63,20 @@ for (const engine of hotStateEngines) {
       const epoch = await ledger.epoch();
       await ledger.reserve([{ id: 'a:twice', limit: MIB }], 5000, 1, epoch);
       await ledger.settle('batch-twice', { 'a:twice': 3000 });
-      const after = await ledger.epoch();
       await ledger.settle('batch-twice', { 'a:twice': 3000 });
       assert.deepEqual(await ledger.committed(['a:twice']), [2000]);
-      assert.equal(await ledger.epoch(), after, 'a replay does not move the epoch');
+    });
+
+    test('between a flush beginning and its settle, the epoch is not quiet', async () => {
+      const ledger = hot.allowances;
+      const quiet = await ledger.quietEpoch();
+      assert.ok(quiet !== null, 'quiet while no flush runs');
+      await ledger.beginSettle('batch-window');
+      assert.equal(await ledger.quietEpoch(), null);
+      assert.notEqual(await ledger.epoch(), quiet, 'beginning a flush moves the epoch');
+      await ledger.settle('batch-window', {});
+      const after = await ledger.quietEpoch();
+      assert.ok(after !== null && after !== quiet, 'quiet again, at a new epoch');
     });
 
     test('a bucket lowered below what it committed grants nothing', async () => {
