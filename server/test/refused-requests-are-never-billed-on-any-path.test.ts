@@ -63,7 +63,7 @@ describe('refused requests are never billed on any path', () => {
     // Refused by the gateway itself after admission: no exit in that country.
     refusals.push([
       `GET http://127.0.0.1:${net.targetPort}/ HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic ${basic('-country-fr')}\r\nConnection: close\r\n\r\n`,
-      /^HTTP\/1\.1 503 no_exit_available/,
+      /^HTTP\/1\.1 503 /,
     ]);
     for (const [request, expected] of refusals) {
       const { text } = await exchange(net.ports.proxy, request);
