@@ -61,6 +61,7 @@ export function unlimitedAllowances(chunkBytes: number): Allowances {
   return {
     async open() {
       return new Allowance(
+        [],
         async (want) => want,
         () => {},
         chunkBytes,
@@ -140,6 +141,7 @@ export function createAllowances(options: AllowancesOptions): Allowances {
     async open(key) {
       const buckets = allowanceBuckets(key.id, key.accountId);
       const allowance = new Allowance(
+        buckets,
         (want) => reserve(key, want),
         (bytes) => {
           ledger.adjust(buckets, bytes).catch(options.onError);
@@ -184,6 +186,8 @@ export function createAllowances(options: AllowancesOptions): Allowances {
  * so that close() returns or charges the exact difference.
  */
 export class Allowance {
+  /** The hot-state buckets it was granted from (its account's and its key's). */
+  readonly buckets: readonly string[];
   readonly #reserve: (want: number) => Promise<number>;
   readonly #commit: (bytes: number) => void;
   readonly #chunkBytes: number;
@@ -196,10 +200,12 @@ export class Allowance {
   #closed = false;
 
   constructor(
+    buckets: readonly string[],
     reserve: (want: number) => Promise<number>,
     commit: (bytes: number) => void,
     chunkBytes: number,
   ) {
+    this.buckets = buckets;
     this.#reserve = reserve;
     this.#commit = commit;
     this.#chunkBytes = chunkBytes;
@@ -219,6 +225,11 @@ export class Allowance {
     if (this.#spent + bytes <= this.#granted) {
       this.#spent += bytes;
       this.#taken += bytes;
+      // The next grant is asked for while a quarter of this one is left, so a busy
+      // connection seldom pauses for it (a pause per chunk cost downloads about 20 %).
+      if (this.#asking === null && this.#granted - this.#spent < this.#chunkBytes / 4) {
+        void this.more();
+      }
       return true;
     }
     return this.#takeLater(bytes);

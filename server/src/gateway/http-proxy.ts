@@ -6,7 +6,7 @@ import { type Logger, newConnectionId } from '../log/index.ts';
 import { SocketMeter, type UsageMeter, type UsageOwner } from '../metering/index.ts';
 import type { GatewayObserver } from '../metrics/index.ts';
 import type { Access, ProxyKey } from './access.ts';
-import type { Allowance, Allowances } from './allowance.ts';
+import { Allowance, type Allowances } from './allowance.ts';
 import type { Connector } from './connector.ts';
 import type { Forwarder } from './forwarder.ts';
 import type { OpenTunnels } from './open-tunnels.ts';
@@ -51,10 +51,19 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
    * a grant per request would cost a hot-state call each. Returned when the socket closes.
    */
   const socketAllowances = new WeakMap<Socket, { keyId: string; allowance: Allowance }>();
-  const allowanceFor = async (socket: Socket, key: ProxyKey): Promise<Allowance> => {
+  const allowanceFor = (socket: Socket, key: ProxyKey): Allowance | Promise<Allowance> => {
     const held = socketAllowances.get(socket);
+    // Most requests of a keep-alive connection: no await, no promise.
+    if (held?.keyId === key.id && held.allowance.remaining > 0) return held.allowance;
+    return newAllowanceFor(socket, key, held);
+  };
+  const newAllowanceFor = async (
+    socket: Socket,
+    key: ProxyKey,
+    held: { keyId: string; allowance: Allowance } | undefined,
+  ): Promise<Allowance> => {
     if (held?.keyId === key.id) {
-      if (held.allowance.remaining > 0 || (await held.allowance.more())) return held.allowance;
+      if (await held.allowance.more()) return held.allowance;
       throw ipcolaError('quota_exhausted');
     }
     held?.allowance.close();
@@ -164,7 +173,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     // Whatever happens to this request, its bytes leave the socket's meter when it ends:
     // to its key when it got as far as an exit, to nobody when we refused it before any
     // of its bytes went on (a refusal after part of an upload went out is billed).
-    let owner: (UsageOwner & { accountId: string }) | null = null;
+    let owner: (UsageOwner & { buckets: readonly string[] }) | null = null;
     let allowance: Allowance | null = null;
     let release = () => {};
     res.once('close', () => {
@@ -184,13 +193,14 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       address: socket.remoteAddress,
       country: admission.credentials.targeting.country,
     });
-    allowance = await allowanceFor(socket, admission.key);
+    const got = allowanceFor(socket, admission.key);
+    allowance = got instanceof Allowance ? got : await got;
     const exit = await connector.choose(admission);
     owner = {
       keyId: admission.key.id,
       nodeId: exit.nodeId,
       country: exit.country ?? '',
-      accountId: admission.key.accountId,
+      buckets: allowance.buckets,
     };
     observer?.opened('http');
     res.setHeader('X-IPCola-Exit-Country', exit.country ?? '');
@@ -270,7 +280,6 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
         client: socket,
         upstream: upstream.stream,
         keyId: admission.key.id,
-        accountId: admission.key.accountId,
         allowance,
         nodeId: upstream.exit.nodeId,
         country: upstream.exit.country ?? '',

@@ -181,7 +181,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     destroy(): void;
     releaseSlot(): void;
     keyId: string;
-    accountId: string;
     allowance: Allowance;
     /** What cutting the key's connections closes: the upstream, then the client once spliced. */
     cutter: { cut(): void };
@@ -220,7 +219,6 @@ export function createGateway(options: GatewayOptions): Gateway {
       return {
         ...upstream,
         keyId: admission.key.id,
-        accountId: admission.key.accountId,
         allowance,
         releaseSlot,
         cutter,
@@ -240,7 +238,6 @@ export function createGateway(options: GatewayOptions): Gateway {
           client,
           upstream: upstream.stream,
           keyId: upstream.keyId,
-          accountId: upstream.accountId,
           allowance: upstream.allowance,
           nodeId: upstream.exit.nodeId,
           country: upstream.exit.country ?? '',

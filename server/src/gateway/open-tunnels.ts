@@ -7,7 +7,6 @@ import type { Allowance } from './allowance.ts';
 export interface TunnelParties extends UsageOwner {
   client: Socket;
   upstream: Duplex;
-  accountId: string;
   /** Every chunk either way passes it before it is written; closed when the tunnel ends. */
   allowance: Allowance;
   /** Runs once when the tunnel is over: frees slots and exit load. */
@@ -21,7 +20,7 @@ export interface TunnelParties extends UsageOwner {
  */
 interface OpenTunnel {
   meter: SocketMeter;
-  owner: UsageOwner & { accountId: string };
+  owner: UsageOwner & { buckets: readonly string[] };
   allowance: Allowance;
 }
 
@@ -53,7 +52,7 @@ export class OpenTunnels {
         keyId: parties.keyId,
         nodeId: parties.nodeId,
         country: parties.country,
-        accountId: parties.accountId,
+        buckets: parties.allowance.buckets,
       },
       allowance: parties.allowance,
     };

@@ -1,7 +1,6 @@
 import type { Socket } from 'node:net';
 import type { CounterStore } from '../store/index.ts';
 import {
-  allowanceBuckets,
   parseUsageField,
   USAGE_GROUP,
   type UsageMetric,
@@ -18,8 +17,8 @@ export interface Usage extends UsageOwner {
   /** Bytes from the gateway to the customer. */
   down: number;
   requests: number;
-  /** The key's account: its bytes leave this instance's allowance hold when pushed. */
-  accountId?: string;
+  /** The allowance buckets these bytes count against: they leave this instance's hold when pushed. */
+  buckets?: readonly string[];
 }
 
 export interface UsageMeter {
@@ -81,10 +80,8 @@ export function createUsageMeter(
       add('down', usage.down);
       add('requests', usage.requests);
       const bytes = usage.up + usage.down;
-      if (usage.accountId !== undefined && bytes > 0) {
-        for (const bucket of allowanceBuckets(usage.keyId, usage.accountId)) {
-          increase(pendingUsed, bucket, bytes);
-        }
+      if (usage.buckets !== undefined && bytes > 0) {
+        for (const bucket of usage.buckets) increase(pendingUsed, bucket, bytes);
       }
     },
     unpushed() {
