@@ -105,15 +105,7 @@ export async function verifyKey(
 ): Promise<VerifiedKey | null> {
   // Shapes no key can have never reach the database.
   if (!PUBLIC_ID_PATTERN.test(keyId) || !SECRET_PATTERN.test(secret)) return null;
-  const [row] = await db.query<
-    KeyRow & {
-      secret_hash: string;
-      monthly_byte_cap: number | null;
-      max_concurrency: number | null;
-      allowed_countries: string[] | null;
-      client_allowlist: string[] | null;
-    }
-  >(
+  const [row] = await db.query<VerifiedKeyRow & { secret_hash: string }>(
     `SELECT id, account_id, name, scopes, created_at, secret_hash, monthly_byte_cap,
             max_concurrency, allowed_countries, client_allowlist
      FROM api_keys WHERE id = $1 AND NOT disabled AND revoked_at IS NULL`,
@@ -121,6 +113,18 @@ export async function verifyKey(
   );
   const offered = keyedHash(pepper, secret);
   if (!row || !sameDigest(offered, row.secret_hash)) return null;
+  return verifiedKey(row);
+}
+
+/** The columns a verified key is made of. */
+type VerifiedKeyRow = KeyRow & {
+  monthly_byte_cap: number | null;
+  max_concurrency: number | null;
+  allowed_countries: string[] | null;
+  client_allowlist: string[] | null;
+};
+
+function verifiedKey(row: VerifiedKeyRow): VerifiedKey {
   return {
     id: row.id,
     accountId: row.account_id,
@@ -393,15 +397,7 @@ export async function passwordlessKey(
 ): Promise<(VerifiedKey & { defaultTargeting: string }) | null> {
   const client = clientAddress(address);
   if (client === null) return null;
-  const [row] = await db.query<
-    KeyRow & {
-      monthly_byte_cap: number | null;
-      max_concurrency: number | null;
-      allowed_countries: string[] | null;
-      client_allowlist: string[] | null;
-      default_targeting: string;
-    }
-  >(
+  const [row] = await db.query<VerifiedKeyRow & { default_targeting: string }>(
     `SELECT k.id, k.account_id, k.name, k.scopes, k.created_at, k.monthly_byte_cap,
             k.max_concurrency, k.allowed_countries, k.client_allowlist, k.default_targeting
      FROM passwordless_cidrs p JOIN api_keys k ON k.id = p.key_id
@@ -409,17 +405,7 @@ export async function passwordlessKey(
     [client],
   );
   if (!row) return null;
-  return {
-    id: row.id,
-    accountId: row.account_id,
-    name: row.name,
-    scopes: knownScopes(row.scopes),
-    monthlyByteCap: row.monthly_byte_cap,
-    maxConcurrency: row.max_concurrency,
-    allowedCountries: row.allowed_countries,
-    clientAllowlist: row.client_allowlist,
-    defaultTargeting: row.default_targeting,
-  };
+  return { ...verifiedKey(row), defaultTargeting: row.default_targeting };
 }
 
 /** Revokes the key for good; false when it is not the account's or already revoked. */

@@ -43,18 +43,34 @@ export function createAuthFailureLimit(options: AuthFailureLimitOptions): AuthFa
   return {
     blockedFor,
     async recordFailure(address) {
-      try {
-        await options.limiter.consume(address);
-        return 0;
-      } catch (rejection) {
-        if (!(rejection instanceof RateLimiterRes)) {
-          options.onError?.(rejection);
-          return 0;
-        }
+      const blocked = await consumePoint(options.limiter, address, options.onError);
+      if (blocked > 0) {
         if (blockedUntil.size >= MAX_REMEMBERED) blockedUntil.clear();
-        blockedUntil.set(address, now() + rejection.msBeforeNext);
-        return rejection.msBeforeNext;
+        blockedUntil.set(address, now() + blocked);
       }
+      return blocked;
     },
   };
+}
+
+/**
+ * Takes one point of the address's allowance: 0 while it has points, else the
+ * milliseconds (at least 1) until it has one again. A store that does not answer counts
+ * as a point taken (reported to onError): limits never lock everyone out.
+ */
+export async function consumePoint(
+  limiter: RateLimiterAbstract,
+  address: string,
+  onError?: (error: unknown) => void,
+): Promise<number> {
+  try {
+    await limiter.consume(address);
+    return 0;
+  } catch (rejection) {
+    if (!(rejection instanceof RateLimiterRes)) {
+      onError?.(rejection);
+      return 0;
+    }
+    return Math.max(1, rejection.msBeforeNext);
+  }
 }

@@ -35,7 +35,7 @@ export interface AllowancesOptions {
   chunkBytes: number;
   /** How long a key's limits read from the database are reused (a flush also renews them). */
   limitsTtlMs: number;
-  /** A return or charge that could not reach hot state (kept in the log). */
+  /** A return or charge that could not reach hot state, or limits the database did not give. */
   onError(error: unknown): void;
   now?: () => number;
 }
@@ -112,7 +112,16 @@ export function createAllowances(options: AllowancesOptions): Allowances {
   const limitsOf = async (keyId: string, fresh: boolean): Promise<Limits> => {
     const cached = cache.get(keyId);
     if (!fresh && cached && now() - cached.at < options.limitsTtlMs) return cached;
-    return readLimits(keyId);
+    try {
+      return await readLimits(keyId);
+    } catch (error) {
+      // The database is down: open connections go on under the last limits it gave, at
+      // the current epoch (no flush can commit while it is down, so none is missed but
+      // one that committed just before), and committed still bounds what they move.
+      if (!cached) throw error;
+      options.onError(error);
+      return { ...cached, epoch: await ledger.epoch() };
+    }
   };
 
   const reserve = async (key: AllowanceOwner, want: number): Promise<number> => {
@@ -142,7 +151,12 @@ export function createAllowances(options: AllowancesOptions): Allowances {
       const buckets = allowanceBuckets(key.id, key.accountId);
       const allowance = new Allowance(
         buckets,
-        (want) => reserve(key, want),
+        (want) =>
+          reserve(key, want).catch((error: unknown) => {
+            // No grant without hot state: the connection is refused or cut (see README).
+            options.onError(error);
+            throw error;
+          }),
         (bytes) => {
           ledger.adjust(buckets, bytes).catch(options.onError);
         },

@@ -124,7 +124,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   let reconciler: NodeJS.Timeout | undefined;
   if (limits) {
     const onError = (error: unknown) =>
-      logger.warn({ err: error }, 'returning an allowance to hot state failed');
+      logger.warn({ err: error }, 'allowances: hot state or the database did not answer');
     allowances = createAllowances({
       ledger: limits.allowances,
       standing: limits.standing,

@@ -5,7 +5,7 @@
  * each, in 4 s.
  */
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
-import { RateLimiterRes } from 'rate-limiter-flexible';
+import { consumePoint } from '../auth-failures/index.ts';
 
 export interface SignupLimit {
   /** Counts one sign-up from the address; resolves with the ms until it may sign up again when over the limit, else 0. */
@@ -20,17 +20,6 @@ export interface SignupLimitOptions {
 
 export function createSignupLimit(options: SignupLimitOptions): SignupLimit {
   return {
-    async take(address) {
-      try {
-        await options.limiter.consume(address);
-        return 0;
-      } catch (rejection) {
-        if (!(rejection instanceof RateLimiterRes)) {
-          options.onError?.(rejection);
-          return 0;
-        }
-        return Math.max(1, rejection.msBeforeNext);
-      }
-    },
+    take: (address) => consumePoint(options.limiter, address, options.onError),
   };
 }
