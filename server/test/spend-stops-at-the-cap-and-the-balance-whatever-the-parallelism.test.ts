@@ -149,7 +149,7 @@ describe('a key with a 5 MB monthly cap and 20 parallel 100 MB downloads', () =>
   after(() => net?.close());
 
   for (const path of ['forward', 'connect', 'socks5'] as const) {
-    test(`moves at most the cap plus the bound over ${path}`, async () => {
+    test(`moves at most the cap plus the bound over ${path}`, async (t) => {
       const key = await newKey(net, CAP);
       const outcomes = await Promise.all(
         Array.from({ length: PARALLEL }, () => download(net, key, path)),
@@ -162,6 +162,7 @@ describe('a key with a 5 MB monthly cap and 20 parallel 100 MB downloads', () =>
       assert.ok(metered <= CAP + bound, `${path}: ${metered} bytes billed past a ${CAP} cap`);
       assert.ok(metered >= CAP, `${path}: only ${metered} bytes of a ${CAP} cap were used`);
       assert.ok(moved <= metered, `${path}: clients moved ${moved}, ${metered} were metered`);
+      t.diagnostic(`${path}: ${metered} bytes billed on a ${CAP} cap, clients received ${moved}`);
       // And the key now refuses new connections.
       const refused = await download(net, key, path);
       if (path === 'socks5') assert.ok(refused.refused, 'SOCKS5 refuses in the handshake');
@@ -204,7 +205,7 @@ describe('an account with 5 MB of credit and 60 parallel downloads on three path
   });
   after(() => net?.close());
 
-  test('never goes below minus the bound, and its keys are refused at zero', async () => {
+  test('never goes below minus the bound, and its keys are refused at zero', async (t) => {
     const keys = [await newKey(net, null), await newKey(net, null)];
     const paths: Path[] = ['forward', 'connect', 'socks5'];
     const outcomes = await Promise.all(
@@ -231,6 +232,7 @@ describe('an account with 5 MB of credit and 60 parallel downloads on three path
     ).catch(() => assert.fail(`balance ${balance}, billed ${billed}, clients moved ${moved}`));
     assert.ok(balance <= 0, `balance ${balance}: the credit was not used up`);
     assert.ok(balance >= -bound, `balance ${balance} is below minus the bound ${bound}`);
+    t.diagnostic(`balance ${balance} after ${billed} bytes billed on ${CAP} of credit`);
     for (const key of keys) {
       const refused = await download(net, key, 'forward');
       assert.match(refused.status, /^HTTP\/1\.1 402 /);
