@@ -15,12 +15,17 @@ import { parseArgs } from 'node:util';
 import ipaddr from 'ipaddr.js';
 import { createExitPolicy } from './exit-policy.ts';
 import {
+  ASN_MAX,
   canonicalIp,
+  checkCountry as checkCountryCode,
+  EXIT_TYPES,
+  type ExitLocation,
+  type ExitType,
   HELLO_MAX_EXIT_IPS,
   HELLO_MAX_STREAMS,
-  NODE_TYPES,
-  type NodeType,
+  isSlug,
   parseAuthority,
+  SLUG_RULE,
 } from './protocol/index.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -33,20 +38,15 @@ export const DEFAULT_MAX_STREAMS = 256;
 
 /** Exit status when another agent with the same node token replaced this one. */
 export const EXIT_REPLACED = 3;
-const ASN_MAX = 4_294_967_295;
 
-export interface AgentOptions {
+/** Its location fields are what the hello announces; absent when not given. */
+export interface AgentOptions extends ExitLocation {
   /** `host:port` or `[v6]:port`, as given. */
   readonly hub: string;
   readonly token: string;
   /** Canonical addresses of this machine, in the order given, at least one. */
   readonly exitIps: readonly string[];
-  /** Lowercase ISO 3166-1 alpha-2. */
-  readonly country?: string;
-  readonly region?: string;
-  readonly city?: string;
-  readonly asn?: number;
-  readonly type: NodeType;
+  readonly type: ExitType;
   /** CIDRs the exit policy lets through although their range is refused by default. */
   readonly allowTargets: readonly string[];
   readonly maxStreams: number;
@@ -91,7 +91,7 @@ Required:
                            repeat for a pool (at most ${HELLO_MAX_EXIT_IPS})
 
 Announced location and kind (what customers target):
-  --country CC             ISO 3166-1 alpha-2 country code, e.g. de
+  --country CC             assigned ISO 3166-1 alpha-2 code, e.g. de (gb, not uk)
   --region R               region slug, e.g. california
   --city C                 city slug, e.g. new_york
   --asn N                  autonomous system number, e.g. 3320 or AS3320
@@ -156,7 +156,7 @@ export function parseCli(
   const hub = checkHub(one('hub'));
   const token = checkToken(one('token'), env[TOKEN_ENV]);
   const exitIps = checkExitIps(values.get('exit-ip') ?? [], dependencies);
-  const type = checkChoice('--type', one('type') ?? 'residential', NODE_TYPES);
+  const type = checkChoice('--type', one('type') ?? 'residential', EXIT_TYPES);
   const allowTargets = (values.get('allow-target') ?? []).map(checkAllowTarget);
   const maxStreams = checkInteger(
     '--max-streams',
@@ -352,22 +352,21 @@ function checkInteger(option: string, value: string, min: number, max: number): 
   return number;
 }
 
+/** Refused at start: the hub would refuse the hello, and no gateway could target it. */
 function checkCountry(value: string): string {
-  if (!/^[A-Za-z]{2}$/.test(value)) {
-    throw new CliUsageError(
-      '--country',
-      `${JSON.stringify(value)} is not a two-letter ISO 3166-1 code (e.g. de)`,
-    );
+  const checked = checkCountryCode(value);
+  if (!checked.ok) {
+    throw new CliUsageError('--country', `${JSON.stringify(value)} ${checked.reason} (e.g. de)`);
   }
-  return value.toLowerCase();
+  return checked.code;
 }
 
 function checkSlug(option: string, value: string, example: string): string {
   const slug = value.toLowerCase();
-  if (!/^[a-z0-9_]{1,64}$/.test(slug)) {
+  if (!isSlug(slug)) {
     throw new CliUsageError(
       option,
-      `${JSON.stringify(value)} is not a slug: 1-64 of a-z, 0-9 and _ (e.g. ${example})`,
+      `${JSON.stringify(value)} is not a slug: ${SLUG_RULE} (e.g. ${example})`,
     );
   }
   return slug;

@@ -58,6 +58,16 @@ describe('the agent process refuses bad input', { timeout: 60_000 }, () => {
     assert.ok(line.includes(`${address} is not an address of this machine`), line);
   });
 
+  test('a country ISO has not assigned, which no gateway could ever target', async () => {
+    const unassigned = await assertRefused(
+      [...HUB, ...TOKEN, ...EXIT, '--country', 'xx'],
+      '--country:',
+    );
+    assert.match(unassigned, /"xx" is not an assigned ISO 3166-1 alpha-2 code/);
+    const uk = await assertRefused([...HUB, ...TOKEN, ...EXIT, '--country', 'UK'], '--country:');
+    assert.match(uk, /"UK" is not an ISO 3166-1 code; use 'gb' for the United Kingdom/);
+  });
+
   test('a bad --type', async () => {
     await assertRefused([...HUB, ...TOKEN, ...EXIT, '--type', 'satellite'], '--type:');
   });
@@ -196,6 +206,12 @@ describe('parseCli', () => {
     ['an IPv4-mapped exit IP', [...base.slice(0, 4), '--exit-ip', '::ffff:127.0.0.1'], '--exit-ip'],
     ['an exit IP with a zone id', [...base.slice(0, 4), '--exit-ip', 'fe80::1%eth0'], '--exit-ip'],
     ['a three-letter country', [...base, '--country', 'DEU'], '--country'],
+    ['an unassigned country', [...base, '--country', 'xx'], '--country'],
+    [
+      'uk, which ISO reserved but did not assign (gb is)',
+      [...base, '--country', 'uk'],
+      '--country',
+    ],
     ['a city with a space', [...base, '--city', 'new york'], '--city'],
     ['an ASN of 0', [...base, '--asn', '0'], '--asn'],
     ['a non-numeric ASN', [...base, '--asn', 'telekom'], '--asn'],

@@ -88,6 +88,11 @@ describe('the hello', () => {
     for (const bad of ['usa', 'u1', '', null, 1]) {
       assert.match(reason({ ...HELLO, country: bad }), /country/);
     }
+    // Two letters are not enough: the gateway targets only codes ISO assigned.
+    for (const bad of ['xx', 'XX', 'uk', 'eu']) {
+      assert.match(reason({ ...HELLO, country: bad }), /country .*ISO 3166-1/);
+    }
+    assert.match(reason({ ...HELLO, country: 'uk' }), /'gb'/);
     for (const bad of ['New York', 'new-york', 'x'.repeat(65), '']) {
       assert.match(reason({ ...HELLO, region: bad }), /region/);
       assert.match(reason({ ...HELLO, city: bad }), /city/);

@@ -134,6 +134,8 @@ describe('the hub refuses what it should', () => {
       [JSON.stringify({ ...HELLO, type: 'satellite' }), /type/],
       [JSON.stringify({ ...HELLO, maxStreams: 0 }), /maxStreams/],
       [JSON.stringify({ ...HELLO, country: 'Germany' }), /country/],
+      // Two letters ISO never assigned: a node no gateway could ever target.
+      [JSON.stringify({ ...HELLO, country: 'xx' }), /country .*assigned ISO 3166-1/],
       [JSON.stringify({ ...HELLO, exitIps: Array(300).fill('10.0.0.1') }), /at most 256/],
       [JSON.stringify([HELLO]), /object/],
       ['{not json', /not JSON/],

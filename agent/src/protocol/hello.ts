@@ -7,22 +7,22 @@
  * be able to join an older hub. Every known field is checked strictly.
  */
 import { isIP, SocketAddress } from 'node:net';
+import {
+  ASN_MAX,
+  checkCountry,
+  EXIT_TYPES,
+  type ExitLocation,
+  type ExitType,
+  isExitType,
+  isSlug,
+  SLUG_RULE,
+} from './targeting.ts';
 
-export const NODE_TYPES = ['residential', 'datacenter', 'mobile'] as const;
-export type NodeType = (typeof NODE_TYPES)[number];
-
-export interface NodeHello {
+/** Its location fields are absent when the operator did not declare them. */
+export interface NodeHello extends ExitLocation {
   /** The addresses the node can bind egress connections to (canonical text, no duplicates). */
   readonly exitIps: readonly string[];
-  /** ISO 3166-1 alpha-2, lowercase. Absent when the operator did not declare it. */
-  readonly country?: string;
-  /** Lowercase slug: `[a-z0-9_]`, like the proxy username's `region` parameter. */
-  readonly region?: string;
-  /** Lowercase slug: `[a-z0-9_]`, like the proxy username's `city` parameter. */
-  readonly city?: string;
-  /** Autonomous system number. */
-  readonly asn?: number;
-  readonly type: NodeType;
+  readonly type: ExitType;
   /** How many streams the node carries at once; also its HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS. */
   readonly maxStreams: number;
   readonly agentVersion: string;
@@ -38,10 +38,7 @@ export const HELLO_MAX_LENGTH = 12 * 1024;
 /** Enough for a /24 pool; larger pools would not fit in one header. */
 export const HELLO_MAX_EXIT_IPS = 256;
 export const HELLO_MAX_STREAMS = 10_000;
-const SLUG = /^[a-z0-9_]{1,64}$/;
-const COUNTRY = /^[A-Za-z]{2}$/;
 const VERSION = /^[A-Za-z0-9.+_-]{1,64}$/;
-const ASN_MAX = 4_294_967_295;
 
 /** Parses and validates the header value; the result holds only known, normalised fields. */
 export function parseHello(text: string): HelloResult {
@@ -72,11 +69,9 @@ export function validateHello(value: unknown): HelloResult {
       maxStreams: integer('maxStreams', input.maxStreams, 1, HELLO_MAX_STREAMS),
       agentVersion: text('agentVersion', input.agentVersion, VERSION),
     };
-    if (input.country !== undefined) {
-      hello.country = text('country', input.country, COUNTRY).toLowerCase();
-    }
-    if (input.region !== undefined) hello.region = text('region', input.region, SLUG);
-    if (input.city !== undefined) hello.city = text('city', input.city, SLUG);
+    if (input.country !== undefined) hello.country = country(input.country);
+    if (input.region !== undefined) hello.region = slug('region', input.region);
+    if (input.city !== undefined) hello.city = slug('city', input.city);
     if (input.asn !== undefined) hello.asn = integer('asn', input.asn, 1, ASN_MAX);
     return { ok: true, hello };
   } catch (error) {
@@ -131,11 +126,24 @@ export function canonicalIp(ip: string): string | null {
   return new SocketAddress({ address: ip, family: family === 6 ? 'ipv6' : 'ipv4' }).address;
 }
 
-function nodeType(value: unknown): NodeType {
-  if (typeof value === 'string' && (NODE_TYPES as readonly string[]).includes(value)) {
-    return value as NodeType;
+function nodeType(value: unknown): ExitType {
+  if (typeof value === 'string' && isExitType(value)) return value;
+  throw new HelloFieldError(`type must be one of ${EXIT_TYPES.join(', ')}`);
+}
+
+/** Either case, lowercased; refused unless assigned, or no gateway could ever target the node. */
+function country(value: unknown): string {
+  if (typeof value !== 'string') throw new HelloFieldError('country must be a string');
+  const checked = checkCountry(value);
+  if (!checked.ok) throw new HelloFieldError(`country ${checked.reason}`);
+  return checked.code;
+}
+
+function slug(name: string, value: unknown): string {
+  if (typeof value !== 'string' || !isSlug(value)) {
+    throw new HelloFieldError(`${name} must be ${SLUG_RULE}`);
   }
-  throw new HelloFieldError(`type must be one of ${NODE_TYPES.join(', ')}`);
+  return value;
 }
 
 function integer(name: string, value: unknown, min: number, max: number): number {

@@ -1,6 +1,7 @@
 /**
  * The tunnel protocol shared by the hub (server) and the exit-node agent: names,
- * the node's hello, error codes, HTTP/2 tuning, heart-beats, and spliceStreams.
+ * the node's hello, the targeting vocabulary, error codes, HTTP/2 tuning, heart-beats,
+ * and spliceStreams.
  * Nothing here may import from the rest of the agent or from the server.
  */
 export {
@@ -46,9 +47,7 @@ export {
   HELLO_MAX_LENGTH,
   HELLO_MAX_STREAMS,
   type HelloResult,
-  NODE_TYPES,
   type NodeHello,
-  type NodeType,
   parseHello,
   validateHello,
 } from './hello.ts';
@@ -62,6 +61,20 @@ export {
   type SpliceResult,
   spliceStreams,
 } from './splice.ts';
+export {
+  ASN_MAX,
+  type CountryCheck,
+  checkCountry,
+  EXIT_TYPES,
+  type ExitLocation,
+  type ExitType,
+  isAsn,
+  isCountryCode,
+  isExitType,
+  isSlug,
+  SLUG_RULE,
+  type Targeting,
+} from './targeting.ts';
 export {
   CONNECTION_WINDOW_BYTES,
   DEFAULT_PING_INTERVAL_MS,

@@ -55,7 +55,7 @@ export type {
   RegisterNodeOptions,
   VerifiedNode,
 } from './nodes.ts';
-export { checkNodeType, NODE_TYPES } from './nodes.ts';
+export { checkNodeType } from './nodes.ts';
 export { loadOrCreatePepper, loadOrCreateServerSecret } from './pepper.ts';
 export {
   checkDisplayName,

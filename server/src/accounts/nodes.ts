@@ -1,3 +1,4 @@
+import { EXIT_TYPES, type ExitType, isExitType } from '@ipcola/agent/protocol';
 import { ipcolaError } from '../errors/index.ts';
 import type { Queryable } from '../store/index.ts';
 import { checkDisplayName } from './rules.ts';
@@ -11,8 +12,8 @@ import {
   sameDigest,
 } from './secrets.ts';
 
-export type NodeType = 'residential' | 'datacenter' | 'mobile';
-export const NODE_TYPES: readonly NodeType[] = ['residential', 'datacenter', 'mobile'];
+/** A node's type is the type of every exit it announces. */
+export type NodeType = ExitType;
 
 /** A node as it was registered: the only time its token is known. */
 export interface RegisteredNode {
@@ -95,10 +96,10 @@ export async function verifyNodeToken(
   return { id: row.id, accountId: row.account_id, name: row.name, type: row.type };
 }
 
-/** Refuses a node type outside NODE_TYPES, with the one message every form uses. */
+/** Refuses a node type outside EXIT_TYPES, with the one message every form uses. */
 export function checkNodeType(type: string): asserts type is NodeType {
-  if (!NODE_TYPES.includes(type as NodeType)) {
-    throw ipcolaError('invalid_request', `type must be one of ${NODE_TYPES.join(', ')}`);
+  if (!isExitType(type)) {
+    throw ipcolaError('invalid_request', `type must be one of ${EXIT_TYPES.join(', ')}`);
   }
 }
 

@@ -6,15 +6,19 @@
  * this module only refuses what can never be valid, and never ignores anything.
  */
 
+import {
+  ASN_MAX,
+  checkCountry,
+  EXIT_TYPES,
+  type ExitType,
+  isExitType,
+  isSlug,
+  SLUG_RULE,
+  type Targeting,
+} from '@ipcola/agent/protocol';
 import { type IPColaError, ipcolaError } from '../errors/index.ts';
 
-export interface Targeting {
-  country?: string;
-  region?: string;
-  city?: string;
-  asn?: number;
-  type?: 'residential' | 'datacenter' | 'mobile';
-}
+export type { Targeting };
 
 export interface ProxyCredentials {
   keyId: string;
@@ -35,33 +39,10 @@ const MAX_TTL_MS = 24 * HOUR_MS;
 // All patterns are anchored single character classes with bounded repetition:
 // linear, no backtracking to exploit.
 const KEY_ID = /^[a-z0-9]{1,32}$/;
-const SLUG = /^[a-z0-9_]{1,64}$/;
 const SESSION_ID = /^[A-Za-z0-9_]{1,64}$/;
 const ASN = /^[1-9][0-9]{0,9}$/;
 const TTL = /^([1-9][0-9]*)([smh])$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-
-const MAX_ASN = 4_294_967_295;
-
-const EXIT_TYPES = ['residential', 'datacenter', 'mobile'] as const;
-type ExitType = (typeof EXIT_TYPES)[number];
-
-// The 249 officially assigned ISO 3166-1 alpha-2 codes. Embedded rather than
-// asked of Intl.DisplayNames, which on Node 20 also names reserved,
-// withdrawn and user-assigned codes (UK, EU, UN, EZ, SU, YU, AC, XK, ...).
-const ISO_COUNTRIES: ReadonlySet<string> = new Set(
-  (
-    'ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi bj bl bm bn bo bq ' +
-    'br bs bt bv bw by bz ca cc cd cf cg ch ci ck cl cm cn co cr cu cv cw cx cy cz de dj dk dm ' +
-    'do dz ec ee eg eh er es et fi fj fk fm fo fr ga gb gd ge gf gg gh gi gl gm gn gp gq gr gs ' +
-    'gt gu gw gy hk hm hn hr ht hu id ie il im in io iq ir is it je jm jo jp ke kg kh ki km kn ' +
-    'kp kr kw ky kz la lb lc li lk lr ls lt lu lv ly ma mc md me mf mg mh mk ml mm mn mo mp mq ' +
-    'mr ms mt mu mv mw mx my mz na nc ne nf ng ni nl no np nr nu nz om pa pe pf pg ph pk pl pm ' +
-    'pn pr ps pt pw py qa re ro rs ru rw sa sb sc sd se sg sh si sj sk sl sm sn so sr ss st sv ' +
-    'sx sy sz tc td tf tg th tj tk tl tm tn to tr tt tv tw tz ua ug um us uy uz va vc ve vg vi ' +
-    'vn vu wf ws ye yt za zm zw'
-  ).split(' '),
-);
 
 type ParamName = 'country' | 'region' | 'city' | 'asn' | 'type' | 'session' | 'ttl';
 
@@ -232,46 +213,34 @@ function checkKeyId(keyId: string): string {
   return keyId;
 }
 
-/** An officially assigned ISO 3166-1 alpha-2 code, in lowercase (what exits are tagged with). */
-export function isCountryCode(code: string): boolean {
-  return ISO_COUNTRIES.has(code);
-}
-
 function parseCountry(raw: string): string {
-  const code = raw.toLowerCase();
-  if (code === 'uk') {
-    // Reserved by ISO at the UK's request but not assigned: a common slip.
-    throw badParams("country 'uk' is not an ISO 3166-1 code; use 'gb' for the United Kingdom");
-  }
-  if (!ISO_COUNTRIES.has(code)) {
-    throw badParams(`country '${clip(raw)}' is not an assigned ISO 3166-1 alpha-2 code`);
-  }
-  return code;
+  const checked = checkCountry(raw);
+  if (!checked.ok) throw badParams(`country '${clip(raw)}' ${checked.reason}`);
+  return checked.code;
 }
 
 function parseSlug(name: 'region' | 'city', raw: string): string {
   const slug = raw.toLowerCase();
-  if (!SLUG.test(slug)) {
-    throw badParams(`${name} must be 1-64 of a-z, 0-9 and _ (underscore for a space)`);
+  if (!isSlug(slug)) {
+    throw badParams(`${name} must be ${SLUG_RULE} (underscore for a space)`);
   }
   return slug;
 }
 
 function parseAsn(raw: string): number {
-  const asn = Number(raw);
-  if (!ASN.test(raw) || asn > MAX_ASN) {
-    throw badParams('asn must be a whole number from 1 to 4294967295 without leading zeros');
+  // The digits alone (no leading zeros), so that one ASN has one username.
+  if (!ASN.test(raw) || Number(raw) > ASN_MAX) {
+    throw badParams(`asn must be a whole number from 1 to ${ASN_MAX} without leading zeros`);
   }
-  return asn;
+  return Number(raw);
 }
 
 function parseType(raw: string): ExitType {
   const type = raw.toLowerCase();
-  const known = EXIT_TYPES.find((t) => t === type);
-  if (known === undefined) {
+  if (!isExitType(type)) {
     throw badParams(`type must be one of ${EXIT_TYPES.join(', ')}`);
   }
-  return known;
+  return type;
 }
 
 function parseSessionId(raw: string): string {

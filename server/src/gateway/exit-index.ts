@@ -1,18 +1,14 @@
-import type { Targeting } from './credentials.ts';
+import type { ExitLocation, ExitType, Targeting } from '@ipcola/agent/protocol';
 
-export type ExitType = 'residential' | 'datacenter' | 'mobile';
+export type { ExitType };
 
 /** One leasable exit IP of one connected node. */
-export interface Exit {
+export interface Exit extends ExitLocation {
   /** `${nodeId}/${ip}`: an IP may only be leased through the node that announced it. */
   readonly id: string;
   readonly nodeId: string;
   readonly ip: string;
   readonly type: ExitType;
-  readonly country?: string;
-  readonly region?: string;
-  readonly city?: string;
-  readonly asn?: number;
 }
 
 interface Entry {

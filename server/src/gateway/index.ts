@@ -24,7 +24,7 @@ import { createSocks5Server } from './socks5.ts';
 import { createSpendGuard, type SpendGuard } from './spend-guard.ts';
 
 export type { Targeting } from './credentials.ts';
-export { formatProxyUsername, isCountryCode, parseProxyUsername } from './credentials.ts';
+export { formatProxyUsername, parseProxyUsername } from './credentials.ts';
 export type { Exit, ExitType, ProxyKey, RegionCount, Target };
 
 export interface GatewayOptions {

@@ -5,15 +5,11 @@
  * named in a username. The pin lives in hot state; the database remembers who made it.
  */
 import { randomBytes } from 'node:crypto';
+import type { Targeting } from '@ipcola/agent/protocol';
 import type { Queryable } from '../store/index.ts';
 
-export interface LeaseTargeting {
-  country?: string;
-  region?: string;
-  city?: string;
-  asn?: number;
-  type?: 'residential' | 'datacenter' | 'mobile';
-}
+/** A lease picks its exit as a proxy username would. */
+export type LeaseTargeting = Targeting;
 
 export interface LeasedExit {
   ip: string;

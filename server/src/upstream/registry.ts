@@ -5,20 +5,25 @@
  */
 import { isIP } from 'node:net';
 import type { ExitPolicy } from '@ipcola/agent/exit-policy';
-import { canonicalIp, HELLO_MAX_EXIT_IPS } from '@ipcola/agent/protocol';
+import {
+  ASN_MAX,
+  canonicalIp,
+  type ExitLocation,
+  HELLO_MAX_EXIT_IPS,
+  isAsn,
+  isCountryCode,
+  isSlug,
+  SLUG_RULE,
+} from '@ipcola/agent/protocol';
 import { checkDisplayName, checkNodeType, type NodeType, newPublicId } from '../accounts/index.ts';
 import { ipcolaError } from '../errors/index.ts';
-import { isCountryCode } from '../gateway/index.ts';
 import type { Database } from '../store/index.ts';
 import type { CredentialBox } from './credential-box.ts';
 import { parseUpstreamUrl, type UpstreamProxy } from './proxy-url.ts';
 
 /** Where a node's exits are, as its supplier declared it. */
-export interface DeclaredLocation {
+export interface DeclaredLocation extends ExitLocation {
   readonly country: string;
-  readonly region?: string;
-  readonly city?: string;
-  readonly asn?: number;
 }
 
 /** A live upstream-proxy node: what the gateway needs to carry streams through it. */
@@ -64,9 +69,6 @@ export interface UpstreamRegistryOptions {
   /** A row that cannot be used (its credentials do not open under this server's key). */
   onUnreadable?(nodeId: string, error: unknown): void;
 }
-
-const SLUG = /^[a-z0-9_]{1,64}$/;
-const ASN_MAX = 4_294_967_295;
 
 interface UpstreamRow {
   id: string;
@@ -242,11 +244,11 @@ function checkRegistration(
   for (const field of ['region', 'city'] as const) {
     const value = upstream[field];
     if (value === undefined) continue;
-    if (!SLUG.test(value)) throw refuse(`upstream.${field} must be 1-64 of a-z, 0-9 and _`);
+    if (!isSlug(value)) throw refuse(`upstream.${field} must be ${SLUG_RULE}`);
     location[field] = value;
   }
   if (upstream.asn !== undefined) {
-    if (!Number.isInteger(upstream.asn) || upstream.asn < 1 || upstream.asn > ASN_MAX) {
+    if (!isAsn(upstream.asn)) {
       throw refuse(`upstream.asn must be an integer from 1 to ${ASN_MAX}`);
     }
     location.asn = upstream.asn;
