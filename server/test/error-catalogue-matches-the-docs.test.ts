@@ -47,7 +47,7 @@ test('the OpenAPI ErrorCode enum lists exactly the catalogue codes', () => {
   );
 });
 
-test('retryable codes are exactly the ones DESIGN.md marks for Retry-After', () => {
+test('retryable codes are exactly the ones the README marks for Retry-After', () => {
   const retryable = Object.entries(PROXY_ERRORS)
     .filter(([, spec]) => spec.retryable)
     .map(([code]) => code)

@@ -63,7 +63,7 @@ describe('parseProxyUsername: key id', () => {
   });
 });
 
-describe('parseProxyUsername: the DESIGN examples and ordering', () => {
+describe('parseProxyUsername: the README examples and ordering', () => {
   test('the full example KEYID-country-us-session-job42-ttl-10m parses', () => {
     assert.deepEqual(parseProxyUsername(`${KEY}-country-us-session-job42-ttl-10m`), {
       keyId: KEY,
@@ -549,7 +549,7 @@ describe('formatProxyUsername', () => {
     assert.equal(formatProxyUsername(KEY, {}, null), KEY);
   });
 
-  test('it writes the DESIGN example exactly', () => {
+  test('it writes the README example exactly', () => {
     assert.equal(
       formatProxyUsername(KEY, { country: 'us' }, { id: 'job42', ttlMs: 10 * MINUTE }),
       `${KEY}-country-us-session-job42-ttl-10m`,

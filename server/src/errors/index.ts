@@ -1,5 +1,5 @@
 /**
- * The one catalogue of refusal codes (DESIGN.md section 5 and the API's codes).
+ * The one catalogue of refusal codes (README "Proxy errors", and the API's codes in openapi/openapi.yaml).
  * Errors are values carrying a code; the HTTP, SOCKS and JSON edges map them,
  * nothing ever branches on a message.
  */

@@ -1,5 +1,5 @@
 /**
- * Proxy credentials (DESIGN.md section 4): the username grammar
+ * Proxy credentials (README, "Using the proxy"): the username grammar
  * `KEYID-name-value-name-value...` and the Basic `Proxy-Authorization` header.
  *
  * Pure: no I/O, no lookups. Whether the key exists is the caller's business;

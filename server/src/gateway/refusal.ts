@@ -13,7 +13,7 @@ import {
 const RETRY_AFTER_SECONDS = 1;
 
 /**
- * The status line parts and headers of an HTTP proxy refusal (DESIGN.md section 5). The
+ * The status line parts and headers of an HTTP proxy refusal (README, "Proxy errors"). The
  * reason phrase is the code itself (RFC 9112 lets it be any text): of a refused CONNECT,
  * curl and Python's http.client show only the status line, never its headers or body
  * (undici and Chromium show even less: the status code).

@@ -39,7 +39,7 @@ export function createMetrics(): Metrics {
   });
   const refused = new Counter({
     name: 'ipcola_proxy_refusals_total',
-    help: 'Refusals by protocol and error code (DESIGN.md section 5).',
+    help: 'Refusals by protocol and error code (README, Proxy errors).',
     labelNames: ['protocol', 'code'],
     registers: [registry],
   });

@@ -1,5 +1,5 @@
 /**
- * Upstream-proxy exits (DESIGN.md section 6): a datacenter supplier's existing SOCKS5 or
+ * Upstream-proxy exits (README, "Upstream-proxy exits"): a datacenter supplier's existing SOCKS5 or
  * HTTP proxy registered as an exit node instead of running the agent. The gateway
  * chains through it, enforcing the agent's exit policy itself.
  *
