@@ -132,14 +132,12 @@ for (const engine of databaseEngines) {
         { country: 'fr', city: 'paris', type: 'mobile', exits: 0 },
       ];
       const res = await agent.get('/v1/regions').expect(200);
-      assert.deepEqual(res.body, {
-        data: [
-          { country: 'de', city: 'berlin', type: 'residential', exits: 1 },
-          { country: 'de', city: null, type: 'datacenter', exits: 5 },
-          { country: 'us', city: 'new_york', type: 'residential', exits: 2 },
-        ],
-        next_cursor: null,
-      });
+      const counted = [
+        { country: 'de', city: 'berlin', type: 'residential', exits: 1 },
+        { country: 'de', city: null, type: 'datacenter', exits: 5 },
+        { country: 'us', city: 'new_york', type: 'residential', exits: 2 },
+      ];
+      assert.deepEqual(res.body, { items: counted, data: counted, next_cursor: null });
       assert.doesNotMatch(res.text, /abc123|203\.0\.113/);
     });
 
@@ -184,10 +182,8 @@ for (const engine of databaseEngines) {
       );
 
       const us = await agent.get('/v1/regions').query({ country: 'US', type: 'datacenter' });
-      assert.deepEqual(us.body, {
-        data: [{ country: 'us', city: null, type: 'datacenter', exits: 4 }],
-        next_cursor: null,
-      });
+      const datacenters = [{ country: 'us', city: null, type: 'datacenter', exits: 4 }];
+      assert.deepEqual(us.body, { items: datacenters, data: datacenters, next_cursor: null });
       for (const query of [
         { country: 'usa' },
         { type: 'satellite' },

@@ -8,11 +8,18 @@ import { getAbsoluteFSPath } from 'swagger-ui-dist';
 import { parse as parseYaml } from 'yaml';
 import { type ErrorCode, ipcolaError, isIPColaError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
-import { type ControlOptions, createControlRouter } from './control.ts';
+import { type ControlOptions, createControlShared } from './control.ts';
 import { checkReadiness, type Dependency } from './health.ts';
+import { keysRouter } from './keys.ts';
+import { leasesRouter } from './leases.ts';
+import { nodesRouter } from './nodes.ts';
 import type { components } from './openapi.d.ts';
 import { createAnswerCheck, createParameterCheck } from './parameters.ts';
-import { createBodyValidator } from './validate.ts';
+import { proxyListsRouter } from './proxy-lists.ts';
+import { regionsRouter } from './regions.ts';
+import { sessionsRouter } from './sessions.ts';
+import { usageRouter } from './usage.ts';
+import { type BodyValidator, createBodyValidator } from './validate.ts';
 
 export type { ProxyEndpoint } from './connection.ts';
 export type { ControlOptions, Region } from './control.ts';
@@ -164,12 +171,45 @@ export function createApiApp(options: ApiOptions): Express {
           answersLog.error({ where, failure }, 'an answer does not match the OpenAPI document'),
       }),
     );
-    app.use('/v1', createControlRouter(options.control, bodies));
+    app.use('/v1', controlRouters(options.control, bodies));
   }
 
   app.use((_req, _res, next) => next(ipcolaError('not_found')));
   app.use(apiErrorHandler);
   return app;
+}
+
+/** The control API's routers, one per resource, behind sessions and no-store. */
+function controlRouters(control: ControlOptions, bodies: BodyValidator): express.Router[] {
+  const shared = createControlShared(control);
+  const { caller, idempotent, endpoint } = shared;
+  const { accounts, leases } = control;
+  const guarded = { bodies, caller, idempotent, endpoint };
+  return [
+    express.Router().use(shared.preamble),
+    sessionsRouter({
+      accounts,
+      database: control.database,
+      bodies,
+      authenticator: shared.authenticator,
+      caller,
+      loginFailures: control.loginFailures,
+      signups: control.signups,
+    }),
+    keysRouter({ accounts, ...guarded }),
+    nodesRouter({
+      accounts,
+      ...guarded,
+      nodeEarnings: control.nodeEarnings,
+      nodeStatus: control.nodeStatus,
+      nodeDeleted: control.nodeDeleted,
+      upstreamNodes: control.upstreamNodes,
+    }),
+    usageRouter({ database: control.database, caller, accountOf: shared.accountOf }),
+    ...(leases ? [leasesRouter({ leases, ...guarded })] : []),
+    proxyListsRouter({ accounts, ...guarded }),
+    regionsRouter({ listRegions: control.listRegions, caller }),
+  ];
 }
 
 /** With a token, whoever sends it; without one, loopback clients only. */

@@ -761,6 +761,11 @@ export interface components {
             exits: number;
         };
         RegionList: {
+            items: components["schemas"]["Region"][];
+            /**
+             * @deprecated
+             * @description The same regions as `items`, under the name earlier releases used; removed in the next release.
+             */
             data: components["schemas"]["Region"][];
             next_cursor: string | null;
         };

@@ -2,19 +2,34 @@
  * GET /v1/regions: online exits counted by country, city and type, in pages. Counts only:
  * whatever the inventory hands over, no node identity or exit IP leaves here.
  */
-import type { RequestHandler } from 'express';
+import express, { type RequestHandler, type Router } from 'express';
 import { decodeKeyCursor, encodeKeyCursor } from './cursor.ts';
 import type { components } from './openapi.d.ts';
+import { pageOf, pageRequest } from './pages.ts';
+import { onlyMethods } from './requests.ts';
 
 type Schemas = components['schemas'];
 type Region = Schemas['Region'];
 
 const DEFAULT_LIMIT = 500;
 
-export function regionList(listRegions: () => Promise<Region[]>): RequestHandler {
+export interface RegionsOptions {
+  /** Online exits by country, city and type (the hub's live registry). */
+  listRegions: () => Promise<Region[]>;
+  caller: RequestHandler;
+}
+
+export function regionsRouter({ listRegions, caller }: RegionsOptions): Router {
+  const router = express.Router();
+  router.route('/regions').get(caller, regionList(listRegions)).all(onlyMethods('GET', 'HEAD'));
+  return router;
+}
+
+function regionList(listRegions: () => Promise<Region[]>): RequestHandler {
   return async (req, res) => {
     // The parameters were checked against the document (parameters.ts).
-    const { country, type, limit, cursor } = req.query as Record<string, string | undefined>;
+    const { country, type } = req.query as Record<string, string | undefined>;
+    const { limit, cursor } = pageRequest(req, DEFAULT_LIMIT);
     const wanted = country?.toLowerCase();
     const regions: Region[] = [];
     for (const region of await listRegions()) {
@@ -30,7 +45,6 @@ export function regionList(listRegions: () => Promise<Region[]>): RequestHandler
     }
     regions.sort(regionOrder);
 
-    const count = limit === undefined ? DEFAULT_LIMIT : Number(limit);
     let start = 0;
     if (cursor !== undefined) {
       const [afterCountry, afterCity, afterType] = decodeKeyCursor(cursor, 3);
@@ -38,14 +52,14 @@ export function regionList(listRegions: () => Promise<Region[]>): RequestHandler
       start = regions.findIndex((region) => regionOrder(region, after) > 0);
       if (start < 0) start = regions.length;
     }
-    const data = regions.slice(start, start + count);
-    const last = data.at(-1);
+    const page = pageOf(regions.slice(start, start + limit + 1), limit, (last) =>
+      encodeKeyCursor([last.country, last.city, last.type]),
+    );
     res.json({
-      data,
-      next_cursor:
-        start + count < regions.length && last
-          ? encodeKeyCursor([last.country, last.city, last.type])
-          : null,
+      items: page.items,
+      // Deprecated alias of items, kept for one release (the document says so).
+      data: page.items,
+      next_cursor: page.nextCursor,
     } satisfies Schemas['RegionList']);
   };
 }

@@ -1,7 +1,7 @@
 /**
  * GET /v1/usage and GET /v1/usage/export.csv: the caller's flushed usage by hour or day.
  */
-import type { Request, RequestHandler, Response } from 'express';
+import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
 import { ipcolaError } from '../errors/index.ts';
 import {
   type Granularity,
@@ -14,6 +14,8 @@ import {
 import type { Queryable } from '../store/index.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import type { components } from './openapi.d.ts';
+import { pageOf } from './pages.ts';
+import { onlyMethods } from './requests.ts';
 
 type Schemas = components['schemas'];
 
@@ -23,32 +25,51 @@ const DAY_MS = 24 * HOUR_MS;
 const MAX_SPAN_MS: Record<Granularity, number> = { hour: 31 * DAY_MS, day: 366 * DAY_MS };
 const DEFAULT_LIMIT = 1000;
 
-export function usageReport(db: Queryable, accountOf: (res: Response) => string): RequestHandler {
+export interface UsageOptions {
+  database: Queryable;
+  caller: RequestHandler;
+  accountOf: (res: Response) => string;
+}
+
+export function usageRouter({ database, caller, accountOf }: UsageOptions): Router {
+  const router = express.Router();
+  router
+    .route('/usage')
+    .get(caller, usageReport(database, accountOf))
+    .all(onlyMethods('GET', 'HEAD'));
+  router
+    .route('/usage/export.csv')
+    .get(caller, usageCsv(database, accountOf))
+    .all(onlyMethods('GET', 'HEAD'));
+  return router;
+}
+
+function usageReport(db: Queryable, accountOf: (res: Response) => string): RequestHandler {
   return async (req, res) => {
     const query = await readQuery(db, req, accountOf(res));
     const limit = query.limit ?? DEFAULT_LIMIT;
     // One row more than the page tells whether another page follows.
     const rows = await readUsage(db, { ...query, limit: limit + 1 });
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
+    const page = pageOf(rows, limit, (last) =>
+      encodeCursor({ at: last.periodStart, id: last.keyId }),
+    );
     const totals = await usageTotals(db, query);
     res.json({
       from: query.from.toISOString(),
       to: query.to.toISOString(),
       granularity: query.granularity,
-      items: page.map(rowView),
+      items: page.items.map(rowView),
       totals: {
         bytes_up: totals.bytesUp,
         bytes_down: totals.bytesDown,
         requests: totals.requests,
       },
-      next_cursor:
-        rows.length > limit && last ? encodeCursor({ at: last.periodStart, id: last.keyId }) : null,
+      next_cursor: page.nextCursor,
     } satisfies Schemas['UsageReport']);
   };
 }
 
-export function usageCsv(db: Queryable, accountOf: (res: Response) => string): RequestHandler {
+function usageCsv(db: Queryable, accountOf: (res: Response) => string): RequestHandler {
   return async (req, res) => {
     const query = await readQuery(db, req, accountOf(res));
     const rows = await readUsage(db, query);

@@ -37,7 +37,12 @@ export interface ControlApi {
 
 export async function openControlApi(
   engine: DatabaseEngine,
-  options: { endpoint?: ProxyEndpoint | (() => ProxyEndpoint); logger?: Logger } = {},
+  options: {
+    endpoint?: ProxyEndpoint | (() => ProxyEndpoint);
+    logger?: Logger;
+    /** Answers off the OpenAPI document become 500s. */
+    strictAnswers?: boolean;
+  } = {},
 ): Promise<ControlApi> {
   const opened = await engine.open();
   const db = opened.value;
@@ -60,6 +65,7 @@ export async function openControlApi(
     logger: options.logger ?? quietLogger,
     dependencies: { database: db, hot_state: hot },
     openapiDocument: OPENAPI,
+    strictAnswers: options.strictAnswers ?? false,
     control: {
       accounts,
       database: db,

@@ -1,0 +1,136 @@
+/**
+ * /v1/nodes: exit nodes. An agent node's token is shown once, with the command that
+ * starts the agent; an upstream-proxy node's password is never shown back.
+ */
+import express, { type Router } from 'express';
+import type { Accounts } from '../accounts/index.ts';
+import { ipcolaError } from '../errors/index.ts';
+import {
+  describeProxy,
+  type RegisteredUpstreamNode,
+  type UpstreamRegistration,
+} from '../upstream/index.ts';
+import { callerOf } from './auth.ts';
+import { agentCommand } from './connection.ts';
+import type { ResourceRouterOptions } from './control.ts';
+import type { components } from './openapi.d.ts';
+import { createdList } from './pages.ts';
+import { found, idParam, jsonBody, onlyMethods, optionalBody } from './requests.ts';
+
+type Schemas = components['schemas'];
+
+export interface NodeEarningsRate {
+  /** Minor units of the currency (cents for usd) per 10^9 bytes. */
+  minorPerGb: number;
+  /** ISO 4217, lowercase. */
+  currency: string;
+}
+
+export interface UpstreamNodeRegistrar {
+  /** Checks and stores the node, and makes its exits leasable; throws invalid_request naming the field. */
+  register(accountId: string, registration: UpstreamRegistration): Promise<RegisteredUpstreamNode>;
+}
+
+export interface NodesOptions extends ResourceRouterOptions {
+  accounts: Pick<Accounts, 'listNodes' | 'registerNode' | 'deleteNode'>;
+  nodeEarnings: NodeEarningsRate;
+  nodeStatus?: (nodeId: string) => { online: boolean; exitIps: string[] };
+  nodeDeleted?: (nodeId: string) => void;
+  upstreamNodes?: UpstreamNodeRegistrar;
+}
+
+export function nodesRouter(options: NodesOptions): Router {
+  const { accounts, bodies, caller, idempotent, endpoint } = options;
+  const router = express.Router();
+
+  router
+    .route('/nodes')
+    .get(
+      caller,
+      createdList(accounts.listNodes.bind(accounts), (node): Schemas['Node'] => {
+        const status = options.nodeStatus?.(node.id) ?? { online: false, exitIps: [] };
+        return {
+          id: node.id,
+          name: node.name,
+          type: node.type,
+          kind: node.kind,
+          online: status.online,
+          exit_ips: status.exitIps,
+          bytes_carried: node.bytesCarried,
+          earnings: earningsOf(node.bytesCarried, options.nodeEarnings),
+          created_at: node.createdAt.toISOString(),
+        };
+      }),
+    )
+    .post(caller, jsonBody, idempotent, async (req, res) => {
+      const body = bodies.check('CreateNodeRequest', optionalBody(req));
+      if (body.upstream) {
+        if (!options.upstreamNodes) {
+          throw ipcolaError('invalid_request', 'upstream-proxy nodes are not enabled here');
+        }
+        const node = await options.upstreamNodes.register(callerOf(res).accountId, {
+          name: body.name ?? '',
+          type: body.type ?? 'datacenter',
+          upstream: body.upstream,
+        });
+        res.status(201).json({
+          id: node.id,
+          name: node.name,
+          type: node.type,
+          created_at: node.createdAt.toISOString(),
+          upstream: upstreamView(node),
+        } satisfies Schemas['UpstreamNodeCreated']);
+        return;
+      }
+      const node = await accounts.registerNode(callerOf(res).accountId, {
+        name: body.name ?? '',
+        type: body.type ?? 'residential',
+      });
+      res.status(201).json({
+        id: node.id,
+        name: node.name,
+        type: node.type,
+        created_at: node.createdAt.toISOString(),
+        token: node.token,
+        agent_command: agentCommand(endpoint(), node.token, node.type),
+      } satisfies Schemas['AgentNodeCreated']);
+    })
+    .all(onlyMethods('GET', 'HEAD', 'POST'));
+
+  router
+    .route('/nodes/:id')
+    .delete(caller, idempotent, async (req, res) => {
+      const nodeId = idParam(req);
+      found(await accounts.deleteNode(callerOf(res).accountId, nodeId), 'No such node');
+      options.nodeDeleted?.(nodeId);
+      res.status(204).end();
+    })
+    .all(onlyMethods('DELETE'));
+
+  return router;
+}
+
+/**
+ * Bytes carried at the operator rate, rounded down to a whole minor unit. BigInt: bytes
+ * times rate can pass 2^53 long before either does.
+ */
+function earningsOf(bytes: number, rate: NodeEarningsRate): Schemas['NodeEarnings'] {
+  return {
+    currency: rate.currency,
+    amount_minor: Number((BigInt(bytes) * BigInt(rate.minorPerGb)) / 1_000_000_000n),
+    rate_minor_per_gb: rate.minorPerGb,
+  };
+}
+
+/** The proxy without its password: never shown again once registered. */
+function upstreamView(node: RegisteredUpstreamNode): Schemas['UpstreamProxy'] {
+  const { country, region, city, asn } = node.location;
+  return {
+    url: describeProxy(node.proxy),
+    exit_ips: [...node.exitIps],
+    country,
+    ...(region !== undefined ? { region } : {}),
+    ...(city !== undefined ? { city } : {}),
+    ...(asn !== undefined ? { asn } : {}),
+  };
+}
