@@ -26,9 +26,8 @@ import {
   Socket,
   type TcpNetConnectOpts,
 } from 'node:net';
-import ipaddr from 'ipaddr.js';
 import { type ExitPolicy, type LookupAll, resolveTarget } from './exit-policy.ts';
-import { type TunnelErrorCode, tunnelError } from './protocol/index.ts';
+import { plainAddress, type TunnelErrorCode, tunnelError } from './protocol/index.ts';
 import type { EgressTarget, OpenEgress } from './tunnel/index.ts';
 
 /** Everything from resolving the name to the last connect attempt. */
@@ -136,7 +135,7 @@ async function openEgress(
     if (!resolved.ok) throw tunnelError(resolved.code, resolved.reason);
 
     const candidates = resolved.addresses
-      .map(unmapIpv4)
+      .map(plainDestination)
       .filter((address) => isIP(address) === exitFamily);
     if (candidates.length === 0) {
       throw tunnelError(
@@ -284,17 +283,15 @@ function untilStopped<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
-/** ::ffff:a.b.c.d is the IPv4 destination a.b.c.d, reachable from an IPv4 exit IP. */
-function unmapIpv4(address: string): string {
-  if (isIP(address) !== 6) return address;
-  const parsed = ipaddr.IPv6.parse(address);
-  return parsed.isIPv4MappedAddress() ? parsed.toIPv4Address().toString() : address;
-}
-
 function errorCode(error: unknown): string {
   if (typeof error === 'object' && error !== null && 'code' in error) {
     const { code } = error;
     if (typeof code === 'string') return code;
   }
   return 'unknown';
+}
+
+/** ::ffff:a.b.c.d is the IPv4 destination a.b.c.d. */
+function plainDestination(address: string): string {
+  return plainAddress(address)?.toString() ?? address;
 }

@@ -4,6 +4,8 @@
  * and spliceStreams.
  * Nothing here may import from the rest of the agent or from the server.
  */
+
+export { plainAddress } from './addresses.ts';
 export {
   formatAuthority,
   type HostPort,

@@ -1,3 +1,4 @@
+import { plainAddress } from '@ipcola/agent/protocol';
 import ipaddr from 'ipaddr.js';
 import { ipcolaError } from '../errors/index.ts';
 import type { Database, Queryable } from '../store/index.ts';
@@ -509,12 +510,7 @@ function passwordlessRanges(texts: readonly string[]): string[] {
 
 /** The client's address as the database compares it: IPv4-mapped IPv6 as IPv4; null if unreadable. */
 function clientAddress(address: string): string | null {
-  if (!ipaddr.isValid(address)) return null;
-  const parsed = ipaddr.parse(address);
-  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
-    return (parsed as ipaddr.IPv6).toIPv4Address().toString();
-  }
-  return parsed.toString();
+  return plainAddress(address)?.toString() ?? null;
 }
 
 function isExclusionViolation(error: unknown, constraint: string): boolean {

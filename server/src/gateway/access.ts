@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { plainAddress } from '@ipcola/agent/protocol';
 import ipaddr from 'ipaddr.js';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import { type IPColaError, ipcolaError } from '../errors/index.ts';
@@ -314,11 +315,8 @@ function refusal(code: 'auth_failed'): IPColaError {
 
 /** Whether the client's address is inside one of the CIDRs (IPv4-mapped IPv6 counts as IPv4). */
 function inAllowlist(address: string | undefined, cidrs: readonly string[]): boolean {
-  if (!address || !ipaddr.isValid(address)) return false;
-  let parsed = ipaddr.parse(address);
-  if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
-    parsed = (parsed as ipaddr.IPv6).toIPv4Address();
-  }
+  const parsed = address === undefined ? null : plainAddress(address);
+  if (!parsed) return false;
   return cidrs.some((cidr) => {
     try {
       const range = ipaddr.parseCIDR(cidr);

@@ -15,7 +15,7 @@
  */
 import { isIP, type Socket } from 'node:net';
 import { type ExitPolicy, type LookupAll, resolveTarget } from '@ipcola/agent/exit-policy';
-import ipaddr from 'ipaddr.js';
+import { plainAddress } from '@ipcola/agent/protocol';
 import { type IPColaError, ipcolaError, isIPColaError } from '../errors/index.ts';
 import { connectToProxy, negotiate } from './dial.ts';
 import type { UpstreamProxy } from './proxy-url.ts';
@@ -61,7 +61,7 @@ export function createUpstreamDialer(options: UpstreamDialerOptions): UpstreamDi
     if (!resolved.ok) {
       throw ipcolaError('exit_failed', `the upstream proxy is not usable: ${resolved.reason}`);
     }
-    return resolved.addresses.map(unmapIpv4);
+    return resolved.addresses.map(plainDestination);
   };
 
   return {
@@ -78,7 +78,7 @@ export function createUpstreamDialer(options: UpstreamDialerOptions): UpstreamDi
       if (!resolved.ok) throw ipcolaError(resolved.code, resolved.reason);
 
       const family = isIP(exitIp);
-      const candidates = resolved.addresses.map(unmapIpv4).filter((a) => isIP(a) === family);
+      const candidates = resolved.addresses.map(plainDestination).filter((a) => isIP(a) === family);
       if (candidates.length === 0) {
         throw ipcolaError(
           'target_unreachable',
@@ -131,8 +131,6 @@ function within<T>(promise: Promise<T>, ms: number, timeout: () => Error): Promi
 }
 
 /** ::ffff:a.b.c.d is the IPv4 destination a.b.c.d. */
-function unmapIpv4(address: string): string {
-  if (isIP(address) !== 6) return address;
-  const parsed = ipaddr.IPv6.parse(address);
-  return parsed.isIPv4MappedAddress() ? parsed.toIPv4Address().toString() : address;
+function plainDestination(address: string): string {
+  return plainAddress(address)?.toString() ?? address;
 }
