@@ -9,7 +9,7 @@ import { createExitPolicy } from '@ipcola/agent/exit-policy';
 import { type Accounts, createAccounts, loadOrCreatePepper } from './accounts/index.ts';
 import { createApiApp } from './api/index.ts';
 import { createAuthFailureLimit } from './auth-failures/index.ts';
-import { type Config, ConfigError, loadConfig, redactUrl } from './config/index.ts';
+import { type Config, ConfigError, loadConfig } from './config/index.ts';
 import { startDemo } from './demo.ts';
 import { createGateway, type Exit } from './gateway/index.ts';
 import { createHub, createHubServer } from './hub/index.ts';
@@ -19,17 +19,7 @@ import { createLogger, type Logger } from './log/index.ts';
 import { createUsageMeter, startUsageFlusher, type UsageMeter } from './metering/index.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createSignupLimit } from './signup-limit/index.ts';
-import {
-  claimDataDir,
-  createMemoryHotState,
-  type Database,
-  type HotState,
-  MigrationError,
-  migrate,
-  openPglite,
-  openPostgres,
-  openRedisHotState,
-} from './store/index.ts';
+import { MigrationError, migrate, openDatabase, openHotState } from './store/index.ts';
 import {
   createUpstreamDialer,
   createUpstreamExits,
@@ -67,7 +57,8 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
   };
 
   try {
-    const database = await openDatabase(config, logger, cleanups);
+    const { database, close: closeDatabase } = await openDatabase(config, logger);
+    cleanups.push(closeDatabase);
     const applied = await migrate(database);
     logger.info(
       { engine: database.engine, applied },
@@ -289,23 +280,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     return {
       ports,
       accounts,
-      whenNodesUp: (nodeIds, timeoutMs) =>
-        new Promise<void>((resolve, reject) => {
-          const pending = new Set(nodeIds.filter((id) => !hub.node(id)));
-          if (pending.size === 0) return resolve();
-          const onUp = ({ nodeId }: { nodeId: string }) => {
-            pending.delete(nodeId);
-            if (pending.size > 0) return;
-            clearTimeout(timer);
-            hub.off('node-up', onUp);
-            resolve();
-          };
-          const timer = setTimeout(() => {
-            hub.off('node-up', onUp);
-            reject(new Error(`${pending.size} exit node(s) did not connect in ${timeoutMs} ms`));
-          }, timeoutMs);
-          hub.on('node-up', onUp);
-        }),
+      whenNodesUp: (nodeIds, timeoutMs) => hub.whenNodesUp(nodeIds, timeoutMs),
       stop: () => {
         stopping ??= undo();
         return stopping;
@@ -324,63 +299,6 @@ function leasedExit(exit: Exit): LeasedExit {
 
 function withoutUndefined<T extends object>(value: T): T {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
-}
-
-async function openDatabase(
-  config: Config,
-  logger: Logger,
-  cleanups: Cleanup[],
-): Promise<Database> {
-  let database: Database;
-  if (config.databaseUrl) {
-    try {
-      database = await openPostgres(config.databaseUrl, logger.child({ role: 'store' }));
-    } catch (error) {
-      throw new ConfigError(
-        'DATABASE_URL',
-        `cannot connect to ${target(config.databaseUrl)} (${connectFailure(error)})`,
-      );
-    }
-  } else {
-    cleanups.push(await claimDataDir(config.dataDir));
-    database = await openPglite(config.dataDir);
-  }
-  cleanups.push(() => database.close());
-  return database;
-}
-
-async function openHotState(config: Config, logger: Logger): Promise<HotState> {
-  if (!config.redisUrl) return createMemoryHotState();
-  try {
-    return await openRedisHotState(config.redisUrl, logger.child({ role: 'store' }));
-  } catch (error) {
-    throw new ConfigError(
-      'REDIS_URL',
-      `cannot connect to ${target(config.redisUrl)} (${connectFailure(error)})`,
-    );
-  }
-}
-
-/** host:port/path of a URL, without credentials. */
-function target(url: string): string {
-  const parsed = new URL(redactUrl(url));
-  return `${parsed.host}${parsed.pathname === '/' ? '' : parsed.pathname}`;
-}
-
-const PG_FAILURES: Record<string, string> = {
-  '3D000': 'database does not exist',
-  '28P01': 'password authentication failed',
-  '28000': 'authentication rejected',
-  '57P03': 'the server is starting up or shutting down',
-  '53300': 'too many connections',
-};
-
-function connectFailure(error: unknown): string {
-  const failure = error as NodeJS.ErrnoException & { errors?: NodeJS.ErrnoException[] };
-  const code = failure.code ?? failure.errors?.[0]?.code;
-  if (code && PG_FAILURES[code]) return PG_FAILURES[code];
-  if (code) return code;
-  return 'no answer in time';
 }
 
 function fail(error: unknown): never {

@@ -66,6 +66,8 @@ export interface Hub extends EventEmitter<HubEvents> {
   /** The nodes that take new streams now (not those out of the pool for failed opens). */
   nodes(): ConnectedNode[];
   node(nodeId: string): ConnectedNode | undefined;
+  /** Resolves once every one of the nodes takes streams; rejects after timeoutMs. */
+  whenNodesUp(nodeIds: readonly string[], timeoutMs: number): Promise<void>;
   /** Cuts every connection of the node (it was deleted); false when none was open. */
   disconnect(nodeId: string): boolean;
   /**
@@ -137,6 +139,25 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     return [...this.#current.values()]
       .filter((session) => !session.ejected)
       .map((session) => session.info());
+  }
+
+  whenNodesUp(nodeIds: readonly string[], timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const pending = new Set(nodeIds.filter((id) => !this.node(id)));
+      if (pending.size === 0) return resolve();
+      const onUp = ({ nodeId }: { nodeId: string }) => {
+        pending.delete(nodeId);
+        if (pending.size > 0) return;
+        clearTimeout(timer);
+        this.off('node-up', onUp);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.off('node-up', onUp);
+        reject(new Error(`${pending.size} exit node(s) did not connect in ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.on('node-up', onUp);
+    });
   }
 
   node(nodeId: string): ConnectedNode | undefined {
