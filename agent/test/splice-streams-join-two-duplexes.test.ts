@@ -7,6 +7,7 @@ import { afterEach, describe, test } from 'node:test';
 import {
   type Splice,
   SpliceError,
+  type SpliceGate,
   type SpliceResult,
   spliceStreams,
 } from '../src/protocol/index.ts';
@@ -40,7 +41,7 @@ async function tcpPair(options: { halfOpen?: boolean } = {}): Promise<[Socket, S
  * client ⇄ [inner a] splice [inner b] ⇄ target. The inner sockets are created with
  * allowHalfOpen false, as a default net server hands them out, to show the splice copes.
  */
-async function splicedTcp(idleTimeoutMs = 0) {
+async function splicedTcp(idleTimeoutMs = 0, gate?: SpliceGate) {
   const [client, a] = await tcpPair({ halfOpen: true });
   const [b, target] = await tcpPair({ halfOpen: true });
   a.allowHalfOpen = false;
@@ -49,6 +50,7 @@ async function splicedTcp(idleTimeoutMs = 0) {
   let calls = 0;
   const splice = spliceStreams(a, b, {
     idleTimeoutMs,
+    ...(gate ? { gate } : {}),
     onEnd: (result) => {
       calls += 1;
       ended.resolve(result);
@@ -391,17 +393,9 @@ describe('spliceStreams with a gate', () => {
     };
   }
 
-  async function gatedTcp(gate: ReturnType<typeof budgetGate>) {
-    const [client, a] = await tcpPair({ halfOpen: true });
-    const [b, target] = await tcpPair({ halfOpen: true });
-    const ended = deferred<SpliceResult>();
-    spliceStreams(a, b, { idleTimeoutMs: 0, gate, onEnd: ended.resolve });
-    return { client, target, ended: ended.promise };
-  }
-
   test('chunks wait for the gate and arrive whole and in order both ways', async () => {
     const gate = budgetGate(64 * 1024, 256 * 1024, 1_000);
-    const { client, target, ended } = await gatedTcp(gate);
+    const { client, target, ended } = await splicedTcp(0, gate);
     const up = randomBytes(2 * MB + 5);
     const down = randomBytes(3 * MB + 11);
     const targetGot = readAll(target);
@@ -418,7 +412,7 @@ describe('spliceStreams with a gate', () => {
 
   test('a gate that refuses resets both sides and writes nothing it did not let through', async () => {
     const gate = budgetGate(64 * 1024, 64 * 1024, 2);
-    const { client, target, ended } = await gatedTcp(gate);
+    const { client, target, ended } = await splicedTcp(0, gate);
     let received = 0;
     client.on('data', (chunk: Buffer) => {
       received += chunk.length;

@@ -34,6 +34,7 @@ describe('configuration', () => {
     assert.deepEqual(config.upstreamAllowProxies, []);
     assert.equal(config.upstreamProbeIntervalMs, 10_000);
     assert.equal(config.usageFlushIntervalMs, 5_000);
+    assert.equal(config.allowanceChunkBytes, 1_048_576);
     assert.equal(config.authFailureLimit, 30);
     assert.equal(config.proxyHandshakeTimeoutMs, 10_000);
     assert.equal(config.metricsToken, undefined);
@@ -159,6 +160,9 @@ describe('configuration', () => {
     ['USAGE_FLUSH_INTERVAL_MS', { USAGE_FLUSH_INTERVAL_MS: '1e3' }, /not a whole number/],
     ['AUTH_FAILURE_LIMIT', { AUTH_FAILURE_LIMIT: '0' }, /out of range/],
     ['PROXY_HANDSHAKE_TIMEOUT_MS', { PROXY_HANDSHAKE_TIMEOUT_MS: '99' }, /out of range/],
+    ['ALLOWANCE_CHUNK_BYTES', { ALLOWANCE_CHUNK_BYTES: '1024' }, /out of range/],
+    ['ALLOWANCE_CHUNK_BYTES', { ALLOWANCE_CHUNK_BYTES: '1e6' }, /not a whole number/],
+    ['ALLOWANCE_CHUNK_BYTES', { ALLOWANCE_CHUNK_BYTES: '999999999999' }, /out of range/],
     ['TRUST_PROXY', { TRUST_PROXY: 'loopback' }, /not a CIDR/],
     ['TRUST_PROXY', { TRUST_PROXY: '10.0.0.0/8,300.1.1.1/32' }, /not a CIDR/],
     ['SIGNUP_LIMIT_PER_HOUR', { SIGNUP_LIMIT_PER_HOUR: 'many' }, /not a whole number/],

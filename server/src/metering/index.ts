@@ -74,7 +74,7 @@ export function createUsageMeter(
       const add = (metric: UsageMetric, by: number) => {
         if (by <= 0) return;
         const field = usageField(usage, hour, metric);
-        pending.set(field, (pending.get(field) ?? 0) + by);
+        increase(pending, field, by);
       };
       add('up', usage.up);
       add('down', usage.down);
