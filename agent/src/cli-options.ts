@@ -12,21 +12,23 @@
 import { isIP } from 'node:net';
 import { networkInterfaces, platform } from 'node:os';
 import { parseArgs } from 'node:util';
-import ipaddr from 'ipaddr.js';
-import { createExitPolicy } from './exit-policy.ts';
+import { createExitPolicy } from '@ipcola/shared/exit-policy';
+import {
+  canonicalIp,
+  HELLO_MAX_EXIT_IPS,
+  HELLO_MAX_STREAMS,
+  parseAuthority,
+} from '@ipcola/shared/protocol';
 import {
   ASN_MAX,
-  canonicalIp,
   checkCountry as checkCountryCode,
   EXIT_TYPES,
   type ExitLocation,
   type ExitType,
-  HELLO_MAX_EXIT_IPS,
-  HELLO_MAX_STREAMS,
   isSlug,
-  parseAuthority,
   SLUG_RULE,
-} from './protocol/index.ts';
+} from '@ipcola/shared/targeting';
+import ipaddr from 'ipaddr.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -26,8 +26,9 @@ import {
   Socket,
   type TcpNetConnectOpts,
 } from 'node:net';
-import { type ExitPolicy, type LookupAll, resolveTarget } from './exit-policy.ts';
-import { plainAddress, type TunnelErrorCode, tunnelError } from './protocol/index.ts';
+import { plainAddress } from '@ipcola/shared/addresses';
+import { type ExitPolicy, type LookupAll, resolveTarget } from '@ipcola/shared/exit-policy';
+import { type TunnelErrorCode, tunnelError } from '@ipcola/shared/tunnel-errors';
 import type { EgressTarget, OpenEgress } from './tunnel/index.ts';
 
 /** Everything from resolving the name to the last connect attempt. */

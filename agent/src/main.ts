@@ -10,11 +10,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
+import { createExitPolicy } from '@ipcola/shared/exit-policy';
+import type { NodeHello, TunnelLogger } from '@ipcola/shared/protocol';
 import { type Logger, pino } from 'pino';
 import { type AgentOptions, CliUsageError, EXIT_REPLACED, parseCli, USAGE } from './cli-options.ts';
 import { createEgress } from './egress.ts';
-import { createExitPolicy } from './exit-policy.ts';
-import type { NodeHello, TunnelLogger } from './protocol/index.ts';
 import { connectToHub, type TunnelClient } from './tunnel/index.ts';
 
 const PROGRAM = 'ipcola-agent';

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterEach, describe, test } from 'node:test';
-import { isTunnelError } from '../src/protocol/index.ts';
+import { isTunnelError } from '@ipcola/shared/tunnel-errors';
 import { type AgentProcess, spawnAgent } from './support/agent-process.ts';
 import {
   nextNodeDown,

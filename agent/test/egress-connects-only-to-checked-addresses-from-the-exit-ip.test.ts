@@ -15,9 +15,9 @@ import {
 } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterEach, describe, test } from 'node:test';
+import { createExitPolicy, type LookupAll } from '@ipcola/shared/exit-policy';
+import { isTunnelError } from '@ipcola/shared/tunnel-errors';
 import { createEgress, type EgressOptions } from '../src/egress.ts';
-import { createExitPolicy, type LookupAll } from '../src/exit-policy.ts';
-import { isTunnelError } from '../src/protocol/index.ts';
 import { foreignAddress } from './support/agent-process.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];

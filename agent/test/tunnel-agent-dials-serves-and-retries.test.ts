@@ -24,7 +24,7 @@ import {
   parseHello,
   STREAM_LABEL_HEADER,
   TUNNEL_UPGRADE_TOKEN,
-} from '../src/protocol/index.ts';
+} from '@ipcola/shared/protocol';
 import {
   backoffDelay,
   type ConnectOptions,

@@ -38,6 +38,8 @@ function placeOf(url: string, fn: string): string {
     return `ipcola server: ${url.split('/server/src/')[1]?.split('/')[0]}`;
   if (url.includes('/agent/src/'))
     return `ipcola agent: ${url.split('/agent/src/')[1]?.split('/')[0]}`;
+  if (url.includes('/packages/shared/src/'))
+    return `ipcola shared: ${url.split('/packages/shared/src/')[1]?.split('/')[0]}`;
   return url;
 }
 
@@ -72,7 +74,10 @@ export function summariseProfile(profile: Profile, window?: Window, top = 15): P
     if (place === 'idle') continue;
     busyUs += us;
     places.set(place, (places.get(place) ?? 0) + us);
-    const short = frame.url.replace(/^.*\/(node_modules|server\/src|agent\/src)\//, '$1/');
+    const short = frame.url.replace(
+      /^.*\/(node_modules|server\/src|agent\/src|shared\/src)\//,
+      '$1/',
+    );
     const where = frame.url ? `${short}:${frame.lineNumber + 1}` : '';
     const name = frame.functionName || '(anonymous)';
     const key = `${name}@${where}`;

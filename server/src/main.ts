@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
-import { createExitPolicy } from '@ipcola/agent/exit-policy';
+import { createExitPolicy } from '@ipcola/shared/exit-policy';
 import { type Accounts, createAccounts, loadOrCreatePepper } from './accounts/index.ts';
 import { createApiApp } from './api/index.ts';
 import { createAuthFailureLimit } from './auth-failures/index.ts';
@@ -115,7 +115,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         return node && { nodeId: node.id };
       },
     });
-    // Upstream-proxy nodes: the gateway enforces the agent's exit policy itself.
+    // Upstream-proxy nodes: the gateway enforces the exit policy itself.
     const proxyPolicy = createExitPolicy({ allowTargets: [...config.upstreamAllowProxies] });
     const upstreamRegistry = createUpstreamRegistry(database, await loadCredentialBox(database), {
       proxyPolicy,

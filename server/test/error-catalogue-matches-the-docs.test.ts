@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
+import { TUNNEL_ERROR_CODES, TUNNEL_ERRORS } from '@ipcola/shared/tunnel-errors';
 import { parse as parseYaml } from 'yaml';
 import { API_ERRORS, PROXY_ERRORS } from '../src/errors/index.ts';
 
@@ -54,4 +55,16 @@ test('retryable codes are exactly the ones the README marks for Retry-After', ()
     .sort();
   assert.deepEqual(retryable, ['exit_failed', 'no_exit_available', 'rate_limited']);
   assert.match(readme, /Retryable refusals \(`no_exit_available`, `rate_limited`, `exit_failed`\)/);
+});
+
+test('the codes an exit answers a stream with read the same in the agent and the server catalogue', () => {
+  assert.deepEqual([...TUNNEL_ERROR_CODES].sort(), [
+    'exit_failed',
+    'target_forbidden',
+    'target_timeout',
+    'target_unreachable',
+  ]);
+  for (const code of TUNNEL_ERROR_CODES) {
+    assert.deepEqual(PROXY_ERRORS[code], TUNNEL_ERRORS[code], code);
+  }
 });

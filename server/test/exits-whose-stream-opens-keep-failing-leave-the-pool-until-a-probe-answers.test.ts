@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createEgress } from '../../agent/src/egress.ts';
-import { createExitPolicy } from '../../agent/src/exit-policy.ts';
-import { connectToHub, type OpenEgress, type TunnelClient } from '../../agent/src/tunnel/index.ts';
+import { createEgress } from '@ipcola/agent/egress';
+import { connectToHub, type OpenEgress, type TunnelClient } from '@ipcola/agent/tunnel';
+import { createExitPolicy } from '@ipcola/shared/exit-policy';
 import { StreamHealth } from '../src/hub/stream-health.ts';
 import { type LogLine, nextLog, throughProxy } from './support/node-health.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';

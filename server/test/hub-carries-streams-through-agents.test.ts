@@ -12,16 +12,13 @@ import {
 import type { Duplex } from 'node:stream';
 import { afterEach, describe, test } from 'node:test';
 import {
-  isTunnelError,
-  type NodeHello,
-  STREAM_WINDOW_BYTES,
-} from '../../agent/src/protocol/index.ts';
-import {
   type ConnectOptions,
   connectToHub,
   type OpenEgress,
   type TunnelClient,
-} from '../../agent/src/tunnel/index.ts';
+} from '@ipcola/agent/tunnel';
+import { type NodeHello, STREAM_WINDOW_BYTES } from '@ipcola/shared/protocol';
+import { isTunnelError } from '@ipcola/shared/tunnel-errors';
 import {
   type ConnectedNode,
   createHub,

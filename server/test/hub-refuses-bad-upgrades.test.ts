@@ -3,14 +3,14 @@ import { once } from 'node:events';
 import { type IncomingHttpHeaders, type IncomingMessage, request, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, test } from 'node:test';
+import { connectToHub } from '@ipcola/agent/tunnel';
 import {
   HELLO_HEADER,
   NODE_ID_HEADER,
   type NodeHello,
   TUNNEL_PATH,
   TUNNEL_UPGRADE_TOKEN,
-} from '../../agent/src/protocol/index.ts';
-import { connectToHub } from '../../agent/src/tunnel/index.ts';
+} from '@ipcola/shared/protocol';
 import { createHub, createHubServer, type Hub, type HubOptions } from '../src/hub/index.ts';
 
 const HELLO: NodeHello = {

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { spawnAgent } from '../../agent/test/support/agent-process.ts';
+import { spawnAgent } from '@ipcola/agent/testing';
 import { createGateway, type Gateway } from '../src/gateway/index.ts';
 import { createHub, createHubServer } from '../src/hub/index.ts';
 import { createLogger } from '../src/log/index.ts';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { createExitPolicy, type LookupAll } from '@ipcola/agent/exit-policy';
+import { createExitPolicy, type LookupAll } from '@ipcola/shared/exit-policy';
 import { isIPColaError } from '../src/errors/index.ts';
 import { createUpstreamDialer, type UpstreamProxy } from '../src/upstream/index.ts';
 import { startSocks5Upstream, type UpstreamProxyServer } from './support/upstream-proxies.ts';

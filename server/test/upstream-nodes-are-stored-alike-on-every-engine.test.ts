@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createExitPolicy } from '@ipcola/agent/exit-policy';
+import { createExitPolicy } from '@ipcola/shared/exit-policy';
 import { type Database, migrate } from '../src/store/index.ts';
 import {
   CREDENTIALS_KEY_SETTING,

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { createExitPolicy } from '@ipcola/agent/exit-policy';
+import { createExitPolicy } from '@ipcola/shared/exit-policy';
 import { createGateway, type Gateway } from '../src/gateway/index.ts';
 import {
   createUsageMeter,

@@ -22,15 +22,13 @@ import {
   type NodeHello,
   parseAuthority,
   STREAM_LABEL_HEADER,
-  spliceStreams,
   startHeartbeat,
-  TUNNEL_ERROR_STATUS,
-  type TunnelErrorCode,
   type TunnelLogger,
-  tunnelCodeOf,
   tunnelSettings,
   widenConnectionWindow,
-} from '../protocol/index.ts';
+} from '@ipcola/shared/protocol';
+import { spliceStreams } from '@ipcola/shared/splice';
+import { type TunnelErrorCode, tunnelCodeOf, tunnelStatusOf } from '@ipcola/shared/tunnel-errors';
 
 export interface EgressTarget {
   readonly host: string;
@@ -170,7 +168,7 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
     } catch (error) {
       const code = tunnelCodeOf(error);
       this.#log.debug({ stream: target.streamLabel, code, err: error }, 'egress refused');
-      answerRefusal(stream, TUNNEL_ERROR_STATUS[code], code);
+      answerRefusal(stream, tunnelStatusOf(code), code);
       return;
     } finally {
       stream.off('close', onGone);

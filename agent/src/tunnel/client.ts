@@ -27,7 +27,7 @@ import {
   silentLogger,
   type TunnelLogger,
   validateHello,
-} from '../protocol/index.ts';
+} from '@ipcola/shared/protocol';
 import { AgentSession, type OpenEgress } from './agent-session.ts';
 import { backoffDelay } from './backoff.ts';
 import { type Dialled, dialHub, HubRefusedError } from './dial.ts';

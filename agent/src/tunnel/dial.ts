@@ -14,7 +14,7 @@ import {
   NODE_ID_HEADER,
   TUNNEL_PATH,
   TUNNEL_UPGRADE_TOKEN,
-} from '../protocol/index.ts';
+} from '@ipcola/shared/protocol';
 
 export interface DialOptions {
   readonly host: string;

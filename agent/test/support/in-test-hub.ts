@@ -11,7 +11,7 @@ import { type EventEmitter, once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { NodeHello } from '../../src/protocol/index.ts';
+import type { NodeHello } from '@ipcola/shared/protocol';
 
 export interface HubNode {
   readonly nodeId: string;

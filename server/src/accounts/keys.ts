@@ -1,4 +1,4 @@
-import { plainAddress } from '@ipcola/agent/protocol';
+import { plainAddress } from '@ipcola/shared/addresses';
 import ipaddr from 'ipaddr.js';
 import { ipcolaError } from '../errors/index.ts';
 import type { Database, Queryable } from '../store/index.ts';

@@ -1,4 +1,4 @@
-import { EXIT_TYPES, type ExitType, isExitType } from '@ipcola/agent/protocol';
+import { EXIT_TYPES, type ExitType, isExitType } from '@ipcola/shared/targeting';
 import { ipcolaError } from '../errors/index.ts';
 import type { Queryable } from '../store/index.ts';
 import { checkDisplayName } from './rules.ts';

@@ -1,36 +1,19 @@
 /**
  * The one catalogue of refusal codes (README "Proxy errors", and the API's codes in openapi/openapi.yaml).
  * Errors are values carrying a code; the HTTP, SOCKS and JSON edges map them,
- * nothing ever branches on a message.
+ * nothing ever branches on a message. The codes an exit answers a stream with are the
+ * tunnel half, kept in @ipcola/shared so the agent reads the same table.
  */
 
-/** RFC 9209 Proxy-Status error types we use. */
-export type ProxyStatusType =
-  | 'http_request_denied'
-  | 'http_request_error'
-  | 'destination_ip_prohibited'
-  | 'destination_unavailable'
-  | 'destination_not_found'
-  | 'dns_error'
-  | 'connection_refused'
-  | 'connection_limit_reached'
-  | 'connection_timeout'
-  | 'connection_terminated'
-  | 'proxy_internal_error';
+import {
+  type ProxyCodeSpec,
+  type ProxyStatusType,
+  type SocksReply,
+  proxyCodeSpec as spec,
+  TUNNEL_ERRORS,
+} from '@ipcola/shared/tunnel-errors';
 
-/**
- * SOCKS5: 'auth' is a failed RFC 1929 sub-negotiation; 'close' is no reply, the connection is
- * closed (a handshake that ran out of time); a number is the RFC 1928 REP field.
- */
-export type SocksReply = 'auth' | 'close' | 0x01 | 0x02 | 0x03 | 0x04 | 0x05 | 0x07 | 0x08;
-
-interface ProxyCodeSpec {
-  readonly status: number;
-  readonly socks: SocksReply;
-  readonly proxyStatus: ProxyStatusType;
-  readonly retryable: boolean;
-  readonly message: string;
-}
+export type { ProxyCodeSpec, ProxyStatusType, SocksReply };
 
 interface ApiCodeSpec {
   readonly status: number;
@@ -47,13 +30,6 @@ export const PROXY_ERRORS = {
     'http_request_denied',
     false,
     "The client IP is outside the key's allow-list",
-  ),
-  target_forbidden: spec(
-    403,
-    0x02,
-    'destination_ip_prohibited',
-    false,
-    'The target is not allowed',
   ),
   quota_exhausted: spec(
     402,
@@ -83,21 +59,7 @@ export const PROXY_ERRORS = {
     false,
     "The sticky session's exit is offline",
   ),
-  target_unreachable: spec(
-    502,
-    0x04,
-    'destination_unavailable',
-    false,
-    'The target could not be reached',
-  ),
-  target_timeout: spec(504, 0x04, 'connection_timeout', false, 'The target did not answer in time'),
-  exit_failed: spec(
-    502,
-    0x01,
-    'connection_terminated',
-    true,
-    'The exit node dropped the connection',
-  ),
+  ...TUNNEL_ERRORS,
   // RFC 9209 has no type for a client that is too slow; http_request_error is the one for a
   // client (4xx) error the intermediary answers itself, which this is (not a denial, nor a
   // timeout towards the next hop, which is what the connection_*_timeout types describe).
@@ -188,16 +150,6 @@ function statusOf(code: ErrorCode): number {
 
 function describe(code: ErrorCode): string {
   return isProxyErrorCode(code) ? PROXY_ERRORS[code].message : API_ERRORS[code].message;
-}
-
-function spec(
-  status: number,
-  socks: SocksReply,
-  proxyStatus: ProxyStatusType,
-  retryable: boolean,
-  message: string,
-): ProxyCodeSpec {
-  return { status, socks, proxyStatus, retryable, message };
 }
 
 function api(status: number, message: string): ApiCodeSpec {

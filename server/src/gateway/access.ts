@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { plainAddress } from '@ipcola/agent/protocol';
+import { plainAddress } from '@ipcola/shared/addresses';
 import ipaddr from 'ipaddr.js';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import { type IPColaError, ipcolaError } from '../errors/index.ts';

@@ -15,7 +15,7 @@ import {
   isSlug,
   SLUG_RULE,
   type Targeting,
-} from '@ipcola/agent/protocol';
+} from '@ipcola/shared/targeting';
 import { type IPColaError, ipcolaError } from '../errors/index.ts';
 
 export type { Targeting };

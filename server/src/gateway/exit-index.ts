@@ -1,4 +1,4 @@
-import type { ExitLocation, ExitType, Targeting } from '@ipcola/agent/protocol';
+import type { ExitLocation, ExitType, Targeting } from '@ipcola/shared/targeting';
 
 export type { ExitType };
 

@@ -39,7 +39,7 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { SpliceGate } from '@ipcola/agent/protocol';
+import type { SpliceGate } from '@ipcola/shared/splice';
 import type { Dispatcher } from 'undici';
 import { ipcolaError } from '../errors/index.ts';
 import type { Target } from './connector.ts';

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { parseAuthority } from '@ipcola/agent/protocol';
+import { parseAuthority } from '@ipcola/shared/protocol';
 import { type IPColaError, ipcolaError, isIPColaError } from '../errors/index.ts';
 import { type Logger, newConnectionId } from '../log/index.ts';
 import { SocketMeter, type UsageMeter, type UsageOwner } from '../metering/index.ts';

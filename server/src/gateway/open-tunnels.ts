@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { spliceStreams } from '@ipcola/agent/protocol';
+import { spliceStreams } from '@ipcola/shared/splice';
 import type { SocketMeter, UsageMeter, UsageOwner } from '../metering/index.ts';
 import type { Allowance } from './allowance.ts';
 

@@ -9,14 +9,12 @@ import {
   ERROR_HEADER,
   EXIT_IP_HEADER,
   formatAuthority,
-  isTunnelErrorCode,
   isValidHost,
   isValidPort,
   STREAM_LABEL_HEADER,
   STREAM_LABEL_MAX_LENGTH,
-  type TunnelErrorCode,
-  tunnelError,
-} from '@ipcola/agent/protocol';
+} from '@ipcola/shared/protocol';
+import { isTunnelErrorCode, type TunnelErrorCode, tunnelError } from '@ipcola/shared/tunnel-errors';
 import type { OpenVerdict } from './stream-health.ts';
 
 export interface StreamTarget {

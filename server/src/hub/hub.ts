@@ -13,8 +13,8 @@ import {
   REPLACED_STATUS,
   silentLogger,
   type TunnelLogger,
-  tunnelError,
-} from '@ipcola/agent/protocol';
+} from '@ipcola/shared/protocol';
+import { tunnelError } from '@ipcola/shared/tunnel-errors';
 import {
   type ConnectedNode,
   type NodeDownReason,

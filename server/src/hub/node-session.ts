@@ -12,10 +12,10 @@ import {
   type NodeHello,
   startHeartbeat,
   type TunnelLogger,
-  tunnelError,
   tunnelSettings,
   widenConnectionWindow,
-} from '@ipcola/agent/protocol';
+} from '@ipcola/shared/protocol';
+import { tunnelError } from '@ipcola/shared/tunnel-errors';
 import {
   awaitConnectAnswer,
   checkTarget,

@@ -5,7 +5,7 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
-import { TUNNEL_UPGRADE_TOKEN } from '@ipcola/agent/protocol';
+import { TUNNEL_UPGRADE_TOKEN } from '@ipcola/shared/protocol';
 import type { Hub } from './hub.ts';
 
 export interface HubServerOptions {

@@ -13,7 +13,7 @@ import {
   parseHello,
   TUNNEL_PATH,
   TUNNEL_UPGRADE_TOKEN,
-} from '@ipcola/agent/protocol';
+} from '@ipcola/shared/protocol';
 
 export interface Refusal {
   readonly status: number;

@@ -5,7 +5,7 @@
  * named in a username. The pin lives in hot state; the database remembers who made it.
  */
 import { randomBytes } from 'node:crypto';
-import type { Targeting } from '@ipcola/agent/protocol';
+import type { Targeting } from '@ipcola/shared/targeting';
 import type { Queryable } from '../store/index.ts';
 
 /** A lease picks its exit as a proxy username would. */

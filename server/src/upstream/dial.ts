@@ -15,7 +15,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import { isIP, type LookupFunction, connect as netConnect, type Socket } from 'node:net';
-import { formatAuthority } from '@ipcola/agent/protocol';
+import { formatAuthority } from '@ipcola/shared/protocol';
 import { SocksClient } from 'socks';
 import { ipcolaError, type ProxyErrorCode } from '../errors/index.ts';
 import type { UpstreamProxy } from './proxy-url.ts';

@@ -1,7 +1,7 @@
 /**
  * Upstream-proxy exits (README, "Upstream-proxy exits"): a datacenter supplier's existing SOCKS5 or
  * HTTP proxy registered as an exit node instead of running the agent. The gateway
- * chains through it, enforcing the agent's exit policy itself.
+ * chains through it, enforcing the exit policy (@ipcola/shared) itself.
  *
  * - registry: the nodes in the database (credentials sealed, see credential-box);
  * - upstream-dialer: one stream through a proxy to a policy-checked target address;

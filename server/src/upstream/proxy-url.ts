@@ -4,7 +4,7 @@
  * every stream through the node failing: the port must be written out, nothing may
  * follow the authority, and the host must be a plain IP literal or DNS name.
  */
-import { normalizeTargetHost } from '@ipcola/agent/exit-policy';
+import { normalizeTargetHost } from '@ipcola/shared/exit-policy';
 
 export type UpstreamProtocol = 'socks5' | 'http';
 

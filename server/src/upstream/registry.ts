@@ -4,17 +4,16 @@
  * `exit_ips`, all in one transaction) and listing the live ones.
  */
 import { isIP } from 'node:net';
-import type { ExitPolicy } from '@ipcola/agent/exit-policy';
+import type { ExitPolicy } from '@ipcola/shared/exit-policy';
+import { canonicalIp, HELLO_MAX_EXIT_IPS } from '@ipcola/shared/protocol';
 import {
   ASN_MAX,
-  canonicalIp,
   type ExitLocation,
-  HELLO_MAX_EXIT_IPS,
   isAsn,
   isCountryCode,
   isSlug,
   SLUG_RULE,
-} from '@ipcola/agent/protocol';
+} from '@ipcola/shared/targeting';
 import { checkDisplayName, checkNodeType, type NodeType, newPublicId } from '../accounts/index.ts';
 import { ipcolaError } from '../errors/index.ts';
 import type { Database } from '../store/index.ts';

@@ -4,7 +4,7 @@
  *
  * 1. The target is normalised, its port checked, its name resolved ONCE here and every
  *    address checked against the same exit policy the agent uses (resolveTarget from
- *    @ipcola/agent/exit-policy, with UPSTREAM_ALLOW_TARGETS as the exceptions).
+ *    @ipcola/shared/exit-policy, with UPSTREAM_ALLOW_TARGETS as the exceptions).
  * 2. The proxy is asked for exactly one checked IP literal, never the name: it cannot
  *    resolve it again to somewhere the policy never saw (no DNS rebinding).
  * 3. The proxy's own address passes the same policy (UPSTREAM_ALLOW_PROXIES as the
@@ -14,8 +14,8 @@
  *    own share of one overall connect timeout, like the agent's egress.
  */
 import { isIP, type Socket } from 'node:net';
-import { type ExitPolicy, type LookupAll, resolveTarget } from '@ipcola/agent/exit-policy';
-import { plainAddress } from '@ipcola/agent/protocol';
+import { plainAddress } from '@ipcola/shared/addresses';
+import { type ExitPolicy, type LookupAll, resolveTarget } from '@ipcola/shared/exit-policy';
 import { type IPColaError, ipcolaError, isIPColaError } from '../errors/index.ts';
 import { connectToProxy, negotiate } from './dial.ts';
 import type { UpstreamProxy } from './proxy-url.ts';

@@ -1,11 +1,10 @@
 /**
- * The tunnel protocol shared by the hub (server) and the exit-node agent: names,
- * the node's hello, the targeting vocabulary, error codes, HTTP/2 tuning, heart-beats,
- * and spliceStreams.
- * Nothing here may import from the rest of the agent or from the server.
+ * The tunnel protocol between the hub (server) and the exit-node agent: names, the node's
+ * hello, target authorities, HTTP/2 tuning and heart-beats. Its siblings in this package
+ * are the targeting vocabulary, the splice, the exit policy and the tunnel error codes.
+ * Nothing in this package may import from the agent or from the server.
  */
 
-export { plainAddress } from './addresses.ts';
 export {
   formatAuthority,
   type HostPort,
@@ -27,16 +26,6 @@ export {
   TUNNEL_UPGRADE_TOKEN,
 } from './constants.ts';
 export {
-  isTunnelError,
-  isTunnelErrorCode,
-  TUNNEL_ERROR_CODES,
-  TUNNEL_ERROR_STATUS,
-  TunnelError,
-  type TunnelErrorCode,
-  tunnelCodeOf,
-  tunnelError,
-} from './errors.ts';
-export {
   type Heartbeat,
   type HeartbeatOptions,
   PingTimeoutError,
@@ -54,29 +43,6 @@ export {
   validateHello,
 } from './hello.ts';
 export { silentLogger, type TunnelLogger } from './logger.ts';
-export {
-  type Splice,
-  SpliceError,
-  type SpliceErrorCode,
-  type SpliceGate,
-  type SpliceOptions,
-  type SpliceResult,
-  spliceStreams,
-} from './splice.ts';
-export {
-  ASN_MAX,
-  type CountryCheck,
-  checkCountry,
-  EXIT_TYPES,
-  type ExitLocation,
-  type ExitType,
-  isAsn,
-  isCountryCode,
-  isExitType,
-  isSlug,
-  SLUG_RULE,
-  type Targeting,
-} from './targeting.ts';
 export {
   CONNECTION_WINDOW_BYTES,
   DEFAULT_PING_INTERVAL_MS,

@@ -7,7 +7,7 @@ import {
   type LookupAll,
   normalizeTargetHost,
   resolveTarget,
-} from '../src/exit-policy.ts';
+} from '@ipcola/shared/exit-policy';
 
 const policy = createExitPolicy({});
 

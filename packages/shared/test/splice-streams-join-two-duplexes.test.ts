@@ -10,7 +10,7 @@ import {
   type SpliceGate,
   type SpliceResult,
   spliceStreams,
-} from '../src/protocol/index.ts';
+} from '@ipcola/shared/splice';
 
 const MB = 1024 * 1024;
 const cleanups: Array<() => void> = [];

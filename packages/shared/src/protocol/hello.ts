@@ -16,7 +16,7 @@ import {
   isExitType,
   isSlug,
   SLUG_RULE,
-} from './targeting.ts';
+} from '../targeting.ts';
 
 /** Its location fields are absent when the operator did not declare them. */
 export interface NodeHello extends ExitLocation {

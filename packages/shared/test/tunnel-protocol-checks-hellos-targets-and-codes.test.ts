@@ -5,16 +5,18 @@ import {
   formatAuthority,
   HELLO_MAX_EXIT_IPS,
   HELLO_MAX_LENGTH,
-  isTunnelError,
   type NodeHello,
   parseAuthority,
   parseHello,
+  validateHello,
+} from '@ipcola/shared/protocol';
+import {
+  isTunnelError,
   TUNNEL_ERROR_CODES,
-  TUNNEL_ERROR_STATUS,
   tunnelCodeOf,
   tunnelError,
-  validateHello,
-} from '../src/protocol/index.ts';
+  tunnelStatusOf,
+} from '@ipcola/shared/tunnel-errors';
 
 const HELLO: NodeHello = {
   exitIps: ['203.0.113.7', '2001:db8::7'],
@@ -177,7 +179,7 @@ describe('tunnel error codes', () => {
       'target_timeout',
       'target_unreachable',
     ]);
-    assert.deepEqual(TUNNEL_ERROR_STATUS, {
+    assert.deepEqual(Object.fromEntries(TUNNEL_ERROR_CODES.map((c) => [c, tunnelStatusOf(c)])), {
       target_forbidden: 403,
       target_unreachable: 502,
       target_timeout: 504,
