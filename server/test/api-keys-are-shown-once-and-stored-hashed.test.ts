@@ -3,17 +3,11 @@ import { createHmac } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
 import { parseProxyUsername } from '../src/gateway/credentials.ts';
-import {
-  type ControlApi,
-  ENDPOINT,
-  freshEmail,
-  openControlApi,
-  PASSWORD,
-} from './support/control-api.ts';
+import { type ControlApi, ENDPOINT, openControlApi, signUp } from './support/control-api.ts';
 import { databaseEngines } from './support/engines.ts';
 
 for (const engine of databaseEngines) {
-  describe(`API keys on ${engine.name}`, () => {
+  describe(`API keys on ${engine.name}`, { skip: engine.skip }, () => {
     let api: ControlApi;
     let agent: ReturnType<typeof request.agent>;
     let csrf: string;
@@ -21,13 +15,7 @@ for (const engine of databaseEngines) {
 
     before(async () => {
       api = await openControlApi(engine);
-      agent = request.agent(api.app);
-      const signed = await agent
-        .post('/v1/auth/signup')
-        .send({ email: freshEmail(), password: PASSWORD })
-        .expect(201);
-      csrf = signed.body.csrf_token;
-      accountId = signed.body.account.id;
+      ({ agent, csrf, accountId } = await signUp(api.app));
     });
     after(() => api.close());
 
@@ -211,14 +199,8 @@ describe('proxy URLs for an IPv6 proxy address', () => {
     });
     try {
       port = 18_000;
-      const agent = request.agent(api.app);
-      const signed = await agent
-        .post('/v1/auth/signup')
-        .send({ email: freshEmail(), password: PASSWORD })
-        .expect(201);
-      const key = (
-        await agent.post('/v1/keys').set('X-CSRF-Token', signed.body.csrf_token).expect(201)
-      ).body;
+      const { agent, csrf } = await signUp(api.app);
+      const key = (await agent.post('/v1/keys').set('X-CSRF-Token', csrf).expect(201)).body;
       const url = new URL(key.http_proxy_url);
       assert.equal(url.hostname, '[2001:db8::7]');
       assert.equal(url.port, '18000');

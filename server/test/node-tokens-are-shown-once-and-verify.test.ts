@@ -2,17 +2,11 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
-import {
-  type ControlApi,
-  ENDPOINT,
-  freshEmail,
-  openControlApi,
-  PASSWORD,
-} from './support/control-api.ts';
+import { type ControlApi, ENDPOINT, openControlApi, signUp } from './support/control-api.ts';
 import { databaseEngines } from './support/engines.ts';
 
 for (const engine of databaseEngines) {
-  describe(`exit nodes on ${engine.name}`, () => {
+  describe(`exit nodes on ${engine.name}`, { skip: engine.skip }, () => {
     let api: ControlApi;
     let agent: ReturnType<typeof request.agent>;
     let csrf: string;
@@ -20,13 +14,7 @@ for (const engine of databaseEngines) {
 
     before(async () => {
       api = await openControlApi(engine);
-      agent = request.agent(api.app);
-      const signed = await agent
-        .post('/v1/auth/signup')
-        .send({ email: freshEmail('operator'), password: PASSWORD })
-        .expect(201);
-      csrf = signed.body.csrf_token;
-      accountId = signed.body.account.id;
+      ({ agent, csrf, accountId } = await signUp(api.app, 'operator'));
     });
     after(() => api.close());
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
 import { parse as parseYaml } from 'yaml';
-import { type ControlApi, freshEmail, openControlApi, PASSWORD } from './support/control-api.ts';
+import { type ControlApi, openControlApi, signUp } from './support/control-api.ts';
 import { databaseEngines } from './support/engines.ts';
 
 const engine = databaseEngines[0];
@@ -19,11 +19,7 @@ describe('regions page with items', () => {
 
   before(async () => {
     api = await openControlApi(engine, { strictAnswers: true });
-    agent = request.agent(api.app);
-    await agent
-      .post('/v1/auth/signup')
-      .send({ email: freshEmail('regions'), password: PASSWORD })
-      .expect(201);
+    ({ agent } = await signUp(api.app, 'regions'));
   });
   after(() => api.close());
 

@@ -16,6 +16,7 @@ import {
   OPENAPI,
   openControlApi,
   PASSWORD,
+  signUp,
 } from './support/control-api.ts';
 import { databaseEngines } from './support/engines.ts';
 
@@ -28,12 +29,7 @@ describe('request bodies are checked against the OpenAPI schemas', () => {
 
   before(async () => {
     api = await openControlApi(pglite as (typeof databaseEngines)[number]);
-    agent = request.agent(api.app);
-    const signed = await agent
-      .post('/v1/auth/signup')
-      .send({ email: freshEmail(), password: PASSWORD })
-      .expect(201);
-    csrf = signed.body.csrf_token;
+    ({ agent, csrf } = await signUp(api.app));
   });
   after(() => api.close());
 

@@ -15,12 +15,14 @@ import {
 import {
   createScratchDatabase,
   databaseEngines,
+  needs,
   type Opened,
   quietLogger,
+  required,
 } from './support/engines.ts';
 
 for (const engine of databaseEngines) {
-  describe(`servers sharing one ${engine.name} database`, () => {
+  describe(`servers sharing one ${engine.name} database`, { skip: engine.skip }, () => {
     let opened: Opened<Database>;
     let db: Database;
     before(async () => {
@@ -112,17 +114,17 @@ for (const engine of databaseEngines) {
   });
 }
 
-if (process.env.DATABASE_URL) {
-  test('three servers starting together on one PostgreSQL database agree on one pepper', async () => {
-    const scratch = await createScratchDatabase(process.env.DATABASE_URL as string);
-    const pools = await Promise.all([1, 2, 3].map(() => openPostgres(scratch.url, quietLogger)));
-    try {
-      await Promise.all(pools.map((pool) => migrate(pool)));
-      const peppers = await Promise.all(pools.map((pool) => loadOrCreatePepper(pool)));
-      assert.ok(peppers.every((pepper) => pepper.equals(peppers[0] as Buffer)));
-    } finally {
-      await Promise.all(pools.map((pool) => pool.close()));
-      await scratch.drop();
-    }
-  });
-}
+test('three servers starting together on one PostgreSQL database agree on one pepper', {
+  skip: needs('DATABASE_URL'),
+}, async () => {
+  const scratch = await createScratchDatabase(required('DATABASE_URL'));
+  const pools = await Promise.all([1, 2, 3].map(() => openPostgres(scratch.url, quietLogger)));
+  try {
+    await Promise.all(pools.map((pool) => migrate(pool)));
+    const peppers = await Promise.all(pools.map((pool) => loadOrCreatePepper(pool)));
+    assert.ok(peppers.every((pepper) => pepper.equals(peppers[0] as Buffer)));
+  } finally {
+    await Promise.all(pools.map((pool) => pool.close()));
+    await scratch.drop();
+  }
+});

@@ -1,7 +1,7 @@
 /** A control API over a fresh, migrated database of one engine, for supertest. */
 import { readFile } from 'node:fs/promises';
 import type { Express } from 'express';
-import type request from 'supertest';
+import request from 'supertest';
 import { type Accounts, createAccounts, loadOrCreatePepper } from '../../src/accounts/index.ts';
 import { createApiApp, type ProxyEndpoint, type Region } from '../../src/api/index.ts';
 import type { Logger } from '../../src/log/index.ts';
@@ -92,4 +92,23 @@ export function sessionCookie(res: request.Response): string | undefined {
   const cookies = ([] as string[]).concat(res.headers['set-cookie'] ?? []);
   const line = cookies.find((cookie) => cookie.startsWith('ipcola.sid='));
   return line?.split(';')[0]?.slice('ipcola.sid='.length);
+}
+
+/** A person signed up and signed in: a supertest agent holding the session cookie. */
+export interface SignedIn {
+  agent: ReturnType<typeof request.agent>;
+  csrf: string;
+  accountId: string;
+  email: string;
+}
+
+/** Signs a fresh person up on `app` (201 expected), as the portal would. */
+export async function signUp(app: Express, label = 'user'): Promise<SignedIn> {
+  const agent = request.agent(app);
+  const email = freshEmail(label);
+  const signed = await agent
+    .post('/v1/auth/signup')
+    .send({ email, password: PASSWORD })
+    .expect(201);
+  return { agent, csrf: signed.body.csrf_token, accountId: signed.body.account.id, email };
 }

@@ -1,6 +1,8 @@
 /**
  * The engines every data-layer test runs against: always the embedded defaults
  * (PGlite, in-process), and real PostgreSQL / Redis when DATABASE_URL / REDIS_URL are set.
+ * An engine that is not configured is listed all the same, with `skip` saying why, so its
+ * tests show as skipped with that reason instead of not existing.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -26,17 +28,37 @@ export interface Opened<T> {
 
 export interface DatabaseEngine {
   name: 'pglite' | 'postgres';
+  /** Why this engine's tests do not run here, or false: `describe`'s `skip` option. */
+  skip: string | false;
   open(): Promise<Opened<Database>>;
 }
 
 export interface HotStateEngine {
   name: 'memory' | 'redis';
+  skip: string | false;
   open(): Promise<Opened<HotState>>;
+}
+
+/**
+ * `skip` for tests that need outside services: false when every variable is set, else the
+ * reason the runner prints. (CI sets both.)
+ */
+export function needs(...variables: ('DATABASE_URL' | 'REDIS_URL')[]): string | false {
+  const missing = variables.filter((name) => !process.env[name]);
+  return missing.length === 0 ? false : `needs ${missing.join(' and ')}`;
+}
+
+/** The value of a variable that `needs` has vouched for. */
+export function required(name: 'DATABASE_URL' | 'REDIS_URL'): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
 }
 
 export const databaseEngines: DatabaseEngine[] = [
   {
     name: 'pglite',
+    skip: false,
     async open() {
       const dir = await mkdtemp(path.join(tmpdir(), 'ipcola-pglite-'));
       const db = await openPglite(dir);
@@ -49,13 +71,11 @@ export const databaseEngines: DatabaseEngine[] = [
       };
     },
   },
-];
-
-if (process.env.DATABASE_URL) {
-  databaseEngines.push({
+  {
     name: 'postgres',
+    skip: needs('DATABASE_URL'),
     async open() {
-      const fresh = await createScratchDatabase(process.env.DATABASE_URL as string);
+      const fresh = await createScratchDatabase(required('DATABASE_URL'));
       const db = await openPostgres(fresh.url, quietLogger);
       return {
         value: db,
@@ -65,24 +85,23 @@ if (process.env.DATABASE_URL) {
         },
       };
     },
-  });
-}
+  },
+];
 
 export const hotStateEngines: HotStateEngine[] = [
   {
     name: 'memory',
+    skip: false,
     async open() {
       const hot = createMemoryHotState();
       return { value: hot, dispose: () => hot.close() };
     },
   },
-];
-
-if (process.env.REDIS_URL) {
-  hotStateEngines.push({
+  {
     name: 'redis',
+    skip: needs('REDIS_URL'),
     async open() {
-      const url = process.env.REDIS_URL as string;
+      const url = required('REDIS_URL');
       const prefix = `ipcola-test:${randomBytes(6).toString('hex')}:`;
       const hot = await openRedisHotState(url, quietLogger, { prefix });
       return {
@@ -93,8 +112,8 @@ if (process.env.REDIS_URL) {
         },
       };
     },
-  });
-}
+  },
+];
 
 /** A new, empty PostgreSQL database next to the one in baseUrl; drop() removes it. */
 export async function createScratchDatabase(

@@ -17,8 +17,8 @@ import type { Duplex } from 'node:stream';
 import { afterEach, describe, test } from 'node:test';
 import { createExitPolicy, type LookupAll } from '@ipcola/shared/exit-policy';
 import { isTunnelError } from '@ipcola/shared/tunnel-errors';
-import { createEgress, type EgressOptions } from '../src/egress.ts';
-import { foreignAddress } from './support/agent-process.ts';
+import { createEgress, type EgressOptions } from '../../src/egress.ts';
+import { foreignAddress } from '../support/agent-process.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 

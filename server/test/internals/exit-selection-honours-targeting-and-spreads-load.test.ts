@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { Targeting } from '../src/gateway/credentials.ts';
-import { type Exit, ExitIndex } from '../src/gateway/exit-index.ts';
+import type { Targeting } from '../../src/gateway/credentials.ts';
+import { type Exit, ExitIndex } from '../../src/gateway/exit-index.ts';
 
 function exit(nodeId: string, ip: string, extra: Partial<Exit> = {}): Exit {
   return { id: `${nodeId}/${ip}`, nodeId, ip, type: 'residential', ...extra };

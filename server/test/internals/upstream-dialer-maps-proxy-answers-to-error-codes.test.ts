@@ -9,9 +9,9 @@ import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createExitPolicy, type LookupAll } from '@ipcola/shared/exit-policy';
-import { isIPColaError } from '../src/errors/index.ts';
-import { createUpstreamDialer, type UpstreamProxy } from '../src/upstream/index.ts';
-import { startSocks5Upstream, type UpstreamProxyServer } from './support/upstream-proxies.ts';
+import { isIPColaError } from '../../src/errors/index.ts';
+import { createUpstreamDialer, type UpstreamProxy } from '../../src/upstream/index.ts';
+import { startSocks5Upstream, type UpstreamProxyServer } from '../support/upstream-proxies.ts';
 
 const LOOPBACK = ['127.0.0.1/32'];
 const CREDENTIALS = { username: 'supplier', password: 'secret' };

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type ErrorCode, isIPColaError } from '../src/errors/index.ts';
+import { type ErrorCode, isIPColaError } from '../../src/errors/index.ts';
 import {
   formatProxyUsername,
   type ProxyCredentials,
   parseBasicProxyAuthorization,
   parseProxyUsername,
   type Targeting,
-} from '../src/gateway/credentials.ts';
+} from '../../src/gateway/credentials.ts';
 
 const KEY = 'k3y9abc';
 const MINUTE = 60_000;

@@ -4,8 +4,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { openPglite } from '../src/store/index.ts';
-import { PGLITE_TEMPLATE } from '../src/store/pglite-template.ts';
+import { openPglite } from '../../src/store/index.ts';
+import { PGLITE_TEMPLATE } from '../../src/store/pglite-template.ts';
 
 // initdb in WebAssembly takes 10-15 s here; the fallback case pays it once.
 const TIMEOUT = { timeout: 120_000 };

@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { type Accounts, createAccounts } from '../src/accounts/index.ts';
-import { startUsageFlusher, USAGE_GROUP, usageField } from '../src/metering/index.ts';
-import { type CounterStore, type Database, type HotState, migrate } from '../src/store/index.ts';
-import { databaseEngines, hotStateEngines, type Opened } from './support/engines.ts';
+import { type Accounts, createAccounts } from '../../src/accounts/index.ts';
+import { startUsageFlusher, USAGE_GROUP, usageField } from '../../src/metering/index.ts';
+import { type CounterStore, type Database, type HotState, migrate } from '../../src/store/index.ts';
+import { databaseEngines, hotStateEngines, type Opened } from '../support/engines.ts';
 
 const TRIAL = 10_000_000;
 const HOUR = 490_000; // epoch hours: some time in 2025
@@ -26,7 +26,9 @@ interface UsageRow {
 
 for (const dbEngine of databaseEngines) {
   for (const hotEngine of hotStateEngines) {
-    describe(`usage flush on ${dbEngine.name} from ${hotEngine.name}`, () => {
+    describe(`usage flush on ${dbEngine.name} from ${hotEngine.name}`, {
+      skip: dbEngine.skip || hotEngine.skip,
+    }, () => {
       let db: Opened<Database>;
       let hot: Opened<HotState>;
       let accounts: Accounts;

@@ -8,8 +8,8 @@ import {
   SocketMeter,
   USAGE_GROUP,
   usageField,
-} from '../src/metering/index.ts';
-import { type CounterStore, createMemoryHotState } from '../src/store/index.ts';
+} from '../../src/metering/index.ts';
+import { type CounterStore, createMemoryHotState } from '../../src/store/index.ts';
 
 const HOUR = 3_600_000;
 

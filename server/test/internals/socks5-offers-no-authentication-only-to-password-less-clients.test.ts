@@ -9,9 +9,9 @@ import { once } from 'node:events';
 import { type AddressInfo, connect, type Server } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, test } from 'node:test';
-import { ipcolaError } from '../src/errors/index.ts';
-import { createSocks5Server, type Socks5Options } from '../src/gateway/socks5.ts';
-import { createLogger } from '../src/log/index.ts';
+import { ipcolaError } from '../../src/errors/index.ts';
+import { createSocks5Server, type Socks5Options } from '../../src/gateway/socks5.ts';
+import { createLogger } from '../../src/log/index.ts';
 
 type Auth = { key: string };
 const servers: Server[] = [];

@@ -3,11 +3,11 @@ import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { TUNNEL_ERROR_CODES, TUNNEL_ERRORS } from '@ipcola/shared/tunnel-errors';
 import { parse as parseYaml } from 'yaml';
-import { API_ERRORS, PROXY_ERRORS } from '../src/errors/index.ts';
+import { API_ERRORS, PROXY_ERRORS } from '../../src/errors/index.ts';
 
-const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+const readme = await readFile(new URL('../../../README.md', import.meta.url), 'utf8');
 const openapi = parseYaml(
-  await readFile(new URL('../../openapi/openapi.yaml', import.meta.url), 'utf8'),
+  await readFile(new URL('../../../openapi/openapi.yaml', import.meta.url), 'utf8'),
 );
 
 /** Rows of the README's proxy error table: | `code` | HTTP | SOCKS5 reply | when | */

@@ -4,14 +4,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { type Database, MigrationError, migrate, openPostgres } from '../src/store/index.ts';
+import { type Database, MigrationError, migrate, openPostgres } from '../../src/store/index.ts';
 import {
   createScratchDatabase,
   databaseEngines,
   MIGRATION_VERSIONS,
+  needs,
   type Opened,
   quietLogger,
-} from './support/engines.ts';
+  required,
+} from '../support/engines.ts';
 
 const TABLES = [
   'accounts',
@@ -39,7 +41,7 @@ async function migrationsDir(
 }
 
 for (const engine of databaseEngines) {
-  describe(`database on ${engine.name}`, () => {
+  describe(`database on ${engine.name}`, { skip: engine.skip }, () => {
     let opened: Opened<Database>;
     let db: Database;
     before(async () => {
@@ -217,21 +219,20 @@ for (const engine of databaseEngines) {
   });
 }
 
-if (process.env.DATABASE_URL) {
-  test('three servers migrating one PostgreSQL database at once apply each migration once', async () => {
-    const scratch = await createScratchDatabase(process.env.DATABASE_URL as string);
-    const pools = await Promise.all([1, 2, 3].map(() => openPostgres(scratch.url, quietLogger)));
-    try {
-      const results = await Promise.all(pools.map((pool) => migrate(pool)));
-      assert.deepEqual(results.flat().sort(), MIGRATION_VERSIONS);
-      const [recorded] =
-        (await pools[0]?.query<{ n: number }>(
-          'SELECT count(*)::int8 AS n FROM schema_migrations',
-        )) ?? [];
-      assert.equal(recorded?.n, MIGRATION_VERSIONS.length);
-    } finally {
-      await Promise.all(pools.map((pool) => pool.close()));
-      await scratch.drop();
-    }
-  });
-}
+test('three servers migrating one PostgreSQL database at once apply each migration once', {
+  skip: needs('DATABASE_URL'),
+}, async () => {
+  const scratch = await createScratchDatabase(required('DATABASE_URL'));
+  const pools = await Promise.all([1, 2, 3].map(() => openPostgres(scratch.url, quietLogger)));
+  try {
+    const results = await Promise.all(pools.map((pool) => migrate(pool)));
+    assert.deepEqual(results.flat().sort(), MIGRATION_VERSIONS);
+    const [recorded] =
+      (await pools[0]?.query<{ n: number }>('SELECT count(*)::int8 AS n FROM schema_migrations')) ??
+      [];
+    assert.equal(recorded?.n, MIGRATION_VERSIONS.length);
+  } finally {
+    await Promise.all(pools.map((pool) => pool.close()));
+    await scratch.drop();
+  }
+});

@@ -8,7 +8,7 @@ import {
   parseGreeting,
   parseRequest,
   reply,
-} from '../src/gateway/socks5-frames.ts';
+} from '../../src/gateway/socks5-frames.ts';
 
 /** Every proper prefix is incomplete; the whole frame parses to `size`, trailing bytes or not. */
 function assertWhole<T>(parse: (buffer: Buffer) => Parsed<T>, frame: Buffer): T {

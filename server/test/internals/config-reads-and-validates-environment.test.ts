@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConfigError, loadConfig, redactUrl } from '../src/config/index.ts';
+import { ConfigError, loadConfig, redactUrl } from '../../src/config/index.ts';
 
 const load = (env: Record<string, string>) => loadConfig(env, '/srv/ipcola');
 

@@ -1,13 +1,20 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { HotState } from '../src/store/index.ts';
-import { openRedisHotState } from '../src/store/index.ts';
-import { eventually, hotStateEngines, type Opened, quietLogger } from './support/engines.ts';
+import type { HotState } from '../../src/store/index.ts';
+import { openRedisHotState } from '../../src/store/index.ts';
+import {
+  eventually,
+  hotStateEngines,
+  needs,
+  type Opened,
+  quietLogger,
+  required,
+} from '../support/engines.ts';
 
 const MIB = 1024 * 1024;
 
 for (const engine of hotStateEngines) {
-  describe(`allowance ledger on ${engine.name}`, () => {
+  describe(`allowance ledger on ${engine.name}`, { skip: engine.skip }, () => {
     let opened: Opened<HotState>;
     let hot: HotState;
     before(async () => {
@@ -91,12 +98,10 @@ for (const engine of hotStateEngines) {
   });
 }
 
-const REDIS_URL = process.env.REDIS_URL;
-describe('allowance holds of a stopped instance', {
-  skip: REDIS_URL ? false : 'needs REDIS_URL: holds matter only when instances share Redis',
-}, () => {
+// Holds matter only when instances share Redis.
+describe('allowance holds of a stopped instance', { skip: needs('REDIS_URL') }, () => {
   test('are released by another instance, keeping what it metered and pushed', async () => {
-    const url = REDIS_URL as string;
+    const url = required('REDIS_URL');
     const prefix = `ipcola-test:holds-${Date.now()}:`;
     const crashed = await openRedisHotState(url, quietLogger, { prefix, holderTtlMs: 300 });
     const survivor = await openRedisHotState(url, quietLogger, { prefix, holderTtlMs: 300 });

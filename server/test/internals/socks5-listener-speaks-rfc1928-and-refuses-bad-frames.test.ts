@@ -11,15 +11,15 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SocksClient } from 'socks';
-import { ipcolaError, PROXY_ERRORS, type ProxyErrorCode } from '../src/errors/index.ts';
+import { ipcolaError, PROXY_ERRORS, type ProxyErrorCode } from '../../src/errors/index.ts';
 import {
   createSocks5Server,
   type Destroyable,
   type Socks5Options,
   type SocksClient as SocksPeer,
   type SocksTarget,
-} from '../src/gateway/socks5.ts';
-import { createLogger } from '../src/log/index.ts';
+} from '../../src/gateway/socks5.ts';
+import { createLogger } from '../../src/log/index.ts';
 
 const USER = 'key1-country-de';
 const PASS = 's3cret-Pass-XYZ';

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 test('server/src/api/openapi.d.ts is what openapi-typescript makes of openapi/openapi.yaml now', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'ipcola-types-'));

@@ -6,17 +6,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createExitPolicy } from '@ipcola/shared/exit-policy';
-import { type Database, migrate } from '../src/store/index.ts';
+import { type Database, migrate } from '../../src/store/index.ts';
 import {
   CREDENTIALS_KEY_SETTING,
   createUpstreamRegistry,
   loadCredentialBox,
   type UpstreamRegistry,
-} from '../src/upstream/index.ts';
-import { databaseEngines, type Opened } from './support/engines.ts';
+} from '../../src/upstream/index.ts';
+import { databaseEngines, type Opened } from '../support/engines.ts';
 
 for (const engine of databaseEngines) {
-  describe(`upstream nodes on ${engine.name}`, () => {
+  describe(`upstream nodes on ${engine.name}`, { skip: engine.skip }, () => {
     let opened: Opened<Database>;
     let db: Database;
     let registry: UpstreamRegistry;

@@ -31,7 +31,7 @@ import {
   connectToHub,
   type EgressTarget,
   type TunnelClient,
-} from '../src/tunnel/index.ts';
+} from '../../src/tunnel/index.ts';
 
 const HELLO: NodeHello = {
   exitIps: ['127.0.0.1', '0:0:0:0:0:0:0:1'],

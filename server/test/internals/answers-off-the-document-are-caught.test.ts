@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import express from 'express';
 import request from 'supertest';
-import { createAnswerCheck } from '../src/api/parameters.ts';
-import { createBodyValidator } from '../src/api/validate.ts';
+import { createAnswerCheck } from '../../src/api/parameters.ts';
+import { createBodyValidator } from '../../src/api/validate.ts';
 
 const document = {
   paths: {

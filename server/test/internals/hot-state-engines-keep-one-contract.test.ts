@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { HotState } from '../src/store/index.ts';
-import { eventually, hotStateEngines, type Opened } from './support/engines.ts';
+import type { HotState } from '../../src/store/index.ts';
+import { eventually, hotStateEngines, type Opened } from '../support/engines.ts';
 
 for (const engine of hotStateEngines) {
-  describe(`hot state on ${engine.name}`, () => {
+  describe(`hot state on ${engine.name}`, { skip: engine.skip }, () => {
     let opened: Opened<HotState>;
     let hot: HotState;
     before(async () => {
