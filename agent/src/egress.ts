@@ -26,7 +26,7 @@ import {
   Socket,
   type TcpNetConnectOpts,
 } from 'node:net';
-import { plainAddress } from '@ipcola/shared/addresses';
+import { plainDestination } from '@ipcola/shared/addresses';
 import { type ExitPolicy, type LookupAll, resolveTarget } from '@ipcola/shared/exit-policy';
 import { type TunnelErrorCode, tunnelError } from '@ipcola/shared/tunnel-errors';
 import type { EgressTarget, OpenEgress } from './tunnel/index.ts';
@@ -290,9 +290,4 @@ function errorCode(error: unknown): string {
     if (typeof code === 'string') return code;
   }
   return 'unknown';
-}
-
-/** ::ffff:a.b.c.d is the IPv4 destination a.b.c.d. */
-function plainDestination(address: string): string {
-  return plainAddress(address)?.toString() ?? address;
 }

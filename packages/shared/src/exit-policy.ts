@@ -19,6 +19,7 @@
  */
 import { promises as dnsPromises, type LookupAddress } from 'node:dns';
 import ipaddr from 'ipaddr.js';
+import { unmapped } from './addresses.ts';
 
 type IPv4 = ipaddr.IPv4;
 type IPv6 = ipaddr.IPv6;
@@ -119,14 +120,6 @@ function parseIpLiteral(text: string): IpAddress | null {
 
 function canonical(address: IpAddress): string {
   return address.kind() === 'ipv6' ? (address as IPv6).toRFC5952String() : address.toString();
-}
-
-/** IPv4-mapped IPv6 (::ffff:a.b.c.d) is the IPv4 destination itself: judge it as IPv4. */
-function unwrapMapped(address: IpAddress): IpAddress {
-  if (address.kind() === 'ipv6' && (address as IPv6).isIPv4MappedAddress()) {
-    return (address as IPv6).toIPv4Address();
-  }
-  return address;
 }
 
 function ipv4FromWords(high: number, low: number): IPv4 {
@@ -232,7 +225,8 @@ export function createExitPolicy(options: ExitPolicyOptions = {}): ExitPolicy {
     checkAddress(ip: string): ExitDecision {
       const parsed = typeof ip === 'string' ? parseIpLiteral(ip) : null;
       if (!parsed) return refuse(`${JSON.stringify(ip)} is not an IP address literal`);
-      const address = unwrapMapped(parsed);
+      // IPv4-mapped IPv6 (::ffff:a.b.c.d) is the IPv4 destination itself: judged as IPv4.
+      const address = unmapped(parsed);
       if (isAllowListed(address)) return ALLOWED;
       const reason = refusalReason(parsed);
       return reason ? refuse(reason) : ALLOWED;

@@ -1,6 +1,7 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
+import { plainAddress } from '@ipcola/shared/addresses';
 import express, { type ErrorRequestHandler, type Express, type Request } from 'express';
 import { pinoHttp } from 'pino-http';
 import type { Registry } from 'prom-client';
@@ -215,8 +216,7 @@ function controlRouters(control: ControlOptions, bodies: BodyValidator): express
 /** With a token, whoever sends it; without one, loopback clients only. */
 function mayReadMetrics(req: Request, token: string | undefined): boolean {
   if (token === undefined) {
-    const address = req.socket.remoteAddress ?? '';
-    return /^(127\.|::1$|::ffff:127\.)/.test(address);
+    return plainAddress(req.socket.remoteAddress ?? '')?.range() === 'loopback';
   }
   const offered = Buffer.from(req.headers.authorization ?? '');
   const expected = Buffer.from(`Bearer ${token}`);

@@ -14,7 +14,7 @@
  *    own share of one overall connect timeout, like the agent's egress.
  */
 import { isIP, type Socket } from 'node:net';
-import { plainAddress } from '@ipcola/shared/addresses';
+import { plainDestination } from '@ipcola/shared/addresses';
 import { type ExitPolicy, type LookupAll, resolveTarget } from '@ipcola/shared/exit-policy';
 import { type IPColaError, ipcolaError, isIPColaError } from '../errors/index.ts';
 import { connectToProxy, negotiate } from './dial.ts';
@@ -128,9 +128,4 @@ function within<T>(promise: Promise<T>, ms: number, timeout: () => Error): Promi
       timer = setTimeout(() => reject(timeout()), ms);
     }),
   ]).finally(() => clearTimeout(timer));
-}
-
-/** ::ffff:a.b.c.d is the IPv4 destination a.b.c.d. */
-function plainDestination(address: string): string {
-  return plainAddress(address)?.toString() ?? address;
 }
