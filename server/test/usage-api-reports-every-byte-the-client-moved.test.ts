@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { components } from '../src/api/openapi.d.ts';
+import type { components } from '@ipcola/openapi';
 import { eventually } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
 import { exchange } from './support/raw-exchange.ts';

@@ -3,6 +3,8 @@
  * caller check, Idempotency-Key answers, the public proxy address). index.ts mounts the
  * routers, one per resource; request and answer types come from the OpenAPI document.
  */
+
+import type { components } from '@ipcola/openapi';
 import type { RequestHandler, Response } from 'express';
 import session from 'express-session';
 import type passport from 'passport';
@@ -16,7 +18,6 @@ import { callerOf, createAuthenticator, requireCaller } from './auth.ts';
 import type { ProxyEndpoint } from './connection.ts';
 import { idempotency } from './idempotency.ts';
 import type { NodeEarningsRate, UpstreamNodeRegistrar } from './nodes.ts';
-import type { components } from './openapi.d.ts';
 import { DatabaseSessionStore } from './session-store.ts';
 import { SESSION_COOKIE } from './sessions.ts';
 import type { BodyValidator } from './validate.ts';

@@ -1,4 +1,4 @@
-import type { components } from './openapi.d.ts';
+import type { components } from '@ipcola/openapi';
 
 type Readiness = components['schemas']['Readiness'];
 type DependencyCheck = components['schemas']['DependencyCheck'];

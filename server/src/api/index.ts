@@ -1,6 +1,7 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
+import type { components } from '@ipcola/openapi';
 import { plainAddress } from '@ipcola/shared/addresses';
 import express, { type ErrorRequestHandler, type Express, type Request } from 'express';
 import { pinoHttp } from 'pino-http';
@@ -14,7 +15,6 @@ import { checkReadiness, type Dependency } from './health.ts';
 import { keysRouter } from './keys.ts';
 import { leasesRouter } from './leases.ts';
 import { nodesRouter } from './nodes.ts';
-import type { components } from './openapi.d.ts';
 import { createAnswerCheck, createParameterCheck } from './parameters.ts';
 import { proxyListsRouter } from './proxy-lists.ts';
 import { regionsRouter } from './regions.ts';

@@ -2,6 +2,8 @@
  * /v1/keys: API keys. A key's secret is shown once, when it is made or rotated, with
  * ready proxy URLs; afterwards only its settings are.
  */
+
+import type { components } from '@ipcola/openapi';
 import express, { type Router } from 'express';
 import type { Accounts, IssuedKey, KeyChanges, KeyView } from '../accounts/index.ts';
 import { ipcolaError, isIPColaError } from '../errors/index.ts';
@@ -9,7 +11,6 @@ import { parseUsernameParameters } from '../gateway/credentials.ts';
 import { callerOf } from './auth.ts';
 import { keyConnection, type ProxyEndpoint } from './connection.ts';
 import type { ResourceRouterOptions } from './control.ts';
-import type { components } from './openapi.d.ts';
 import { createdList } from './pages.ts';
 import { found, idParam, jsonBody, onlyMethods, optionalBody, requiredBody } from './requests.ts';
 

@@ -2,12 +2,13 @@
  * /v1/leases: sticky sessions made ahead of use, each pinned to one exit until it is
  * released or lapses.
  */
+
+import type { components } from '@ipcola/openapi';
 import express, { type Router } from 'express';
 import type { Lease, Leases } from '../leases/index.ts';
 import { callerOf } from './auth.ts';
 import { leaseConnection } from './connection.ts';
 import type { ResourceRouterOptions } from './control.ts';
-import type { components } from './openapi.d.ts';
 import { createdList } from './pages.ts';
 import {
   found,

@@ -2,6 +2,8 @@
  * /v1/nodes: exit nodes. An agent node's token is shown once, with the command that
  * starts the agent; an upstream-proxy node's password is never shown back.
  */
+
+import type { components } from '@ipcola/openapi';
 import express, { type Router } from 'express';
 import type { Accounts } from '../accounts/index.ts';
 import { ipcolaError } from '../errors/index.ts';
@@ -13,7 +15,6 @@ import {
 import { callerOf } from './auth.ts';
 import { agentCommand } from './connection.ts';
 import type { ResourceRouterOptions } from './control.ts';
-import type { components } from './openapi.d.ts';
 import { createdList } from './pages.ts';
 import { found, idParam, jsonBody, onlyMethods, optionalBody } from './requests.ts';
 

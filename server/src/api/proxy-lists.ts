@@ -3,6 +3,7 @@
  * secret in them only when the caller showed it (or is that key).
  */
 import { randomBytes } from 'node:crypto';
+import type { components } from '@ipcola/openapi';
 import express, { type Router } from 'express';
 import type { Accounts } from '../accounts/index.ts';
 import { ipcolaError } from '../errors/index.ts';
@@ -10,7 +11,6 @@ import { formatProxyUsername } from '../gateway/credentials.ts';
 import { callerOf } from './auth.ts';
 import { proxyLine } from './connection.ts';
 import type { ResourceRouterOptions } from './control.ts';
-import type { components } from './openapi.d.ts';
 import { found, jsonBody, keyIdFor, onlyMethods, optionalBody, targetingOf } from './requests.ts';
 
 type Schemas = components['schemas'];

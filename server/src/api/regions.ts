@@ -2,9 +2,10 @@
  * GET /v1/regions: online exits counted by country, city and type, in pages. Counts only:
  * whatever the inventory hands over, no node identity or exit IP leaves here.
  */
+
+import type { components } from '@ipcola/openapi';
 import express, { type RequestHandler, type Router } from 'express';
 import { decodeKeyCursor, encodeKeyCursor } from './cursor.ts';
-import type { components } from './openapi.d.ts';
 import { pageOf, pageRequest } from './pages.ts';
 import { onlyMethods } from './requests.ts';
 

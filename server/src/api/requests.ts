@@ -3,11 +3,12 @@
  * the path, the client's address, the key a request acts for, targeting fields, and the
  * answer for a method the route does not serve.
  */
+
+import type { components } from '@ipcola/openapi';
 import express, { type Request, type RequestHandler } from 'express';
 import { ipcolaError } from '../errors/index.ts';
 import type { LeaseTargeting } from '../leases/index.ts';
 import type { Caller } from './auth.ts';
-import type { components } from './openapi.d.ts';
 
 type Schemas = components['schemas'];
 

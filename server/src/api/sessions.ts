@@ -2,6 +2,8 @@
  * /v1/auth/signup, /v1/auth/login, /v1/auth/logout and /v1/me: accounts and the sessions
  * of their users. Password checks (log-in, sign-up retries) are limited per client address.
  */
+
+import type { components } from '@ipcola/openapi';
 import express, { type Request, type RequestHandler, type Router } from 'express';
 import type passport from 'passport';
 import type { Account, Accounts, User } from '../accounts/index.ts';
@@ -11,7 +13,6 @@ import type { SignupLimit } from '../signup-limit/index.ts';
 import type { Queryable } from '../store/index.ts';
 import { callerOf, startSession } from './auth.ts';
 import { idempotencyKeyOf, signupRetries } from './idempotency.ts';
-import type { components } from './openapi.d.ts';
 import { clientAddress, jsonBody, onlyMethods, requiredBody } from './requests.ts';
 import type { BodyValidator } from './validate.ts';
 

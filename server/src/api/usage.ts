@@ -1,6 +1,8 @@
 /**
  * GET /v1/usage and GET /v1/usage/export.csv: the caller's flushed usage by hour or day.
  */
+
+import type { components } from '@ipcola/openapi';
 import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
 import { ipcolaError } from '../errors/index.ts';
 import {
@@ -13,7 +15,6 @@ import {
 } from '../metering/usage-report.ts';
 import type { Queryable } from '../store/index.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
-import type { components } from './openapi.d.ts';
 import { pageOf } from './pages.ts';
 import { onlyMethods } from './requests.ts';
 

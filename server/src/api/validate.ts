@@ -4,8 +4,9 @@
  * receives, and this makes it so. Only the JSON Schema keywords the document uses are
  * understood; an unknown keyword stops start-up instead of being silently ignored.
  */
+
+import type { components } from '@ipcola/openapi';
 import { ipcolaError } from '../errors/index.ts';
-import type { components } from './openapi.d.ts';
 import {
   type Check,
   isPlainObject,

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-test('server/src/api/openapi.d.ts is what openapi-typescript makes of openapi/openapi.yaml now', async () => {
+test('openapi/openapi.d.ts is what openapi-typescript makes of openapi/openapi.yaml now', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'ipcola-types-'));
   try {
     const fresh = path.join(dir, 'openapi.d.ts');
@@ -24,7 +24,7 @@ test('server/src/api/openapi.d.ts is what openapi-typescript makes of openapi/op
       ],
       { cwd: ROOT },
     );
-    const committed = await readFile(path.join(ROOT, 'server/src/api/openapi.d.ts'), 'utf8');
+    const committed = await readFile(path.join(ROOT, 'openapi/openapi.d.ts'), 'utf8');
     assert.equal(
       committed,
       await readFile(fresh, 'utf8'),
