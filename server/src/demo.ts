@@ -117,6 +117,31 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
 }
 
 /** The demo account, made once and kept (its login in DATA_DIR, readable only by its owner). */
+/** A running server that the demo runs on. */
+export interface DemoHost extends Pick<DemoOptions, 'accounts' | 'ports' | 'whenNodesUp'> {
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the demo on a running server and prints its banner; the server it answers stops
+ * the demo first, then the server, whether or not the demo stopped cleanly.
+ */
+export async function startDemoOn<Running extends DemoHost>(
+  running: Running,
+  options: Pick<DemoOptions, 'dataDir' | 'publicHost' | 'logger'>,
+): Promise<Running> {
+  const started = await startDemo({
+    accounts: running.accounts,
+    ports: running.ports,
+    whenNodesUp: running.whenNodesUp,
+    ...options,
+  });
+  const stopServer = running.stop;
+  const withDemo = { ...running, stop: () => started.stop().then(stopServer, stopServer) };
+  process.stdout.write(started.banner);
+  return withDemo;
+}
+
 async function demoAccount(accounts: Accounts, dataDir: string): Promise<string> {
   const file = path.join(dataDir, 'demo-account.json');
   try {

@@ -1,43 +1,27 @@
 /**
- * The composition root: the one place that reads the configuration, opens the stores
- * and wires the roles together. Everything else receives what it needs.
+ * The composition root: the one place that reads the configuration and wires the roles
+ * together. Everything else receives what it needs.
  */
-import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
-import { createExitPolicy } from '@ipcola/shared/exit-policy';
 import { type Accounts, createAccounts, loadOrCreatePepper } from './accounts/index.ts';
-import { createApiApp } from './api/index.ts';
-import { createAuthFailureLimit } from './auth-failures/index.ts';
+import { createApiServer } from './api/index.ts';
+import { authFailureLimits } from './auth-failures/index.ts';
 import { type Config, ConfigError, loadConfig } from './config/index.ts';
-import { startDemo } from './demo.ts';
-import { createGateway, type Exit } from './gateway/index.ts';
-import { createHub, createHubServer } from './hub/index.ts';
-import { createLeases, type LeasedExit } from './leases/index.ts';
-import { closeServer, listen } from './listeners/index.ts';
+import { startDemoOn } from './demo.ts';
+import { createGateway, followNodes } from './gateway/index.ts';
+import { closeHubServer, createHub, createHubServer } from './hub/index.ts';
+import { createLeases } from './leases/index.ts';
+import { listenInTurn } from './listeners/index.ts';
 import { createLogger, type Logger } from './log/index.ts';
-import { createUsageMeter, startUsageFlusher, type UsageMeter } from './metering/index.ts';
+import { startMetering } from './metering/index.ts';
 import { createMetrics } from './metrics/index.ts';
-import { createSignupLimit } from './signup-limit/index.ts';
-import { MigrationError, migrate, openDatabase, openHotState } from './store/index.ts';
-import {
-  createUpstreamDialer,
-  createUpstreamExits,
-  createUpstreamRegistry,
-  loadCredentialBox,
-  type UpstreamNode,
-} from './upstream/index.ts';
+import { createLiveNodes } from './nodes/index.ts';
+import { stopOnSignals } from './signals/index.ts';
+import { signupsPerHour } from './signup-limit/index.ts';
+import { MigrationError, openStores } from './store/index.ts';
+import { openUpstreams } from './upstream/index.ts';
 
-const OPENAPI_DOCUMENT = new URL('../../openapi/openapi.yaml', import.meta.url);
-/** How long an address that used up its failed sign-ins is refused. */
-const AUTH_FAILURE_BLOCK_SECONDS = 300;
-
-interface Ports {
-  api: number;
-  proxy: number;
-  socks: number;
-  hub: number;
-}
+type Ports = Record<'api' | 'proxy' | 'socks' | 'hub', number>;
 
 interface RunningServer {
   readonly ports: Ports;
@@ -57,49 +41,24 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
   };
 
   try {
-    const { database, close: closeDatabase } = await openDatabase(config, logger);
-    cleanups.push(closeDatabase);
-    const applied = await migrate(database);
-    logger.info(
-      { engine: database.engine, applied },
-      `database ready, ${applied.length} migration(s) applied`,
-    );
-
-    const hotState = await openHotState(config, logger);
-    cleanups.push(() => hotState.close());
-
+    const keep = (cleanup: Cleanup) => cleanups.push(cleanup);
+    const { database, hotState } = await openStores(config, logger, keep);
     const accounts = createAccounts(database, {
       pepper: await loadOrCreatePepper(database),
       trialCreditBytes: config.trialCreditBytes,
     });
 
-    // Cleanups run in reverse: the meter pushes its last counts before the last flush.
-    const flusher = startUsageFlusher({
-      counters: hotState.counters,
-      allowances: hotState.allowances,
-      database,
-      intervalMs: config.usageFlushIntervalMs,
-      onError: (error) =>
-        logger.warn({ err: error }, 'usage flush failed; retried on the next one'),
-      onOrphans: (batch, keyIds) =>
-        logger.error({ batch, keyIds }, 'usage of keys that no longer exist was not recorded'),
-    });
-    cleanups.push(() => flusher.close());
-
     const metrics = createMetrics();
-    const meter = createUsageMeter(hotState.counters, {
-      pushIntervalMs: 1_000,
-      onError: (error) => logger.warn({ err: error }, 'usage push failed; kept for the next one'),
-    });
-    // Bytes reach the metrics as they are metered for billing: one count, two readers.
-    const usage: UsageMeter = {
-      ...meter,
-      record(recorded) {
-        metrics.countBytes(recorded.up, recorded.down);
-        meter.record(recorded);
+    const usage = startMetering(
+      {
+        hotState,
+        database,
+        flushIntervalMs: config.usageFlushIntervalMs,
+        logger,
+        countBytes: (up, down) => metrics.countBytes(up, down),
       },
-    };
-    cleanups.push(() => usage.close());
+      keep,
+    );
 
     const hub = createHub({
       logger: logger.child({ role: 'hub' }),
@@ -115,48 +74,18 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         return node && { nodeId: node.id };
       },
     });
-    // Upstream-proxy nodes: the gateway enforces the exit policy itself.
-    const proxyPolicy = createExitPolicy({ allowTargets: [...config.upstreamAllowProxies] });
-    const upstreamRegistry = createUpstreamRegistry(database, await loadCredentialBox(database), {
-      proxyPolicy,
-      onUnreadable: (nodeId, error) =>
-        logger.error({ err: error, node: nodeId }, 'upstream credentials do not open: node unused'),
-    });
-    const upstreams = createUpstreamExits({
-      dialer: createUpstreamDialer({
-        targetPolicy: createExitPolicy({ allowTargets: [...config.upstreamAllowTargets] }),
-        proxyPolicy,
-      }),
-      load: () => upstreamRegistry.list(),
-      online: (node) => gateway.addNodeExits(node.id, upstreamExits(node)),
-      offline: (nodeId) => gateway.removeNodeExits(nodeId),
+    const { registry: upstreamRegistry, exits: upstreams } = await openUpstreams(database, {
+      allowProxies: config.upstreamAllowProxies,
+      allowTargets: config.upstreamAllowTargets,
       probeIntervalMs: config.upstreamProbeIntervalMs,
-      logger: logger.child({ role: 'upstream' }),
+      logger,
     });
-    // Without trust in what operators declare, exits carry no location (untargeted use only).
-    const declared = <T extends object>(location: T): T | Record<string, never> =>
-      config.trustDeclaredLocation ? location : {};
-    const upstreamExits = (node: UpstreamNode) =>
-      node.exitIps.map((ip) =>
-        withoutUndefined({ ip, type: node.type, ...declared(node.location) }),
-      );
-
-    // Past the allowance an address is refused for a while, whatever it presents.
-    const authFailures = (name: string, points: number) =>
-      createAuthFailureLimit({
-        limiter: hotState.rateLimiter({
-          name,
-          points,
-          durationSec: 60,
-          blockDurationSec: AUTH_FAILURE_BLOCK_SECONDS,
-        }),
-        onError: (error) => logger.warn({ err: error }, 'counting a failed sign-in failed'),
-      });
-    const proxyAuthFailures = authFailures('proxy-auth-failures', config.authFailureLimit);
-    const loginFailures = authFailures('login-failures', config.authFailureLimit);
-
+    const authFailures = authFailureLimits(hotState, {
+      perMinute: config.authFailureLimit,
+      onError: (error) => logger.warn({ err: error }, 'counting a failed sign-in failed'),
+    });
     const gateway = createGateway({
-      authFailures: proxyAuthFailures,
+      authFailures: authFailures('proxy-auth-failures'),
       timeouts: { handshakeMs: config.proxyHandshakeTimeoutMs },
       observer: metrics.gateway,
       logger,
@@ -174,72 +103,37 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
           ? upstreams.openStream(exit.nodeId, exit.ip, target)
           : hub.openStream(exit.nodeId, { host: target.host, port: target.port, exitIp: exit.ip }),
     });
-    cleanups.push(async () => gateway.close());
-    hub.on('node-up', (node) => {
-      const { hello } = node;
-      const location = declared({
-        country: hello.country,
-        region: hello.region,
-        city: hello.city,
-        asn: hello.asn,
-      });
-      gateway.addNodeExits(
-        node.nodeId,
-        hello.exitIps.map((ip) => withoutUndefined({ ip, type: hello.type, ...location })),
-      );
-    });
-    hub.on('node-down', ({ nodeId }) => gateway.removeNodeExits(nodeId));
+    keep(async () => gateway.close());
+    followNodes(gateway, { hub, upstreams, trustDeclared: config.trustDeclaredLocation });
     metrics.watch({
       onlineExits: () => gateway.exits.size,
       onlineNodes: () => hub.nodes().length,
       openTunnels: () => gateway.openTunnels(),
     });
-    cleanups.push(async () => upstreams.close());
+    keep(async () => upstreams.close());
     await upstreams.start();
 
     const ports: Ports = { api: 0, proxy: 0, socks: 0, hub: 0 };
-    const api = createApiApp({
+    const nodes = createLiveNodes({ hub, gateway, upstreams, registry: upstreamRegistry });
+    const apiServer = await createApiServer({
       logger,
       dependencies: { database, hot_state: hotState },
-      openapiDocument: await readFile(OPENAPI_DOCUMENT, 'utf8'),
       metrics: { registry: metrics.registry, token: config.metricsToken },
       strictAnswers: config.strictApiAnswers,
       trustProxy: config.trustProxy,
       control: {
         accounts,
         database,
-        loginFailures,
-        signups: createSignupLimit({
-          limiter: hotState.rateLimiter({
-            name: 'signups',
-            points: config.signupLimitPerHour,
-            durationSec: 3600,
-          }),
+        loginFailures: authFailures('login-failures'),
+        signups: signupsPerHour(hotState, {
+          perHour: config.signupLimitPerHour,
           onError: (error) => logger.warn({ err: error }, 'counting a sign-up failed'),
         }),
         onError: (error) => logger.warn({ err: error }, 'keeping an idempotent answer failed'),
-        leases: createLeases(database, {
-          pin: async (keyId, targeting, session) =>
-            leasedExit(await gateway.sessions.pin(keyId, targeting, session)),
-          async inspect(keyId, sessionId) {
-            const live = await gateway.sessions.inspect(keyId, sessionId);
-            return live && { exit: live.exit && leasedExit(live.exit), ttlMs: live.ttlMs };
-          },
-          renew: (keyId, sessionId, ttlMs) => gateway.sessions.renew(keyId, sessionId, ttlMs),
-          release: (keyId, sessionId) => gateway.sessions.release(keyId, sessionId),
-        }),
+        leases: createLeases(database, gateway.sessions),
         nodeEarnings: config.nodeEarnings,
-        nodeStatus(nodeId) {
-          const connected = hub.node(nodeId);
-          if (connected) return { online: true, exitIps: [...connected.hello.exitIps] };
-          const exitIps = gateway.nodeExitIps(nodeId);
-          return { online: exitIps.length > 0, exitIps };
-        },
-        nodeDeleted(nodeId) {
-          hub.disconnect(nodeId);
-          upstreams.remove(nodeId);
-          gateway.removeNodeExits(nodeId);
-        },
+        nodeStatus: nodes.status,
+        nodeDeleted: nodes.deleted,
         proxyEndpoint: () => ({
           host: config.publicHost,
           httpPort: ports.proxy,
@@ -250,31 +144,21 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
           gateway
             .regions()
             .flatMap((region) => (region.country ? [{ ...region, country: region.country }] : [])),
-        upstreamNodes: {
-          async register(accountId, registration) {
-            const node = await upstreamRegistry.register(accountId, registration);
-            upstreams.add(node);
-            return node;
-          },
-        },
+        upstreamNodes: nodes,
       },
     });
-    const apiServer = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, api);
-    apiServer.keepAliveTimeout = 5_000;
     const hubServer = createHubServer(hub);
-
-    ports.hub = await listen(hubServer, 'HUB_PORT', config.host, config.hubPort);
-    cleanups.push(async () => {
-      // Tunnels first: the HTTP server would otherwise wait for the upgraded sockets.
-      await hub.close(config.shutdownGraceMs);
-      await closeServer(hubServer, 0);
-    });
-    ports.proxy = await listen(gateway.httpServer, 'PROXY_PORT', config.host, config.proxyPort);
-    cleanups.push(() => closeServer(gateway.httpServer, config.shutdownGraceMs));
-    ports.socks = await listen(gateway.socksServer, 'SOCKS_PORT', config.host, config.socksPort);
-    cleanups.push(() => closeServer(gateway.socksServer, config.shutdownGraceMs));
-    ports.api = await listen(apiServer, 'API_PORT', config.host, config.apiPort);
-    cleanups.push(() => closeServer(apiServer, config.shutdownGraceMs));
+    const graceMs = config.shutdownGraceMs;
+    const closeHub = () => closeHubServer(hub, hubServer, graceMs);
+    await listenInTurn(
+      {
+        hub: { server: hubServer, variable: 'HUB_PORT', port: config.hubPort, close: closeHub },
+        proxy: { server: gateway.httpServer, variable: 'PROXY_PORT', port: config.proxyPort },
+        socks: { server: gateway.socksServer, variable: 'SOCKS_PORT', port: config.socksPort },
+        api: { server: apiServer, variable: 'API_PORT', port: config.apiPort },
+      },
+      { host: config.host, graceMs, ports, onListening: keep },
+    );
 
     let stopping: Promise<void> | undefined;
     return {
@@ -290,15 +174,6 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     await undo();
     throw error;
   }
-}
-
-/** What a lease shows of its exit: never the node behind it. */
-function leasedExit(exit: Exit): LeasedExit {
-  return withoutUndefined({ ip: exit.ip, country: exit.country, city: exit.city, type: exit.type });
-}
-
-function withoutUndefined<T extends object>(value: T): T {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
 
 function fail(error: unknown): never {
@@ -336,70 +211,27 @@ async function main(): Promise<void> {
     logger.flush();
     process.exit(1);
   });
+  const signals = stopOnSignals(logger, config.shutdownGraceMs);
 
-  let server: RunningServer | undefined;
-  let signalled = false;
-  const stopAndExit = (running: RunningServer) => {
-    const deadline = setTimeout(() => {
-      logger.error('shutdown took too long: exiting');
-      logger.flush();
-      process.exit(1);
-    }, config.shutdownGraceMs + 5_000);
-    deadline.unref();
-    running.stop().then(
-      () => {
-        logger.info('stopped');
-        logger.flush(() => process.exit(0));
-      },
-      (error) => {
-        logger.error({ err: error }, 'shutdown failed');
-        logger.flush(() => process.exit(1));
-      },
-    );
-  };
-  // Installed before start-up so that a signal during start-up still shuts down cleanly.
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (signalled) {
-      logger.warn({ signal }, 'second signal: exiting now');
-      logger.flush();
-      process.exit(1);
-    }
-    signalled = true;
-    logger.info({ signal }, 'shutting down');
-    if (server) stopAndExit(server);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
+  let server: RunningServer;
   try {
     server = await start(config, logger);
   } catch (error) {
     logger.flush();
     fail(error);
   }
+  signals.serve(server);
   if (demo) {
     try {
-      const running = server;
-      const started = await startDemo({
-        accounts: running.accounts,
-        dataDir: config.dataDir,
-        publicHost: config.publicHost,
-        ports: running.ports,
-        logger,
-        whenNodesUp: running.whenNodesUp,
-      });
-      const stopServer = running.stop;
-      server = { ...running, stop: () => started.stop().then(stopServer, stopServer) };
-      process.stdout.write(started.banner);
+      const { dataDir, publicHost } = config;
+      server = await startDemoOn(server, { dataDir, publicHost, logger });
+      signals.serve(server);
     } catch (error) {
       await server.stop();
       fail(error);
     }
   }
-  if (signalled) {
-    stopAndExit(server);
-    return;
-  }
+  if (signals.stopIfSignalled()) return;
   const { ports } = server;
   logger.info(
     { host: config.host, ports },

@@ -94,12 +94,6 @@ describe('upstream-proxy streams are metered', () => {
     upstreams = createUpstreamExits({
       dialer: createUpstreamDialer({ targetPolicy: policy, proxyPolicy: policy }),
       load: async () => [node(upstream.port)],
-      online: (up) =>
-        gateway.addNodeExits(
-          up.id,
-          up.exitIps.map((ip) => ({ ip, type: up.type, ...up.location })),
-        ),
-      offline: (nodeId) => gateway.removeNodeExits(nodeId),
       probeIntervalMs: 60_000,
       logger: quietLogger,
     });
@@ -110,6 +104,13 @@ describe('upstream-proxy streams are metered', () => {
       verifyKey: async (id, secret) => (id === KEY.id && secret === SECRET ? KEY : null),
       openStream: (exit, to) => upstreams.openStream(exit.nodeId, exit.ip, to),
     });
+    upstreams.on('node-up', (up) =>
+      gateway.addNodeExits(
+        up.id,
+        up.exitIps.map((ip) => ({ ip, type: up.type, ...up.location })),
+      ),
+    );
+    upstreams.on('node-down', ({ nodeId }) => gateway.removeNodeExits(nodeId));
     await upstreams.start();
     proxyPort = await listening(gateway.httpServer as unknown as Server);
     socksPort = await listening(gateway.socksServer);

@@ -1,5 +1,6 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { components } from '@ipcola/openapi';
 import { plainAddress } from '@ipcola/shared/addresses';
@@ -178,6 +179,24 @@ export function createApiApp(options: ApiOptions): Express {
   app.use((_req, _res, next) => next(ipcolaError('not_found')));
   app.use(apiErrorHandler);
   return app;
+}
+
+const OPENAPI_DOCUMENT = new URL('../../../openapi/openapi.yaml', import.meta.url);
+
+/**
+ * The API's HTTP server over the OpenAPI document this server was built with. Slow or
+ * idle clients cannot hold its connections (slow request headers get 408).
+ */
+export async function createApiServer(
+  options: Omit<ApiOptions, 'openapiDocument'>,
+): Promise<Server> {
+  const app = createApiApp({
+    ...options,
+    openapiDocument: await readFile(OPENAPI_DOCUMENT, 'utf8'),
+  });
+  const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, app);
+  server.keepAliveTimeout = 5_000;
+  return server;
 }
 
 /** The control API's routers, one per resource, behind sessions and no-store. */

@@ -9,6 +9,7 @@
  */
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { RateLimiterRes } from 'rate-limiter-flexible';
+import type { HotState } from '../store/index.ts';
 
 export interface AuthFailureLimit {
   /** Milliseconds the address stays blocked, 0 when it is not blocked. */
@@ -51,6 +52,30 @@ export function createAuthFailureLimit(options: AuthFailureLimitOptions): AuthFa
       return blocked;
     },
   };
+}
+
+/** How long an address that used up its failed sign-ins is refused. */
+const AUTH_FAILURE_BLOCK_SECONDS = 300;
+
+/**
+ * Limits of failed sign-ins per address and minute, counted in hot state (shared by every
+ * server), one limit per name; past the allowance an address is refused for a while,
+ * whatever it presents.
+ */
+export function authFailureLimits(
+  hotState: Pick<HotState, 'rateLimiter'>,
+  options: { perMinute: number; onError: (error: unknown) => void },
+): (name: string) => AuthFailureLimit {
+  return (name) =>
+    createAuthFailureLimit({
+      limiter: hotState.rateLimiter({
+        name,
+        points: options.perMinute,
+        durationSec: 60,
+        blockDurationSec: AUTH_FAILURE_BLOCK_SECONDS,
+      }),
+      onError: options.onError,
+    });
 }
 
 /**

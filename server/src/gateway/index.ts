@@ -18,6 +18,7 @@ import { type Connector, createConnector, type Target, type Upstream } from './c
 import { type Exit, ExitIndex, type ExitType, type RegionCount } from './exit-index.ts';
 import { createForwarder } from './forwarder.ts';
 import { createHttpProxyServer, resetSocket } from './http-proxy.ts';
+import type { NodeExit } from './node-exits.ts';
 import { OpenTunnels } from './open-tunnels.ts';
 import { asProxyRefusal } from './refusal.ts';
 import { createSocks5Server } from './socks5.ts';
@@ -25,6 +26,7 @@ import { createSpendGuard, type SpendGuard } from './spend-guard.ts';
 
 export type { Targeting } from './credentials.ts';
 export { formatProxyUsername, parseProxyUsername } from './credentials.ts';
+export { followNodes, type NodeExit } from './node-exits.ts';
 export type { Exit, ExitType, ProxyKey, RegionCount, Target };
 
 export interface GatewayOptions {
@@ -83,7 +85,7 @@ export interface Gateway {
   readonly socksServer: Server;
   /** The exits this gateway can lease; the hub keeps it current. */
   readonly exits: ExitIndex;
-  addNodeExits(nodeId: string, exits: readonly Omit<Exit, 'id' | 'nodeId'>[]): void;
+  addNodeExits(nodeId: string, exits: readonly NodeExit[]): void;
   removeNodeExits(nodeId: string): void;
   /** The exit IPs of a node this gateway leases now. */
   nodeExitIps(nodeId: string): string[];

@@ -4,4 +4,4 @@
  */
 export { createHub, type Hub, type HubEvents, type HubOptions, type NodeDownEvent } from './hub.ts';
 export type { ConnectedNode, NodeDownReason, StreamTarget } from './node-session.ts';
-export { createHubServer, type HubServerOptions } from './server.ts';
+export { closeHubServer, createHubServer, type HubServerOptions } from './server.ts';

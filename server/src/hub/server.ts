@@ -6,6 +6,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { TUNNEL_UPGRADE_TOKEN } from '@ipcola/shared/protocol';
+import { closeServer } from '../listeners/index.ts';
 import type { Hub } from './hub.ts';
 
 export interface HubServerOptions {
@@ -30,4 +31,10 @@ export function createHubServer(hub: Hub, options: HubServerOptions = {}): Serve
     res.end(body);
   });
   return server;
+}
+
+/** Closes the tunnels first: the HTTP server would otherwise wait for the upgraded sockets. */
+export async function closeHubServer(hub: Hub, server: Server, graceMs: number): Promise<void> {
+  await hub.close(graceMs);
+  await closeServer(server, 0);
 }

@@ -18,7 +18,7 @@ export interface LeasedExit {
   type: string;
 }
 
-/** The gateway's sticky sessions, as the leases need them. */
+/** The gateway's sticky sessions, as the leases need them (their exits may carry more). */
 export interface LeaseSessions {
   pin(
     keyId: string,
@@ -87,7 +87,7 @@ export function createLeases(db: Queryable, sessions: LeaseSessions, now = Date.
       ttlSeconds: row.ttl_seconds,
       createdAt: row.created_at,
       active: live !== null,
-      exit: live ? (live.exit ?? pinnedExit ?? null) : null,
+      exit: live ? leasedExit(live.exit ?? pinnedExit ?? null) : null,
       expiresAt: live ? new Date(now() + live.ttlMs) : null,
     };
   };
@@ -148,5 +148,17 @@ export function createLeases(db: Queryable, sessions: LeaseSessions, now = Date.
       await sessions.release(released.key_id, released.id);
       return true;
     },
+  };
+}
+
+/** What a lease shows of its exit: never the node behind it. */
+function leasedExit(exit: LeasedExit | null): LeasedExit | null {
+  if (!exit) return null;
+  const { ip, country, city, type } = exit;
+  return {
+    ip,
+    ...(country !== undefined && { country }),
+    ...(city !== undefined && { city }),
+    type,
   };
 }

@@ -28,6 +28,37 @@ export function listen(
   });
 }
 
+/** A server to start, the variable that chose its port, and how it stops. */
+export interface Listener {
+  readonly server: Server | HttpServer;
+  /** Named when the port cannot be bound. */
+  readonly variable: string;
+  readonly port: number;
+  /** When closing the server is not all; otherwise closeServer with the grace period. */
+  readonly close?: () => Promise<void>;
+}
+
+/**
+ * Starts the listeners one after the other, writing each bound port into `ports`. Each
+ * one's close is handed to onListening as soon as it listens, so that one that cannot
+ * bind leaves the caller what closes those before it.
+ */
+export async function listenInTurn<Name extends string>(
+  listeners: Record<Name, Listener>,
+  options: {
+    host: string;
+    graceMs: number;
+    ports: Record<Name, number>;
+    onListening(close: () => Promise<void>): void;
+  },
+): Promise<void> {
+  for (const [name, listener] of Object.entries<Listener>(listeners)) {
+    const { server, variable, port } = listener;
+    options.ports[name as Name] = await listen(server, variable, options.host, port);
+    options.onListening(listener.close ?? (() => closeServer(server, options.graceMs)));
+  }
+}
+
 /**
  * Stops accepting, lets open requests finish for graceMs, then cuts what is left.
  * Safe to call on a server that is not listening.

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
-import type { CounterStore } from '../store/index.ts';
+import type { Logger } from '../log/index.ts';
+import type { CounterStore, Database, HotState } from '../store/index.ts';
 import {
   parseUsageField,
   USAGE_GROUP,
@@ -7,6 +8,7 @@ import {
   type UsageOwner,
   usageField,
 } from './usage-field.ts';
+import { startUsageFlusher } from './usage-flusher.ts';
 
 export * from './usage-field.ts';
 export { type FlushResult, startUsageFlusher, type UsageFlusher } from './usage-flusher.ts';
@@ -124,4 +126,49 @@ export class SocketMeter {
     this.#written = written;
     return delta;
   }
+}
+
+export interface MeteringOptions {
+  hotState: Pick<HotState, 'counters' | 'allowances'>;
+  database: Database;
+  flushIntervalMs: number;
+  logger: Logger;
+  /** Told of the bytes as they are metered for billing (the metrics): one count, two readers. */
+  countBytes(up: number, down: number): void;
+}
+
+/**
+ * Usage as it is billed: recorded in-process, pushed to the hot-state counters every
+ * second and flushed from there into the database. Starts the flusher, then the meter,
+ * handing each one's close to `keep` as it starts: closes run in reverse, so the meter
+ * pushes its last counts before the last flush.
+ */
+export function startMetering(
+  options: MeteringOptions,
+  keep: (close: () => Promise<void>) => void,
+): UsageMeter {
+  const { hotState, logger } = options;
+  const flusher = startUsageFlusher({
+    counters: hotState.counters,
+    allowances: hotState.allowances,
+    database: options.database,
+    intervalMs: options.flushIntervalMs,
+    onError: (error) => logger.warn({ err: error }, 'usage flush failed; retried on the next one'),
+    onOrphans: (batch, keyIds) =>
+      logger.error({ batch, keyIds }, 'usage of keys that no longer exist was not recorded'),
+  });
+  keep(() => flusher.close());
+  const meter = createUsageMeter(hotState.counters, {
+    pushIntervalMs: 1_000,
+    onError: (error) => logger.warn({ err: error }, 'usage push failed; kept for the next one'),
+  });
+  const usage: UsageMeter = {
+    ...meter,
+    record(recorded) {
+      options.countBytes(recorded.up, recorded.down);
+      meter.record(recorded);
+    },
+  };
+  keep(() => usage.close());
+  return usage;
 }

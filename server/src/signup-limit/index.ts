@@ -6,6 +6,7 @@
  */
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { consumePoint } from '../auth-failures/index.ts';
+import type { HotState } from '../store/index.ts';
 
 export interface SignupLimit {
   /** Counts one sign-up from the address; resolves with the ms until it may sign up again when over the limit, else 0. */
@@ -22,4 +23,15 @@ export function createSignupLimit(options: SignupLimitOptions): SignupLimit {
   return {
     take: (address) => consumePoint(options.limiter, address, options.onError),
   };
+}
+
+/** Sign-ups per address and hour, counted in hot state. */
+export function signupsPerHour(
+  hotState: Pick<HotState, 'rateLimiter'>,
+  options: { perHour: number; onError: (error: unknown) => void },
+): SignupLimit {
+  return createSignupLimit({
+    limiter: hotState.rateLimiter({ name: 'signups', points: options.perHour, durationSec: 3600 }),
+    onError: options.onError,
+  });
 }

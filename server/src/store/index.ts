@@ -12,7 +12,7 @@ export type {
 } from './hot-state.ts';
 export { createMemoryHotState } from './memory-hot-state.ts';
 export { MigrationError, migrate } from './migrate.ts';
-export { openDatabase, openHotState, type StoreSettings } from './open.ts';
+export { openDatabase, openHotState, openStores, type StoreSettings } from './open.ts';
 export { openPglite } from './pglite.ts';
 export { openPostgres } from './postgres.ts';
 export { openRedisHotState } from './redis-hot-state.ts';

@@ -9,6 +9,7 @@ import { claimDataDir } from './data-dir.ts';
 import type { Database } from './database.ts';
 import type { HotState } from './hot-state.ts';
 import { createMemoryHotState } from './memory-hot-state.ts';
+import { migrate } from './migrate.ts';
 import { openPglite } from './pglite.ts';
 import { openPostgres } from './postgres.ts';
 import { openRedisHotState } from './redis-hot-state.ts';
@@ -17,6 +18,27 @@ export interface StoreSettings {
   readonly databaseUrl: string | undefined;
   readonly redisUrl: string | undefined;
   readonly dataDir: string;
+}
+
+/**
+ * The database, migrated, and hot state. Each store's close is handed to `keep` as soon
+ * as the store is open, so that a later failure leaves the caller what closes it.
+ */
+export async function openStores(
+  settings: StoreSettings,
+  logger: Logger,
+  keep: (close: () => Promise<void>) => void,
+): Promise<{ database: Database; hotState: HotState }> {
+  const { database, close } = await openDatabase(settings, logger);
+  keep(close);
+  const applied = await migrate(database);
+  logger.info(
+    { engine: database.engine, applied },
+    `database ready, ${applied.length} migration(s) applied`,
+  );
+  const hotState = await openHotState(settings, logger);
+  keep(() => hotState.close());
+  return { database, hotState };
 }
 
 /** The database, and what closes it (and releases the data directory when embedded). */

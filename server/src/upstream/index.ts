@@ -5,7 +5,8 @@
  *
  * - registry: the nodes in the database (credentials sealed, see credential-box);
  * - upstream-dialer: one stream through a proxy to a policy-checked target address;
- * - upstream-exits: the nodes this gateway uses, their health, and opening streams.
+ * - upstream-exits: the nodes this gateway uses, their health, and opening streams;
+ * - upstreams: the registry and the exits, as the server opens them.
  */
 export {
   CREDENTIALS_KEY_SETTING,
@@ -23,4 +24,9 @@ export {
   type UpstreamRegistry,
 } from './registry.ts';
 export { createUpstreamDialer, type UpstreamDialer } from './upstream-dialer.ts';
-export { createUpstreamExits, type UpstreamExits } from './upstream-exits.ts';
+export {
+  createUpstreamExits,
+  type UpstreamExits,
+  type UpstreamExitsEvents,
+} from './upstream-exits.ts';
+export { openUpstreams, type UpstreamsOptions } from './upstreams.ts';

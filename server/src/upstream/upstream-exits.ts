@@ -10,6 +10,7 @@
  * The same round reloads the list from the database, so a node registered through
  * another server sharing it is picked up within one interval.
  */
+import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { ipcolaError, isIPColaError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
@@ -28,15 +29,19 @@ export interface UpstreamExitsOptions {
   dialer: UpstreamDialer;
   /** Every live upstream node (the database); read at start and on every probe round. */
   load(): Promise<UpstreamNode[]>;
-  /** The node's exits may be leased now. */
-  online(node: UpstreamNode): void;
-  /** The node's exits must not be leased any more. */
-  offline(nodeId: string): void;
   probeIntervalMs: number;
   logger: Logger;
 }
 
-export interface UpstreamExits {
+/** Told as the hub tells of agent nodes, so that one listener keeps the gateway's exits. */
+export interface UpstreamExitsEvents {
+  /** The node's exits may be leased now. */
+  'node-up': [node: UpstreamNode];
+  /** The node's exits must not be leased any more. */
+  'node-down': [event: { nodeId: string }];
+}
+
+export interface UpstreamExits extends EventEmitter<UpstreamExitsEvents> {
   /** Loads the nodes, puts each online, and starts probing. */
   start(): Promise<void>;
   /** A node registered just now: online at once, probed from now on. */
@@ -65,6 +70,9 @@ interface Tracked {
 
 export function createUpstreamExits(options: UpstreamExitsOptions): UpstreamExits {
   const { dialer, logger } = options;
+  const events = new EventEmitter<UpstreamExitsEvents>();
+  const announceUp = (node: UpstreamNode) => events.emit('node-up', node);
+  const announceDown = (nodeId: string) => events.emit('node-down', { nodeId });
   const tracked = new Map<string, Tracked>();
   const stop = new AbortController();
   let timer: NodeJS.Timeout | undefined;
@@ -74,8 +82,8 @@ export function createUpstreamExits(options: UpstreamExitsOptions): UpstreamExit
   const setOnline = (entry: Tracked, online: boolean) => {
     if (entry.online === online || tracked.get(entry.node.id) !== entry) return;
     entry.online = online;
-    if (online) options.online(entry.node);
-    else options.offline(entry.node.id);
+    if (online) announceUp(entry.node);
+    else announceDown(entry.node.id);
     logger.info(
       { node: entry.node.id, proxy: `${entry.node.proxy.host}:${entry.node.proxy.port}` },
       online
@@ -108,13 +116,13 @@ export function createUpstreamExits(options: UpstreamExitsOptions): UpstreamExit
     const previous = tracked.get(node.id);
     if (previous) {
       tracked.delete(node.id);
-      if (previous.online) options.offline(node.id);
+      if (previous.online) announceDown(node.id);
     }
     // Online at once (a node registered just now is usable at once); the probe that
     // starts now takes it out again if its proxy does not answer.
     const entry: Tracked = { node, online: true, probing: false, added: ++adds };
     tracked.set(node.id, entry);
-    options.online(node);
+    announceUp(node);
     void probe(entry);
   };
 
@@ -122,7 +130,7 @@ export function createUpstreamExits(options: UpstreamExitsOptions): UpstreamExit
     const entry = tracked.get(nodeId);
     if (!entry) return;
     tracked.delete(nodeId);
-    if (entry.online) options.offline(nodeId);
+    if (entry.online) announceDown(nodeId);
   };
 
   const reload = async () => {
@@ -133,7 +141,7 @@ export function createUpstreamExits(options: UpstreamExitsOptions): UpstreamExit
       // A node added while the list was being read (just registered) is not in it yet.
       if (live.has(id) || entry.added > before) continue;
       tracked.delete(id);
-      if (entry.online) options.offline(id);
+      if (entry.online) announceDown(id);
     }
     for (const node of nodes) if (!tracked.has(node.id)) add(node);
   };
@@ -153,7 +161,7 @@ export function createUpstreamExits(options: UpstreamExitsOptions): UpstreamExit
       });
   };
 
-  return {
+  const exits: Omit<UpstreamExits, keyof EventEmitter> = {
     async start() {
       await reload();
       timer = setInterval(runRound, options.probeIntervalMs);
@@ -179,4 +187,5 @@ export function createUpstreamExits(options: UpstreamExitsOptions): UpstreamExit
       stop.abort();
     },
   };
+  return Object.assign(events, exits);
 }
