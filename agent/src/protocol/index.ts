@@ -5,6 +5,7 @@
  * Nothing here may import from the rest of the agent or from the server.
  */
 
+export { untilAborted } from './abort.ts';
 export { plainAddress } from './addresses.ts';
 export {
   formatAuthority,
@@ -77,6 +78,12 @@ export {
   SLUG_RULE,
   type Targeting,
 } from './targeting.ts';
+export {
+  CONNECT_ATTEMPT_TIMEOUT_MS,
+  CONNECT_TIMEOUT_MS,
+  GATEWAY_OPEN_TIMEOUT_MS,
+  HUB_OPEN_TIMEOUT_MS,
+} from './timeouts.ts';
 export {
   CONNECTION_WINDOW_BYTES,
   DEFAULT_PING_INTERVAL_MS,

@@ -65,6 +65,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { isIPColaError, isProxyErrorCode, PROXY_ERRORS } from '../errors/index.ts';
 import { type Logger, newConnectionId } from '../log/index.ts';
+import { clientGone } from './client-gone.ts';
 import {
   authReply,
   type Credentials,
@@ -88,6 +89,8 @@ export type { SocksTarget } from './socks5-frames.ts';
 export interface SocksClient {
   address: string;
   port: number;
+  /** Aborts once the client's socket has closed (what connect() opens for it may stop). */
+  gone: AbortSignal;
 }
 
 /** What connect() opens: the module only ever destroys it (when the client has left). */
@@ -152,7 +155,7 @@ function acceptConnection<Auth, Upstream extends Destroyable>(
     socket.destroy();
     return;
   }
-  const client: SocksClient = { address, port };
+  const client: SocksClient = { address, port, gone: clientGone(socket) };
   const log = options.logger.child({
     conn: newConnectionId(),
     client: address,
