@@ -55,8 +55,9 @@
  * - Buffering is bounded: before authentication only an incomplete frame (at most 512
  *   bytes) plus what arrived while authenticate() ran, reading paused past 1 KiB; while
  *   connect() runs, early data up to 64 KiB, reading paused past it. Reading on while
- *   connect() runs is what notices a client that leaves: its upstream is destroyed as
- *   soon as connect() settles.
+ *   connect() runs is what notices a client that leaves: client.gone aborts, so that
+ *   connect() can stop opening, and an upstream it opened anyway is destroyed as soon
+ *   as it settles.
  * - The success reply's BND.ADDR/BND.PORT is 0.0.0.0:0 (see reply() in socks5-frames).
  *
  * Logs: one child logger per connection with `conn` (a random id) and the client's

@@ -38,7 +38,7 @@ export interface HubOptions {
   readonly pingIntervalMs?: number;
   /** A node whose PING answer takes longer is declared dead. */
   readonly pingTimeoutMs?: number;
-  /** How long a node may take to answer a CONNECT; HUB_OPEN_TIMEOUT_MS says why its default is what it is. */
+  /** How long a node may take to answer a CONNECT (HUB_OPEN_TIMEOUT_MS: why it is that long). */
   readonly openTimeoutMs?: number;
   /** When failed stream opens take a node out of the pool, and how it is probed back. */
   readonly streamHealth?: Partial<StreamHealthPolicy>;
