@@ -28,13 +28,14 @@ import {
 } from 'node:net';
 import { plainDestination } from '@ipcola/shared/addresses';
 import { type ExitPolicy, type LookupAll, resolveTarget } from '@ipcola/shared/exit-policy';
+import {
+  CONNECT_ATTEMPT_TIMEOUT_MS,
+  CONNECT_TIMEOUT_MS,
+  untilAborted,
+} from '@ipcola/shared/protocol';
 import { type TunnelErrorCode, tunnelError } from '@ipcola/shared/tunnel-errors';
 import type { EgressTarget, OpenEgress } from './tunnel/index.ts';
 
-/** Everything from resolving the name to the last connect attempt. */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-/** One address's share when more candidates follow. */
-export const DEFAULT_ATTEMPT_TIMEOUT_MS = 4_000;
 /** TCP keep-alive probes start after this much silence (and detect a dead target). */
 export const EGRESS_KEEPALIVE_DELAY_MS = 30_000;
 
@@ -72,8 +73,8 @@ const refuseLookup: LookupFunction = (hostname, _options, callback) => {
 
 /** Builds the `openEgress` function connectToHub calls for each customer stream. */
 export function createEgress(options: EgressOptions): OpenEgress {
-  const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-  const attemptTimeoutMs = options.attemptTimeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS;
+  const connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+  const attemptTimeoutMs = options.attemptTimeoutMs ?? CONNECT_ATTEMPT_TIMEOUT_MS;
   for (const [name, value] of [
     ['connectTimeoutMs', connectTimeoutMs],
     ['attemptTimeoutMs', attemptTimeoutMs],
@@ -110,28 +111,20 @@ async function openEgress(
   const exitFamily = isIP(exitIp);
   if (exitFamily === 0) throw tunnelError('exit_failed', `exit IP ${exitIp} is not an address`);
 
-  // One controller ends everything in flight: the hub's cancellation or our deadline.
-  const stop = new AbortController();
-  const onCancel = () => stop.abort(cancelled(where, signal.reason));
   if (signal.aborted) throw cancelled(where, signal.reason);
-  signal.addEventListener('abort', onCancel, { once: true });
+  // One signal ends everything in flight: the hub's cancellation or our deadline. The
+  // deadline is a timer of our own, not AbortSignal.timeout, whose timer does not keep
+  // the process up: a name lookup pending in a promise alone would not either.
   const deadline = performance.now() + settings.connectTimeoutMs;
-  const timer = setTimeout(
-    () =>
-      stop.abort(
-        tunnelError(
-          'target_timeout',
-          `could not connect to ${where} within ${settings.connectTimeoutMs} ms`,
-        ),
-      ),
-    settings.connectTimeoutMs,
-  );
+  const late = new AbortController();
+  const timer = setTimeout(() => late.abort(), settings.connectTimeoutMs);
+  const stop = AbortSignal.any([signal, late.signal]);
 
   try {
     // getaddrinfo cannot be cancelled: its answer is dropped if we stopped meanwhile.
-    const resolved = await untilStopped(
+    const resolved = await untilAborted(
       resolveTarget(host, port, settings.policy, settings.lookup),
-      stop.signal,
+      stop,
     );
     if (!resolved.ok) throw tunnelError(resolved.code, resolved.reason);
 
@@ -153,17 +146,24 @@ async function openEgress(
         1,
         last ? remaining : Math.min(settings.attemptTimeoutMs, remaining),
       );
-      const outcome = await attempt(settings, { address, port, exitIp, timeoutMs }, stop.signal);
+      const outcome = await attempt(settings, { address, port, exitIp, timeoutMs }, stop);
       if (outcome instanceof Socket) return outcome;
       failures.push(outcome);
     }
     throw classify(where, exitIp, failures);
   } catch (error) {
-    // Our deadline or the hub's cancellation: report that, not what it interrupted.
-    throw stop.signal.aborted ? stop.signal.reason : error;
+    // Our deadline or the hub's cancellation, whichever came first: report that, not
+    // what it interrupted.
+    if (!stop.aborted) throw error;
+    if (stop.reason === late.signal.reason) {
+      throw tunnelError(
+        'target_timeout',
+        `could not connect to ${where} within ${settings.connectTimeoutMs} ms`,
+      );
+    }
+    throw cancelled(where, signal.reason);
   } finally {
     clearTimeout(timer);
-    signal.removeEventListener('abort', onCancel);
   }
 }
 
@@ -262,25 +262,6 @@ function classify(where: string, exitIp: string, failures: readonly AttemptFailu
 function cancelled(where: string, reason: unknown): Error {
   return tunnelError('exit_failed', `connecting to ${where} was cancelled by the hub`, {
     cause: reason,
-  });
-}
-
-/** Races `promise` against `signal`; rejects with the signal's reason once it fires. */
-function untilStopped<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
   });
 }
 

@@ -98,10 +98,15 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         allowances: hotState.allowances,
         chunkBytes: config.allowanceChunkBytes,
       },
-      openStream: (exit, target) =>
+      openStream: (exit, target, signal) =>
         upstreams.has(exit.nodeId)
-          ? upstreams.openStream(exit.nodeId, exit.ip, target)
-          : hub.openStream(exit.nodeId, { host: target.host, port: target.port, exitIp: exit.ip }),
+          ? upstreams.openStream(exit.nodeId, exit.ip, target, signal)
+          : hub.openStream(exit.nodeId, {
+              host: target.host,
+              port: target.port,
+              exitIp: exit.ip,
+              signal,
+            }),
     });
     keep(async () => gateway.close());
     followNodes(gateway, { hub, upstreams, trustDeclared: config.trustDeclaredLocation });

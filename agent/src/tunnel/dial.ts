@@ -57,13 +57,15 @@ const REFUSAL_BODY_LIMIT = 512;
 export function dialHub(options: DialOptions): Promise<Dialled> {
   const { host, port, tls, createConnection } = options;
   const request = tls ? httpsRequest : httpRequest;
+  // Also cuts a hub that stalls in the middle of a refusal's body, like one that is silent.
+  const timeout = AbortSignal.timeout(options.timeoutMs);
   const req = request({
     ...(tls || {}),
     host,
     port,
     path: TUNNEL_PATH,
     method: 'GET',
-    signal: options.signal,
+    signal: AbortSignal.any([options.signal, timeout]),
     headers: {
       Connection: 'Upgrade',
       Upgrade: TUNNEL_UPGRADE_TOKEN,
@@ -80,17 +82,15 @@ export function dialHub(options: DialOptions): Promise<Dialled> {
   });
 
   return new Promise<Dialled>((resolve, reject) => {
-    const timer = setTimeout(
-      () => req.destroy(new Error(`the hub did not answer within ${options.timeoutMs} ms`)),
-      options.timeoutMs,
-    );
     const fail = (error: Error) => {
-      clearTimeout(timer);
-      reject(error);
+      if (!timeout.aborted || options.signal.aborted) reject(error);
+      else
+        reject(
+          new Error(`the hub did not answer within ${options.timeoutMs} ms`, { cause: error }),
+        );
     };
     req.once('error', fail);
     req.once('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
-      clearTimeout(timer);
       req.off('error', fail);
       const upgrade = (res.headers.upgrade ?? '').trim().toLowerCase();
       if (upgrade !== TUNNEL_UPGRADE_TOKEN) {
@@ -103,9 +103,7 @@ export function dialHub(options: DialOptions): Promise<Dialled> {
       resolve({ socket, nodeId: typeof nodeId === 'string' ? nodeId : undefined });
     });
     req.once('response', (res: IncomingMessage) => {
-      // The timer still runs: a hub that stalls mid-body is cut like one that is silent.
       readReason(res).then((reason) => {
-        clearTimeout(timer);
         req.destroy();
         reject(new HubRefusedError(res.statusCode ?? 0, reason));
       }, fail);

@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import { untilAborted } from '@ipcola/shared/protocol';
 import { ipcolaError } from '../errors/index.ts';
 import type { SessionTable } from '../store/index.ts';
 import type { Admission } from './access.ts';
@@ -23,9 +24,13 @@ export interface Upstream {
 export interface ConnectorOptions {
   exits: ExitIndex;
   sessions: SessionTable;
-  /** Opens a stream to target through the exit's node; rejects with an error carrying a tunnel `code`. */
-  openStream(exit: Exit, target: Target): Promise<Duplex>;
-  /** Upper bound for the whole open (the exit's own connect timeout is shorter). */
+  /**
+   * Opens a stream to target through the exit's node; rejects with an error carrying a
+   * tunnel `code`. `signal` aborts when the gateway gives up (its open timeout, or the
+   * client went away): whatever is still opening below must stop.
+   */
+  openStream(exit: Exit, target: Target, signal: AbortSignal): Promise<Duplex>;
+  /** Upper bound for the whole open (GATEWAY_OPEN_TIMEOUT_MS says why it is the longest). */
   openTimeoutMs: number;
   /** How long each exit selection took, in seconds. */
   onSelect?: (seconds: number) => void;
@@ -34,10 +39,17 @@ export interface ConnectorOptions {
 export interface Connector {
   /** The exit for a connection: the session's pinned one, or a fresh pick. */
   choose(admission: Admission): Promise<Exit>;
-  /** Opens a stream to target through a chosen exit. */
-  openThrough(exit: Exit, target: Target): Promise<{ stream: Duplex; release(): void }>;
+  /**
+   * Opens a stream to target through a chosen exit. `clientGone` aborts when the client
+   * went away: the open stops, and rejects with its reason.
+   */
+  openThrough(
+    exit: Exit,
+    target: Target,
+    clientGone?: AbortSignal,
+  ): Promise<{ stream: Duplex; release(): void }>;
   /** choose() then openThrough(). */
-  open(admission: Admission, target: Target): Promise<Upstream>;
+  open(admission: Admission, target: Target, clientGone?: AbortSignal): Promise<Upstream>;
   /** The exit a sticky session is pinned to now, if any (for tests and the leases API). */
   sessionExit(keyId: string, sessionId: string): Promise<Exit | null>;
   /** Pins a new sticky session to a matching exit now (a lease); throws no_exit_available. */
@@ -86,13 +98,22 @@ export function createConnector(options: ConnectorOptions): Connector {
     return exit;
   };
 
-  const openThrough = async (exit: Exit, target: Target) => {
+  const openThrough = async (exit: Exit, target: Target, clientGone?: AbortSignal) => {
     const release = exits.acquire(exit.id);
+    const timeout = AbortSignal.timeout(options.openTimeoutMs);
+    const giveUp = clientGone ? AbortSignal.any([clientGone, timeout]) : timeout;
     try {
-      const stream = await withTimeout(options.openStream(exit, target), options.openTimeoutMs);
+      // Raced here too, so that an opener that does not listen still cannot hold us.
+      const stream = await untilAborted(options.openStream(exit, target, giveUp), giveUp, (late) =>
+        late.destroy(),
+      );
       return { stream, release };
     } catch (error) {
       release();
+      if (giveUp.aborted && giveUp.reason === timeout.reason) {
+        throw ipcolaError('target_timeout', undefined, { cause: error });
+      }
+      if (giveUp.aborted) throw giveUp.reason;
       throw asProxyRefusal(error);
     }
   };
@@ -100,9 +121,9 @@ export function createConnector(options: ConnectorOptions): Connector {
   return {
     choose,
     openThrough,
-    async open(admission, target) {
+    async open(admission, target, clientGone) {
       const exit = await choose(admission);
-      const { stream, release } = await openThrough(exit, target);
+      const { stream, release } = await openThrough(exit, target, clientGone);
       return { stream, exit, sessionId: admission.credentials.session?.id ?? null, release };
     },
     async sessionExit(keyId, sessionId) {
@@ -130,23 +151,4 @@ export function createConnector(options: ConnectorOptions): Connector {
     },
     release: (keyId, sessionId) => sessions.release(sessionKey(keyId, sessionId)),
   };
-}
-
-function withTimeout<T extends Duplex>(opening: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let timedOut = false;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      timedOut = true;
-      reject(ipcolaError('target_timeout'));
-    }, ms);
-  });
-  // A stream that arrives after we gave up must not leak.
-  opening.then(
-    (stream) => {
-      if (timedOut) stream.destroy();
-    },
-    () => {},
-  );
-  return Promise.race([opening, timeout]).finally(() => clearTimeout(timer));
 }

@@ -7,6 +7,7 @@ import { SocketMeter, type UsageMeter, type UsageOwner } from '../metering/index
 import type { GatewayObserver } from '../metrics/index.ts';
 import type { Access, ProxyKey } from './access.ts';
 import { Allowance, type Allowances } from './allowance.ts';
+import { clientGone, type EarlyData, readWhileOpening } from './client-gone.ts';
 import type { Connector } from './connector.ts';
 import type { Forwarder } from './forwarder.ts';
 import type { OpenTunnels } from './open-tunnels.ts';
@@ -146,6 +147,11 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
         return;
       }
       void connect(req, socket, head, log).catch((error) => {
+        if (error === clientGone(socket).reason) {
+          log.debug('the client left while its CONNECT stream opened');
+          settleUnattributed(socket);
+          return;
+        }
         if (isIPColaError(error)) log.debug({ code: error.code }, 'CONNECT refused');
         else log.error({ err: error }, 'CONNECT failed');
         observer?.refused('connect', asProxyRefusal(error).code);
@@ -208,7 +214,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       res.setHeader('X-IPCola-Session', admission.credentials.session.id);
 
     const open = async (to: { host: string; port: number }) => {
-      const opened = await connector.openThrough(exit, to);
+      const opened = await connector.openThrough(exit, to, clientGone(socket));
       opened.stream.once('close', opened.release);
       return opened.stream;
     };
@@ -253,12 +259,16 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       allowance?.close();
     };
     let upstream: Awaited<ReturnType<Connector['open']>>;
+    const stopReading = readWhileOpening(socket, head);
+    let early: EarlyData;
     try {
       allowance = await allowances.open(admission.key);
-      upstream = await connector.open(admission, target);
+      upstream = await connector.open(admission, target, clientGone(socket));
     } catch (error) {
       release();
       throw error;
+    } finally {
+      early = stopReading();
     }
     if (socket.destroyed) {
       upstream.stream.destroy();
@@ -273,6 +283,12 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     if (upstream.sessionId) headers.push(`X-IPCola-Session: ${upstream.sessionId}`);
     socket.write(`${headers.join('\r\n')}\r\n\r\n`);
     if (head.length > 0) upstream.stream.write(head);
+    // Bytes read while the stream opened go first. After the client's EOF they cannot
+    // be put back into the socket; the splice then ends the upstream after them.
+    if (early.bytes.length > 0) {
+      if (early.ended) upstream.stream.write(early.bytes);
+      else socket.unshift(early.bytes);
+    }
     log.debug({ target: `${target.host}:${target.port}`, exit: upstream.exit.id }, 'tunnel open');
     observer?.opened('connect');
     tunnels.run(

@@ -1,6 +1,7 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { GATEWAY_OPEN_TIMEOUT_MS } from '@ipcola/shared/protocol';
 import type { KeyStanding } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import type { Logger } from '../log/index.ts';
@@ -36,8 +37,12 @@ export interface GatewayOptions {
   verifyKey(keyId: string, secret: string): Promise<ProxyKey | null>;
   /** The live key whose password-less ranges hold a client address; none when absent. */
   passwordlessKey?: (address: string) => Promise<PasswordlessKey | null>;
-  /** Opens a stream to target through the exit's node (the hub). */
-  openStream(exit: Exit, target: Target): Promise<Duplex>;
+  /**
+   * Opens a stream to target through the exit's node (the hub or an upstream proxy);
+   * `signal` aborts when the gateway gives up (its open timeout, or the client went
+   * away), and whatever is still opening must stop.
+   */
+  openStream(exit: Exit, target: Target, signal: AbortSignal): Promise<Duplex>;
   /** Credit, monthly caps and revocation, enforced on new and open connections; none when absent. */
   limits?: {
     standing(keyIds: readonly string[], monthStart: Date): Promise<KeyStanding[]>;
@@ -58,7 +63,7 @@ export interface GatewayTimeouts {
   handshakeMs: number;
   /** No bytes either way on a connection or tunnel. */
   idleMs: number;
-  /** Getting a stream to the target through the exit. */
+  /** Getting a stream to the target through the exit (GATEWAY_OPEN_TIMEOUT_MS by default). */
   openMs: number;
   /** How often open tunnels are metered. */
   meterMs: number;
@@ -73,7 +78,7 @@ export interface GatewayTimeouts {
 const DEFAULT_TIMEOUTS: GatewayTimeouts = {
   handshakeMs: 10_000,
   idleMs: 120_000,
-  openMs: 20_000,
+  openMs: GATEWAY_OPEN_TIMEOUT_MS,
   meterMs: 2_000,
   keyCacheMs: 1_000,
   limitCheckMs: 500,
@@ -211,10 +216,16 @@ export function createGateway(options: GatewayOptions): Gateway {
       let upstream: Upstream;
       try {
         allowance = await allowances.open(admission.key);
-        upstream = await connector.open(admission, { host: target.host, port: target.port });
+        upstream = await connector.open(
+          admission,
+          { host: target.host, port: target.port },
+          client.gone,
+        );
       } catch (error) {
         allowance?.close();
         releaseSlot();
+        // The client left while its stream opened: nobody was refused.
+        if (error === client.gone.reason) throw error;
         return refusedOverSocks(error);
       }
       cutter.cut = () => upstream.stream.destroy();

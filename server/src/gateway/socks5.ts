@@ -55,8 +55,9 @@
  * - Buffering is bounded: before authentication only an incomplete frame (at most 512
  *   bytes) plus what arrived while authenticate() ran, reading paused past 1 KiB; while
  *   connect() runs, early data up to 64 KiB, reading paused past it. Reading on while
- *   connect() runs is what notices a client that leaves: its upstream is destroyed as
- *   soon as connect() settles.
+ *   connect() runs is what notices a client that leaves: client.gone aborts, so that
+ *   connect() can stop opening, and an upstream it opened anyway is destroyed as soon
+ *   as it settles.
  * - The success reply's BND.ADDR/BND.PORT is 0.0.0.0:0 (see reply() in socks5-frames).
  *
  * Logs: one child logger per connection with `conn` (a random id) and the client's
@@ -65,6 +66,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { isIPColaError, isProxyErrorCode, PROXY_ERRORS } from '../errors/index.ts';
 import { type Logger, newConnectionId } from '../log/index.ts';
+import { clientGone } from './client-gone.ts';
 import {
   authReply,
   type Credentials,
@@ -88,6 +90,8 @@ export type { SocksTarget } from './socks5-frames.ts';
 export interface SocksClient {
   address: string;
   port: number;
+  /** Aborts once the client's socket has closed (what connect() opens for it may stop). */
+  gone: AbortSignal;
 }
 
 /** What connect() opens: the module only ever destroys it (when the client has left). */
@@ -152,7 +156,7 @@ function acceptConnection<Auth, Upstream extends Destroyable>(
     socket.destroy();
     return;
   }
-  const client: SocksClient = { address, port };
+  const client: SocksClient = { address, port, gone: clientGone(socket) };
   const log = options.logger.child({
     conn: newConnectionId(),
     client: address,

@@ -103,11 +103,12 @@ export function awaitConnectAnswer(
   judged: (verdict: OpenVerdict) => void = () => {},
 ): Promise<Duplex> {
   const { signal } = target;
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const stop = signal ? AbortSignal.any([signal, timeout]) : timeout;
   return new Promise<Duplex>((resolve, reject) => {
     const settle = (error: unknown, verdict?: OpenVerdict) => {
       if (verdict) judged(verdict);
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      stop.removeEventListener('abort', onStop);
       stream.off('response', onResponse);
       stream.off('close', onClose);
       if (error === undefined) {
@@ -136,18 +137,16 @@ export function awaitConnectAnswer(
         tunnelError('exit_failed', `node ${nodeId} dropped the stream (code ${stream.rstCode})`),
         'failed',
       );
-    const onAbort = () => settle(signal?.reason);
-    const timer = setTimeout(
-      () =>
-        settle(
-          tunnelError('target_timeout', `node ${nodeId} did not answer in ${timeoutMs} ms`),
-          'failed',
-        ),
-      timeoutMs,
-    );
-    timer.unref();
+    // Whichever fired first: our own deadline is the node's fault, the caller's is not.
+    const onStop = () =>
+      stop.reason === timeout.reason
+        ? settle(
+            tunnelError('target_timeout', `node ${nodeId} did not answer in ${timeoutMs} ms`),
+            'failed',
+          )
+        : settle(stop.reason);
     stream.once('response', onResponse);
     stream.once('close', onClose);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    stop.addEventListener('abort', onStop, { once: true });
   });
 }

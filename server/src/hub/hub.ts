@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import {
   DEFAULT_PING_INTERVAL_MS,
   DEFAULT_PING_TIMEOUT_MS,
+  HUB_OPEN_TIMEOUT_MS,
   REPLACED_STATUS,
   silentLogger,
   type TunnelLogger,
@@ -37,7 +38,7 @@ export interface HubOptions {
   readonly pingIntervalMs?: number;
   /** A node whose PING answer takes longer is declared dead. */
   readonly pingTimeoutMs?: number;
-  /** How long a node may take to answer a CONNECT (its own connect timeout is shorter). */
+  /** How long a node may take to answer a CONNECT (HUB_OPEN_TIMEOUT_MS: why it is that long). */
   readonly openTimeoutMs?: number;
   /** When failed stream opens take a node out of the pool, and how it is probed back. */
   readonly streamHealth?: Partial<StreamHealthPolicy>;
@@ -77,12 +78,6 @@ export interface Hub extends EventEmitter<HubEvents> {
   close(graceMs?: number): Promise<void>;
 }
 
-/**
- * The agent gives up connecting after 10 s (its DEFAULT_CONNECT_TIMEOUT_MS) and answers;
- * 15 s leaves it room and stays below the gateway's 20 s, so that a node that does not
- * answer at all is counted against it (stream-health.ts) before the gateway gives up.
- */
-const DEFAULT_OPEN_TIMEOUT_MS = 15_000;
 /** Agent instances remembered per node as replaced (refused if they dial again). */
 const DISPLACED_KEPT = 8;
 /** A node id goes into a response header and into logs. */
@@ -273,7 +268,7 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
       head,
       pingIntervalMs: this.#options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
       pingTimeoutMs: this.#options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS,
-      openTimeoutMs: this.#options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
+      openTimeoutMs: this.#options.openTimeoutMs ?? HUB_OPEN_TIMEOUT_MS,
       streamHealth: this.#streamHealth,
       logger: this.#log,
     });

@@ -39,8 +39,8 @@ const refuseLookup: LookupFunction = (hostname, _options, callback) => {
 
 /**
  * A TCP connection to the first of the proxy's (checked) addresses that takes one, all
- * within timeoutMs; rejects with exit_failed. `signal` aborts it (the health probe's
- * shutdown).
+ * within timeoutMs; rejects with exit_failed. `signal` aborts it (the gateway gave up on
+ * the stream, or the health probe's shutdown).
  */
 export async function connectToProxy(
   addresses: readonly string[],
@@ -78,9 +78,10 @@ function connectOnce(
       lookup: refuseLookup,
       allowHalfOpen: true,
     });
+    const timeout = AbortSignal.timeout(Math.ceil(timeoutMs));
+    const stop = signal ? AbortSignal.any([signal, timeout]) : timeout;
     const done = (reason: string | null) => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      stop.removeEventListener('abort', onStop);
       socket.off('connect', onConnect);
       socket.off('error', onError);
       if (reason === null) return resolve(socket);
@@ -90,34 +91,37 @@ function connectOnce(
     };
     const onConnect = () => done(null);
     const onError = (error: NodeJS.ErrnoException) => done(error.code ?? 'error');
-    const onAbort = () => done('aborted');
-    const timer = setTimeout(() => done('timeout'), timeoutMs);
+    const onStop = () => done(stop.reason === timeout.reason ? 'timeout' : 'aborted');
     socket.once('connect', onConnect);
     socket.once('error', onError);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    stop.addEventListener('abort', onStop, { once: true });
   });
 }
 
 /**
  * Asks the proxy, over a socket connected to it, for a connection to `target`; resolves
  * with the same socket, now carrying the target's bytes. The socket is destroyed on
- * failure. Whoever receives it must attach its readers at once (in the same turn of the
- * event loop, as the gateway's splice and http.Agent do): SocksClient hands bytes that
- * arrived with its reply to the socket's 'data' listeners on the next check phase.
+ * failure, and when `signal` aborts (rejecting with its reason). Whoever receives it must
+ * attach its readers at once (in the same turn of the event loop, as the gateway's splice
+ * and http.Agent do): SocksClient hands bytes that arrived with its reply to the socket's
+ * 'data' listeners on the next check phase.
  */
 export function negotiate(
   socket: Socket,
   proxy: UpstreamProxy,
   target: CheckedTarget,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<Socket> {
   return new Promise((resolve, reject) => {
     let settled = false;
-    const finish = (error: Error | null) => {
+    const timeout = AbortSignal.timeout(Math.ceil(timeoutMs));
+    const stop = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const finish = (error: unknown) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
-      if (error) {
+      stop.removeEventListener('abort', onStop);
+      if (error !== null) {
         socket.on('error', () => {});
         socket.destroy();
         reject(error);
@@ -128,11 +132,11 @@ export function negotiate(
       resolve(socket);
     };
     const where = formatAuthority(target.address, target.port);
-    const handshake =
-      proxy.protocol === 'socks5'
-        ? socksConnect(socket, proxy, target, timeoutMs, finish)
-        : httpConnect(socket, proxy, target, finish);
-    const timer = setTimeout(() => {
+    const onStop = () => {
+      if (stop.reason !== timeout.reason) {
+        finish(stop.reason);
+        return;
+      }
       const code = handshake.timeoutCode();
       finish(
         ipcolaError(
@@ -142,7 +146,16 @@ export function negotiate(
             : `the upstream proxy did not answer within ${timeoutMs} ms`,
         ),
       );
-    }, timeoutMs);
+    };
+    if (stop.aborted) {
+      finish(stop.reason);
+      return;
+    }
+    stop.addEventListener('abort', onStop, { once: true });
+    const handshake =
+      proxy.protocol === 'socks5'
+        ? socksConnect(socket, proxy, target, timeoutMs, finish)
+        : httpConnect(socket, proxy, target, finish);
   });
 }
 

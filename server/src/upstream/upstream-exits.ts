@@ -50,11 +50,15 @@ export interface UpstreamExits extends EventEmitter<UpstreamExitsEvents> {
   remove(nodeId: string): void;
   /** Whether streams for this node id go through an upstream proxy. */
   has(nodeId: string): boolean;
-  /** A stream to target through the node's proxy, leaving from exitIp. */
+  /**
+   * A stream to target through the node's proxy, leaving from exitIp. `signal` aborts
+   * the dial (the socket to the proxy is destroyed); it rejects with the signal's reason.
+   */
   openStream(
     nodeId: string,
     exitIp: string,
     target: { host: string; port: number },
+    signal?: AbortSignal,
   ): Promise<Socket>;
   /** Stops probing and reloading; aborts probes in flight. */
   close(): void;
@@ -97,7 +101,7 @@ export function createUpstreamExits(options: UpstreamExitsOptions): UpstreamExit
     entry.probing = true;
     try {
       const { proxy } = entry.node;
-      const addresses = await dialer.resolveProxy(proxy, PROBE_TIMEOUT_MS);
+      const addresses = await dialer.resolveProxy(proxy, PROBE_TIMEOUT_MS, stop.signal);
       const socket = await connectToProxy(addresses, proxy.port, PROBE_TIMEOUT_MS, stop.signal);
       socket.destroy();
       if (!stop.signal.aborted) setOnline(entry, true);
@@ -170,15 +174,17 @@ export function createUpstreamExits(options: UpstreamExitsOptions): UpstreamExit
     add,
     remove,
     has: (nodeId) => tracked.has(nodeId),
-    async openStream(nodeId, exitIp, target) {
+    async openStream(nodeId, exitIp, target, signal) {
       const entry = tracked.get(nodeId);
       if (!entry) throw ipcolaError('exit_failed', `upstream node ${nodeId} is gone`);
       try {
-        return await dialer.open(entry.node.proxy, exitIp, target);
+        return await dialer.open(entry.node.proxy, exitIp, target, signal);
       } catch (error) {
         // The node's own failure (proxy unreachable, credentials refused): check it now
-        // rather than at the next round, so that other connections stop choosing it.
-        if (!isIPColaError(error) || error.code === 'exit_failed') void probe(entry);
+        // rather than at the next round, so that other connections stop choosing it. A
+        // cancelled dial says nothing about the node.
+        const nodesFault = !isIPColaError(error) || error.code === 'exit_failed';
+        if (nodesFault && !signal?.aborted) void probe(entry);
         throw error;
       }
     },

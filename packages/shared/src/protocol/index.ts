@@ -5,6 +5,7 @@
  * Nothing in this package may import from the agent or from the server.
  */
 
+export { untilAborted } from './abort.ts';
 export {
   formatAuthority,
   type HostPort,
@@ -43,6 +44,12 @@ export {
   validateHello,
 } from './hello.ts';
 export { silentLogger, type TunnelLogger } from './logger.ts';
+export {
+  CONNECT_ATTEMPT_TIMEOUT_MS,
+  CONNECT_TIMEOUT_MS,
+  GATEWAY_OPEN_TIMEOUT_MS,
+  HUB_OPEN_TIMEOUT_MS,
+} from './timeouts.ts';
 export {
   CONNECTION_WINDOW_BYTES,
   DEFAULT_PING_INTERVAL_MS,
