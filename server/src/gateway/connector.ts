@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { untilAborted } from '@ipcola/shared/protocol';
+import { deadline, untilAborted } from '@ipcola/shared/protocol';
 import { ipcolaError } from '../errors/index.ts';
 import type { SessionTable } from '../store/index.ts';
 import type { Admission } from './access.ts';
@@ -100,7 +100,7 @@ export function createConnector(options: ConnectorOptions): Connector {
 
   const openThrough = async (exit: Exit, target: Target, clientGone?: AbortSignal) => {
     const release = exits.acquire(exit.id);
-    const timeout = AbortSignal.timeout(options.openTimeoutMs);
+    const { signal: timeout, clear } = deadline(options.openTimeoutMs);
     const giveUp = clientGone ? AbortSignal.any([clientGone, timeout]) : timeout;
     try {
       // Raced here too, so that an opener that does not listen still cannot hold us.
@@ -115,6 +115,8 @@ export function createConnector(options: ConnectorOptions): Connector {
       }
       if (giveUp.aborted) throw giveUp.reason;
       throw asProxyRefusal(error);
+    } finally {
+      clear();
     }
   };
 

@@ -7,7 +7,7 @@ import { SocketMeter, type UsageMeter, type UsageOwner } from '../metering/index
 import type { GatewayObserver } from '../metrics/index.ts';
 import type { Access, ProxyKey } from './access.ts';
 import { Allowance, type Allowances } from './allowance.ts';
-import { clientGone, type EarlyData, readWhileOpening } from './client-gone.ts';
+import { clientGone, type EarlyData, readWhileOpening, stopWatchingClient } from './client-gone.ts';
 import type { Connector } from './connector.ts';
 import type { Forwarder } from './forwarder.ts';
 import type { OpenTunnels } from './open-tunnels.ts';
@@ -214,7 +214,9 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       res.setHeader('X-IPCola-Session', admission.credentials.session.id);
 
     const open = async (to: { host: string; port: number }) => {
-      const opened = await connector.openThrough(exit, to, clientGone(socket));
+      const opened = await connector
+        .openThrough(exit, to, clientGone(socket))
+        .finally(() => stopWatchingClient(socket));
       opened.stream.once('close', opened.release);
       return opened.stream;
     };
@@ -269,6 +271,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       throw error;
     } finally {
       early = stopReading();
+      stopWatchingClient(socket);
     }
     if (socket.destroyed) {
       upstream.stream.destroy();

@@ -66,7 +66,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { isIPColaError, isProxyErrorCode, PROXY_ERRORS } from '../errors/index.ts';
 import { type Logger, newConnectionId } from '../log/index.ts';
-import { clientGone } from './client-gone.ts';
+import { clientGone, stopWatchingClient } from './client-gone.ts';
 import {
   authReply,
   type Credentials,
@@ -428,7 +428,9 @@ class Socks5Connection<Auth, Upstream extends Destroyable> {
     this.#log.debug({ target }, 'socks5: connect');
     let upstream: Upstream;
     try {
-      upstream = await this.#options.connect(auth, target, this.#client);
+      upstream = await this.#options
+        .connect(auth, target, this.#client)
+        .finally(() => stopWatchingClient(this.#socket));
     } catch (error) {
       if (this.#phase !== 'connecting') {
         this.#log.debug({ err: error }, 'socks5: connect failed after the client left');

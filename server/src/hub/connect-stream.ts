@@ -6,6 +6,7 @@ import { type ClientHttp2Session, type ClientHttp2Stream, constants } from 'node
 import type { Duplex } from 'node:stream';
 import {
   canonicalIp,
+  deadline,
   ERROR_HEADER,
   EXIT_IP_HEADER,
   formatAuthority,
@@ -103,10 +104,11 @@ export function awaitConnectAnswer(
   judged: (verdict: OpenVerdict) => void = () => {},
 ): Promise<Duplex> {
   const { signal } = target;
-  const timeout = AbortSignal.timeout(timeoutMs);
+  const { signal: timeout, clear } = deadline(timeoutMs);
   const stop = signal ? AbortSignal.any([signal, timeout]) : timeout;
   return new Promise<Duplex>((resolve, reject) => {
     const settle = (error: unknown, verdict?: OpenVerdict) => {
+      clear();
       if (verdict) judged(verdict);
       stop.removeEventListener('abort', onStop);
       stream.off('response', onResponse);

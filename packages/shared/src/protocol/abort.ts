@@ -28,3 +28,19 @@ export function untilAborted<T>(
     );
   });
 }
+
+/**
+ * An AbortSignal that aborts with a TimeoutError after `ms`, like AbortSignal.timeout,
+ * but whose timer is cleared once the wait is over: AbortSignal.timeout's timer keeps its
+ * signal (and every AbortSignal.any built on it) alive until it fires, which held some
+ * 4 KB per tunnel for the first 20 s of every one (bench: memory per idle tunnel).
+ */
+export function deadline(ms: number): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => {
+    controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+  }, ms);
+  // Like AbortSignal.timeout's: a pending wait does not keep the process alive.
+  timer.unref();
+  return { signal: controller.signal, clear: () => clearTimeout(timer) };
+}
