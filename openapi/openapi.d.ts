@@ -543,10 +543,21 @@ export interface components {
         };
         Account: {
             id: string;
-            /** @description Credit left, in bytes of proxy traffic. */
-            balance_bytes: number;
+            balance: components["schemas"]["Money"];
             /** Format: date-time */
             created_at: string;
+        };
+        /**
+         * @description An amount of money. `amount_micro` is exact, in micro-units (millionths) of the
+         *     currency: per-GB prices make a kilobyte cost a few micro-dollars, which cents
+         *     cannot hold. `amount` is the same as a decimal string for display.
+         */
+        Money: {
+            /** @description ISO 4217, lowercase. */
+            currency: string;
+            amount_micro: number;
+            /** @example 4.00 */
+            amount: string;
         };
         User: {
             id: string;
@@ -666,22 +677,9 @@ export interface components {
             online: boolean;
             exit_ips: string[];
             bytes_carried: number;
-            earnings: components["schemas"]["NodeEarnings"];
+            earnings: components["schemas"]["Money"];
             /** Format: date-time */
             created_at: string;
-        };
-        /**
-         * @description What the node's operator has earned for `bytes_carried`, at the operator
-         *     rate this server is configured with (`NODE_EARNINGS_MINOR_PER_GB`). A
-         *     running total: payouts are not subtracted from it.
-         */
-        NodeEarnings: {
-            /** @description ISO 4217, lowercase. */
-            currency: string;
-            /** @description In minor units (cents for usd), rounded down. */
-            amount_minor: number;
-            /** @description Minor units per GB (10^9 bytes) carried. */
-            rate_minor_per_gb: number;
         };
         NodeList: {
             items: components["schemas"]["Node"][];

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { type Accounts, createAccounts, loadOrCreatePepper } from './accounts/index.ts';
 import { createApiServer } from './api/index.ts';
 import { authFailureLimits } from './auth-failures/index.ts';
+import { createPriceBook } from './billing/index.ts';
 import { type Config, ConfigError, loadConfig } from './config/index.ts';
 import { startDemoOn } from './demo.ts';
 import { createGateway, followNodes } from './gateway/index.ts';
@@ -45,14 +46,20 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     const { database, hotState } = await openStores(config, logger, keep);
     const accounts = createAccounts(database, {
       pepper: await loadOrCreatePepper(database),
-      trialCreditBytes: config.trialCreditBytes,
+      trialCredit: { currency: config.billingCurrency, micro: config.trialCreditMicro },
     });
+    const prices = await createPriceBook(database, {
+      currency: config.billingCurrency,
+      onError: (error) => logger.warn({ err: error }, 'reading prices failed; kept the last ones'),
+    });
+    keep(async () => prices.close());
 
     const metrics = createMetrics();
     const usage = startMetering(
       {
         hotState,
         database,
+        currency: config.billingCurrency,
         flushIntervalMs: config.usageFlushIntervalMs,
         logger,
         countBytes: (up, down) => metrics.countBytes(up, down),
@@ -97,6 +104,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         standing: (keyIds, monthStart) => accounts.keyStanding(keyIds, monthStart),
         allowances: hotState.allowances,
         chunkBytes: config.allowanceChunkBytes,
+        prices,
       },
       openStream: (exit, target) =>
         upstreams.has(exit.nodeId)
@@ -131,7 +139,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         }),
         onError: (error) => logger.warn({ err: error }, 'keeping an idempotent answer failed'),
         leases: createLeases(database, gateway.sessions),
-        nodeEarnings: config.nodeEarnings,
+        prices,
         nodeStatus: nodes.status,
         nodeDeleted: nodes.deleted,
         proxyEndpoint: () => ({

@@ -10,6 +10,7 @@ import session from 'express-session';
 import type passport from 'passport';
 import type { Accounts } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
+import type { PriceBook } from '../billing/index.ts';
 import type { Leases } from '../leases/index.ts';
 import { createSealingBox } from '../secrets/index.ts';
 import type { SignupLimit } from '../signup-limit/index.ts';
@@ -17,12 +18,12 @@ import type { Queryable } from '../store/index.ts';
 import { callerOf, createAuthenticator, requireCaller } from './auth.ts';
 import type { ProxyEndpoint } from './connection.ts';
 import { idempotency } from './idempotency.ts';
-import type { NodeEarningsRate, UpstreamNodeRegistrar } from './nodes.ts';
+import type { UpstreamNodeRegistrar } from './nodes.ts';
 import { DatabaseSessionStore } from './session-store.ts';
 import { SESSION_COOKIE } from './sessions.ts';
 import type { BodyValidator } from './validate.ts';
 
-export type { NodeEarningsRate, UpstreamNodeRegistrar } from './nodes.ts';
+export type { UpstreamNodeRegistrar } from './nodes.ts';
 export type Region = components['schemas']['Region'];
 
 export interface ControlOptions {
@@ -39,8 +40,8 @@ export interface ControlOptions {
   loginFailures?: AuthFailureLimit;
   /** Sign-ups per client address; past the allowance sign-up answers rate_limited. */
   signups?: SignupLimit;
-  /** What node operators earn per GB carried: GET /v1/nodes shows each node's earnings. */
-  nodeEarnings: NodeEarningsRate;
+  /** Prices per exit type: GET /v1/billing shows them and what the balance buys. */
+  prices: PriceBook;
   /** What this server sees of a node now: online, and the exit IPs it announces. */
   nodeStatus?: (nodeId: string) => { online: boolean; exitIps: string[] };
   /** A node was deleted: close its tunnel and take its exits out of the pool. */

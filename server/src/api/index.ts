@@ -220,7 +220,6 @@ function controlRouters(control: ControlOptions, bodies: BodyValidator): express
     nodesRouter({
       accounts,
       ...guarded,
-      nodeEarnings: control.nodeEarnings,
       nodeStatus: control.nodeStatus,
       nodeDeleted: control.nodeDeleted,
       upstreamNodes: control.upstreamNodes,

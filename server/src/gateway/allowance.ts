@@ -24,6 +24,7 @@
  */
 
 import type { KeyStanding } from '../accounts/index.ts';
+import { bytesFor, type PriceBook } from '../billing/index.ts';
 import { ipcolaError } from '../errors/index.ts';
 import { allowanceBuckets } from '../metering/index.ts';
 import type { AllowanceLedger } from '../store/index.ts';
@@ -33,6 +34,8 @@ export interface AllowancesOptions {
   standing(keyIds: readonly string[], monthStart: Date): Promise<KeyStanding[]>;
   /** Bytes asked for per grant while plenty is left; grants shrink near zero. */
   chunkBytes: number;
+  /** Customer prices: the balance (money) is spent in bytes at the highest one for now. */
+  prices: Pick<PriceBook, 'customerRate' | 'highestCustomerRate'>;
   /** How long a key's limits read from the database are reused (a flush also renews them). */
   limitsTtlMs: number;
   /** A return or charge that could not reach hot state, or limits the database did not give. */
@@ -131,7 +134,10 @@ export function createAllowances(options: AllowancesOptions): Allowances {
       if (!row?.usable) return 0;
       const granted = await ledger.reserve(
         [
-          { id: accountBucket, limit: row.balanceBytes },
+          {
+            id: accountBucket,
+            limit: bytesFor(row.balanceMicro, options.prices.highestCustomerRate()),
+          },
           {
             id: keyBucket,
             limit: row.monthlyByteCap === null ? UNLIMITED : row.monthlyByteCap - row.monthBytes,
@@ -183,7 +189,7 @@ export function createAllowances(options: AllowancesOptions): Allowances {
         // before a refusal): that is spend, bounded, not a lowered limit to cut for.
         const slack = options.chunkBytes;
         if (
-          account > row.balanceBytes + slack ||
+          account > bytesFor(row.balanceMicro, options.prices.highestCustomerRate()) + slack ||
           (row.monthlyByteCap !== null && key > row.monthlyByteCap - row.monthBytes + slack)
         ) {
           overdrawn.add(row.keyId);

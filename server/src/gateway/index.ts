@@ -3,6 +3,7 @@ import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { KeyStanding } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
+import type { PriceBook } from '../billing/index.ts';
 import type { Logger } from '../log/index.ts';
 import { SocketMeter, type UsageMeter } from '../metering/index.ts';
 import type { GatewayObserver } from '../metrics/index.ts';
@@ -45,6 +46,8 @@ export interface GatewayOptions {
     allowances: AllowanceLedger;
     /** Bytes asked for per grant (ALLOWANCE_CHUNK_BYTES). */
     chunkBytes: number;
+    /** What customers pay per GB of each exit type: balances are money, allowances bytes. */
+    prices: Pick<PriceBook, 'customerRate' | 'highestCustomerRate'>;
   };
   /** Told of opened connections, refusals and selection times (metrics). */
   observer?: GatewayObserver;
@@ -131,6 +134,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       ledger: limits.allowances,
       standing: limits.standing,
       chunkBytes: limits.chunkBytes,
+      prices: limits.prices,
       limitsTtlMs: timeouts.limitCheckMs * 2,
       onError,
     });

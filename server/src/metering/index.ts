@@ -131,6 +131,8 @@ export class SocketMeter {
 export interface MeteringOptions {
   hotState: Pick<HotState, 'counters' | 'allowances'>;
   database: Database;
+  /** The currency usage is priced and debited in. */
+  currency: string;
   flushIntervalMs: number;
   logger: Logger;
   /** Told of the bytes as they are metered for billing (the metrics): one count, two readers. */
@@ -152,6 +154,7 @@ export function startMetering(
     counters: hotState.counters,
     allowances: hotState.allowances,
     database: options.database,
+    currency: options.currency,
     intervalMs: options.flushIntervalMs,
     onError: (error) => logger.warn({ err: error }, 'usage flush failed; retried on the next one'),
     onOrphans: (batch, keyIds) =>

@@ -4,6 +4,7 @@ import type { Express } from 'express';
 import request from 'supertest';
 import { type Accounts, createAccounts, loadOrCreatePepper } from '../../src/accounts/index.ts';
 import { createApiApp, type ProxyEndpoint, type Region } from '../../src/api/index.ts';
+import { createPriceBook } from '../../src/billing/index.ts';
 import type { Logger } from '../../src/log/index.ts';
 import { createMemoryHotState, type Database, migrate } from '../../src/store/index.ts';
 import { type DatabaseEngine, quietLogger } from './engines.ts';
@@ -13,10 +14,8 @@ export const OPENAPI = await readFile(
   'utf8',
 );
 
-export const TRIAL_BYTES = 1_073_741_824;
-
-/** 0.25 eur per GB: not the default, so a test can tell the configured rate is used. */
-export const NODE_EARNINGS = { minorPerGb: 25, currency: 'eur' };
+/** 3.50 eur: not the default, so a test can tell the configured credit is used. */
+export const TRIAL = { currency: 'eur', micro: 3_500_000 };
 
 export const ENDPOINT: ProxyEndpoint = {
   host: 'proxy.example.test',
@@ -48,7 +47,8 @@ export async function openControlApi(
   const db = opened.value;
   await migrate(db);
   const pepper = await loadOrCreatePepper(db);
-  const accounts = createAccounts(db, { pepper, trialCreditBytes: TRIAL_BYTES });
+  const accounts = createAccounts(db, { pepper, trialCredit: TRIAL });
+  const prices = await createPriceBook(db, { currency: TRIAL.currency });
   const hot = createMemoryHotState();
   const api: ControlApi = {
     db,
@@ -57,6 +57,7 @@ export async function openControlApi(
     regions: [],
     app: undefined as unknown as Express,
     async close() {
+      prices.close();
       await hot.close();
       await opened.dispose();
     },
@@ -71,7 +72,7 @@ export async function openControlApi(
       database: db,
       proxyEndpoint: options.endpoint ?? ENDPOINT,
       listRegions: async () => api.regions,
-      nodeEarnings: NODE_EARNINGS,
+      prices,
     },
   });
   return api;
