@@ -454,6 +454,73 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Balance, what it buys per exit type, prices, and the newest statement lines.
+         * @description `buys` is what the balance pays for now at each exit type's price (a
+         *     country's own price, where one is set, is in `prices`). Traffic is charged
+         *     per hourly usage row at the price in force for that hour. `ledger` is the
+         *     first page of `GET /v1/billing/ledger`.
+         */
+        get: operations["getBilling"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/ledger": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every movement of the balance and of what is owed for nodes, newest first.
+         * @description One line per journal entry and figure it moved (`balance` for prepaid
+         *     credit, `earnings` for what the account's nodes earned and is owed).
+         *     Pages of at most `limit` lines: pass `next_cursor` back as `cursor` until
+         *     it is null.
+         */
+        get: operations["listLedger"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/checkout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Buy credit with a card (Stripe Checkout).
+         * @description Answers `billing_disabled` (501) on a server without `STRIPE_SECRET_KEY`;
+         *     balances, trial credit and admin credits work without it.
+         */
+        post: operations["createCheckout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/usage": {
         parameters: {
             query?: never;
@@ -544,6 +611,50 @@ export interface components {
         Account: {
             id: string;
             balance: components["schemas"]["Money"];
+            /** Format: date-time */
+            created_at: string;
+        };
+        Billing: {
+            balance: components["schemas"]["Money"];
+            earnings_owed: components["schemas"]["Money"];
+            /** @description What the balance pays for at each exit type's price now. */
+            buys: {
+                exit_type: components["schemas"]["ExitType"];
+                bytes: number;
+                /** @description GB of 10^9 bytes, three decimals. */
+                gb: string;
+            }[];
+            prices: {
+                exit_type: components["schemas"]["ExitType"];
+                /** @description A country with its own price; null for every other country. */
+                country: string | null;
+                per_gb: components["schemas"]["Money"];
+                /** Format: date-time */
+                since: string;
+            }[];
+            /** @description Whether credit can be bought with a card here (Stripe is configured). */
+            card_payments: boolean;
+            ledger: components["schemas"]["LedgerPage"];
+        };
+        LedgerPage: {
+            items: components["schemas"]["LedgerLine"][];
+            next_cursor: string | null;
+        };
+        LedgerLine: {
+            /** @description The journal entry. */
+            id: string;
+            /** @enum {string} */
+            kind: "opening" | "trial" | "topup" | "usage" | "refund" | "dispute" | "adjustment" | "earning" | "payout" | "payout_reversal";
+            /**
+             * @description Which figure the entry moved.
+             * @enum {string}
+             */
+            book: "balance" | "earnings";
+            /** @description What the entry added to that figure (negative for a debit). */
+            amount: components["schemas"]["Money"];
+            memo: string;
+            /** @description Stripe's hosted receipt, for card payments. */
+            receipt_url: string | null;
             /** Format: date-time */
             created_at: string;
         };
@@ -871,7 +982,7 @@ export interface components {
          *     gateway sends in `X-IPCola-Error`; the others are the API's own.
          * @enum {string}
          */
-        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "request_timeout" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "passwordless_cidr_taken" | "idempotency_conflict" | "payload_too_large" | "unsupported_media_type" | "not_ready" | "internal_error";
+        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "request_timeout" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "passwordless_cidr_taken" | "idempotency_conflict" | "payload_too_large" | "unsupported_media_type" | "billing_disabled" | "not_ready" | "internal_error";
         Error: {
             error: {
                 code: components["schemas"]["ErrorCode"];
@@ -962,6 +1073,9 @@ export interface components {
         };
     };
     parameters: {
+        LedgerLimit: number;
+        /** @description `next_cursor` of the page before. */
+        LedgerCursor: string;
         /** @description Start of the range (inclusive); default 24 hours before `to`. Rounded down to the period. */
         UsageFrom: string;
         /** @description End of the range (exclusive); default now. At most 31 days after `from` by hour, 366 by day. */
@@ -1807,6 +1921,82 @@ export interface operations {
             400: components["responses"]["InvalidRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+        };
+    };
+    getBilling: {
+        parameters: {
+            query?: {
+                limit?: components["parameters"]["LedgerLimit"];
+                /** @description `next_cursor` of the page before. */
+                cursor?: components["parameters"]["LedgerCursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The account's money. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Billing"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    listLedger: {
+        parameters: {
+            query?: {
+                limit?: components["parameters"]["LedgerLimit"];
+                /** @description `next_cursor` of the page before. */
+                cursor?: components["parameters"]["LedgerCursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of statement lines. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LedgerPage"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    createCheckout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description Card payments are not configured here (`billing_disabled`). */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getUsage: {

@@ -48,10 +48,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       pepper: await loadOrCreatePepper(database),
       trialCredit: { currency: config.billingCurrency, micro: config.trialCreditMicro },
     });
-    const prices = await createPriceBook(database, {
-      currency: config.billingCurrency,
-      onError: (error) => logger.warn({ err: error }, 'reading prices failed; kept the last ones'),
-    });
+    const prices = await createPriceBook(database, { currency: config.billingCurrency, logger });
     keep(async () => prices.close());
 
     const metrics = createMetrics();
@@ -140,6 +137,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         onError: (error) => logger.warn({ err: error }, 'keeping an idempotent answer failed'),
         leases: createLeases(database, gateway.sessions),
         prices,
+        stripeEnabled: config.stripeSecretKey !== undefined,
         nodeStatus: nodes.status,
         nodeDeleted: nodes.deleted,
         proxyEndpoint: () => ({

@@ -42,6 +42,8 @@ export interface ControlOptions {
   signups?: SignupLimit;
   /** Prices per exit type: GET /v1/billing shows them and what the balance buys. */
   prices: PriceBook;
+  /** Stripe is configured: credit can be bought with a card. */
+  stripeEnabled?: boolean;
   /** What this server sees of a node now: online, and the exit IPs it announces. */
   nodeStatus?: (nodeId: string) => { online: boolean; exitIps: string[] };
   /** A node was deleted: close its tunnel and take its exits out of the pool. */

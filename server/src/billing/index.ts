@@ -30,3 +30,4 @@ export {
   type PriceChange,
   pricesInForce,
 } from './prices.ts';
+export { type StatementLine, type StatementPosition, statementLines } from './statements.ts';

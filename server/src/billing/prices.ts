@@ -6,6 +6,7 @@
  */
 import { EXIT_TYPES, type ExitType } from '@ipcola/shared/targeting';
 import { ipcolaError } from '../errors/index.ts';
+import type { Logger } from '../log/index.ts';
 import type { Queryable } from '../store/index.ts';
 
 export interface Price {
@@ -103,7 +104,7 @@ export async function ensureDefaultPrices(db: Queryable, currency: string): Prom
 
 export async function createPriceBook(
   db: Queryable,
-  options: { currency: string; now?: () => number; onError?: (error: unknown) => void },
+  options: { currency: string; now?: () => number; logger?: Pick<Logger, 'warn'> },
 ): Promise<PriceBook> {
   const now = options.now ?? Date.now;
   const { currency } = options;
@@ -119,7 +120,10 @@ export async function createPriceBook(
   };
   await refresh();
 
-  const keepFresh = () => refresh().catch((error: unknown) => options.onError?.(error));
+  const keepFresh = () =>
+    refresh().catch((error: unknown) =>
+      options.logger?.warn({ err: error }, 'reading prices failed; kept the last ones'),
+    );
   const timer = setInterval(keepFresh, REFRESH_MS);
   timer.unref();
   // Prices change on the hour: read them again just after each one starts.
