@@ -18,6 +18,7 @@ import { closeServer, listen } from './listeners/index.ts';
 import { createLogger, type Logger } from './log/index.ts';
 import { createUsageMeter, startUsageFlusher, type UsageMeter } from './metering/index.ts';
 import { createMetrics } from './metrics/index.ts';
+import { createSealingBox } from './secrets/index.ts';
 import { createSignupLimit } from './signup-limit/index.ts';
 import { MigrationError, migrate, openDatabase, openHotState } from './store/index.ts';
 import {
@@ -27,6 +28,7 @@ import {
   loadCredentialBox,
   type UpstreamNode,
 } from './upstream/index.ts';
+import { createWebhooks } from './webhooks/index.ts';
 
 const OPENAPI_DOCUMENT = new URL('../../openapi/openapi.yaml', import.meta.url);
 /** How long an address that used up its failed sign-ins is refused. */
@@ -72,6 +74,17 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       pepper: await loadOrCreatePepper(database),
       trialCreditBytes: config.trialCreditBytes,
     });
+
+    // Customer webhooks: billing emits, the API manages endpoints, every server delivers.
+    const webhooks = createWebhooks({
+      database,
+      box: createSealingBox(accounts.deriveSecret('webhook secrets')),
+      allowTargets: config.webhookAllowTargets,
+      retry: { baseMs: config.webhookRetryBaseMs },
+      logger: logger.child({ role: 'webhooks' }),
+    });
+    webhooks.start();
+    cleanups.push(() => webhooks.close());
 
     // Cleanups run in reverse: the meter pushes its last counts before the last flush.
     const flusher = startUsageFlusher({
@@ -218,6 +231,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
           onError: (error) => logger.warn({ err: error }, 'counting a sign-up failed'),
         }),
         onError: (error) => logger.warn({ err: error }, 'keeping an idempotent answer failed'),
+        webhooks,
         leases: createLeases(database, {
           pin: async (keyId, targeting, session) =>
             leasedExit(await gateway.sessions.pin(keyId, targeting, session)),

@@ -14,6 +14,7 @@ import type { Leases } from '../leases/index.ts';
 import { createSealingBox } from '../secrets/index.ts';
 import type { SignupLimit } from '../signup-limit/index.ts';
 import type { Queryable } from '../store/index.ts';
+import type { Webhooks } from '../webhooks/index.ts';
 import { callerOf, createAuthenticator, requireCaller } from './auth.ts';
 import type { ProxyEndpoint } from './connection.ts';
 import { idempotency } from './idempotency.ts';
@@ -51,6 +52,8 @@ export interface ControlOptions {
   onError?: (error: unknown) => void;
   /** Stores upstream-proxy nodes and starts using them; without it `upstream` is refused. */
   upstreamNodes?: UpstreamNodeRegistrar;
+  /** Customer webhook endpoints and their deliveries; without it /v1/webhooks is not served. */
+  webhooks?: Pick<Webhooks, 'endpoints' | 'sendTest' | 'listDeliveries'>;
 }
 
 /** What the resource routers share; each takes the parts it needs. */
