@@ -30,6 +30,9 @@ const TABLES = [
   'usage_batches',
   'usage_hourly',
   'users',
+  'webhook_attempts',
+  'webhook_deliveries',
+  'webhook_endpoints',
 ];
 
 async function migrationsDir(
