@@ -259,6 +259,22 @@ for (const engine of databaseEngines) {
       assert.equal(list.body.next_cursor, null);
     });
 
+    test('a retried creation with the same Idempotency-Key answers the same endpoint and secret', async () => {
+      const create = () =>
+        agent
+          .post('/v1/webhooks')
+          .set('X-CSRF-Token', csrf)
+          .set('Idempotency-Key', 'create-webhook-once')
+          .send({ url: `${receiver.url}/once`, events: ['topup.succeeded'] })
+          .expect(201);
+      const first = await create();
+      const again = await create().expect('idempotent-replayed', 'true');
+      assert.deepEqual(again.body, first.body);
+      const list = await agent.get('/v1/webhooks').expect(200);
+      const made = list.body.items.filter((item: { url: string }) => item.url.endsWith('/once'));
+      assert.equal(made.length, 1, 'made once');
+    });
+
     test('another account cannot see, change, test or delete the endpoint', async () => {
       const endpoint = await register('private', ['balance.low']);
       const other = await signUp(api.app, 'other');

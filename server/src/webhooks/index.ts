@@ -18,7 +18,12 @@ import {
   writeDeliveries,
 } from './deliveries.ts';
 import { createEndpoints, type Listing, type WebhookEndpoints } from './endpoints.ts';
-import { TEST_EVENT_TYPE, type WebhookEvent, type WebhookEventType } from './events.ts';
+import {
+  isWebhookEventType,
+  TEST_EVENT_TYPE,
+  type WebhookEvent,
+  type WebhookEventType,
+} from './events.ts';
 import { DEFAULT_RETRY_SCHEDULE, type RetrySchedule } from './retry-schedule.ts';
 import { DEFAULT_TIMEOUT_MS } from './sender.ts';
 import { targetRules } from './target.ts';
@@ -117,6 +122,8 @@ export function createWebhooks(options: WebhooksOptions): Webhooks {
   return {
     endpoints,
     async emit(accountId, type, data, within) {
+      // Billing code is typed, but a wrong type would be owed to nobody, silently.
+      if (!isWebhookEventType(type)) throw new RangeError(`${type} is not a webhook event type`);
       const now = clock();
       const event = newEvent(accountId, type, data, now);
       const db = within ?? database;

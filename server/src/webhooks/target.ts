@@ -60,6 +60,10 @@ export async function checkRegistration(text: string, rules: TargetRules): Promi
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw refuse('must be https');
   if (url.username || url.password) throw refuse('must not carry credentials');
   if (url.hash) throw refuse('must not have a fragment');
+  // The URL is kept as the parser writes it, which may be longer than what was sent.
+  if (url.toString().length > URL_MAX_LENGTH) {
+    throw refuse(`must be at most ${URL_MAX_LENGTH} characters`);
+  }
   const { host, port } = hostAndPort(url);
   const normalized = normalizeTargetHost(host);
   if (normalized.kind === 'invalid') throw refuse(normalized.reason);
