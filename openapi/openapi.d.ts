@@ -565,6 +565,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The account's webhook endpoints (never their secrets), oldest first.
+         * @description Pages of at most `limit`; pass `next_cursor` back as `cursor`.
+         */
+        get: operations["listWebhooks"];
+        put?: never;
+        /**
+         * Register a webhook endpoint; its signing secret is shown in this answer only.
+         * @description Events of the listed types are POSTed to `url` as JSON
+         *     `{ id, type, created, account_id, data }`, signed in `IPCola-Signature`
+         *     (`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" under the secret>`,
+         *     Stripe's scheme). A delivery succeeds on any 2xx within 10 s; anything else is
+         *     retried with back-off (30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h, with
+         *     jitter) until a day after the first attempt. Redirects are not followed.
+         *     The URL must be https and reach a public address (checked again, on the
+         *     resolved address, at every attempt); plain http only to the server's
+         *     `WEBHOOK_ALLOW_TARGETS`. No credentials in the URL.
+         */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** One webhook endpoint (never its secret). */
+        get: operations["getWebhook"];
+        put?: never;
+        post?: never;
+        /** Delete an endpoint, with its deliveries; nothing more is sent to it. */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        /**
+         * Change an endpoint's URL, events or description, or disable it.
+         * @description A disabled endpoint gets no new events; deliveries already owed to it wait
+         *     until it is enabled again (and fail then if their day is over).
+         */
+        patch: operations["updateWebhook"];
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * The endpoint's deliveries, newest first, each with its attempts.
+         * @description Pages of at most `limit`; pass `next_cursor` back as `cursor`.
+         */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a `webhook.test` event to this endpoint now.
+         * @description Delivered, signed and retried like any other event (while the endpoint is
+         *     disabled it waits), whatever events the endpoint is subscribed to; `data`
+         *     holds the `endpoint_id`. The answer is the delivery, not yet attempted:
+         *     follow it in the deliveries list.
+         */
+        post: operations["testWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -976,6 +1080,101 @@ export interface components {
             sticky: boolean;
             password_included: boolean;
             proxies: string[];
+        };
+        /**
+         * @description `balance.low`: the balance fell below the warning level. `balance.exhausted`:
+         *     nothing left to spend. `key.cap_reached`: a key used up its monthly cap.
+         *     `topup.succeeded`, `topup.failed`: a payment for credit went through or not.
+         * @enum {string}
+         */
+        WebhookEventType: "balance.low" | "balance.exhausted" | "key.cap_reached" | "topup.succeeded" | "topup.failed";
+        /**
+         * @description https, no credentials, no fragment, a public address (plain http only to `WEBHOOK_ALLOW_TARGETS`).
+         * @example https://example.com/ipcola-events
+         */
+        WebhookUrl: string;
+        /** @description The event types sent to the endpoint; a type named twice counts once. */
+        WebhookEvents: components["schemas"]["WebhookEventType"][];
+        CreateWebhookRequest: {
+            url: components["schemas"]["WebhookUrl"];
+            events: components["schemas"]["WebhookEvents"];
+            description?: components["schemas"]["DisplayName"];
+        };
+        UpdateWebhookRequest: {
+            url?: components["schemas"]["WebhookUrl"];
+            events?: components["schemas"]["WebhookEvents"];
+            description?: components["schemas"]["DisplayName"];
+            disabled?: boolean;
+        };
+        Webhook: {
+            id: string;
+            url: string;
+            events: components["schemas"]["WebhookEventType"][];
+            description: string;
+            disabled: boolean;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        WebhookCreated: {
+            id: string;
+            url: string;
+            events: components["schemas"]["WebhookEventType"][];
+            description: string;
+            disabled: boolean;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /**
+             * @description The signing secret (`whsec_...`): the HMAC-SHA256 key of `IPCola-Signature`,
+             *     the whole text. Shown here only.
+             */
+            secret: string;
+        };
+        WebhookList: {
+            items: components["schemas"]["Webhook"][];
+            next_cursor: string | null;
+        };
+        WebhookAttempt: {
+            /** Format: date-time */
+            at: string;
+            /** @description The receiver's HTTP status; null when there was no answer. */
+            status_code: number | null;
+            /**
+             * @description Why there was no answer: `target_forbidden` (the host resolved to an
+             *     address that is not public: nothing was sent), `target_unreachable` (DNS
+             *     failed), `timeout`, `connection_refused`, `tls_error`, `connection_error`,
+             *     `internal_error`. Null when there was a status.
+             */
+            error: ("target_forbidden" | "target_unreachable" | "timeout" | "connection_refused" | "tls_error" | "connection_error" | "internal_error") | null;
+            duration_ms: number;
+        };
+        WebhookDelivery: {
+            id: string;
+            /** @description The event's `id`, the same in every endpoint's delivery of it. */
+            event_id: string;
+            /** @description A `WebhookEventType`, or `webhook.test`. */
+            type: string;
+            /**
+             * @description `failed`: no 2xx within a day of the first attempt; no more attempts.
+             * @enum {string}
+             */
+            status: "pending" | "succeeded" | "failed";
+            /**
+             * Format: date-time
+             * @description When the next attempt is due; null when none is (done, or under way now).
+             */
+            next_attempt_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** @description Oldest first. */
+            attempts: components["schemas"]["WebhookAttempt"][];
+        };
+        WebhookDeliveryList: {
+            items: components["schemas"]["WebhookDelivery"][];
+            next_cursor: string | null;
         };
         /**
          * @description Every code an error answer may carry. The proxy codes are the ones the
@@ -2073,6 +2272,239 @@ export interface operations {
                 };
             };
             400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    listWebhooks: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of endpoints. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookList"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhookRequest"];
+            };
+        };
+        responses: {
+            /** @description The endpoint, with its signing secret. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookCreated"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    getWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoint. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    updateWebhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhookRequest"];
+            };
+        };
+        responses: {
+            /** @description The endpoint as it is now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of deliveries. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveryList"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    testWebhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The delivery, owed. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];

@@ -15,6 +15,7 @@ import type { Leases } from '../leases/index.ts';
 import { createSealingBox } from '../secrets/index.ts';
 import type { SignupLimit } from '../signup-limit/index.ts';
 import type { Queryable } from '../store/index.ts';
+import type { Webhooks } from '../webhooks/index.ts';
 import { callerOf, createAuthenticator, requireCaller } from './auth.ts';
 import type { ProxyEndpoint } from './connection.ts';
 import { idempotency } from './idempotency.ts';
@@ -24,7 +25,8 @@ import { SESSION_COOKIE } from './sessions.ts';
 import type { BodyValidator } from './validate.ts';
 
 export type { UpstreamNodeRegistrar } from './nodes.ts';
-export type Region = components['schemas']['Region'];
+/** Online exits of a place and type; exits of no known country are not listed. */
+export type Region = Omit<components['schemas']['Region'], 'country'> & { country: string | null };
 
 export interface ControlOptions {
   accounts: Accounts;
@@ -54,6 +56,8 @@ export interface ControlOptions {
   onError?: (error: unknown) => void;
   /** Stores upstream-proxy nodes and starts using them; without it `upstream` is refused. */
   upstreamNodes?: UpstreamNodeRegistrar;
+  /** Customer webhook endpoints and their deliveries; without it /v1/webhooks is not served. */
+  webhooks?: Pick<Webhooks, 'endpoints' | 'sendTest' | 'listDeliveries'>;
 }
 
 /** What the resource routers share; each takes the parts it needs. */

@@ -22,6 +22,7 @@ import { regionsRouter } from './regions.ts';
 import { sessionsRouter } from './sessions.ts';
 import { usageRouter } from './usage.ts';
 import { type BodyValidator, createBodyValidator } from './validate.ts';
+import { webhooksRouter } from './webhooks.ts';
 
 export type { ProxyEndpoint } from './connection.ts';
 export type { ControlOptions, Region } from './control.ts';
@@ -163,7 +164,7 @@ export async function createApiServer(
 function controlRouters(control: ControlOptions, bodies: BodyValidator): express.Router[] {
   const shared = createControlShared(control);
   const { caller, idempotent, endpoint } = shared;
-  const { accounts, leases } = control;
+  const { accounts, leases, webhooks } = control;
   const guarded = { bodies, caller, idempotent, endpoint };
   return [
     express.Router().use(shared.preamble),
@@ -196,6 +197,7 @@ function controlRouters(control: ControlOptions, bodies: BodyValidator): express
     ...(leases ? [leasesRouter({ leases, ...guarded })] : []),
     proxyListsRouter({ accounts, ...guarded }),
     regionsRouter({ listRegions: control.listRegions, caller }),
+    ...(webhooks ? [webhooksRouter({ webhooks, bodies, caller, idempotent })] : []),
   ];
 }
 

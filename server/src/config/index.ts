@@ -60,6 +60,10 @@ export interface Config {
   readonly signupLimitPerHour: number;
   /** CIDRs of TLS-terminating proxies whose X-Forwarded-For and X-Forwarded-Proto are believed. */
   readonly trustProxy: readonly string[];
+  /** The first webhook retry's delay; the later ones are multiples of it. */
+  readonly webhookRetryBaseMs: number;
+  /** CIDRs webhooks may reach although not public, and the only places plain http may go. */
+  readonly webhookAllowTargets: readonly string[];
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -168,6 +172,13 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       1_000_000,
     ),
     trustProxy: cidrList('TRUST_PROXY', read('TRUST_PROXY')),
+    webhookRetryBaseMs: integer(
+      'WEBHOOK_RETRY_BASE_MS',
+      read('WEBHOOK_RETRY_BASE_MS') ?? '30000',
+      1,
+      3_600_000,
+    ),
+    webhookAllowTargets: cidrList('WEBHOOK_ALLOW_TARGETS', read('WEBHOOK_ALLOW_TARGETS')),
   };
 
   for (const [gone, instead] of REPLACED) {

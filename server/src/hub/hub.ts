@@ -367,3 +367,22 @@ interface Displaced {
   by: string;
   at: Date;
 }
+
+/** The settings that judge nodes' health (HUB_PING_*, HUB_STREAM_*, HUB_PROBE_*), as hub options. */
+export function nodeHealthOptions(health: {
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  streamFailureLimit: number;
+  probeBackoffMs: number;
+  probeBackoffMaxMs: number;
+}): Pick<HubOptions, 'pingIntervalMs' | 'pingTimeoutMs' | 'streamHealth'> {
+  return {
+    pingIntervalMs: health.pingIntervalMs,
+    pingTimeoutMs: health.pingTimeoutMs,
+    streamHealth: {
+      failureLimit: health.streamFailureLimit,
+      backoffMs: health.probeBackoffMs,
+      backoffMaxMs: health.probeBackoffMaxMs,
+    },
+  };
+}

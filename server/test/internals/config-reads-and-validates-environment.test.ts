@@ -42,6 +42,21 @@ describe('configuration', () => {
     assert.equal(config.strictApiAnswers, false);
     assert.equal(config.signupLimitPerHour, 5);
     assert.deepEqual(config.trustProxy, [], 'no proxy is believed');
+    assert.equal(config.webhookRetryBaseMs, 30_000);
+    assert.deepEqual(config.webhookAllowTargets, [], 'webhooks go to public https URLs only');
+  });
+
+  test('WEBHOOK_RETRY_BASE_MS is a whole number of milliseconds; WEBHOOK_ALLOW_TARGETS lists CIDRs', () => {
+    const config = load({
+      WEBHOOK_RETRY_BASE_MS: '5',
+      WEBHOOK_ALLOW_TARGETS: '127.0.0.1/32, ::1/128',
+    });
+    assert.equal(config.webhookRetryBaseMs, 5);
+    assert.deepEqual(config.webhookAllowTargets, ['127.0.0.1/32', '::1/128']);
+    for (const bad of ['0', '3600001', '1.5', 'soon']) {
+      assert.equal(refusal({ WEBHOOK_RETRY_BASE_MS: bad }).variable, 'WEBHOOK_RETRY_BASE_MS', bad);
+    }
+    assert.equal(refusal({ WEBHOOK_ALLOW_TARGETS: '127.0.0.1' }).variable, 'WEBHOOK_ALLOW_TARGETS');
   });
 
   test('TRUST_PROXY lists the CIDRs of the proxies in front; SIGNUP_LIMIT_PER_HOUR is a count', () => {

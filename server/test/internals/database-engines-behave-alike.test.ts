@@ -33,6 +33,9 @@ const TABLES = [
   'usage_batches',
   'usage_hourly',
   'users',
+  'webhook_attempts',
+  'webhook_deliveries',
+  'webhook_endpoints',
 ];
 
 async function migrationsDir(

@@ -6,7 +6,9 @@ import { type Accounts, createAccounts, loadOrCreatePepper } from '../../src/acc
 import { createApiApp, type ProxyEndpoint, type Region } from '../../src/api/index.ts';
 import { createPriceBook } from '../../src/billing/index.ts';
 import type { Logger } from '../../src/log/index.ts';
+import { createSealingBox } from '../../src/secrets/index.ts';
 import { createMemoryHotState, type Database, migrate } from '../../src/store/index.ts';
+import { createWebhooks, type Webhooks, type WebhooksOptions } from '../../src/webhooks/index.ts';
 import { type DatabaseEngine, quietLogger } from './engines.ts';
 
 export const OPENAPI = await readFile(
@@ -31,8 +33,13 @@ export interface ControlApi {
   pepper: Buffer;
   /** What the fake hub answers GET /v1/regions with. */
   regions: Region[];
+  /** Customer webhooks, delivering, when asked for. */
+  webhooks: Webhooks | undefined;
   close(): Promise<void>;
 }
+
+/** How a test's webhooks differ from the defaults (which database and box they use is fixed). */
+export type TestWebhooksOptions = Omit<WebhooksOptions, 'database' | 'box' | 'logger'>;
 
 export async function openControlApi(
   engine: DatabaseEngine,
@@ -41,6 +48,8 @@ export async function openControlApi(
     logger?: Logger;
     /** Answers off the OpenAPI document become 500s. */
     strictAnswers?: boolean;
+    /** Serves /v1/webhooks and delivers with these options. */
+    webhooks?: TestWebhooksOptions;
   } = {},
 ): Promise<ControlApi> {
   const opened = await engine.open();
@@ -50,14 +59,25 @@ export async function openControlApi(
   const accounts = createAccounts(db, { pepper, trialCredit: TRIAL });
   const prices = await createPriceBook(db, { currency: TRIAL.currency });
   const hot = createMemoryHotState();
+  const webhooks =
+    options.webhooks &&
+    createWebhooks({
+      ...options.webhooks,
+      database: db,
+      box: createSealingBox(accounts.deriveSecret('webhook secrets')),
+      logger: options.logger ?? quietLogger,
+    });
+  webhooks?.start();
   const api: ControlApi = {
     db,
     accounts,
     pepper,
     regions: [],
+    webhooks,
     app: undefined as unknown as Express,
     async close() {
       prices.close();
+      await webhooks?.close();
       await hot.close();
       await opened.dispose();
     },
@@ -73,6 +93,7 @@ export async function openControlApi(
       proxyEndpoint: options.endpoint ?? ENDPOINT,
       listRegions: async () => api.regions,
       prices,
+      ...(webhooks ? { webhooks } : {}),
     },
   });
   return api;

@@ -184,4 +184,5 @@ export const MIGRATION_VERSIONS = [
   '0008_usage_country',
   '0009_proxy_only_keys_and_passwordless_cidrs',
   '0010_money',
+  '0011_customer_webhooks',
 ];
