@@ -85,7 +85,10 @@ for (const engine of hotStateEngines) {
         ledger.reserve([{ id: 'a:prices', limit: balance, rate }], 64 * 1024, 16 * 1024, epoch);
       const rates = Array.from({ length: 200 }, (_, i) => (i % 2 ? RESIDENTIAL : DATACENTER));
       const grants = await Promise.all(rates.map(reserveAt));
-      const price = grants.reduce<number>((sum, granted, i) => sum + (granted ?? 0) * rates[i]!, 0);
+      const price = grants.reduce<number>(
+        (sum, granted, i) => sum + (granted ?? 0) * (rates[i] ?? 0),
+        0,
+      );
       const [committed = 0] = await ledger.committed(['a:prices']);
       assert.ok(Math.abs(committed - price) < 1e-6, `committed ${committed}, granted ${price}`);
       assert.ok(committed <= balance + 1e-6, `${committed} committed of a ${balance} balance`);
