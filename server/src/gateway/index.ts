@@ -46,7 +46,7 @@ export interface GatewayOptions {
     allowances: AllowanceLedger;
     /** Bytes asked for per grant (ALLOWANCE_CHUNK_BYTES). */
     chunkBytes: number;
-    /** What customers pay per GB of each exit type: balances are money, allowances bytes. */
+    /** What customers pay per GB of each exit type: connections spend balances at their exit's. */
     prices: Pick<PriceBook, 'customerRate' | 'highestCustomerRate'>;
   };
   /** Told of opened connections, refusals and selection times (metrics). */
@@ -216,6 +216,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       try {
         allowance = await allowances.open(admission.key);
         upstream = await connector.open(admission, { host: target.host, port: target.port });
+        allowance.priceAt(upstream.exit);
       } catch (error) {
         allowance?.close();
         releaseSlot();
