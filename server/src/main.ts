@@ -81,7 +81,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       ...nodeHealthOptions(config.nodeHealth),
       async authenticate(token) {
         const node = await accounts.verifyNodeToken(token);
-        return node && { nodeId: node.id };
+        return node && { nodeId: node.id, type: node.type };
       },
     });
     const { registry: upstreamRegistry, exits: upstreams } = await openUpstreams(database, {

@@ -27,8 +27,9 @@ export class AdminError extends Error {}
 
 export const USAGE = `usage: npm run admin -- <command>
   credit ACCOUNT AMOUNT --reason TEXT [--reference REF]
-      add AMOUNT (negative: take it away) to an account's balance; ACCOUNT is an
-      account id or a user's email; a REF already used is not applied again
+  debit ACCOUNT AMOUNT --reason TEXT [--reference REF]
+      add AMOUNT to an account's balance, or take it away; ACCOUNT is an account
+      id or a user's email; a REF already used is not applied again
   balance ACCOUNT     the account's balance and what its nodes are owed
   audit               recompute every balance from the journal; exit 1 on any drift
   prices              the prices in force now
@@ -47,7 +48,9 @@ export async function runCommand(args: readonly string[], context: AdminContext)
   const [command, ...rest] = args;
   switch (command) {
     case 'credit':
-      return credit(rest, context);
+      return credit(rest, context, 1);
+    case 'debit':
+      return credit(rest, context, -1);
     case 'balance':
       return balance(rest, context);
     case 'audit':
@@ -59,17 +62,24 @@ export async function runCommand(args: readonly string[], context: AdminContext)
   }
 }
 
-async function credit(args: readonly string[], context: AdminContext): Promise<number> {
+async function credit(
+  args: readonly string[],
+  context: AdminContext,
+  sign: 1 | -1,
+): Promise<number> {
   const { values, positionals } = parse(args, {
     reason: { type: 'string' },
     reference: { type: 'string' },
   });
   const [who, amountText] = positionals;
-  if (!who || !amountText || positionals.length > 2) throw new UsageError('credit ACCOUNT AMOUNT');
-  const amount = parseMoney(amountText);
-  if (amount === null || amount === 0) {
-    throw new UsageError(`"${amountText}" is not a non-zero amount with at most six decimals`);
+  if (!who || !amountText || positionals.length > 2) {
+    throw new UsageError(`${sign > 0 ? 'credit' : 'debit'} ACCOUNT AMOUNT`);
   }
+  const parsed = parseMoney(amountText);
+  if (parsed === null || parsed <= 0) {
+    throw new UsageError(`"${amountText}" is not an amount above zero with at most six decimals`);
+  }
+  const amount = sign * parsed;
   const reason = values.reason?.trim();
   if (!reason) throw new UsageError('--reason is required: the journal keeps why');
   const account = await findAccount(context.database, who);

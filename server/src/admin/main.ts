@@ -4,6 +4,7 @@
  * locked while it runs).
  */
 import { ConfigError, loadConfig } from '../config/index.ts';
+import { isIPColaError } from '../errors/index.ts';
 import { createLogger } from '../log/index.ts';
 import { MigrationError, openStores } from '../store/index.ts';
 import { AdminError, runCommand, USAGE, UsageError } from './commands.ts';
@@ -27,7 +28,8 @@ try {
     const known =
       error instanceof ConfigError ||
       error instanceof MigrationError ||
-      error instanceof AdminError;
+      error instanceof AdminError ||
+      isIPColaError(error);
     process.stderr.write(`ipcola admin: ${known ? '' : 'failed: '}${(error as Error).message}\n`);
     code = 1;
   }

@@ -102,7 +102,9 @@ export async function postEntry(tx: Queryable, entry: Entry): Promise<boolean> {
 
 /** accounts.balance_micro and payable_micro follow their books: minus the postings (credits raise them). */
 async function moveCachedBalances(tx: Queryable, postings: readonly Posting[]): Promise<void> {
-  for (const posting of postings) {
+  // In one order everywhere: two entries moving the same two accounts never deadlock.
+  const ordered = [...postings].sort((a, b) => (a.book < b.book ? -1 : 1));
+  for (const posting of ordered) {
     const [kind, accountId] = posting.book.split(':');
     if (!accountId) continue;
     const column =

@@ -14,6 +14,7 @@ import {
   silentLogger,
   type TunnelLogger,
 } from '@ipcola/shared/protocol';
+import type { ExitType } from '@ipcola/shared/targeting';
 import { tunnelError } from '@ipcola/shared/tunnel-errors';
 import {
   type ConnectedNode,
@@ -32,7 +33,11 @@ import {
 
 export interface HubOptions {
   /** Maps a node token to its node id; null when the token is unknown or revoked. */
-  readonly authenticate: (token: string) => Promise<{ nodeId: string } | null>;
+  /**
+   * Maps a node token to its node id, and the exit type it was registered with when there
+   * is one: a hello announcing another type is refused, since exits are priced by it.
+   */
+  readonly authenticate: (token: string) => Promise<{ nodeId: string; type?: ExitType } | null>;
   readonly logger?: TunnelLogger;
   readonly pingIntervalMs?: number;
   /** A node whose PING answer takes longer is declared dead. */
@@ -208,7 +213,7 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     if (!check.ok) return this.#refuse(socket, check.refusal);
 
     this.#pending.add(socket);
-    let identity: { nodeId: string } | null;
+    let identity: { nodeId: string; type?: ExitType } | null;
     try {
       identity = await this.#options.authenticate(check.token);
     } catch (error) {
@@ -225,6 +230,15 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     }
 
     const { nodeId } = identity;
+    if (identity.type !== undefined && check.hello.type !== identity.type) {
+      return this.#refuse(
+        socket,
+        refusal(
+          400,
+          `node ${nodeId} is registered as ${identity.type}, not ${check.hello.type}: start the agent with --type ${identity.type}`,
+        ),
+      );
+    }
     const displaced = this.#displaced.get(nodeId);
     if (check.instance !== undefined && displaced?.instances.includes(check.instance)) {
       this.#log.warn(
