@@ -127,18 +127,31 @@ async function newKey(
   return key;
 }
 
+/** A meter push (1 s) and a flush (USAGE_FLUSH_INTERVAL_MS, 500 ms here), with room. */
+const SETTLED_MS = 2_000;
+
+/**
+ * The key's flushed usage once it is at least `atLeast` and has not moved for SETTLED_MS:
+ * the downloads are over, and what the gateway's meter still held has reached the
+ * database within a push and a flush, so a total that stays put is the whole of it.
+ */
 async function flushedUsage(net: ProxyNetwork, keyId: string, atLeast: number): Promise<number> {
-  let total = 0;
+  let total = -1;
+  let since = performance.now();
   await eventually(
     async () => {
       const report = (await (await net.api(`/v1/usage?key_id=${keyId}`)).json()) as {
         totals: { bytes_up: number; bytes_down: number };
       };
-      total = report.totals.bytes_up + report.totals.bytes_down;
-      return total >= atLeast;
+      const now = report.totals.bytes_up + report.totals.bytes_down;
+      if (now !== total) {
+        total = now;
+        since = performance.now();
+      }
+      return total >= atLeast && performance.now() - since >= SETTLED_MS;
     },
-    15_000,
-    `usage of ${keyId} to reach the database`,
+    20_000,
+    `usage of ${keyId} to reach the database and stay put`,
   );
   return total;
 }
