@@ -454,6 +454,73 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Balance, what it buys per exit type, prices, and the newest statement lines.
+         * @description `buys` is what the balance pays for now at each exit type's price (a
+         *     country's own price, where one is set, is in `prices`). Traffic is charged
+         *     per hourly usage row at the price in force for that hour. `ledger` is the
+         *     first page of `GET /v1/billing/ledger`.
+         */
+        get: operations["getBilling"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/ledger": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every movement of the balance and of what is owed for nodes, newest first.
+         * @description One line per journal entry and figure it moved (`balance` for prepaid
+         *     credit, `earnings` for what the account's nodes earned and is owed).
+         *     Pages of at most `limit` lines: pass `next_cursor` back as `cursor` until
+         *     it is null.
+         */
+        get: operations["listLedger"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/checkout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Buy credit with a card (Stripe Checkout).
+         * @description Answers `billing_disabled` (501) on a server without `STRIPE_SECRET_KEY`;
+         *     balances, trial credit and admin credits work without it.
+         */
+        post: operations["createCheckout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/usage": {
         parameters: {
             query?: never;
@@ -492,6 +559,110 @@ export interface paths {
         get: operations["exportUsage"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The account's webhook endpoints (never their secrets), oldest first.
+         * @description Pages of at most `limit`; pass `next_cursor` back as `cursor`.
+         */
+        get: operations["listWebhooks"];
+        put?: never;
+        /**
+         * Register a webhook endpoint; its signing secret is shown in this answer only.
+         * @description Events of the listed types are POSTed to `url` as JSON
+         *     `{ id, type, created, account_id, data }`, signed in `IPCola-Signature`
+         *     (`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" under the secret>`,
+         *     Stripe's scheme). A delivery succeeds on any 2xx within 10 s; anything else is
+         *     retried with back-off (30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h, with
+         *     jitter) until a day after the first attempt. Redirects are not followed.
+         *     The URL must be https and reach a public address (checked again, on the
+         *     resolved address, at every attempt); plain http only to the server's
+         *     `WEBHOOK_ALLOW_TARGETS`. No credentials in the URL.
+         */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /** One webhook endpoint (never its secret). */
+        get: operations["getWebhook"];
+        put?: never;
+        post?: never;
+        /** Delete an endpoint, with its deliveries; nothing more is sent to it. */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        /**
+         * Change an endpoint's URL, events or description, or disable it.
+         * @description A disabled endpoint gets no new events; deliveries already owed to it wait
+         *     until it is enabled again (and fail then if their day is over).
+         */
+        patch: operations["updateWebhook"];
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * The endpoint's deliveries, newest first, each with its attempts.
+         * @description Pages of at most `limit`; pass `next_cursor` back as `cursor`.
+         */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a `webhook.test` event to this endpoint now.
+         * @description Delivered, signed and retried like any other event (while the endpoint is
+         *     disabled it waits), whatever events the endpoint is subscribed to; `data`
+         *     holds the `endpoint_id`. The answer is the delivery, not yet attempted:
+         *     follow it in the deliveries list.
+         */
+        post: operations["testWebhook"];
         delete?: never;
         options?: never;
         head?: never;
@@ -543,10 +714,65 @@ export interface components {
         };
         Account: {
             id: string;
-            /** @description Credit left, in bytes of proxy traffic. */
-            balance_bytes: number;
+            balance: components["schemas"]["Money"];
             /** Format: date-time */
             created_at: string;
+        };
+        Billing: {
+            balance: components["schemas"]["Money"];
+            earnings_owed: components["schemas"]["Money"];
+            /** @description What the balance pays for at each exit type's price now. */
+            buys: {
+                exit_type: components["schemas"]["ExitType"];
+                bytes: number;
+                /** @description GB of 10^9 bytes, three decimals. */
+                gb: string;
+            }[];
+            prices: {
+                exit_type: components["schemas"]["ExitType"];
+                /** @description A country with its own price; null for every other country. */
+                country: string | null;
+                per_gb: components["schemas"]["Money"];
+                /** Format: date-time */
+                since: string;
+            }[];
+            /** @description Whether credit can be bought with a card here (Stripe is configured). */
+            card_payments: boolean;
+            ledger: components["schemas"]["LedgerPage"];
+        };
+        LedgerPage: {
+            items: components["schemas"]["LedgerLine"][];
+            next_cursor: string | null;
+        };
+        LedgerLine: {
+            /** @description The journal entry. */
+            id: string;
+            /** @enum {string} */
+            kind: "opening" | "trial" | "topup" | "usage" | "refund" | "dispute" | "adjustment" | "earning" | "payout" | "payout_reversal";
+            /**
+             * @description Which figure the entry moved.
+             * @enum {string}
+             */
+            book: "balance" | "earnings";
+            /** @description What the entry added to that figure (negative for a debit). */
+            amount: components["schemas"]["Money"];
+            memo: string;
+            /** @description Stripe's hosted receipt, for card payments. */
+            receipt_url: string | null;
+            /** Format: date-time */
+            created_at: string;
+        };
+        /**
+         * @description An amount of money. `amount_micro` is exact, in micro-units (millionths) of the
+         *     currency: per-GB prices make a kilobyte cost a few micro-dollars, which cents
+         *     cannot hold. `amount` is the same as a decimal string for display.
+         */
+        Money: {
+            /** @description ISO 4217, lowercase. */
+            currency: string;
+            amount_micro: number;
+            /** @example 4.00 */
+            amount: string;
         };
         User: {
             id: string;
@@ -666,22 +892,9 @@ export interface components {
             online: boolean;
             exit_ips: string[];
             bytes_carried: number;
-            earnings: components["schemas"]["NodeEarnings"];
+            earnings: components["schemas"]["Money"];
             /** Format: date-time */
             created_at: string;
-        };
-        /**
-         * @description What the node's operator has earned for `bytes_carried`, at the operator
-         *     rate this server is configured with (`NODE_EARNINGS_MINOR_PER_GB`). A
-         *     running total: payouts are not subtracted from it.
-         */
-        NodeEarnings: {
-            /** @description ISO 4217, lowercase. */
-            currency: string;
-            /** @description In minor units (cents for usd), rounded down. */
-            amount_minor: number;
-            /** @description Minor units per GB (10^9 bytes) carried. */
-            rate_minor_per_gb: number;
         };
         NodeList: {
             items: components["schemas"]["Node"][];
@@ -869,11 +1082,106 @@ export interface components {
             proxies: string[];
         };
         /**
+         * @description `balance.low`: the balance fell below the warning level. `balance.exhausted`:
+         *     nothing left to spend. `key.cap_reached`: a key used up its monthly cap.
+         *     `topup.succeeded`, `topup.failed`: a payment for credit went through or not.
+         * @enum {string}
+         */
+        WebhookEventType: "balance.low" | "balance.exhausted" | "key.cap_reached" | "topup.succeeded" | "topup.failed";
+        /**
+         * @description https, no credentials, no fragment, a public address (plain http only to `WEBHOOK_ALLOW_TARGETS`).
+         * @example https://example.com/ipcola-events
+         */
+        WebhookUrl: string;
+        /** @description The event types sent to the endpoint; a type named twice counts once. */
+        WebhookEvents: components["schemas"]["WebhookEventType"][];
+        CreateWebhookRequest: {
+            url: components["schemas"]["WebhookUrl"];
+            events: components["schemas"]["WebhookEvents"];
+            description?: components["schemas"]["DisplayName"];
+        };
+        UpdateWebhookRequest: {
+            url?: components["schemas"]["WebhookUrl"];
+            events?: components["schemas"]["WebhookEvents"];
+            description?: components["schemas"]["DisplayName"];
+            disabled?: boolean;
+        };
+        Webhook: {
+            id: string;
+            url: string;
+            events: components["schemas"]["WebhookEventType"][];
+            description: string;
+            disabled: boolean;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        WebhookCreated: {
+            id: string;
+            url: string;
+            events: components["schemas"]["WebhookEventType"][];
+            description: string;
+            disabled: boolean;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /**
+             * @description The signing secret (`whsec_...`): the HMAC-SHA256 key of `IPCola-Signature`,
+             *     the whole text. Shown here only.
+             */
+            secret: string;
+        };
+        WebhookList: {
+            items: components["schemas"]["Webhook"][];
+            next_cursor: string | null;
+        };
+        WebhookAttempt: {
+            /** Format: date-time */
+            at: string;
+            /** @description The receiver's HTTP status; null when there was no answer. */
+            status_code: number | null;
+            /**
+             * @description Why there was no answer: `target_forbidden` (the host resolved to an
+             *     address that is not public: nothing was sent), `target_unreachable` (DNS
+             *     failed), `timeout`, `connection_refused`, `tls_error`, `connection_error`,
+             *     `internal_error`. Null when there was a status.
+             */
+            error: ("target_forbidden" | "target_unreachable" | "timeout" | "connection_refused" | "tls_error" | "connection_error" | "internal_error") | null;
+            duration_ms: number;
+        };
+        WebhookDelivery: {
+            id: string;
+            /** @description The event's `id`, the same in every endpoint's delivery of it. */
+            event_id: string;
+            /** @description A `WebhookEventType`, or `webhook.test`. */
+            type: string;
+            /**
+             * @description `failed`: no 2xx within a day of the first attempt; no more attempts.
+             * @enum {string}
+             */
+            status: "pending" | "succeeded" | "failed";
+            /**
+             * Format: date-time
+             * @description When the next attempt is due; null when none is (done, or under way now).
+             */
+            next_attempt_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** @description Oldest first. */
+            attempts: components["schemas"]["WebhookAttempt"][];
+        };
+        WebhookDeliveryList: {
+            items: components["schemas"]["WebhookDelivery"][];
+            next_cursor: string | null;
+        };
+        /**
          * @description Every code an error answer may carry. The proxy codes are the ones the
          *     gateway sends in `X-IPCola-Error`; the others are the API's own.
          * @enum {string}
          */
-        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "request_timeout" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "passwordless_cidr_taken" | "idempotency_conflict" | "payload_too_large" | "unsupported_media_type" | "not_ready" | "internal_error";
+        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "request_timeout" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "passwordless_cidr_taken" | "idempotency_conflict" | "payload_too_large" | "unsupported_media_type" | "billing_disabled" | "not_ready" | "internal_error";
         Error: {
             error: {
                 code: components["schemas"]["ErrorCode"];
@@ -964,6 +1272,9 @@ export interface components {
         };
     };
     parameters: {
+        LedgerLimit: number;
+        /** @description `next_cursor` of the page before. */
+        LedgerCursor: string;
         /** @description Start of the range (inclusive); default 24 hours before `to`. Rounded down to the period. */
         UsageFrom: string;
         /** @description End of the range (exclusive); default now. At most 31 days after `from` by hour, 366 by day. */
@@ -1811,6 +2122,82 @@ export interface operations {
             403: components["responses"]["Forbidden"];
         };
     };
+    getBilling: {
+        parameters: {
+            query?: {
+                limit?: components["parameters"]["LedgerLimit"];
+                /** @description `next_cursor` of the page before. */
+                cursor?: components["parameters"]["LedgerCursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The account's money. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Billing"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    listLedger: {
+        parameters: {
+            query?: {
+                limit?: components["parameters"]["LedgerLimit"];
+                /** @description `next_cursor` of the page before. */
+                cursor?: components["parameters"]["LedgerCursor"];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of statement lines. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LedgerPage"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    createCheckout: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description Card payments are not configured here (`billing_disabled`). */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     getUsage: {
         parameters: {
             query?: {
@@ -1885,6 +2272,239 @@ export interface operations {
                 };
             };
             400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    listWebhooks: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of endpoints. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookList"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhookRequest"];
+            };
+        };
+        responses: {
+            /** @description The endpoint, with its signing secret. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookCreated"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    getWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoint. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    updateWebhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhookRequest"];
+            };
+        };
+        responses: {
+            /** @description The endpoint as it is now. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of deliveries. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveryList"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    testWebhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The delivery, owed. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];

@@ -339,7 +339,8 @@ export async function startIpcola(
         DATA_DIR: dataDir,
         LOG_LEVEL: 'info',
         // The run moves a few GB; the trial credit must not be what stops it.
-        TRIAL_CREDIT_BYTES: String(2 ** 50),
+        // The most TRIAL_CREDIT takes: 250 TB at the default residential price.
+        TRIAL_CREDIT: '1000000',
       },
       onLine: (line) => {
         let parsed: Record<string, unknown>;

@@ -11,7 +11,9 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import type { Accounts } from './accounts/index.ts';
+import { ConfigError } from './config/index.ts';
 import { isIPColaError } from './errors/index.ts';
 import type { Logger } from './log/index.ts';
 
@@ -176,4 +178,18 @@ async function startWhoami(): Promise<{ server: Server; url: string }> {
 
 function hostForUrl(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
+}
+
+/** Whether the command line asks for the demo (`--demo`, the only argument there is). */
+export function wantsDemo(args: readonly string[]): boolean {
+  try {
+    const { values } = parseArgs({
+      args: [...args],
+      options: { demo: { type: 'boolean', default: false } },
+      strict: true,
+    });
+    return values.demo === true;
+  } catch (error) {
+    throw new ConfigError('arguments', (error as Error).message);
+  }
 }

@@ -2,24 +2,26 @@
  * The composition root: the one place that reads the configuration and wires the roles
  * together. Everything else receives what it needs.
  */
-import { parseArgs } from 'node:util';
 import { type Accounts, createAccounts, loadOrCreatePepper } from './accounts/index.ts';
 import { createApiServer } from './api/index.ts';
 import { authFailureLimits } from './auth-failures/index.ts';
+import { createPriceBook } from './billing/index.ts';
 import { type Config, ConfigError, loadConfig } from './config/index.ts';
-import { startDemoOn } from './demo.ts';
+import { startDemoOn, wantsDemo } from './demo.ts';
 import { createGateway, followNodes } from './gateway/index.ts';
-import { closeHubServer, createHub, createHubServer } from './hub/index.ts';
+import { closeHubServer, createHub, createHubServer, nodeHealthOptions } from './hub/index.ts';
 import { createLeases } from './leases/index.ts';
 import { listenInTurn } from './listeners/index.ts';
 import { createLogger, type Logger } from './log/index.ts';
 import { startMetering } from './metering/index.ts';
 import { createMetrics } from './metrics/index.ts';
-import { createLiveNodes } from './nodes/index.ts';
+import { createLiveNodes, streamOpener } from './nodes/index.ts';
+import { createSealingBox } from './secrets/index.ts';
 import { stopOnSignals } from './signals/index.ts';
 import { signupsPerHour } from './signup-limit/index.ts';
 import { MigrationError, openStores } from './store/index.ts';
 import { openUpstreams } from './upstream/index.ts';
+import { startWebhooks } from './webhooks/index.ts';
 
 type Ports = Record<'api' | 'proxy' | 'socks' | 'hub', number>;
 
@@ -45,14 +47,28 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     const { database, hotState } = await openStores(config, logger, keep);
     const accounts = createAccounts(database, {
       pepper: await loadOrCreatePepper(database),
-      trialCreditBytes: config.trialCreditBytes,
+      trialCredit: { currency: config.billingCurrency, micro: config.trialCreditMicro },
     });
+    const prices = await createPriceBook(database, { currency: config.billingCurrency, logger });
+    keep(async () => prices.close());
+    // Customer webhooks: billing emits, the API manages endpoints, every server delivers.
+    const webhooks = startWebhooks(
+      {
+        database,
+        box: createSealingBox(accounts.deriveSecret('webhook secrets')),
+        allowTargets: config.webhookAllowTargets,
+        retry: { baseMs: config.webhookRetryBaseMs },
+        logger: logger.child({ role: 'webhooks' }),
+      },
+      keep,
+    );
 
     const metrics = createMetrics();
     const usage = startMetering(
       {
         hotState,
         database,
+        currency: config.billingCurrency,
         flushIntervalMs: config.usageFlushIntervalMs,
         logger,
         countBytes: (up, down) => metrics.countBytes(up, down),
@@ -62,16 +78,10 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
 
     const hub = createHub({
       logger: logger.child({ role: 'hub' }),
-      pingIntervalMs: config.nodeHealth.pingIntervalMs,
-      pingTimeoutMs: config.nodeHealth.pingTimeoutMs,
-      streamHealth: {
-        failureLimit: config.nodeHealth.streamFailureLimit,
-        backoffMs: config.nodeHealth.probeBackoffMs,
-        backoffMaxMs: config.nodeHealth.probeBackoffMaxMs,
-      },
+      ...nodeHealthOptions(config.nodeHealth),
       async authenticate(token) {
         const node = await accounts.verifyNodeToken(token);
-        return node && { nodeId: node.id };
+        return node && { nodeId: node.id, type: node.type };
       },
     });
     const { registry: upstreamRegistry, exits: upstreams } = await openUpstreams(database, {
@@ -97,16 +107,9 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         standing: (keyIds, monthStart) => accounts.keyStanding(keyIds, monthStart),
         allowances: hotState.allowances,
         chunkBytes: config.allowanceChunkBytes,
+        prices,
       },
-      openStream: (exit, target, signal) =>
-        upstreams.has(exit.nodeId)
-          ? upstreams.openStream(exit.nodeId, exit.ip, target, signal)
-          : hub.openStream(exit.nodeId, {
-              host: target.host,
-              port: target.port,
-              exitIp: exit.ip,
-              signal,
-            }),
+      openStream: streamOpener(hub, upstreams),
     });
     keep(async () => gateway.close());
     followNodes(gateway, { hub, upstreams, trustDeclared: config.trustDeclaredLocation });
@@ -136,7 +139,9 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         }),
         onError: (error) => logger.warn({ err: error }, 'keeping an idempotent answer failed'),
         leases: createLeases(database, gateway.sessions),
-        nodeEarnings: config.nodeEarnings,
+        prices,
+        webhooks,
+        stripeEnabled: config.stripeSecretKey !== undefined,
         nodeStatus: nodes.status,
         nodeDeleted: nodes.deleted,
         proxyEndpoint: () => ({
@@ -145,10 +150,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
           socksPort: ports.socks,
           hubPort: ports.hub,
         }),
-        listRegions: async () =>
-          gateway
-            .regions()
-            .flatMap((region) => (region.country ? [{ ...region, country: region.country }] : [])),
+        listRegions: async () => gateway.regions(),
         upstreamNodes: nodes,
       },
     });
@@ -191,16 +193,11 @@ function fail(error: unknown): never {
 }
 
 async function main(): Promise<void> {
-  let demo = false;
+  let demo: boolean;
   try {
-    const { values } = parseArgs({
-      args: process.argv.slice(2),
-      options: { demo: { type: 'boolean', default: false } },
-      strict: true,
-    });
-    demo = values.demo === true;
+    demo = wantsDemo(process.argv.slice(2));
   } catch (error) {
-    fail(new ConfigError('arguments', (error as Error).message));
+    fail(error);
   }
 
   let config: Config;

@@ -1,5 +1,5 @@
 /**
- * TRIAL_CREDIT_BYTES=0 (an operator who gives no free traffic, e.g. while sign-ups are
+ * TRIAL_CREDIT=0 (an operator who gives no free traffic, e.g. while sign-ups are
  * being abused): a new account starts at 0 and its keys are refused with quota_exhausted
  * on every protocol, instead of the trial credit or a crash.
  */
@@ -26,7 +26,7 @@ describe('a zero trial credit', () => {
 
   before(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), 'ipcola-no-trial-'));
-    server = await startServer(serverEnv({ DATA_DIR: dataDir, TRIAL_CREDIT_BYTES: '0' }));
+    server = await startServer(serverEnv({ DATA_DIR: dataDir, TRIAL_CREDIT: '0' }));
     ports = server.ports as typeof ports;
     api = await signedInApi(ports.api, `no-trial-${Date.now()}@example.com`);
     key = (await (await api('/v1/keys', { method: 'POST', body: '{}' })).json()) as typeof key;
@@ -37,8 +37,10 @@ describe('a zero trial credit', () => {
   });
 
   test('the account starts at 0 bytes', async () => {
-    const me = (await (await api('/v1/me')).json()) as { account: { balance_bytes: number } };
-    assert.equal(me.account.balance_bytes, 0);
+    const me = (await (await api('/v1/me')).json()) as {
+      account: { balance: { amount_micro: number } };
+    };
+    assert.equal(me.account.balance.amount_micro, 0);
   });
 
   test('its key is refused with quota_exhausted over HTTP, CONNECT and SOCKS5', async () => {

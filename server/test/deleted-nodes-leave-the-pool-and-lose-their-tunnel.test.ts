@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { DEFAULT_PRICES, formatMoney } from '../src/billing/index.ts';
 import { eventually } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
 
@@ -18,11 +19,11 @@ interface NodeItem {
   online: boolean;
   exit_ips: string[];
   bytes_carried: number;
-  earnings: { currency: string; amount_minor: number; rate_minor_per_gb: number };
+  earnings: { currency: string; amount_micro: number; amount: string };
 }
 
-/** The highest rate the setting takes: one minor unit per 1,000 bytes, so a test download earns. */
-const RATE = 1_000_000;
+/** What a residential node's operator earns per GB on a fresh install, in micro-units. */
+const RATE = DEFAULT_PRICES.residential.operator;
 
 describe('deleted nodes leave the pool and lose their tunnel', () => {
   let net: ProxyNetwork;
@@ -34,8 +35,7 @@ describe('deleted nodes leave the pool and lose their tunnel', () => {
       ],
       {
         USAGE_FLUSH_INTERVAL_MS: '200',
-        NODE_EARNINGS_MINOR_PER_GB: String(RATE),
-        NODE_EARNINGS_CURRENCY: 'EUR',
+        BILLING_CURRENCY: 'EUR',
       },
     );
   });
@@ -81,15 +81,16 @@ describe('deleted nodes leave the pool and lose their tunnel', () => {
     assert.ok(de);
     // Both ways, headers included: the reply and the request line and headers sent.
     assert.ok(de.bytes_carried > reply.length && de.bytes_carried < reply.length + 1000);
-    assert.deepEqual(de.earnings, {
-      currency: 'eur',
-      amount_minor: Math.floor((de.bytes_carried * RATE) / 1e9),
-      rate_minor_per_gb: RATE,
-    });
-    assert.ok(de.earnings.amount_minor >= 123, 'at least 123 cents for 123,456 bytes');
+    // One hourly row at the hour's operator rate (a flush may land across an hour: then two).
+    const earned = de.earnings.amount_micro;
+    const exact = Math.floor((de.bytes_carried * RATE) / 1e9);
+    assert.ok(earned === exact || earned === exact - 1, `${earned} µ for ${de.bytes_carried} B`);
+    assert.equal(de.earnings.currency, 'eur');
+    assert.equal(de.earnings.amount, formatMoney(earned));
+    assert.ok(earned >= 49, 'at least 49 micro-euros for 123,456 bytes at 0.40 per GB');
     const us = (await nodes()).find((node) => node.exit_ips.includes('127.0.0.13'));
     assert.equal(us?.bytes_carried, 0);
-    assert.deepEqual(us?.earnings, { currency: 'eur', amount_minor: 0, rate_minor_per_gb: RATE });
+    assert.deepEqual(us?.earnings, { currency: 'eur', amount_micro: 0, amount: '0.00' });
   });
 
   test('deleting a node ends its streams at once and its exits leave the pool', async () => {

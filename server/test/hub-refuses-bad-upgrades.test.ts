@@ -151,6 +151,27 @@ describe('the hub refuses what it should', () => {
     assert.deepEqual(ups, []);
   });
 
+  test('a hello of another exit type than the node was registered with: 400 saying which', async () => {
+    // Exits are priced by their type: a residential node may not announce datacenter exits.
+    const { port, ups } = await startHub({
+      authenticate: async (token) =>
+        token === 'good-token' ? { nodeId: 'node-1', type: 'residential' } : null,
+    });
+    const answer = await upgrade(port, GOOD);
+    assert.equal(answer.status, 400);
+    assert.match(
+      answer.body,
+      /node node-1 is registered as residential, not datacenter: start the agent with --type residential/,
+    );
+    assert.deepEqual(ups, []);
+    const same = await startHub({
+      authenticate: async () => ({ nodeId: 'node-2', type: 'datacenter' }),
+    });
+    const accepted = await upgrade(same.port, GOOD);
+    assert.equal(accepted.status, 101);
+    accepted.socket?.destroy();
+  });
+
   test('a malformed agent instance id: 400 naming the header', async () => {
     const { port, ups } = await startHub();
     for (const instance of ['short', 'not base64url!'.repeat(2), 'x'.repeat(65)]) {

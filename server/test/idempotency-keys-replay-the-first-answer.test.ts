@@ -115,7 +115,7 @@ describe('idempotency keys replay the first answer', () => {
         body: JSON.stringify(body),
       });
     interface Started {
-      account: { id: string; balance_bytes: number };
+      account: { id: string; balance: { amount_micro: number } };
       csrf_token: string;
       error?: { code: string };
     }
@@ -130,7 +130,7 @@ describe('idempotency keys replay the first answer', () => {
     assert.equal(retry.headers.get('idempotent-replayed'), 'true');
     const again = (await retry.json()) as Started;
     assert.equal(again.account.id, made.account.id, 'the same account');
-    assert.equal(again.account.balance_bytes, made.account.balance_bytes, 'one trial credit');
+    assert.deepEqual(again.account.balance, made.account.balance, 'one trial credit');
     assert.notEqual(again.csrf_token, made.csrf_token, 'a session of its own');
     const cookie = (retry.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
     const me = await fetch(`${base}/v1/me`, { headers: { cookie } });

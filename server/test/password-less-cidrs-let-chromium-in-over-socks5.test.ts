@@ -266,7 +266,7 @@ for (const engine of databaseEngines) {
       await migrate(opened.value);
       accounts = createAccounts(opened.value, {
         pepper: await loadOrCreatePepper(opened.value),
-        trialCreditBytes: 0,
+        trialCredit: { currency: 'usd', micro: 0 },
       });
     });
     after(() => dispose());

@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import request from 'supertest';
 import { createAccounts, loadOrCreatePepper } from '../src/accounts/index.ts';
 import { createApiApp, DatabaseSessionStore } from '../src/api/index.ts';
+import { createPriceBook } from '../src/billing/index.ts';
 import { createMemoryHotState, type Database, migrate, openPostgres } from '../src/store/index.ts';
 import {
   ENDPOINT,
@@ -10,7 +11,7 @@ import {
   OPENAPI,
   PASSWORD,
   sessionCookie,
-  TRIAL_BYTES,
+  TRIAL,
 } from './support/control-api.ts';
 import {
   createScratchDatabase,
@@ -34,7 +35,8 @@ for (const engine of databaseEngines) {
 
     const server = async () => {
       const pepper = await loadOrCreatePepper(db);
-      const accounts = createAccounts(db, { pepper, trialCreditBytes: TRIAL_BYTES });
+      const accounts = createAccounts(db, { pepper, trialCredit: TRIAL });
+      const prices = await createPriceBook(db, { currency: TRIAL.currency });
       const app = createApiApp({
         logger: quietLogger,
         dependencies: { database: db, hot_state: createMemoryHotState() },
@@ -44,7 +46,7 @@ for (const engine of databaseEngines) {
           database: db,
           proxyEndpoint: ENDPOINT,
           listRegions: async () => [],
-          nodeEarnings: { minorPerGb: 10, currency: 'usd' },
+          prices,
         },
       });
       return { pepper, accounts, app };

@@ -8,7 +8,7 @@ import {
   openControlApi,
   PASSWORD,
   sessionCookie,
-  TRIAL_BYTES,
+  TRIAL,
 } from './support/control-api.ts';
 import { databaseEngines } from './support/engines.ts';
 
@@ -32,7 +32,11 @@ for (const engine of databaseEngines) {
       const res = await signup(email).expect(201).expect('content-type', /json/);
       assert.deepEqual(Object.keys(res.body).sort(), ['account', 'csrf_token', 'user']);
       assert.match(res.body.account.id, /^acct_[a-z0-9]{16}$/);
-      assert.equal(res.body.account.balance_bytes, TRIAL_BYTES);
+      assert.deepEqual(res.body.account.balance, {
+        currency: 'eur',
+        amount_micro: TRIAL.micro,
+        amount: '3.50',
+      });
       assert.ok(!Number.isNaN(Date.parse(res.body.account.created_at)));
       assert.match(res.body.user.id, /^user_[a-z0-9]{16}$/);
       assert.equal(res.body.user.email, email);
@@ -46,19 +50,28 @@ for (const engine of databaseEngines) {
       assert.doesNotMatch(cookie, /; Secure/, 'plain HTTP: no Secure flag (it is set over TLS)');
     });
 
-    test('the trial credit is one ledger row and the balance, granted once', async () => {
+    test('the trial credit is one balanced journal entry and the balance, granted once', async () => {
       const res = await signup(freshEmail()).expect(201);
       const accountId = res.body.account.id;
-      const ledger = await api.db.query<{ kind: string; bytes: number; reference: string }>(
-        'SELECT kind, bytes, reference FROM ledger WHERE account_id = $1',
+      const entries = await api.db.query<{ kind: string; reference: string; currency: string }>(
+        'SELECT kind, reference, currency FROM journal_entries WHERE account_id = $1',
         [accountId],
       );
-      assert.deepEqual(ledger, [{ kind: 'trial', bytes: TRIAL_BYTES, reference: accountId }]);
-      const [account] = await api.db.query<{ balance_bytes: number }>(
-        'SELECT balance_bytes FROM accounts WHERE id = $1',
+      assert.deepEqual(entries, [{ kind: 'trial', reference: accountId, currency: 'eur' }]);
+      const postings = await api.db.query<{ book: string; amount_micro: number }>(
+        `SELECT p.book, p.amount_micro FROM journal_postings p
+         JOIN journal_entries e ON e.id = p.entry_id WHERE e.account_id = $1 ORDER BY p.book`,
         [accountId],
       );
-      assert.equal(account?.balance_bytes, TRIAL_BYTES);
+      assert.deepEqual(postings, [
+        { book: `customer:${accountId}`, amount_micro: -TRIAL.micro },
+        { book: 'promotions', amount_micro: TRIAL.micro },
+      ]);
+      const [account] = await api.db.query<{ balance_micro: number; currency: string }>(
+        'SELECT balance_micro, currency FROM accounts WHERE id = $1',
+        [accountId],
+      );
+      assert.deepEqual(account, { balance_micro: TRIAL.micro, currency: 'eur' });
     });
 
     test('the password is stored as a scrypt hash with its parameters, never in clear', async () => {

@@ -2,8 +2,8 @@
  * Spend is bounded in bytes, not in time: 20 parallel downloads of 100 MB each, over
  * HTTP forwarding, CONNECT and SOCKS5, move at most the key's 5 MB cap plus the
  * documented overshoot (server/src/gateway/allowance.ts: under 144 KiB per connection),
- * and an account with 5 MB of credit driven by 60 parallel downloads at once never goes
- * below minus that bound. Every cut is a reset. Real server, real agent, raw sockets that
+ * and an account with the price of 5 MB of credit driven by 60 parallel downloads at once
+ * never goes below minus the price of that bound. Every cut is a reset. Real server, real agent, raw sockets that
  * count every byte they move both ways, as the gateway meters them.
  */
 import assert from 'node:assert/strict';
@@ -18,6 +18,11 @@ import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts
 
 const MB = 1_000_000;
 const CAP = 5 * MB;
+/** The default residential price per GB, in micro-units: the exit's (an agent's default type). */
+const PRICE = 4_000_000;
+/** Credit that buys CAP bytes at PRICE. */
+const CREDIT = '0.02';
+const CREDIT_MICRO = 20_000;
 const PARALLEL = 20;
 const DOWNLOAD = 100 * MB;
 /** The documented overshoot of one connection. */
@@ -122,27 +127,54 @@ async function newKey(
   return key;
 }
 
+/** A meter push (1 s) and a flush (USAGE_FLUSH_INTERVAL_MS, 500 ms here), with room. */
+const SETTLED_MS = 2_000;
+
+/**
+ * The key's flushed usage once it is at least `atLeast` and has not moved for SETTLED_MS:
+ * the downloads are over, and what the gateway's meter still held has reached the
+ * database within a push and a flush, so a total that stays put is the whole of it.
+ */
 async function flushedUsage(net: ProxyNetwork, keyId: string, atLeast: number): Promise<number> {
-  let total = 0;
+  let total = -1;
+  let since = performance.now();
   await eventually(
     async () => {
       const report = (await (await net.api(`/v1/usage?key_id=${keyId}`)).json()) as {
         totals: { bytes_up: number; bytes_down: number };
       };
-      total = report.totals.bytes_up + report.totals.bytes_down;
-      return total >= atLeast;
+      const now = report.totals.bytes_up + report.totals.bytes_down;
+      if (now !== total) {
+        total = now;
+        since = performance.now();
+      }
+      return total >= atLeast && performance.now() - since >= SETTLED_MS;
     },
-    15_000,
-    `usage of ${keyId} to reach the database`,
+    20_000,
+    `usage of ${keyId} to reach the database and stay put`,
   );
   return total;
+}
+
+/**
+ * What the key's usage rows cost at `microPerGb`: each row (its key, exit node, country and
+ * hour; one exit here) is charged its bytes times the price, rounded down.
+ */
+async function chargedFor(net: ProxyNetwork, keyId: string, microPerGb: number): Promise<number> {
+  const report = (await (await net.api(`/v1/usage?key_id=${keyId}&granularity=hour`)).json()) as {
+    items: Array<{ bytes_up: number; bytes_down: number }>;
+  };
+  return report.items.reduce(
+    (sum, row) => sum + Math.floor(((row.bytes_up + row.bytes_down) * microPerGb) / 1e9),
+    0,
+  );
 }
 
 describe('a key with a 5 MB monthly cap and 20 parallel 100 MB downloads', () => {
   let net: ProxyNetwork;
   before(async () => {
     net = await startProxyNetwork([{ ip: '127.0.0.12', country: 'de' }], {
-      TRIAL_CREDIT_BYTES: String(10 * 1024 * MB),
+      TRIAL_CREDIT: '50',
       USAGE_FLUSH_INTERVAL_MS: '500',
     });
   });
@@ -195,11 +227,11 @@ describe('a key with a 5 MB monthly cap and 20 parallel 100 MB downloads', () =>
   });
 });
 
-describe('an account with 5 MB of credit and 60 parallel downloads on three paths', () => {
+describe('an account with 5 MB worth of credit and 60 parallel downloads on three paths', () => {
   let net: ProxyNetwork;
   before(async () => {
     net = await startProxyNetwork([{ ip: '127.0.0.12', country: 'de' }], {
-      TRIAL_CREDIT_BYTES: String(CAP),
+      TRIAL_CREDIT: CREDIT,
       USAGE_FLUSH_INTERVAL_MS: '500',
     });
   });
@@ -214,25 +246,34 @@ describe('an account with 5 MB of credit and 60 parallel downloads on three path
       ),
     );
     const moved = billable(outcomes);
-    const bound = 3 * PARALLEL * BOUND_PER_CONNECTION;
+    const bound = (3 * PARALLEL * BOUND_PER_CONNECTION * PRICE) / 1e9;
     let balance = Number.NaN;
     let billed = 0;
+    let charged = 0;
     await eventually(
       async () => {
         const me = (await (await net.api('/v1/me')).json()) as {
-          account: { balance_bytes: number };
+          account: { balance: { amount_micro: number } };
         };
-        balance = me.account.balance_bytes;
+        balance = me.account.balance.amount_micro;
         billed = 0;
-        for (const key of keys) billed += await flushedUsage(net, key.id, 0);
-        return balance === CAP - billed && billed >= moved;
+        charged = 0;
+        for (const key of keys) {
+          billed += await flushedUsage(net, key.id, 0);
+          charged += await chargedFor(net, key.id, PRICE);
+        }
+        return balance === CREDIT_MICRO - charged && billed >= moved;
       },
       15_000,
       'the balance to show every byte metered',
-    ).catch(() => assert.fail(`balance ${balance}, billed ${billed}, clients moved ${moved}`));
+    ).catch(() =>
+      assert.fail(
+        `balance ${balance}, charged ${charged}, billed ${billed}, clients moved ${moved}`,
+      ),
+    );
     assert.ok(balance <= 0, `balance ${balance}: the credit was not used up`);
     assert.ok(balance >= -bound, `balance ${balance} is below minus the bound ${bound}`);
-    t.diagnostic(`balance ${balance} after ${billed} bytes billed on ${CAP} of credit`);
+    t.diagnostic(`balance ${balance} after ${billed} bytes billed on ${CREDIT} of credit`);
     for (const key of keys) {
       const refused = await download(net, key, 'forward');
       assert.match(refused.status, /^HTTP\/1\.1 402 /);

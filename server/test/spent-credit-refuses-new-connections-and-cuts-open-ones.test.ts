@@ -1,6 +1,6 @@
 /**
  * An account whose credit is used up: its open tunnel is cut by a reset once the bytes
- * reach the balance (not seconds later), and every new connection is refused with
+ * reach what the balance buys at the exit's price (not seconds later), and every new connection is refused with
  * quota_exhausted over HTTP forwarding, CONNECT and SOCKS5. Real server, real agent, a
  * real download.
  */
@@ -12,7 +12,9 @@ import { eventually } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
 import { exchangeText } from './support/raw-exchange.ts';
 
-const CREDIT = 20 * 1024 * 1024;
+/** The trial credit: 0.08 at the default residential price (4.00 per GB) buys CREDIT bytes. */
+const TRIAL_CREDIT = '0.08';
+const CREDIT = 20_000_000;
 /** The documented overshoot of one connection (server/src/gateway/allowance.ts). */
 const OVERSHOOT_BOUND = 144 * 1024;
 /** One socket read: what a connection may leave unused of its last grant. */
@@ -24,7 +26,7 @@ describe('spent credit refuses new connections and cuts open ones', () => {
   let net: ProxyNetwork;
   before(async () => {
     net = await startProxyNetwork([{ ip: '127.0.0.12', country: 'de' }], {
-      TRIAL_CREDIT_BYTES: String(CREDIT),
+      TRIAL_CREDIT,
       USAGE_FLUSH_INTERVAL_MS: '500',
     });
   });
@@ -83,9 +85,9 @@ describe('spent credit refuses new connections and cuts open ones', () => {
     await eventually(
       async () => {
         const me = (await (await net.api('/v1/me')).json()) as {
-          account: { balance_bytes: number };
+          account: { balance: { amount_micro: number } };
         };
-        balance = me.account.balance_bytes;
+        balance = me.account.balance.amount_micro;
         return balance <= 0;
       },
       10_000,

@@ -1,7 +1,7 @@
 /**
  * End to end through the real server and agent: the bytes a client writes to and reads
  * from the gateway (CONNECT and plain forwarding) come back from GET /v1/usage and the
- * CSV export, per key and per exit country, and are debited from the balance; the query
+ * CSV export, per key and per exit country, and their price is debited from the balance; the query
  * parameters are checked, pages follow their cursor, and another account's key is "not
  * found".
  */
@@ -13,7 +13,10 @@ import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts
 import { exchange } from './support/raw-exchange.ts';
 import { signedInApi } from './support/server-process.ts';
 
-const TRIAL = 50_000_000;
+const TRIAL_CREDIT = '0.20';
+const TRIAL_MICRO = 200_000;
+/** The default residential price per GB, micro-units: the agents' type. */
+const RESIDENTIAL_PRICE = 4_000_000;
 
 type Report = components['schemas']['UsageReport'];
 
@@ -31,6 +34,8 @@ describe('the usage API reports every byte the client moved', () => {
   let otherKey: { id: string; secret: string };
   const moved = new Map<string, { up: number; down: number; requests: number }>();
   const movedIn = new Map<string, { up: number; down: number; requests: number }>();
+  /** Per key and exit country: one usage row each (one exit per country), priced alone. */
+  const movedBy = new Map<string, { up: number; down: number; requests: number }>();
 
   const basic = (key: { id: string; secret: string }, country = 'de') =>
     Buffer.from(`${key.id}-country-${country}:${key.secret}`).toString('base64');
@@ -66,6 +71,7 @@ describe('the usage API reports every byte the client moved', () => {
     for (const [table, id] of [
       [moved, keyId],
       [movedIn, country],
+      [movedBy, `${keyId}|${country}`],
     ] as const) {
       const sum = table.get(id) ?? { up: 0, down: 0, requests: 0 };
       table.set(id, {
@@ -91,7 +97,7 @@ describe('the usage API reports every byte the client moved', () => {
       ],
       {
         USAGE_FLUSH_INTERVAL_MS: '200',
-        TRIAL_CREDIT_BYTES: String(TRIAL),
+        TRIAL_CREDIT,
       },
     );
     const created = await net.api('/v1/keys', {
@@ -189,15 +195,24 @@ describe('the usage API reports every byte the client moved', () => {
     }
   });
 
-  test('the balance is debited by exactly the bytes moved', async () => {
-    const total = [...moved.values()].reduce((sum, m) => sum + m.up + m.down, 0);
+  test('the balance is debited by exactly the price of the bytes moved', async () => {
+    // Each usage row is charged its bytes at its exit's price (residential by default),
+    // rounded down.
+    const charged = [...movedBy.values()].reduce(
+      (sum, m) => sum + Math.floor(((m.up + m.down) * RESIDENTIAL_PRICE) / 1e9),
+      0,
+    );
+    assert.ok(charged > 0);
     const balance = async () =>
-      ((await (await net.api('/v1/me')).json()) as { account: { balance_bytes: number } }).account
-        .balance_bytes;
+      (
+        (await (await net.api('/v1/me')).json()) as {
+          account: { balance: { amount_micro: number } };
+        }
+      ).account.balance.amount_micro;
     await eventually(
-      async () => (await balance()) === TRIAL - total,
+      async () => (await balance()) === TRIAL_MICRO - charged,
       10_000,
-      `the balance to be ${TRIAL} - ${total}`,
+      `the balance to be ${TRIAL_MICRO} - ${charged}`,
     );
   });
 

@@ -107,7 +107,7 @@ for (const mode of modes) {
       disposeEnv = dispose;
       net = await startProxyNetwork([{ ip: '127.0.0.12', country: 'de' }], {
         ...env,
-        TRIAL_CREDIT_BYTES: String(10 * 1024 ** 3),
+        TRIAL_CREDIT: '50',
       });
     });
     after(async () => {

@@ -36,7 +36,15 @@ import {
 } from './nodes.ts';
 import { prepareStandIn } from './passwords.ts';
 import { newId, PUBLIC_ID_LENGTH } from './secrets.ts';
-import { type Account, getAccount, getUser, login, signup, type User } from './users.ts';
+import {
+  type Account,
+  getAccount,
+  getUser,
+  login,
+  signup,
+  type TrialCredit,
+  type User,
+} from './users.ts';
 
 export type {
   IssuedKey,
@@ -66,7 +74,7 @@ export {
   PASSWORD_MAX_LENGTH,
   PASSWORD_MIN_LENGTH,
 } from './rules.ts';
-export type { Account, User } from './users.ts';
+export type { Account, TrialCredit, User } from './users.ts';
 
 /** A new public id for a key or a node: lowercase letters and digits, not secret. */
 export function newPublicId(): string {
@@ -76,8 +84,8 @@ export function newPublicId(): string {
 export interface AccountsOptions {
   /** The server secret from loadOrCreatePepper. */
   pepper: Buffer;
-  /** Bytes credited to every new account (a `trial` ledger row); 0 grants none. */
-  trialCreditBytes: number;
+  /** Money credited to every new account (a `trial` journal entry); 0 grants none. */
+  trialCredit: TrialCredit;
 }
 
 export interface Accounts {
@@ -139,16 +147,16 @@ export interface Accounts {
 }
 
 export function createAccounts(db: Database, options: AccountsOptions): Accounts {
-  const { pepper, trialCreditBytes } = options;
+  const { pepper, trialCredit } = options;
   if (pepper.length < 32) throw new RangeError('the pepper must be at least 32 bytes');
-  if (!Number.isSafeInteger(trialCreditBytes) || trialCreditBytes < 0) {
-    throw new RangeError('trialCreditBytes must be a whole number of bytes, 0 or more');
+  if (!Number.isSafeInteger(trialCredit.micro) || trialCredit.micro < 0) {
+    throw new RangeError('the trial credit must be whole micro-units, 0 or more');
   }
   // Prepares the stand-in hash now, so the first login for an unknown email is not slower.
   prepareStandIn();
 
   return {
-    signup: (email, password, within) => signup(db, trialCreditBytes, email, password, within),
+    signup: (email, password, within) => signup(db, trialCredit, email, password, within),
     login: (email, password) => login(db, email, password),
     getUser: (userId) => getUser(db, userId),
     getAccount: (accountId) => getAccount(db, accountId),

@@ -146,8 +146,8 @@ function knownScopes(scopes: readonly string[]): KeyScope[] {
 export interface KeyStanding {
   keyId: string;
   accountId: string;
-  /** The account's balance: credits minus flushed usage. */
-  balanceBytes: number;
+  /** The account's balance in micro-units: credits minus flushed usage. */
+  balanceMicro: number;
   monthlyByteCap: number | null;
   /** Flushed bytes of the key since monthStart; 0 for a key without a cap (not summed). */
   monthBytes: number;
@@ -170,7 +170,7 @@ export async function keyStanding(
   const rows = await db.query<{
     id: string;
     account_id: string;
-    balance_bytes: number;
+    balance_micro: number;
     monthly_byte_cap: number | null;
     month_bytes: number;
     usable: boolean;
@@ -179,7 +179,7 @@ export async function keyStanding(
     allowed_countries: string[] | null;
     client_allowlist: string[] | null;
   }>(
-    `SELECT k.id, k.account_id, a.balance_bytes, k.monthly_byte_cap, k.secret_rotated_at,
+    `SELECT k.id, k.account_id, a.balance_micro, k.monthly_byte_cap, k.secret_rotated_at,
             k.max_concurrency, k.allowed_countries, k.client_allowlist,
             NOT k.disabled AND k.revoked_at IS NULL AS usable,
             CASE WHEN k.monthly_byte_cap IS NULL THEN 0 ELSE coalesce(
@@ -192,7 +192,7 @@ export async function keyStanding(
   return rows.map((row) => ({
     keyId: row.id,
     accountId: row.account_id,
-    balanceBytes: row.balance_bytes,
+    balanceMicro: row.balance_micro,
     monthlyByteCap: row.monthly_byte_cap,
     monthBytes: row.month_bytes,
     usable: row.usable,

@@ -113,6 +113,10 @@ export interface NodeView {
   createdAt: Date;
   /** Customer bytes the node has carried, both ways, as flushed to usage. */
   bytesCarried: number;
+  /** What those bytes earned, at the operator rates of their hours, in micro-units. */
+  earnedMicro: number;
+  /** The operator account's currency. */
+  currency: string;
 }
 
 /** The account's nodes that are not deleted, oldest first, after `after` (a keyset cursor). */
@@ -128,12 +132,18 @@ export async function listNodes(
     upstream: boolean;
     created_at: Date;
     bytes_carried: number;
+    earned_micro: number;
+    currency: string;
   }>(
     `SELECT n.id, n.name, n.type, n.created_at,
             EXISTS (SELECT 1 FROM upstream_proxies p WHERE p.node_id = n.id) AS upstream,
-            coalesce((SELECT sum(u.bytes_up + u.bytes_down) FROM usage_hourly u
-                      WHERE u.node_id = n.id), 0)::bigint AS bytes_carried
-     FROM nodes n
+            coalesce(u.bytes, 0)::bigint AS bytes_carried,
+            coalesce(u.earned, 0)::bigint AS earned_micro, a.currency
+     FROM nodes n JOIN accounts a ON a.id = n.account_id
+     LEFT JOIN LATERAL (
+       SELECT sum(bytes_up + bytes_down) AS bytes, sum(earned_micro) AS earned
+       FROM usage_hourly WHERE node_id = n.id
+     ) u ON true
      WHERE n.account_id = $1 AND n.deleted_at IS NULL
        AND ($2::timestamptz IS NULL OR (n.created_at, n.id) > ($2::timestamptz, $3::text))
      ORDER BY n.created_at, n.id LIMIT $4`,
@@ -146,6 +156,8 @@ export async function listNodes(
     kind: row.upstream ? 'upstream' : 'agent',
     createdAt: row.created_at,
     bytesCarried: row.bytes_carried,
+    earnedMicro: row.earned_micro,
+    currency: row.currency,
   }));
 }
 

@@ -1,3 +1,4 @@
+import { books, postEntry, transfer } from '../billing/index.ts';
 import { ipcolaError } from '../errors/index.ts';
 import type { Database, Queryable } from '../store/index.ts';
 import { hashPassword, verifyNothing, verifyPassword } from './passwords.ts';
@@ -12,9 +13,18 @@ import { newId } from './secrets.ts';
 
 export interface Account {
   id: string;
-  /** The balance in bytes: the sum of the account's ledger. */
-  balanceBytes: number;
+  currency: string;
+  /** What the customer may still spend, in micro-units: minus the sum of its journal book. */
+  balanceMicro: number;
+  /** What is owed to the account for its nodes' traffic, in micro-units. */
+  payableMicro: number;
   createdAt: Date;
+}
+
+/** Money a new account starts with: the trial credit, in its currency. */
+export interface TrialCredit {
+  currency: string;
+  micro: number;
 }
 
 export interface User {
@@ -35,7 +45,9 @@ interface UserRow {
 
 interface AccountRow {
   id: string;
-  balance_bytes: number;
+  currency: string;
+  balance_micro: number;
+  payable_micro: number;
   created_at: Date;
 }
 
@@ -48,7 +60,9 @@ const toUser = (row: UserRow): User => ({
 
 const toAccount = (row: AccountRow): Account => ({
   id: row.id,
-  balanceBytes: row.balance_bytes,
+  currency: row.currency,
+  balanceMicro: row.balance_micro,
+  payableMicro: row.payable_micro,
   createdAt: row.created_at,
 });
 
@@ -57,7 +71,7 @@ const normalise = (password: string) => password.normalize('NFC');
 
 export async function signup(
   db: Database,
-  trialCreditBytes: number,
+  trial: TrialCredit,
   email: string,
   password: string,
   within?: (tx: Queryable, accountId: string) => Promise<void>,
@@ -79,15 +93,25 @@ export async function signup(
   try {
     return await db.transaction(async (tx) => {
       const accountId = `acct_${newId(ACCOUNT_ID_LENGTH)}`;
-      await tx.query('INSERT INTO accounts (id) VALUES ($1)', [accountId]);
+      await tx.query('INSERT INTO accounts (id, currency) VALUES ($1, $2)', [
+        accountId,
+        trial.currency,
+      ]);
       const [user] = await tx.query<UserRow>(
         `INSERT INTO users (id, account_id, email, password_hash) VALUES ($1, $2, $3, $4)
          RETURNING id, account_id, email, created_at`,
         [`user_${newId(ACCOUNT_ID_LENGTH)}`, accountId, email, passwordHash],
       );
-      if (trialCreditBytes > 0) {
-        // One trial per account: the ledger's (kind, reference) is unique.
-        await credit(tx, accountId, 'trial', trialCreditBytes, accountId);
+      if (trial.micro > 0) {
+        // One trial per account: the journal's (kind, reference) is unique.
+        await postEntry(tx, {
+          kind: 'trial',
+          reference: accountId,
+          currency: trial.currency,
+          accountId,
+          memo: 'trial credit',
+          postings: transfer(books.promotions, books.customer(accountId), trial.micro),
+        });
       }
       await within?.(tx, accountId);
       const account = await readAccount(tx, accountId);
@@ -128,28 +152,10 @@ export function getAccount(db: Queryable, accountId: string): Promise<Account | 
 
 async function readAccount(db: Queryable, accountId: string): Promise<Account | null> {
   const [row] = await db.query<AccountRow>(
-    'SELECT id, balance_bytes, created_at FROM accounts WHERE id = $1',
+    'SELECT id, currency, balance_micro, payable_micro, created_at FROM accounts WHERE id = $1',
     [accountId],
   );
   return row ? toAccount(row) : null;
-}
-
-/** A ledger row and the cached balance, together: call inside a transaction. */
-async function credit(
-  tx: Queryable,
-  accountId: string,
-  kind: 'trial',
-  bytes: number,
-  reference: string,
-): Promise<void> {
-  await tx.query(
-    'INSERT INTO ledger (account_id, kind, bytes, reference) VALUES ($1, $2, $3, $4)',
-    [accountId, kind, bytes, reference],
-  );
-  await tx.query('UPDATE accounts SET balance_bytes = balance_bytes + $2 WHERE id = $1', [
-    accountId,
-    bytes,
-  ]);
 }
 
 async function emailTaken(db: Queryable, email: string): Promise<boolean> {

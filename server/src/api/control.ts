@@ -10,20 +10,23 @@ import session from 'express-session';
 import type passport from 'passport';
 import type { Accounts } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
+import type { PriceBook } from '../billing/index.ts';
 import type { Leases } from '../leases/index.ts';
 import { createSealingBox } from '../secrets/index.ts';
 import type { SignupLimit } from '../signup-limit/index.ts';
 import type { Queryable } from '../store/index.ts';
+import type { Webhooks } from '../webhooks/index.ts';
 import { callerOf, createAuthenticator, requireCaller } from './auth.ts';
 import type { ProxyEndpoint } from './connection.ts';
 import { idempotency } from './idempotency.ts';
-import type { NodeEarningsRate, UpstreamNodeRegistrar } from './nodes.ts';
+import type { UpstreamNodeRegistrar } from './nodes.ts';
 import { DatabaseSessionStore } from './session-store.ts';
 import { SESSION_COOKIE } from './sessions.ts';
 import type { BodyValidator } from './validate.ts';
 
-export type { NodeEarningsRate, UpstreamNodeRegistrar } from './nodes.ts';
-export type Region = components['schemas']['Region'];
+export type { UpstreamNodeRegistrar } from './nodes.ts';
+/** Online exits of a place and type; exits of no known country are not listed. */
+export type Region = Omit<components['schemas']['Region'], 'country'> & { country: string | null };
 
 export interface ControlOptions {
   accounts: Accounts;
@@ -39,8 +42,10 @@ export interface ControlOptions {
   loginFailures?: AuthFailureLimit;
   /** Sign-ups per client address; past the allowance sign-up answers rate_limited. */
   signups?: SignupLimit;
-  /** What node operators earn per GB carried: GET /v1/nodes shows each node's earnings. */
-  nodeEarnings: NodeEarningsRate;
+  /** Prices per exit type: GET /v1/billing shows them and what the balance buys. */
+  prices: PriceBook;
+  /** Stripe is configured: credit can be bought with a card. */
+  stripeEnabled?: boolean;
   /** What this server sees of a node now: online, and the exit IPs it announces. */
   nodeStatus?: (nodeId: string) => { online: boolean; exitIps: string[] };
   /** A node was deleted: close its tunnel and take its exits out of the pool. */
@@ -51,6 +56,8 @@ export interface ControlOptions {
   onError?: (error: unknown) => void;
   /** Stores upstream-proxy nodes and starts using them; without it `upstream` is refused. */
   upstreamNodes?: UpstreamNodeRegistrar;
+  /** Customer webhook endpoints and their deliveries; without it /v1/webhooks is not served. */
+  webhooks?: Pick<Webhooks, 'endpoints' | 'sendTest' | 'listDeliveries'>;
 }
 
 /** What the resource routers share; each takes the parts it needs. */

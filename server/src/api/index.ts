@@ -1,17 +1,17 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import path from 'node:path';
 import type { components } from '@ipcola/openapi';
 import { plainAddress } from '@ipcola/shared/addresses';
 import express, { type ErrorRequestHandler, type Express, type Request } from 'express';
 import { pinoHttp } from 'pino-http';
 import type { Registry } from 'prom-client';
-import { getAbsoluteFSPath } from 'swagger-ui-dist';
 import { parse as parseYaml } from 'yaml';
 import { type ErrorCode, ipcolaError, isIPColaError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
+import { billingRouter } from './billing.ts';
 import { type ControlOptions, createControlShared } from './control.ts';
+import { documentationRouter } from './docs.ts';
 import { checkReadiness, type Dependency } from './health.ts';
 import { keysRouter } from './keys.ts';
 import { leasesRouter } from './leases.ts';
@@ -22,6 +22,7 @@ import { regionsRouter } from './regions.ts';
 import { sessionsRouter } from './sessions.ts';
 import { usageRouter } from './usage.ts';
 import { type BodyValidator, createBodyValidator } from './validate.ts';
+import { webhooksRouter } from './webhooks.ts';
 
 export type { ProxyEndpoint } from './connection.ts';
 export type { ControlOptions, Region } from './control.ts';
@@ -50,25 +51,6 @@ export interface ApiOptions {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
-
-const DOCS_PAGE = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>IPCola API</title>
-<link rel="stylesheet" href="/docs/swagger-ui.css">
-</head>
-<body>
-<div id="swagger-ui"></div>
-<script src="/docs/swagger-ui-bundle.js"></script>
-<script src="/docs/init.js"></script>
-</body>
-</html>
-`;
-
-const DOCS_INIT = `window.ui = SwaggerUIBundle({ url: '/openapi.yaml', dom_id: '#swagger-ui', deepLinking: true });
-`;
 
 /**
  * The REST API: health, readiness, the OpenAPI document and, given `control`, the
@@ -122,28 +104,7 @@ export function createApiApp(options: ApiOptions): Express {
     res.status(readiness.status === 'ready' ? 200 : 503).json(readiness);
   });
 
-  app.get('/openapi.yaml', (_req, res) => {
-    res.type('application/yaml; charset=utf-8').send(options.openapiDocument);
-  });
-
-  // Rendered API documentation: swagger-ui's static bundle over /openapi.yaml, with no
-  // inline script, so a strict Content-Security-Policy holds.
-  const docsAssets = getAbsoluteFSPath();
-  const docsPolicy =
-    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
-  app.get('/docs', (_req, res) => {
-    res.setHeader('Content-Security-Policy', docsPolicy);
-    res.type('html').send(DOCS_PAGE);
-  });
-  app.get('/docs/init.js', (_req, res) => {
-    res.type('application/javascript').send(DOCS_INIT);
-  });
-  for (const asset of ['swagger-ui.css', 'swagger-ui-bundle.js']) {
-    app.get(`/docs/${asset}`, (_req, res) => {
-      res.setHeader('Cache-Control', 'public, max-age=86400');
-      res.sendFile(path.join(docsAssets, asset));
-    });
-  }
+  app.use(documentationRouter(options.openapiDocument));
 
   const { metrics } = options;
   if (metrics) {
@@ -203,7 +164,7 @@ export async function createApiServer(
 function controlRouters(control: ControlOptions, bodies: BodyValidator): express.Router[] {
   const shared = createControlShared(control);
   const { caller, idempotent, endpoint } = shared;
-  const { accounts, leases } = control;
+  const { accounts, leases, webhooks } = control;
   const guarded = { bodies, caller, idempotent, endpoint };
   return [
     express.Router().use(shared.preamble),
@@ -220,15 +181,23 @@ function controlRouters(control: ControlOptions, bodies: BodyValidator): express
     nodesRouter({
       accounts,
       ...guarded,
-      nodeEarnings: control.nodeEarnings,
       nodeStatus: control.nodeStatus,
       nodeDeleted: control.nodeDeleted,
       upstreamNodes: control.upstreamNodes,
     }),
     usageRouter({ database: control.database, caller, accountOf: shared.accountOf }),
+    billingRouter({
+      accounts,
+      database: control.database,
+      prices: control.prices,
+      stripeEnabled: control.stripeEnabled ?? false,
+      caller,
+      accountOf: shared.accountOf,
+    }),
     ...(leases ? [leasesRouter({ leases, ...guarded })] : []),
     proxyListsRouter({ accounts, ...guarded }),
     regionsRouter({ listRegions: control.listRegions, caller }),
+    ...(webhooks ? [webhooksRouter({ webhooks, bodies, caller, idempotent })] : []),
   ];
 }
 

@@ -16,16 +16,9 @@ import { callerOf } from './auth.ts';
 import { agentCommand } from './connection.ts';
 import type { ResourceRouterOptions } from './control.ts';
 import { createdList } from './pages.ts';
-import { found, idParam, jsonBody, onlyMethods, optionalBody } from './requests.ts';
+import { found, idParam, jsonBody, moneyView, onlyMethods, optionalBody } from './requests.ts';
 
 type Schemas = components['schemas'];
-
-export interface NodeEarningsRate {
-  /** Minor units of the currency (cents for usd) per 10^9 bytes. */
-  minorPerGb: number;
-  /** ISO 4217, lowercase. */
-  currency: string;
-}
 
 export interface UpstreamNodeRegistrar {
   /** Checks and stores the node, and makes its exits leasable; throws invalid_request naming the field. */
@@ -34,7 +27,6 @@ export interface UpstreamNodeRegistrar {
 
 export interface NodesOptions extends ResourceRouterOptions {
   accounts: Pick<Accounts, 'listNodes' | 'registerNode' | 'deleteNode'>;
-  nodeEarnings: NodeEarningsRate;
   nodeStatus?: (nodeId: string) => { online: boolean; exitIps: string[] };
   nodeDeleted?: (nodeId: string) => void;
   upstreamNodes?: UpstreamNodeRegistrar;
@@ -58,7 +50,7 @@ export function nodesRouter(options: NodesOptions): Router {
           online: status.online,
           exit_ips: status.exitIps,
           bytes_carried: node.bytesCarried,
-          earnings: earningsOf(node.bytesCarried, options.nodeEarnings),
+          earnings: moneyView(node.currency, node.earnedMicro),
           created_at: node.createdAt.toISOString(),
         };
       }),
@@ -109,18 +101,6 @@ export function nodesRouter(options: NodesOptions): Router {
     .all(onlyMethods('DELETE'));
 
   return router;
-}
-
-/**
- * Bytes carried at the operator rate, rounded down to a whole minor unit. BigInt: bytes
- * times rate can pass 2^53 long before either does.
- */
-function earningsOf(bytes: number, rate: NodeEarningsRate): Schemas['NodeEarnings'] {
-  return {
-    currency: rate.currency,
-    amount_minor: Number((BigInt(bytes) * BigInt(rate.minorPerGb)) / 1_000_000_000n),
-    rate_minor_per_gb: rate.minorPerGb,
-  };
 }
 
 /** The proxy without its password: never shown again once registered. */

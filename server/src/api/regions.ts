@@ -11,12 +11,13 @@ import { onlyMethods } from './requests.ts';
 
 type Schemas = components['schemas'];
 type Region = Schemas['Region'];
+type RegionCount = Omit<Region, 'country'> & { country: string | null };
 
 const DEFAULT_LIMIT = 500;
 
 export interface RegionsOptions {
   /** Online exits by country, city and type (the hub's live registry). */
-  listRegions: () => Promise<Region[]>;
+  listRegions: () => Promise<RegionCount[]>;
   caller: RequestHandler;
 }
 
@@ -26,7 +27,7 @@ export function regionsRouter({ listRegions, caller }: RegionsOptions): Router {
   return router;
 }
 
-function regionList(listRegions: () => Promise<Region[]>): RequestHandler {
+function regionList(listRegions: () => Promise<RegionCount[]>): RequestHandler {
   return async (req, res) => {
     // The parameters were checked against the document (parameters.ts).
     const { country, type } = req.query as Record<string, string | undefined>;
@@ -34,7 +35,7 @@ function regionList(listRegions: () => Promise<Region[]>): RequestHandler {
     const wanted = country?.toLowerCase();
     const regions: Region[] = [];
     for (const region of await listRegions()) {
-      if (region.exits <= 0) continue;
+      if (region.exits <= 0 || region.country === null) continue;
       if (wanted !== undefined && region.country !== wanted) continue;
       if (type !== undefined && region.type !== type) continue;
       regions.push({

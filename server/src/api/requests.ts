@@ -6,6 +6,7 @@
 
 import type { components } from '@ipcola/openapi';
 import express, { type Request, type RequestHandler } from 'express';
+import { formatMoney } from '../billing/index.ts';
 import { ipcolaError } from '../errors/index.ts';
 import type { LeaseTargeting } from '../leases/index.ts';
 import type { Caller } from './auth.ts';
@@ -78,4 +79,9 @@ export function targetingOf(body: Schemas['CreateLeaseRequest']): LeaseTargeting
   return Object.fromEntries(
     TARGETING_FIELDS.flatMap((field) => (body[field] === undefined ? [] : [[field, body[field]]])),
   );
+}
+
+/** Micro-units of a currency as the API shows money: exact, and as a decimal for display. */
+export function moneyView(currency: string, micro: number): Schemas['Money'] {
+  return { currency, amount_micro: micro, amount: formatMoney(micro) };
 }

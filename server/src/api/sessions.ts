@@ -13,7 +13,7 @@ import type { SignupLimit } from '../signup-limit/index.ts';
 import type { Queryable } from '../store/index.ts';
 import { callerOf, startSession } from './auth.ts';
 import { idempotencyKeyOf, signupRetries } from './idempotency.ts';
-import { clientAddress, jsonBody, onlyMethods, requiredBody } from './requests.ts';
+import { clientAddress, jsonBody, moneyView, onlyMethods, requiredBody } from './requests.ts';
 import type { BodyValidator } from './validate.ts';
 
 type Schemas = components['schemas'];
@@ -172,7 +172,7 @@ function tooManyLogins(blockedMs: number) {
 function accountView(account: Account): Schemas['Account'] {
   return {
     id: account.id,
-    balance_bytes: account.balanceBytes,
+    balance: moneyView(account.currency, account.balanceMicro),
     created_at: account.createdAt.toISOString(),
   };
 }

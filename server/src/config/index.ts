@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
+import { MICRO_PER_UNIT, parseMoney } from '../billing/index.ts';
 
 /** The whole runtime configuration, read once at start-up and frozen. */
 export interface Config {
@@ -19,10 +20,10 @@ export interface Config {
   readonly stripeWebhookSecret: string | undefined;
   readonly trustDeclaredLocation: boolean;
   readonly logLevel: LogLevel;
-  /** Bytes of credit a new account starts with. */
-  readonly trialCreditBytes: number;
-  /** What node operators earn per GB (10^9 bytes) carried, in minor units of the currency. */
-  readonly nodeEarnings: { readonly minorPerGb: number; readonly currency: string };
+  /** The currency balances, prices and the journal are kept in (ISO 4217, lower case). */
+  readonly billingCurrency: string;
+  /** Credit a new account starts with, in micro-units of the currency. */
+  readonly trialCreditMicro: number;
   /** How long shutdown waits for open connections before cutting them. */
   readonly shutdownGraceMs: number;
   /** CIDRs that upstream-proxy exits may reach although the exit policy refuses their range. */
@@ -59,6 +60,10 @@ export interface Config {
   readonly signupLimitPerHour: number;
   /** CIDRs of TLS-terminating proxies whose X-Forwarded-For and X-Forwarded-Proto are believed. */
   readonly trustProxy: readonly string[];
+  /** The first webhook retry's delay; the later ones are multiples of it. */
+  readonly webhookRetryBaseMs: number;
+  /** CIDRs webhooks may reach although not public, and the only places plain http may go. */
+  readonly webhookAllowTargets: readonly string[];
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -122,21 +127,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       databaseUrl === undefined,
     ),
     logLevel: oneOf('LOG_LEVEL', read('LOG_LEVEL') ?? 'info', LOG_LEVELS),
-    trialCreditBytes: integer(
-      'TRIAL_CREDIT_BYTES',
-      read('TRIAL_CREDIT_BYTES') ?? String(1024 ** 3),
-      0,
-      Number.MAX_SAFE_INTEGER,
-    ),
-    nodeEarnings: {
-      minorPerGb: integer(
-        'NODE_EARNINGS_MINOR_PER_GB',
-        read('NODE_EARNINGS_MINOR_PER_GB') ?? '10',
-        0,
-        1_000_000,
-      ),
-      currency: currency('NODE_EARNINGS_CURRENCY', read('NODE_EARNINGS_CURRENCY') ?? 'usd'),
-    },
+    billingCurrency: currency('BILLING_CURRENCY', read('BILLING_CURRENCY') ?? 'usd'),
+    trialCreditMicro: money('TRIAL_CREDIT', read('TRIAL_CREDIT') ?? '2.00'),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', read('SHUTDOWN_GRACE_MS') ?? '3000', 0, 60_000),
     upstreamAllowTargets: cidrList('UPSTREAM_ALLOW_TARGETS', read('UPSTREAM_ALLOW_TARGETS')),
     upstreamAllowProxies: cidrList('UPSTREAM_ALLOW_PROXIES', read('UPSTREAM_ALLOW_PROXIES')),
@@ -180,8 +172,18 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       1_000_000,
     ),
     trustProxy: cidrList('TRUST_PROXY', read('TRUST_PROXY')),
+    webhookRetryBaseMs: integer(
+      'WEBHOOK_RETRY_BASE_MS',
+      read('WEBHOOK_RETRY_BASE_MS') ?? '30000',
+      1,
+      3_600_000,
+    ),
+    webhookAllowTargets: cidrList('WEBHOOK_ALLOW_TARGETS', read('WEBHOOK_ALLOW_TARGETS')),
   };
 
+  for (const [gone, instead] of REPLACED) {
+    if (read(gone) !== undefined) throw new ConfigError(gone, `is no longer read: ${instead}`);
+  }
   if (config.stripeWebhookSecret && !config.stripeSecretKey) {
     throw new ConfigError('STRIPE_WEBHOOK_SECRET', 'is set but STRIPE_SECRET_KEY is not');
   }
@@ -293,6 +295,28 @@ function cidrList(name: string, raw: string | undefined): readonly string[] {
     }
   }
   return Object.freeze(cidrs);
+}
+
+/** Settings of earlier releases that would silently do nothing now. */
+const REPLACED: ReadonlyArray<readonly [string, string]> = [
+  ['TRIAL_CREDIT_BYTES', 'balances are money now; set TRIAL_CREDIT (e.g. 2.00)'],
+  [
+    'NODE_EARNINGS_MINOR_PER_GB',
+    'operator rates are per exit type in the database (npm run admin -- prices)',
+  ],
+  ['NODE_EARNINGS_CURRENCY', 'set BILLING_CURRENCY'],
+];
+
+/** An amount of the currency with at most six decimals (`2`, `2.50`), as micro-units; not negative. */
+function money(name: string, raw: string): number {
+  const micro = parseMoney(raw);
+  if (micro === null || micro < 0 || micro > 1_000_000 * MICRO_PER_UNIT) {
+    throw new ConfigError(
+      name,
+      `"${raw}" is not an amount from 0 to 1000000 with at most six decimals (e.g. 2.50)`,
+    );
+  }
+  return micro;
 }
 
 function currency(name: string, raw: string): string {

@@ -90,6 +90,7 @@ export const API_ERRORS = {
   ),
   payload_too_large: api(413, 'The request body is too large'),
   unsupported_media_type: api(415, 'The request body must be JSON'),
+  billing_disabled: api(501, 'Card payments are not configured on this server'),
   not_ready: api(503, 'A dependency is unavailable'),
   internal_error: api(500, 'Internal error'),
 } as const satisfies Record<string, ApiCodeSpec>;

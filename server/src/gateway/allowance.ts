@@ -1,9 +1,17 @@
 /**
- * Spend bounded in bytes: a connection moves bytes only out of an allowance it holds,
- * granted in chunks from what its key and account may still spend (the balance, and the
- * monthly cap minus this month's flushed usage, both from the database, minus what hot
- * state has committed: grants not returned and usage not flushed). The reservation is
+ * Spend bounded in bytes and money: a connection moves bytes only out of an allowance it
+ * holds, granted in chunks from what its key and account may still spend (the balance,
+ * and the monthly cap minus this month's flushed usage, both from the database, minus what
+ * hot state has committed: grants not returned and usage not flushed). The reservation is
  * atomic in hot state, so instances sharing Redis never grant the same bytes twice.
+ *
+ * A grant is bytes, taken from the key's cap as bytes and from the account's balance as
+ * money at the customer's price of the exit the connection uses: what the balance still
+ * buys is more bytes through a cheap exit than through a dear one. Until the exit is
+ * chosen (the first grant comes before, so that a broke customer is refused before an
+ * exit is dialled) the price is the highest of any exit; once it is, what the grant
+ * holds at the dearer price goes back. A keep-alive connection forwarding through
+ * different exits is priced per request.
  *
  * When a chunk is used up the connection asks for the next one before it moves more;
  * none left, and it is cut. When it ends, what it did not use goes back, and what the
@@ -13,10 +21,12 @@
  * The bound: with limits unchanged, a connection overshoots by less than one chunk of
  * data (a socket read, 64 KiB at most; the last grant's rest lets its last chunk through)
  * plus the bytes it read from the client before the gate refused (another 64 KiB) and
- * its request headers (16 KiB at most): under 144 KiB per connection. When a limit is
- * lowered or a balance reduced under open connections, each may also use the rest of the
- * grant it holds (at most chunkBytes) until the guard's next check cuts it, which it does
- * once the key or account has committed more than a chunk beyond the new limit.
+ * its request headers (16 KiB at most): under 144 KiB per connection, in bytes of a cap,
+ * and in money the price of 144 KiB at its exit. When a limit is lowered or a balance
+ * reduced under open connections, each may also use the rest of the grant it holds (at
+ * most chunkBytes, or their price) until the guard's next check cuts it, which it does
+ * once the key or account has committed more than a chunk (at the highest price) beyond
+ * the new limit.
  *
  * Bytes the gateway had handed to the kernel when a cut resets the connection are billed
  * (the meter counts what was written to the socket), though the reset discards what the
@@ -24,15 +34,19 @@
  */
 
 import type { KeyStanding } from '../accounts/index.ts';
+import { BYTES_PER_GB, type PriceBook } from '../billing/index.ts';
 import { ipcolaError } from '../errors/index.ts';
 import { allowanceBuckets } from '../metering/index.ts';
 import type { AllowanceLedger } from '../store/index.ts';
+import type { Exit } from './exit-index.ts';
 
 export interface AllowancesOptions {
   ledger: AllowanceLedger;
   standing(keyIds: readonly string[], monthStart: Date): Promise<KeyStanding[]>;
   /** Bytes asked for per grant while plenty is left; grants shrink near zero. */
   chunkBytes: number;
+  /** Customer prices: the balance is spent at the price of the connection's exit. */
+  prices: Pick<PriceBook, 'customerRate' | 'highestCustomerRate'>;
   /** How long a key's limits read from the database are reused (a flush also renews them). */
   limitsTtlMs: number;
   /** A return or charge that could not reach hot state, or limits the database did not give. */
@@ -44,6 +58,9 @@ export interface AllowanceOwner {
   id: string;
   accountId: string;
 }
+
+/** What prices an exit: its type, and its country for a country's own price. */
+export type PricedExit = Pick<Exit, 'type' | 'country'>;
 
 export interface Allowances {
   /** A connection's allowance holding its first grant; throws quota_exhausted when none is left. */
@@ -60,12 +77,14 @@ export interface Allowances {
 export function unlimitedAllowances(chunkBytes: number): Allowances {
   return {
     async open() {
-      return new Allowance(
-        [],
-        async (want) => want,
-        () => {},
+      return new Allowance({
+        buckets: null,
+        reserve: async (want) => want,
+        commit: () => {},
         chunkBytes,
-      );
+        microPerByte: 0,
+        priceOf: () => 0,
+      });
     },
     judge: async () => ({ rows: [], overdrawn: null }),
   };
@@ -85,7 +104,7 @@ interface Limits {
 }
 
 export function createAllowances(options: AllowancesOptions): Allowances {
-  const { ledger } = options;
+  const { ledger, prices } = options;
   const now = options.now ?? Date.now;
   const cache = new Map<string, Limits>();
   const reading = new Map<string, Promise<Limits>>();
@@ -124,17 +143,18 @@ export function createAllowances(options: AllowancesOptions): Allowances {
     }
   };
 
-  const reserve = async (key: AllowanceOwner, want: number): Promise<number> => {
+  const reserve = async (key: AllowanceOwner, want: number, microPerByte: number) => {
     const [accountBucket, keyBucket] = allowanceBuckets(key.id, key.accountId);
     for (let attempt = 0; attempt < RESERVE_ATTEMPTS; attempt++) {
       const { epoch, row } = await limitsOf(key.id, attempt > 0);
       if (!row?.usable) return 0;
       const granted = await ledger.reserve(
         [
-          { id: accountBucket, limit: row.balanceBytes },
+          { id: accountBucket, limit: row.balanceMicro, rate: microPerByte },
           {
             id: keyBucket,
             limit: row.monthlyByteCap === null ? UNLIMITED : row.monthlyByteCap - row.monthBytes,
+            rate: 1,
           },
         ],
         want,
@@ -149,19 +169,22 @@ export function createAllowances(options: AllowancesOptions): Allowances {
   return {
     async open(key) {
       const buckets = allowanceBuckets(key.id, key.accountId);
-      const allowance = new Allowance(
+      const allowance = new Allowance({
         buckets,
-        (want) =>
-          reserve(key, want).catch((error: unknown) => {
+        reserve: (want, microPerByte) =>
+          reserve(key, want, microPerByte).catch((error: unknown) => {
             // No grant without hot state: the connection is refused or cut (see README).
             options.onError(error);
             throw error;
           }),
-        (bytes) => {
-          ledger.adjust(buckets, bytes).catch(options.onError);
+        commit: (amounts) => {
+          ledger.adjust(amounts).catch(options.onError);
         },
-        options.chunkBytes,
-      );
+        chunkBytes: options.chunkBytes,
+        // The exit is not chosen yet: the dearest one bounds what the first grant may cost.
+        microPerByte: prices.highestCustomerRate() / BYTES_PER_GB,
+        priceOf: (exit) => prices.customerRate(exit.type, exit.country ?? '') / BYTES_PER_GB,
+      });
       if (!(await allowance.more())) {
         allowance.close();
         throw ipcolaError('quota_exhausted');
@@ -176,15 +199,16 @@ export function createAllowances(options: AllowancesOptions): Allowances {
       const committed = await ledger.committed(ids);
       if ((await ledger.epoch()) !== quiet) return { rows, overdrawn: null };
       const overdrawn = new Set<string>();
+      // Connections overdraw by up to a socket read each (their last chunk, bytes read
+      // before a refusal): that is spend, bounded, not a lowered limit to cut for.
+      const slackBytes = options.chunkBytes;
+      const slackMicro = (options.chunkBytes * prices.highestCustomerRate()) / BYTES_PER_GB;
       rows.forEach((row, i) => {
         const account = committed[2 * i] ?? 0;
         const key = committed[2 * i + 1] ?? 0;
-        // Connections overdraw by up to a socket read each (their last chunk, bytes read
-        // before a refusal): that is spend, bounded, not a lowered limit to cut for.
-        const slack = options.chunkBytes;
         if (
-          account > row.balanceBytes + slack ||
-          (row.monthlyByteCap !== null && key > row.monthlyByteCap - row.monthBytes + slack)
+          account > row.balanceMicro + slackMicro ||
+          (row.monthlyByteCap !== null && key > row.monthlyByteCap - row.monthBytes + slackBytes)
         ) {
           overdrawn.add(row.keyId);
         }
@@ -194,54 +218,80 @@ export function createAllowances(options: AllowancesOptions): Allowances {
   };
 }
 
+export interface AllowanceParts {
+  /** The hot-state buckets it is granted from, [account's, key's]; null when unlimited. */
+  buckets: readonly [account: string, key: string] | null;
+  /** Reserves up to `want` bytes at `microPerByte` from the account; resolves with the bytes granted. */
+  reserve(want: number, microPerByte: number): Promise<number>;
+  /** Adds to what the buckets committed (negative: returns). */
+  commit(amounts: Record<string, number>): void;
+  chunkBytes: number;
+  /** The price per byte until an exit is known. */
+  microPerByte: number;
+  /** The customer's price per byte of an exit. */
+  priceOf(exit: PricedExit): number;
+}
+
 /**
- * One connection's allowance. The splice (and the forwarder) take() every chunk before
- * writing it; the meter settles what the client socket really moved, headers included,
- * so that close() returns or charges the exact difference.
+ * One connection's allowance: bytes granted from its key's cap, and their price at the
+ * connection's exit from its account's balance. The splice (and the forwarder) take()
+ * every chunk before writing it; the meter settles what the client socket really moved,
+ * headers included, so that close() returns or charges the exact difference.
  */
 export class Allowance {
-  /** The hot-state buckets it was granted from (its account's and its key's). */
-  readonly buckets: readonly string[];
-  readonly #reserve: (want: number) => Promise<number>;
-  readonly #commit: (bytes: number) => void;
-  readonly #chunkBytes: number;
-  #granted = 0;
-  /** Bytes this connection is charged for: taken, corrected to the meter at each settle. */
-  #spent = 0;
-  /** Bytes taken since the meter last settled them. */
-  #taken = 0;
+  readonly #parts: AllowanceParts;
+  /** Micro-units one byte costs through the connection's exit (the dearest until it is known). */
+  #rate: number;
+  /** Bytes granted from the key, and money from the account. */
+  #grantedBytes = 0;
+  #grantedMicro = 0;
+  /** What this connection is charged: taken, corrected to the meter at each settle. */
+  #spentBytes = 0;
+  #spentMicro = 0;
+  /** Taken since the meter last settled. */
+  #takenBytes = 0;
+  #takenMicro = 0;
   #asking: Promise<boolean> | null = null;
   #closed = false;
 
-  constructor(
-    buckets: readonly string[],
-    reserve: (want: number) => Promise<number>,
-    commit: (bytes: number) => void,
-    chunkBytes: number,
-  ) {
-    this.buckets = buckets;
-    this.#reserve = reserve;
-    this.#commit = commit;
-    this.#chunkBytes = chunkBytes;
+  constructor(parts: AllowanceParts) {
+    this.#parts = parts;
+    this.#rate = parts.microPerByte;
   }
 
-  /** Granted bytes not used yet. */
+  /** Granted bytes not used yet (at the current price). */
   get remaining(): number {
-    return this.#granted - this.#spent;
+    return this.#grantedBytes - this.#spentBytes;
   }
 
   /** Bytes taken since the meter last settled (a request's body or answer got under way). */
   get taken(): number {
-    return this.#taken;
+    return this.#takenBytes;
+  }
+
+  /**
+   * From now on bytes cost the customer's price at `exit`; returns it per byte, for the
+   * meter. What the grant held beyond what the new price needs goes back at once: the
+   * money of a dearer price, or the bytes the money no longer buys at a dearer one.
+   */
+  priceAt(exit: PricedExit): number {
+    const rate = this.#parts.priceOf(exit);
+    if (rate !== this.#rate) {
+      this.#rate = rate;
+      this.#fit();
+    }
+    return rate;
   }
 
   take(bytes: number): true | Promise<boolean> {
-    if (this.#spent + bytes <= this.#granted) {
-      this.#spent += bytes;
-      this.#taken += bytes;
+    if (this.#spentBytes + bytes <= this.#grantedBytes) {
+      this.#spend(bytes);
       // The next grant is asked for while a quarter of this one is left, so a busy
       // connection seldom pauses for it (a pause per chunk cost downloads about 20 %).
-      if (this.#asking === null && this.#granted - this.#spent < this.#chunkBytes / 4) {
+      if (
+        this.#asking === null &&
+        this.#grantedBytes - this.#spentBytes < this.#parts.chunkBytes / 4
+      ) {
         void this.more();
       }
       return true;
@@ -251,15 +301,20 @@ export class Allowance {
 
   /** Asks for the next grant (one request at a time); false when none is left. */
   more(): Promise<boolean> {
-    this.#asking ??= this.#reserve(this.#chunkBytes)
+    const rate = this.#rate;
+    this.#asking ??= this.#parts
+      .reserve(this.#parts.chunkBytes, rate)
       .then(
         (granted) => {
           if (this.#closed) {
             // Arrived after the connection ended: straight back.
-            if (granted > 0) this.#commit(-granted);
+            if (granted > 0) this.#commit(-granted * rate, -granted);
             return false;
           }
-          this.#granted += granted;
+          this.#grantedBytes += granted;
+          this.#grantedMicro += granted * rate;
+          // Priced again while it was asked for: what the new price does not need goes back.
+          if (rate !== this.#rate) this.#fit();
           return granted > 0;
         },
         () => false,
@@ -270,35 +325,81 @@ export class Allowance {
     return this.#asking;
   }
 
-  /** The meter counted `bytes` on the client socket since the last settle. */
-  settle(bytes: number): void {
-    this.#spent += bytes - this.#taken;
-    this.#taken = 0;
+  /**
+   * The meter counted `bytes` on the client socket since the last settle, at `microPerByte`
+   * (the price of the exit they went through; the current one by default). Returns what
+   * they took from each bucket, for the meter to carry to hot state.
+   */
+  settle(bytes: number, microPerByte = this.#rate): Record<string, number> {
+    const micro = bytes * microPerByte;
+    this.#spentBytes += bytes - this.#takenBytes;
+    this.#spentMicro += micro - this.#takenMicro;
+    this.#takenBytes = 0;
+    this.#takenMicro = 0;
+    return this.#amounts(micro, bytes);
   }
 
   /** Returns what was granted and not used, or commits what was used beyond the grants. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    const difference = this.#spent - this.#granted;
-    if (difference !== 0) this.#commit(difference);
+    this.#commit(this.#spentMicro - this.#grantedMicro, this.#spentBytes - this.#grantedBytes);
+  }
+
+  #spend(bytes: number): void {
+    const micro = bytes * this.#rate;
+    this.#spentBytes += bytes;
+    this.#spentMicro += micro;
+    this.#takenBytes += bytes;
+    this.#takenMicro += micro;
+  }
+
+  /**
+   * Gives back what the grants hold beyond what the bytes left cost at the current
+   * price, so that bytes and money left stay in step and take() need only count bytes.
+   */
+  #fit(): void {
+    const bytesLeft = this.#grantedBytes - this.#spentBytes;
+    const microLeft = this.#grantedMicro - this.#spentMicro;
+    // A millionth of a byte of slack: the money of b bytes divided back may fall short of b.
+    const bought = this.#rate > 0 ? Math.floor(microLeft / this.#rate + 1e-6) : bytesLeft;
+    const usable = Math.max(0, Math.min(bytesLeft, bought));
+    const spareBytes = Math.max(0, bytesLeft - usable);
+    const spareMicro = Math.max(0, microLeft - usable * this.#rate);
+    if (spareBytes === 0 && spareMicro < MICRO_WORTH_RETURNING) return;
+    this.#grantedBytes -= spareBytes;
+    this.#grantedMicro -= spareMicro;
+    this.#commit(-spareMicro, -spareBytes);
+  }
+
+  #commit(micro: number, bytes: number): void {
+    if (micro === 0 && bytes === 0) return;
+    this.#parts.commit(this.#amounts(micro, bytes));
+  }
+
+  #amounts(micro: number, bytes: number): Record<string, number> {
+    const buckets = this.#parts.buckets;
+    if (buckets === null) return {};
+    return { [buckets[0]]: micro, [buckets[1]]: bytes };
   }
 
   async #takeLater(bytes: number): Promise<boolean> {
-    while (this.#spent + bytes > this.#granted) {
+    while (this.#spentBytes + bytes > this.#grantedBytes) {
       if (this.#closed) return false;
       if (!(await this.more())) {
         // The last grant covers part of this chunk: the chunk goes, overdrawing by less
         // than its size, so that the credit is used up to the byte and then refused.
-        if (this.#granted - this.#spent > 0) break;
+        if (this.#grantedBytes - this.#spentBytes > 0) break;
         return false;
       }
     }
-    this.#spent += bytes;
-    this.#taken += bytes;
+    this.#spend(bytes);
     return true;
   }
 }
+
+/** Money left in a grant below this stays with it until the connection ends: not worth a call. */
+const MICRO_WORTH_RETURNING = 1;
 
 /** The first instant of the UTC month: monthly caps reset then. */
 export function monthStart(at: number): Date {

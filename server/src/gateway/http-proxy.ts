@@ -179,15 +179,17 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     // Whatever happens to this request, its bytes leave the socket's meter when it ends:
     // to its key when it got as far as an exit, to nobody when we refused it before any
     // of its bytes went on (a refusal after part of an upload went out is billed).
-    let owner: (UsageOwner & { buckets: readonly string[] }) | null = null;
+    let owner: UsageOwner | null = null;
     let allowance: Allowance | null = null;
+    /** What a byte of this request costs at its exit (a keep-alive socket's next may use another). */
+    let microPerByte: number | undefined;
     let release = () => {};
     res.once('close', () => {
       release();
       const bytes = meter.take();
       const billed = owner !== null && (!refusedByUs.has(res) || (allowance?.taken ?? 0) > 0);
-      if (billed && owner) usage.record({ ...owner, ...bytes, requests: 1 });
-      allowance?.settle(billed ? bytes.up + bytes.down : 0);
+      const used = allowance?.settle(billed ? bytes.up + bytes.down : 0, microPerByte);
+      if (billed && owner) usage.record({ ...owner, ...bytes, requests: 1, ...(used && { used }) });
     });
 
     const target = absoluteTarget(req.url ?? '');
@@ -202,12 +204,8 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     const got = allowanceFor(socket, admission.key);
     allowance = got instanceof Allowance ? got : await got;
     const exit = await connector.choose(admission);
-    owner = {
-      keyId: admission.key.id,
-      nodeId: exit.nodeId,
-      country: exit.country ?? '',
-      buckets: allowance.buckets,
-    };
+    microPerByte = allowance.priceAt(exit);
+    owner = { keyId: admission.key.id, nodeId: exit.nodeId, country: exit.country ?? '' };
     observer?.opened('http');
     res.setHeader('X-IPCola-Exit-Country', exit.country ?? '');
     if (admission.credentials.session)
@@ -266,6 +264,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     try {
       allowance = await allowances.open(admission.key);
       upstream = await connector.open(admission, target, clientGone(socket));
+      allowance.priceAt(upstream.exit);
     } catch (error) {
       release();
       throw error;

@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { GATEWAY_OPEN_TIMEOUT_MS } from '@ipcola/shared/protocol';
 import type { KeyStanding } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
+import type { PriceBook } from '../billing/index.ts';
 import type { Logger } from '../log/index.ts';
 import { SocketMeter, type UsageMeter } from '../metering/index.ts';
 import type { GatewayObserver } from '../metrics/index.ts';
@@ -50,6 +51,8 @@ export interface GatewayOptions {
     allowances: AllowanceLedger;
     /** Bytes asked for per grant (ALLOWANCE_CHUNK_BYTES). */
     chunkBytes: number;
+    /** What customers pay per GB of each exit type: connections spend balances at their exit's. */
+    prices: Pick<PriceBook, 'customerRate' | 'highestCustomerRate'>;
   };
   /** Told of opened connections, refusals and selection times (metrics). */
   observer?: GatewayObserver;
@@ -136,6 +139,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       ledger: limits.allowances,
       standing: limits.standing,
       chunkBytes: limits.chunkBytes,
+      prices: limits.prices,
       limitsTtlMs: timeouts.limitCheckMs * 2,
       onError,
     });
@@ -221,6 +225,7 @@ export function createGateway(options: GatewayOptions): Gateway {
           { host: target.host, port: target.port },
           client.gone,
         );
+        allowance.priceAt(upstream.exit);
       } catch (error) {
         allowance?.close();
         releaseSlot();

@@ -7,7 +7,10 @@ import type { Allowance } from './allowance.ts';
 export interface TunnelParties extends UsageOwner {
   client: Socket;
   upstream: Duplex;
-  /** Every chunk either way passes it before it is written; closed when the tunnel ends. */
+  /**
+   * Every chunk either way passes it before it is written; closed when the tunnel ends.
+   * Priced at the tunnel's exit already.
+   */
   allowance: Allowance;
   /** Runs once when the tunnel is over: frees slots and exit load. */
   onEnd(result: { bytesUp: number; bytesDown: number; error?: Error }): void;
@@ -20,7 +23,7 @@ export interface TunnelParties extends UsageOwner {
  */
 interface OpenTunnel {
   meter: SocketMeter;
-  owner: UsageOwner & { buckets: readonly string[] };
+  owner: UsageOwner;
   allowance: Allowance;
 }
 
@@ -52,7 +55,6 @@ export class OpenTunnels {
         keyId: parties.keyId,
         nodeId: parties.nodeId,
         country: parties.country,
-        buckets: parties.allowance.buckets,
       },
       allowance: parties.allowance,
     };
@@ -85,8 +87,9 @@ export class OpenTunnels {
 
   #meter(entry: OpenTunnel, requests: number): void {
     const delta = entry.meter.take();
-    this.usage.record({ ...entry.owner, ...delta, requests });
-    entry.allowance.settle(delta.up + delta.down);
+    // At the tunnel's price: its exit was chosen before it opened, and never changes.
+    const used = entry.allowance.settle(delta.up + delta.down);
+    this.usage.record({ ...entry.owner, ...delta, requests, used });
   }
 
   close(): void {

@@ -15,6 +15,7 @@ import {
   silentLogger,
   type TunnelLogger,
 } from '@ipcola/shared/protocol';
+import type { ExitType } from '@ipcola/shared/targeting';
 import { tunnelError } from '@ipcola/shared/tunnel-errors';
 import {
   type ConnectedNode,
@@ -33,7 +34,11 @@ import {
 
 export interface HubOptions {
   /** Maps a node token to its node id; null when the token is unknown or revoked. */
-  readonly authenticate: (token: string) => Promise<{ nodeId: string } | null>;
+  /**
+   * Maps a node token to its node id, and the exit type it was registered with when there
+   * is one: a hello announcing another type is refused, since exits are priced by it.
+   */
+  readonly authenticate: (token: string) => Promise<{ nodeId: string; type?: ExitType } | null>;
   readonly logger?: TunnelLogger;
   readonly pingIntervalMs?: number;
   /** A node whose PING answer takes longer is declared dead. */
@@ -203,7 +208,7 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     if (!check.ok) return this.#refuse(socket, check.refusal);
 
     this.#pending.add(socket);
-    let identity: { nodeId: string } | null;
+    let identity: { nodeId: string; type?: ExitType } | null;
     try {
       identity = await this.#options.authenticate(check.token);
     } catch (error) {
@@ -220,6 +225,15 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     }
 
     const { nodeId } = identity;
+    if (identity.type !== undefined && check.hello.type !== identity.type) {
+      return this.#refuse(
+        socket,
+        refusal(
+          400,
+          `node ${nodeId} is registered as ${identity.type}, not ${check.hello.type}: start the agent with --type ${identity.type}`,
+        ),
+      );
+    }
     const displaced = this.#displaced.get(nodeId);
     if (check.instance !== undefined && displaced?.instances.includes(check.instance)) {
       this.#log.warn(
@@ -361,4 +375,23 @@ interface Displaced {
   /** The address of the agent that replaced them. */
   by: string;
   at: Date;
+}
+
+/** The settings that judge nodes' health (HUB_PING_*, HUB_STREAM_*, HUB_PROBE_*), as hub options. */
+export function nodeHealthOptions(health: {
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+  streamFailureLimit: number;
+  probeBackoffMs: number;
+  probeBackoffMaxMs: number;
+}): Pick<HubOptions, 'pingIntervalMs' | 'pingTimeoutMs' | 'streamHealth'> {
+  return {
+    pingIntervalMs: health.pingIntervalMs,
+    pingTimeoutMs: health.pingTimeoutMs,
+    streamHealth: {
+      failureLimit: health.streamFailureLimit,
+      backoffMs: health.probeBackoffMs,
+      backoffMaxMs: health.probeBackoffMaxMs,
+    },
+  };
 }

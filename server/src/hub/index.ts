@@ -2,6 +2,13 @@
  * The hub role: exit nodes dial in here (HUB_PORT) and the gateway opens streams
  * through them.
  */
-export { createHub, type Hub, type HubEvents, type HubOptions, type NodeDownEvent } from './hub.ts';
+export {
+  createHub,
+  type Hub,
+  type HubEvents,
+  type HubOptions,
+  type NodeDownEvent,
+  nodeHealthOptions,
+} from './hub.ts';
 export type { ConnectedNode, NodeDownReason, StreamTarget } from './node-session.ts';
 export { closeHubServer, createHubServer, type HubServerOptions } from './server.ts';

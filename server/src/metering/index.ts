@@ -19,8 +19,11 @@ export interface Usage extends UsageOwner {
   /** Bytes from the gateway to the customer. */
   down: number;
   requests: number;
-  /** The allowance buckets these bytes count against: they leave this instance's hold when pushed. */
-  buckets?: readonly string[];
+  /**
+   * What these bytes took from each allowance bucket (bytes from a key's, money at the
+   * exit's price from an account's): it leaves this instance's hold when pushed.
+   */
+  used?: Readonly<Record<string, number>>;
 }
 
 export interface UsageMeter {
@@ -45,7 +48,7 @@ export function createUsageMeter(
 ): UsageMeter {
   const now = options.now ?? Date.now;
   let pending = new Map<string, number>();
-  /** Bytes per allowance bucket in `pending`. */
+  /** What `pending` took from each allowance bucket. */
   let pendingUsed = new Map<string, number>();
   let pushing: Promise<void> | undefined;
 
@@ -81,9 +84,8 @@ export function createUsageMeter(
       add('up', usage.up);
       add('down', usage.down);
       add('requests', usage.requests);
-      const bytes = usage.up + usage.down;
-      if (usage.buckets !== undefined && bytes > 0) {
-        for (const bucket of usage.buckets) increase(pendingUsed, bucket, bytes);
+      for (const [bucket, amount] of Object.entries(usage.used ?? {})) {
+        if (amount > 0) increase(pendingUsed, bucket, amount);
       }
     },
     unpushed() {
@@ -131,6 +133,8 @@ export class SocketMeter {
 export interface MeteringOptions {
   hotState: Pick<HotState, 'counters' | 'allowances'>;
   database: Database;
+  /** The currency usage is priced and debited in. */
+  currency: string;
   flushIntervalMs: number;
   logger: Logger;
   /** Told of the bytes as they are metered for billing (the metrics): one count, two readers. */
@@ -152,6 +156,7 @@ export function startMetering(
     counters: hotState.counters,
     allowances: hotState.allowances,
     database: options.database,
+    currency: options.currency,
     intervalMs: options.flushIntervalMs,
     onError: (error) => logger.warn({ err: error }, 'usage flush failed; retried on the next one'),
     onOrphans: (batch, keyIds) =>

@@ -1,7 +1,8 @@
 /**
  * Moves metered usage from hot state into the database: `usage_hourly` per key, node,
- * exit country and hour, and a `usage` debit per account in the ledger (with the cached
- * balance), all in one transaction per batch.
+ * exit country and hour, priced at the hour's prices for the node's exit type, and per
+ * batch a `usage` entry per customer and an `earning` entry per operator in the journal
+ * (with the cached balances), all in one transaction per batch.
  *
  * Exactly once: hot state seals the counts into a numbered batch, the batch id is
  * recorded in `usage_batches` in the same transaction as its rows, and only then is the
@@ -13,6 +14,8 @@
  * buckets (settled once per batch id, so a replay settles nothing twice): from then on
  * the database's balance and caps hold them instead.
  */
+
+import { BYTES_PER_GB, books, postEntry, transfer } from '../billing/index.ts';
 import type {
   AllowanceLedger,
   CounterBatch,
@@ -27,6 +30,8 @@ export interface UsageFlusherOptions {
   /** Where the batch's bytes were committed until the database held them. */
   allowances: AllowanceLedger;
   database: Database;
+  /** The currency usage is priced and debited in. */
+  currency: string;
   intervalMs: number;
   /** A flush that failed; its batch stays pending and is retried on the next one. */
   onError?: (error: unknown) => void;
@@ -71,7 +76,7 @@ export function startUsageFlusher(options: UsageFlusherOptions): UsageFlusher {
     const apply = async (batch: CounterBatch) => {
       await options.allowances.beginSettle(batch.id);
       const written = await database.transaction((tx) => applyBatch(tx, batch, options));
-      await options.allowances.settle(batch.id, await bucketBytes(database, batch));
+      await options.allowances.settle(batch.id, await bucketAmounts(database, batch));
       await counters.ack(USAGE_GROUP, batch.id);
       if (written) result.batches += 1;
       else result.replayed += 1;
@@ -160,49 +165,125 @@ async function applyBatch(
     );
   }
 
-  await tx.query(
-    `INSERT INTO usage_hourly (key_id, node_id, country, hour, bytes_up, bytes_down, requests)
-     SELECT key_id, node_id, country, to_timestamp(hour * 3600), up, down, requests
-     FROM (${batchRows}) b
-     ON CONFLICT (key_id, node_id, country, hour) DO UPDATE SET
-       bytes_up = usage_hourly.bytes_up + EXCLUDED.bytes_up,
-       bytes_down = usage_hourly.bytes_down + EXCLUDED.bytes_down,
-       requests = usage_hourly.requests + EXCLUDED.requests`,
-    columns,
-  );
-  // One debit per account and batch; the ledger's (kind, reference) key refuses a second.
-  await tx.query(
-    `WITH per_account AS (
-       SELECT account_id, sum(up + down) AS bytes FROM (${batchRows}) b GROUP BY account_id
-     ), debited AS (
-       INSERT INTO ledger (account_id, kind, bytes, reference)
-       SELECT account_id, 'usage', -bytes, $8::text || ':' || account_id FROM per_account WHERE bytes > 0
-       RETURNING account_id, -bytes AS bytes
+  // Each row is priced once, at its hour's prices, when first written; a row's charge and
+  // earning are always floor(bytes × price / 10^9). What this batch adds to them is the
+  // difference its bytes make: concurrent flushes of one row serialise on the row's lock,
+  // so their differences add up to the row's charge exactly.
+  const changed = await tx.query<{
+    account_id: string;
+    operator_id: string | null;
+    charged: number;
+    earned: number;
+    bytes: number;
+    customer_micro_per_gb: number;
+  }>(
+    `WITH batch AS (
+       SELECT b.*, coalesce(n.type, 'residential') AS exit_type, n.account_id AS operator_id
+       FROM (${batchRows}) b LEFT JOIN nodes n ON n.id = b.node_id
+     ), priced AS (
+       SELECT b.*, coalesce(p.customer_micro_per_gb, 0) AS customer_price,
+              coalesce(p.operator_micro_per_gb, 0) AS operator_price
+       FROM batch b LEFT JOIN LATERAL (
+         SELECT customer_micro_per_gb, operator_micro_per_gb FROM prices
+         WHERE currency = $8 AND exit_type = b.exit_type AND country IN (b.country, '')
+           AND effective_from <= to_timestamp(b.hour * 3600)
+         ORDER BY (country = b.country) DESC, effective_from DESC LIMIT 1
+       ) p ON true
+     ), written AS (
+       INSERT INTO usage_hourly AS u (key_id, node_id, country, hour, exit_type, bytes_up,
+         bytes_down, requests, customer_micro_per_gb, operator_micro_per_gb, charged_micro,
+         earned_micro)
+       SELECT key_id, node_id, country, to_timestamp(hour * 3600), exit_type, up, down, requests,
+              customer_price, operator_price,
+              floor((up + down)::numeric * customer_price / 1000000000)::bigint,
+              floor((up + down)::numeric * operator_price / 1000000000)::bigint
+       FROM priced
+       ON CONFLICT (key_id, node_id, country, hour) DO UPDATE SET
+         bytes_up = u.bytes_up + EXCLUDED.bytes_up,
+         bytes_down = u.bytes_down + EXCLUDED.bytes_down,
+         requests = u.requests + EXCLUDED.requests,
+         charged_micro = floor((u.bytes_up + u.bytes_down + EXCLUDED.bytes_up + EXCLUDED.bytes_down)
+                               ::numeric * u.customer_micro_per_gb / 1000000000)::bigint,
+         earned_micro = floor((u.bytes_up + u.bytes_down + EXCLUDED.bytes_up + EXCLUDED.bytes_down)
+                              ::numeric * u.operator_micro_per_gb / 1000000000)::bigint
+       RETURNING u.key_id, u.node_id, u.country, u.hour, u.bytes_up + u.bytes_down AS total,
+                 u.customer_micro_per_gb, u.operator_micro_per_gb, u.charged_micro, u.earned_micro
      )
-     UPDATE accounts a SET balance_bytes = a.balance_bytes - d.bytes
-     FROM debited d WHERE a.id = d.account_id`,
-    [...columns, batch.id],
+     SELECT p.account_id, p.operator_id, p.up + p.down AS bytes, w.customer_micro_per_gb,
+            w.charged_micro - floor((w.total - p.up - p.down)::numeric * w.customer_micro_per_gb
+                                    / 1000000000)::bigint AS charged,
+            w.earned_micro - floor((w.total - p.up - p.down)::numeric * w.operator_micro_per_gb
+                                   / 1000000000)::bigint AS earned
+     FROM written w JOIN priced p ON p.key_id = w.key_id AND p.node_id = w.node_id
+       AND p.country = w.country AND to_timestamp(p.hour * 3600) = w.hour`,
+    [...columns, options.currency],
   );
+
+  // One usage entry per customer and one earning entry per operator for the batch; the
+  // journal's (kind, reference) refuses a second.
+  const charges = new Map<string, number>();
+  const earnings = new Map<string, number>();
+  for (const row of changed) {
+    charges.set(row.account_id, (charges.get(row.account_id) ?? 0) + row.charged);
+    if (row.operator_id) {
+      earnings.set(row.operator_id, (earnings.get(row.operator_id) ?? 0) + row.earned);
+    }
+  }
+  for (const [accountId, amount] of charges) {
+    await postEntry(tx, {
+      kind: 'usage',
+      reference: `${batch.id}:${accountId}`,
+      currency: options.currency,
+      accountId,
+      postings: transfer(books.customer(accountId), books.revenue, amount),
+    });
+  }
+  for (const [accountId, amount] of earnings) {
+    await postEntry(tx, {
+      kind: 'earning',
+      reference: `${batch.id}:${accountId}`,
+      currency: options.currency,
+      accountId,
+      postings: transfer(books.operatorCost, books.operator(accountId), amount),
+    });
+  }
   return true;
 }
 
-/** The batch's bytes per allowance bucket (each key's, and its account's). */
-async function bucketBytes(db: Queryable, batch: CounterBatch): Promise<Record<string, number>> {
-  const perKey = new Map<string, number>();
-  for (const row of usageRows(batch.counts)) {
-    perKey.set(row.keyId, (perKey.get(row.keyId) ?? 0) + row.up + row.down);
-  }
-  if (perKey.size === 0) return {};
-  const keys = await db.query<{ id: string; account_id: string }>(
-    'SELECT id, account_id FROM api_keys WHERE id = ANY($1::text[])',
-    [[...perKey.keys()]],
+/**
+ * What the batch takes out of each allowance bucket: its bytes from each key's, and their
+ * price at each row's customer price from each account's (unrounded micro-units, as the
+ * connections committed them). Read from the rows, so a replayed batch settles the same.
+ */
+async function bucketAmounts(db: Queryable, batch: CounterBatch): Promise<Record<string, number>> {
+  const rows = usageRows(batch.counts);
+  if (rows.length === 0) return {};
+  const priced = await db.query<{
+    key_id: string;
+    account_id: string;
+    bytes: number;
+    customer_micro_per_gb: number;
+  }>(
+    `SELECT r.key_id, k.account_id, r.bytes, u.customer_micro_per_gb
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+       AS r (key_id, node_id, country, hour, bytes)
+     JOIN api_keys k ON k.id = r.key_id
+     JOIN usage_hourly u ON u.key_id = r.key_id AND u.node_id = r.node_id
+       AND u.country = r.country AND u.hour = to_timestamp(r.hour * 3600)`,
+    [
+      rows.map((row) => row.keyId),
+      rows.map((row) => row.nodeId),
+      rows.map((row) => row.country),
+      rows.map((row) => row.hour),
+      rows.map((row) => row.up + row.down),
+    ],
   );
   const amounts: Record<string, number> = {};
-  for (const key of keys) {
-    const bytes = perKey.get(key.id) ?? 0;
-    for (const bucket of allowanceBuckets(key.id, key.account_id)) {
-      amounts[bucket] = (amounts[bucket] ?? 0) + bytes;
-    }
+  for (const row of priced) {
+    const [accountBucket, keyBucket] = allowanceBuckets(row.key_id, row.account_id);
+    amounts[keyBucket] = (amounts[keyBucket] ?? 0) + row.bytes;
+    amounts[accountBucket] =
+      (amounts[accountBucket] ?? 0) + (row.bytes * row.customer_micro_per_gb) / BYTES_PER_GB;
   }
   return amounts;
 }

@@ -3,7 +3,8 @@
  * upstream-proxy nodes, whose exits the gateway leases. The database keeps who owns
  * them (accounts); this says what they do now.
  */
-import type { Gateway } from '../gateway/index.ts';
+import type { Duplex } from 'node:stream';
+import type { Exit, Gateway, Target } from '../gateway/index.ts';
 import type { Hub } from '../hub/index.ts';
 import type {
   RegisteredUpstreamNode,
@@ -48,4 +49,18 @@ export function createLiveNodes(options: LiveNodesOptions): LiveNodes {
       return node;
     },
   };
+}
+
+/**
+ * How the gateway opens a stream through an exit: through the supplier's proxy for an
+ * upstream-proxy node, else through the node's tunnel at the hub. `signal` stops either.
+ */
+export function streamOpener(
+  hub: Pick<Hub, 'openStream'>,
+  upstreams: Pick<UpstreamExits, 'has' | 'openStream'>,
+): (exit: Exit, target: Target, signal: AbortSignal) => Promise<Duplex> {
+  return (exit, target, signal) =>
+    upstreams.has(exit.nodeId)
+      ? upstreams.openStream(exit.nodeId, exit.ip, target, signal)
+      : hub.openStream(exit.nodeId, { ...target, exitIp: exit.ip, signal });
 }

@@ -38,9 +38,10 @@ export interface SessionTable {
  */
 export interface CounterStore {
   /**
-   * Adds deltas to a group's counters. `used`: bytes per allowance bucket that these
-   * counts carry; they leave this instance's hold in the same atomic step, so that a
-   * crash right after can neither lose them nor count them twice (see AllowanceLedger).
+   * Adds deltas to a group's counters. `used`: what these counts took from each
+   * allowance bucket (bytes, or money at their exit's price); it leaves this instance's
+   * hold in the same atomic step, so that a crash right after can neither lose it nor
+   * count it twice (see AllowanceLedger).
    */
   add(
     group: string,
@@ -63,10 +64,14 @@ export interface CounterBatch {
 
 /**
  * What connections may still spend, reserved in byte chunks before they move them (the
- * way telecom online charging grants quota). Each bucket (an account's balance, a key's
- * monthly cap) has a `committed` count: bytes granted to connections and not returned,
- * plus bytes metered and not yet flushed to the database. What a bucket may still grant
- * is its limit (what the database says, read after the epoch) minus committed.
+ * way telecom online charging grants quota). Each bucket (an account's balance in
+ * micro-units, a key's monthly cap in bytes) has a `committed` count: what grants to
+ * connections took from it and was not returned, plus usage metered and not yet flushed
+ * to the database. What a bucket may still grant is its limit (what the database says,
+ * read after the epoch) minus committed. A bucket counts in its own unit: a grant of b
+ * bytes takes b × rate from each bucket, the rate being the bucket's unit per byte (1
+ * for a cap, the exit's price per byte for a balance). Money amounts are fractions of a
+ * micro-unit here: committed is a bound, the exact charge is the journal's.
  *
  * Flushed usage leaves committed when the flush settles its batch (once per batch id);
  * settling moves the epoch, so a reservation made with limits read before that flush is
@@ -82,10 +87,11 @@ export interface AllowanceLedger {
   /** The current flush epoch: read it before the limits a reservation is checked against. */
   epoch(): Promise<string>;
   /**
-   * Reserves the same number of bytes in every bucket at once: `want`, or less when a
-   * bucket has less room (near zero the grant shrinks to a fraction of the room, never
-   * below `minimum` unless the room itself is smaller). Returns the bytes reserved (0
-   * when a bucket has no room), or null when `epoch` is no longer current.
+   * Reserves one grant of bytes in every bucket at once: `want`, or less when a bucket
+   * has less room for it at its rate (near zero the grant shrinks to a fraction of the
+   * room, never below `minimum` unless the room itself is smaller), each bucket
+   * committing the grant times its rate. Returns the bytes reserved (0 when a bucket has
+   * no room for one byte), or null when `epoch` is no longer current.
    */
   reserve(
     buckets: readonly AllowanceBucket[],
@@ -93,13 +99,13 @@ export interface AllowanceLedger {
     minimum: number,
     epoch: string,
   ): Promise<number | null>;
-  /** Adds bytes to every bucket's committed count and this instance's hold (negative: returns). */
-  adjust(bucketIds: readonly string[], bytes: number): Promise<void>;
-  /** Committed bytes per bucket, in the order asked. */
+  /** Adds each amount to its bucket's committed count and this instance's hold (negative: returns). */
+  adjust(amounts: Readonly<Record<string, number>>): Promise<void>;
+  /** Committed amounts per bucket, in the order asked. */
   committed(bucketIds: readonly string[]): Promise<number[]>;
   /**
    * The epoch when no flush is between its database commit and its settle(), else null.
-   * In that window the flushed bytes are in both the database and committed: a reading
+   * In that window the flushed usage is in both the database and committed: a reading
    * of both is conservative for grants but would make a key look overdrawn.
    */
   quietEpoch(): Promise<string | null>;
@@ -115,6 +121,8 @@ export interface AllowanceBucket {
   id: string;
   /** What the bucket may commit in all: balance or remaining cap, from the database. */
   limit: number;
+  /** The bucket's units one byte takes: 1 for bytes, micro-units per byte for money. */
+  rate: number;
 }
 
 /** Entries that vanish unless refreshed before their TTL, e.g. online nodes. */
@@ -141,11 +149,25 @@ export function newBatchId(now = Date.now()): string {
 }
 
 /**
- * The bytes one reservation grants from a bucket with `room` left: `want` while room is
- * plenty; near zero an eighth of the room (at least `minimum`), so that the last bytes
- * are shared among a key's connections instead of all going to the first that asks.
+ * The bytes one reservation grants from a bucket with `room` left at `rate` units per
+ * byte: `want` while room is plenty; near zero an eighth of the room (at least
+ * `minimum`), so that the last bytes are shared among a key's connections instead of all
+ * going to the first that asks. Never more bytes than the room pays for at the rate.
  */
-export function grantFor(room: number, want: number, minimum: number): number {
+export function grantFor(room: number, rate: number, want: number, minimum: number): number {
   if (room <= 0) return 0;
-  return Math.min(want, room, Math.max(minimum, Math.floor(room / 8)));
+  let bytes = want;
+  if (rate > 0) {
+    bytes = Math.floor(room / rate);
+    // Floating point may round the quotient up past what the room pays for.
+    if (bytes * rate > room) bytes -= 1;
+  }
+  if (bytes <= 0) return 0;
+  return Math.min(want, bytes, Math.max(minimum, Math.floor(bytes / 8)));
 }
+
+/**
+ * Below this a money count is a rounding residue of fractions of a micro-unit, not
+ * spend: it is forgotten rather than kept forever for an idle bucket.
+ */
+export const NEGLIGIBLE_AMOUNT = 1e-6;

@@ -1,5 +1,11 @@
 import { RateLimiterMemory } from 'rate-limiter-flexible';
-import { type CounterBatch, grantFor, type HotState, newBatchId } from './hot-state.ts';
+import {
+  type CounterBatch,
+  grantFor,
+  type HotState,
+  NEGLIGIBLE_AMOUNT,
+  newBatchId,
+} from './hot-state.ts';
 
 interface Expiring {
   value: string;
@@ -111,18 +117,16 @@ export function createMemoryHotState(now: () => number = Date.now): HotState {
         if (seen !== String(epoch)) return null;
         let grant = want;
         for (const bucket of buckets) {
-          grant = Math.min(
-            grant,
-            grantFor(bucket.limit - (committed.get(bucket.id) ?? 0), want, minimum),
-          );
+          const room = bucket.limit - (committed.get(bucket.id) ?? 0);
+          grant = Math.min(grant, grantFor(room, bucket.rate, want, minimum));
         }
         if (grant <= 0) return 0;
-        for (const bucket of buckets) add(committed, bucket.id, grant);
+        for (const bucket of buckets) add(committed, bucket.id, grant * bucket.rate);
         return grant;
       },
-      async adjust(bucketIds, bytes) {
+      async adjust(amounts) {
         assertOpen();
-        for (const id of bucketIds) add(committed, id, bytes);
+        for (const [id, by] of Object.entries(amounts)) add(committed, id, by);
       },
       async committed(bucketIds) {
         assertOpen();
@@ -145,7 +149,7 @@ export function createMemoryHotState(now: () => number = Date.now): HotState {
         settled.add(batchId);
         // Only a replay right after a failed acknowledgement settles a batch twice here.
         if (settled.size > 1_000) settled.delete(settled.values().next().value as string);
-        for (const [id, bytes] of Object.entries(amounts)) add(committed, id, -bytes);
+        for (const [id, amount] of Object.entries(amounts)) add(committed, id, -amount);
       },
       async reconcile() {
         assertOpen();
@@ -195,7 +199,7 @@ export function createMemoryHotState(now: () => number = Date.now): HotState {
 /** Adds to a count, forgetting it at zero so that idle buckets cost nothing. */
 function add(counts: Map<string, number>, id: string, by: number): void {
   const next = (counts.get(id) ?? 0) + by;
-  if (next === 0) counts.delete(id);
+  if (Math.abs(next) < NEGLIGIBLE_AMOUNT) counts.delete(id);
   else counts.set(id, next);
 }
 

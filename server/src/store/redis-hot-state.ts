@@ -2,10 +2,21 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Logger } from '../log/index.ts';
-import { type CounterBatch, type HotState, newBatchId } from './hot-state.ts';
+import { type CounterBatch, type HotState, NEGLIGIBLE_AMOUNT, newBatchId } from './hot-state.ts';
 
 // Time comes from Redis itself so that every server instance agrees on expiry.
 const NOW_MS = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+/**
+ * Adds to a hash field in floating point (money is fractions of a micro-unit here),
+ * forgetting the field once only a rounding residue is left (NEGLIGIBLE_AMOUNT).
+ */
+const ADD_OR_FORGET = `local function add(hash, field, by)
+  if tonumber(by) == 0 then return end
+  if math.abs(tonumber(redis.call('HINCRBYFLOAT', hash, field, by))) < ${NEGLIGIBLE_AMOUNT} then
+    redis.call('HDEL', hash, field)
+  end
+end`;
 
 const SCRIPTS = {
   /** KEYS: session. ARGV: value, ttlMs. */
@@ -25,52 +36,58 @@ const SCRIPTS = {
   },
   /**
    * KEYS: committed, epoch, this holder's hold, holders. ARGV: epoch, want, minimum,
-   * holder, then id and limit per bucket. The grant formula is grantFor()'s.
+   * holder, then id, limit and rate per bucket. The grant formula is grantFor()'s.
    */
   allowanceReserve: {
     numberOfKeys: 4,
     lua: `if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then return -1 end
       local want = tonumber(ARGV[2]) local minimum = tonumber(ARGV[3])
       local grant = want
-      for i = 5, #ARGV, 2 do
+      for i = 5, #ARGV, 3 do
         local room = tonumber(ARGV[i + 1]) - tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+        local rate = tonumber(ARGV[i + 2])
         local g = 0
-        if room > 0 then g = math.min(want, room, math.max(minimum, math.floor(room / 8))) end
+        if room > 0 then
+          local bytes = want
+          if rate > 0 then
+            bytes = math.floor(room / rate)
+            if bytes * rate > room then bytes = bytes - 1 end
+          end
+          if bytes > 0 then g = math.min(want, bytes, math.max(minimum, math.floor(bytes / 8))) end
+        end
         if g < grant then grant = g end
       end
       if grant <= 0 then return 0 end
-      for i = 5, #ARGV, 2 do
-        redis.call('HINCRBY', KEYS[1], ARGV[i], grant)
-        redis.call('HINCRBY', KEYS[3], ARGV[i], grant)
+      for i = 5, #ARGV, 3 do
+        local amount = grant * tonumber(ARGV[i + 2])
+        redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], amount)
+        redis.call('HINCRBYFLOAT', KEYS[3], ARGV[i], amount)
       end
       redis.call('SADD', KEYS[4], ARGV[4])
       return grant`,
   },
-  /** KEYS: committed, this holder's hold, holders. ARGV: bytes, holder, bucket ids... */
+  /** KEYS: committed, this holder's hold, holders. ARGV: holder, then bucket id and amount... */
   allowanceAdjust: {
     numberOfKeys: 3,
-    lua: `local by = tonumber(ARGV[1])
-      for i = 3, #ARGV do
-        if redis.call('HINCRBY', KEYS[1], ARGV[i], by) == 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
-        if redis.call('HINCRBY', KEYS[2], ARGV[i], by) == 0 then redis.call('HDEL', KEYS[2], ARGV[i]) end
+    lua: `${ADD_OR_FORGET}
+      for i = 2, #ARGV, 2 do
+        add(KEYS[1], ARGV[i], ARGV[i + 1])
+        add(KEYS[2], ARGV[i], ARGV[i + 1])
       end
-      redis.call('SADD', KEYS[3], ARGV[2])
+      redis.call('SADD', KEYS[3], ARGV[1])
       return 1`,
   },
   /**
    * KEYS: committed, epoch, the batch's marker (kept a day: replays come within
-   * minutes), batches settling. ARGV: batch id, then bucket id and bytes...
+   * minutes), batches settling. ARGV: batch id, then bucket id and amount...
    */
   allowanceSettle: {
     numberOfKeys: 4,
-    lua: `redis.call('SREM', KEYS[4], ARGV[1])
+    lua: `${ADD_OR_FORGET}
+      redis.call('SREM', KEYS[4], ARGV[1])
       redis.call('INCR', KEYS[2])
       if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', 86400000) then return 0 end
-      for i = 2, #ARGV, 2 do
-        if redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i + 1])) == 0 then
-          redis.call('HDEL', KEYS[1], ARGV[i])
-        end
-      end
+      for i = 2, #ARGV, 2 do add(KEYS[1], ARGV[i], -tonumber(ARGV[i + 1])) end
       return 1`,
   },
   /**
@@ -80,17 +97,14 @@ const SCRIPTS = {
    */
   allowanceReconcile: {
     numberOfKeys: 2,
-    lua: `redis.call('SET', ARGV[2] .. ARGV[3], '1', 'PX', ARGV[4])
+    lua: `${ADD_OR_FORGET}
+      redis.call('SET', ARGV[2] .. ARGV[3], '1', 'PX', ARGV[4])
       redis.call('SADD', KEYS[2], ARGV[3])
       local released = 0
       for _, holder in ipairs(redis.call('SMEMBERS', KEYS[2])) do
         if redis.call('EXISTS', ARGV[2] .. holder) == 0 then
           local held = redis.call('HGETALL', ARGV[1] .. holder)
-          for i = 1, #held, 2 do
-            if redis.call('HINCRBY', KEYS[1], held[i], -tonumber(held[i + 1])) == 0 then
-              redis.call('HDEL', KEYS[1], held[i])
-            end
-          end
+          for i = 1, #held, 2 do add(KEYS[1], held[i], -tonumber(held[i + 1])) end
           redis.call('DEL', ARGV[1] .. holder)
           redis.call('SREM', KEYS[2], holder)
           released = released + 1
@@ -256,8 +270,8 @@ export async function openRedisHotState(
             throw new RangeError(`counter delta ${by} is not an integer`);
           tx.hincrby(current, field, by);
         }
-        for (const [bucket, bytes] of Object.entries(used)) {
-          if (bytes !== 0) tx.hincrby(myHold, bucket, -bytes);
+        for (const [bucket, amount] of Object.entries(used)) {
+          if (amount !== 0) tx.hincrbyfloat(myHold, bucket, -amount);
         }
         await tx.exec();
       },
@@ -294,7 +308,7 @@ export async function openRedisHotState(
       async reserve(buckets, want, minimum, epoch) {
         if (buckets.length === 0) return want;
         const args: Array<string | number> = [epoch, want, minimum, holder];
-        for (const bucket of buckets) args.push(bucket.id, Math.floor(bucket.limit));
+        for (const bucket of buckets) args.push(bucket.id, bucket.limit, bucket.rate);
         const granted = Number(
           await redis.allowanceReserve(
             allowanceKeys.committed,
@@ -306,15 +320,17 @@ export async function openRedisHotState(
         );
         return granted < 0 ? null : granted;
       },
-      async adjust(bucketIds, bytes) {
-        if (bytes === 0 || bucketIds.length === 0) return;
+      async adjust(amounts) {
+        const args = Object.entries(amounts)
+          .filter(([, amount]) => amount !== 0)
+          .flat();
+        if (args.length === 0) return;
         await redis.allowanceAdjust(
           allowanceKeys.committed,
           myHold,
           allowanceKeys.holders,
-          bytes,
           holder,
-          ...bucketIds,
+          ...args,
         );
       },
       async committed(bucketIds) {

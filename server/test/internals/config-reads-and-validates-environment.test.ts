@@ -29,7 +29,8 @@ describe('configuration', () => {
     assert.equal(config.trustDeclaredLocation, true);
     assert.equal(config.logLevel, 'info');
     assert.equal(config.publicHost, '127.0.0.1');
-    assert.equal(config.trialCreditBytes, 1024 ** 3);
+    assert.equal(config.billingCurrency, 'usd');
+    assert.equal(config.trialCreditMicro, 2_000_000, 'a trial of 2.00');
     assert.deepEqual(config.upstreamAllowTargets, [], 'no policy exceptions for upstream exits');
     assert.deepEqual(config.upstreamAllowProxies, []);
     assert.equal(config.upstreamProbeIntervalMs, 10_000);
@@ -39,9 +40,23 @@ describe('configuration', () => {
     assert.equal(config.proxyHandshakeTimeoutMs, 10_000);
     assert.equal(config.metricsToken, undefined);
     assert.equal(config.strictApiAnswers, false);
-    assert.deepEqual(config.nodeEarnings, { minorPerGb: 10, currency: 'usd' });
     assert.equal(config.signupLimitPerHour, 5);
     assert.deepEqual(config.trustProxy, [], 'no proxy is believed');
+    assert.equal(config.webhookRetryBaseMs, 30_000);
+    assert.deepEqual(config.webhookAllowTargets, [], 'webhooks go to public https URLs only');
+  });
+
+  test('WEBHOOK_RETRY_BASE_MS is a whole number of milliseconds; WEBHOOK_ALLOW_TARGETS lists CIDRs', () => {
+    const config = load({
+      WEBHOOK_RETRY_BASE_MS: '5',
+      WEBHOOK_ALLOW_TARGETS: '127.0.0.1/32, ::1/128',
+    });
+    assert.equal(config.webhookRetryBaseMs, 5);
+    assert.deepEqual(config.webhookAllowTargets, ['127.0.0.1/32', '::1/128']);
+    for (const bad of ['0', '3600001', '1.5', 'soon']) {
+      assert.equal(refusal({ WEBHOOK_RETRY_BASE_MS: bad }).variable, 'WEBHOOK_RETRY_BASE_MS', bad);
+    }
+    assert.equal(refusal({ WEBHOOK_ALLOW_TARGETS: '127.0.0.1' }).variable, 'WEBHOOK_ALLOW_TARGETS');
   });
 
   test('TRUST_PROXY lists the CIDRs of the proxies in front; SIGNUP_LIMIT_PER_HOUR is a count', () => {
@@ -50,9 +65,12 @@ describe('configuration', () => {
     assert.equal(config.signupLimitPerHour, 20);
   });
 
-  test('the node earnings rate takes whole minor units per GB and a currency in either case', () => {
-    const config = load({ NODE_EARNINGS_MINOR_PER_GB: '0', NODE_EARNINGS_CURRENCY: 'EUR' });
-    assert.deepEqual(config.nodeEarnings, { minorPerGb: 0, currency: 'eur' });
+  test('the trial credit is an amount of the billing currency, given in either case', () => {
+    const config = load({ TRIAL_CREDIT: '0.000001', BILLING_CURRENCY: 'EUR' });
+    assert.equal(config.trialCreditMicro, 1);
+    assert.equal(config.billingCurrency, 'eur');
+    assert.equal(load({ TRIAL_CREDIT: '0' }).trialCreditMicro, 0);
+    assert.equal(load({ TRIAL_CREDIT: '12.5' }).trialCreditMicro, 12_500_000);
   });
 
   test('upstream-exit policy exceptions are lists of CIDRs', () => {
@@ -147,7 +165,11 @@ describe('configuration', () => {
     ['TRUST_DECLARED_LOCATION', { TRUST_DECLARED_LOCATION: 'maybe' }, /not a boolean/],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /not one of/],
     ['PUBLIC_HOST', { PUBLIC_HOST: 'http://x' }, /not an IP address or host name/],
-    ['TRIAL_CREDIT_BYTES', { TRIAL_CREDIT_BYTES: 'lots' }, /not a whole number/],
+    ['TRIAL_CREDIT', { TRIAL_CREDIT: 'lots' }, /not an amount/],
+    ['TRIAL_CREDIT', { TRIAL_CREDIT: '-1' }, /not an amount/],
+    ['TRIAL_CREDIT', { TRIAL_CREDIT: '1.0000001' }, /at most six decimals/],
+    ['TRIAL_CREDIT', { TRIAL_CREDIT: '1e3' }, /not an amount/],
+    ['TRIAL_CREDIT_BYTES', { TRIAL_CREDIT_BYTES: '1073741824' }, /no longer read.*TRIAL_CREDIT/],
     ['SHUTDOWN_GRACE_MS', { SHUTDOWN_GRACE_MS: '999999' }, /out of range/],
     ['UPSTREAM_ALLOW_TARGETS', { UPSTREAM_ALLOW_TARGETS: '127.0.0.1' }, /not a CIDR/],
     ['UPSTREAM_ALLOW_TARGETS', { UPSTREAM_ALLOW_TARGETS: '10.0.0.0/33' }, /not a CIDR/],
@@ -167,9 +189,9 @@ describe('configuration', () => {
     ['TRUST_PROXY', { TRUST_PROXY: '10.0.0.0/8,300.1.1.1/32' }, /not a CIDR/],
     ['SIGNUP_LIMIT_PER_HOUR', { SIGNUP_LIMIT_PER_HOUR: 'many' }, /not a whole number/],
     ['METRICS_TOKEN', { METRICS_TOKEN: 'short' }, /24-256 visible ASCII/],
-    ['NODE_EARNINGS_MINOR_PER_GB', { NODE_EARNINGS_MINOR_PER_GB: '0.5' }, /not a whole number/],
-    ['NODE_EARNINGS_MINOR_PER_GB', { NODE_EARNINGS_MINOR_PER_GB: '1000001' }, /out of range/],
-    ['NODE_EARNINGS_CURRENCY', { NODE_EARNINGS_CURRENCY: 'dollars' }, /ISO 4217/],
+    ['NODE_EARNINGS_MINOR_PER_GB', { NODE_EARNINGS_MINOR_PER_GB: '10' }, /npm run admin -- prices/],
+    ['NODE_EARNINGS_CURRENCY', { NODE_EARNINGS_CURRENCY: 'usd' }, /BILLING_CURRENCY/],
+    ['BILLING_CURRENCY', { BILLING_CURRENCY: 'dollars' }, /ISO 4217/],
   ];
   for (const [variable, env, reason] of bad) {
     test(`${variable}=${Object.values(env).at(-1)} is refused naming ${variable}`, () => {

@@ -20,16 +20,22 @@ const TABLES = [
   'api_keys',
   'exit_ips',
   'idempotency_keys',
+  'journal_entries',
+  'journal_postings',
   'leases',
-  'ledger',
+  'ledger_bytes_before_money',
   'nodes',
   'passwordless_cidrs',
+  'prices',
   'sessions',
   'settings',
   'upstream_proxies',
   'usage_batches',
   'usage_hourly',
   'users',
+  'webhook_attempts',
+  'webhook_deliveries',
+  'webhook_endpoints',
 ];
 
 async function migrationsDir(
@@ -68,7 +74,7 @@ for (const engine of databaseEngines) {
     });
 
     test('parameters and column types come back the same on every engine', async () => {
-      await db.query('INSERT INTO accounts (id, name, balance_bytes) VALUES ($1, $2, $3)', [
+      await db.query('INSERT INTO accounts (id, name, balance_micro) VALUES ($1, $2, $3)', [
         'acc_types',
         'Types Ltd',
         5_000_000_000_000,
@@ -79,19 +85,19 @@ for (const engine of databaseEngines) {
         ['k1types', 'acc_types', 'hash', ['us', 'de'], ['10.0.0.0/8']],
       );
       const [row] = await db.query<{
-        balance_bytes: unknown;
+        balance_micro: unknown;
         created_at: unknown;
         scopes: unknown;
         allowed_countries: unknown;
         disabled: unknown;
         max_concurrency: unknown;
       }>(
-        `SELECT a.balance_bytes, a.created_at, k.scopes, k.allowed_countries, k.disabled, k.max_concurrency
+        `SELECT a.balance_micro, a.created_at, k.scopes, k.allowed_countries, k.disabled, k.max_concurrency
          FROM accounts a JOIN api_keys k ON k.account_id = a.id WHERE a.id = $1`,
         ['acc_types'],
       );
       assert.ok(row);
-      assert.equal(row.balance_bytes, 5_000_000_000_000, 'int8 is a JS number');
+      assert.equal(row.balance_micro, 5_000_000_000_000, 'int8 is a JS number');
       assert.ok(row.created_at instanceof Date);
       assert.deepEqual(row.scopes, ['proxy'], 'a text[] column, and the default is proxy only');
       assert.deepEqual(row.allowed_countries, ['us', 'de']);
@@ -128,33 +134,60 @@ for (const engine of databaseEngines) {
     });
 
     test('concurrent transactions each see and update a consistent balance', async () => {
-      await db.query(`INSERT INTO accounts (id, balance_bytes) VALUES ('acc_race', 0)`);
+      await db.query(`INSERT INTO accounts (id, balance_micro) VALUES ('acc_race', 0)`);
       await Promise.all(
         Array.from({ length: 25 }, (_, i) =>
           db.transaction(async (tx) => {
-            const [row] = await tx.query<{ balance_bytes: number }>(
-              `SELECT balance_bytes FROM accounts WHERE id = 'acc_race' FOR UPDATE`,
+            const [row] = await tx.query<{ balance_micro: number }>(
+              `SELECT balance_micro FROM accounts WHERE id = 'acc_race' FOR UPDATE`,
             );
-            await tx.query(`UPDATE accounts SET balance_bytes = $1 WHERE id = 'acc_race'`, [
-              (row?.balance_bytes ?? 0) + i + 1,
+            await tx.query(`UPDATE accounts SET balance_micro = $1 WHERE id = 'acc_race'`, [
+              (row?.balance_micro ?? 0) + i + 1,
             ]);
           }),
         ),
       );
-      const [row] = await db.query<{ balance_bytes: number }>(
-        `SELECT balance_bytes FROM accounts WHERE id = 'acc_race'`,
+      const [row] = await db.query<{ balance_micro: number }>(
+        `SELECT balance_micro FROM accounts WHERE id = 'acc_race'`,
       );
-      assert.equal(row?.balance_bytes, (25 * 26) / 2);
+      assert.equal(row?.balance_micro, (25 * 26) / 2);
     });
 
-    test('the ledger refuses the same cause twice', async () => {
+    test('the journal refuses the same cause twice, an entry that does not balance, and edits', async () => {
       await db.query(`INSERT INTO accounts (id) VALUES ('acc_ledger')`);
-      const credit = () =>
-        db.query(
-          `INSERT INTO ledger (account_id, kind, bytes, reference) VALUES ('acc_ledger', 'topup', 1000, 'evt_1')`,
-        );
-      await credit();
-      await assert.rejects(credit(), (error: { code?: string }) => error.code === '23505');
+      const entry = (reference: string, amounts: number[]) =>
+        db.transaction(async (tx) => {
+          const [created] = await tx.query<{ id: number }>(
+            `INSERT INTO journal_entries (kind, reference, currency, account_id)
+             VALUES ('topup', $1, 'usd', 'acc_ledger') RETURNING id`,
+            [reference],
+          );
+          for (const [i, amount] of amounts.entries()) {
+            await tx.query(
+              'INSERT INTO journal_postings (entry_id, book, amount_micro) VALUES ($1, $2, $3)',
+              [created?.id, i === 0 ? 'stripe' : 'customer:acc_ledger', amount],
+            );
+          }
+        });
+      await entry('evt_1', [1000, -1000]);
+      await assert.rejects(entry('evt_1', [1000, -1000]), (error: { code?: string }) => {
+        return error.code === '23505';
+      });
+      await assert.rejects(entry('evt_2', [1000, -999]), (error: { code?: string }) => {
+        return error.code === '23514';
+      });
+      assert.equal(
+        (await db.query(`SELECT 1 FROM journal_entries WHERE reference = 'evt_2'`)).length,
+        0,
+      );
+      for (const edit of [
+        `UPDATE journal_postings SET amount_micro = 5 WHERE book = 'stripe'`,
+        `DELETE FROM journal_postings WHERE book = 'stripe'`,
+        `UPDATE journal_entries SET memo = 'changed'`,
+        `DELETE FROM journal_entries`,
+      ]) {
+        await assert.rejects(db.query(edit), (error: { code?: string }) => error.code === '55000');
+      }
     });
 
     test('a migration that fails is rolled back and not recorded', async () => {

@@ -1,7 +1,8 @@
 /**
  * The usage flusher on every database engine and every hot-state engine: metered bytes
  * land in usage_hourly per key, node and hour and are debited from the account's balance,
- * once, whatever fails between sealing a batch, committing it and acknowledging it.
+ * once, whatever fails between sealing a batch, committing it and acknowledging it. The
+ * price here is one micro-unit per byte, so a debit reads as the bytes it is for.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -12,6 +13,9 @@ import { type CounterStore, type Database, type HotState, migrate } from '../../
 import { databaseEngines, hotStateEngines, type Opened } from '../support/engines.ts';
 
 const TRIAL = 10_000_000;
+const CURRENCY = 'usd';
+/** One micro-unit per byte for the customer, a tenth of that for the operator. */
+const PER_BYTE = 1_000_000_000;
 const HOUR = 490_000; // epoch hours: some time in 2025
 
 interface UsageRow {
@@ -38,8 +42,14 @@ for (const dbEngine of databaseEngines) {
         await migrate(db.value);
         accounts = createAccounts(db.value, {
           pepper: randomBytes(32),
-          trialCreditBytes: TRIAL,
+          trialCredit: { currency: CURRENCY, micro: TRIAL },
         });
+        await db.value.query(
+          `INSERT INTO prices (currency, exit_type, customer_micro_per_gb, operator_micro_per_gb,
+                               effective_from)
+           VALUES ($1, 'residential', $2, $3, '1970-01-01Z')`,
+          [CURRENCY, PER_BYTE, PER_BYTE / 10],
+        );
       });
       after(async () => {
         await hot?.dispose();
@@ -75,10 +85,13 @@ for (const dbEngine of databaseEngines) {
           [keyId],
         );
       const balanceOf = async (accountId: string) =>
-        (await accounts.getAccount(accountId))?.balanceBytes;
+        (await accounts.getAccount(accountId))?.balanceMicro;
+      /** The account's journal entries as what each added to its balance. */
       const ledgerOf = (accountId: string) =>
-        db.value.query<{ kind: string; bytes: number }>(
-          'SELECT kind, bytes FROM ledger WHERE account_id = $1 ORDER BY id',
+        db.value.query<{ kind: string; micro: number }>(
+          `SELECT e.kind, -p.amount_micro AS micro FROM journal_entries e
+           JOIN journal_postings p ON p.entry_id = e.id AND p.book = 'customer:' || e.account_id
+           WHERE e.account_id = $1 ORDER BY e.id`,
           [accountId],
         );
       const flusherWith = (counters: CounterStore, database: Database = db.value) =>
@@ -86,6 +99,7 @@ for (const dbEngine of databaseEngines) {
           counters,
           allowances: hot.value.allowances,
           database,
+          currency: CURRENCY,
           intervalMs: 60_000,
         });
 
@@ -119,8 +133,8 @@ for (const dbEngine of databaseEngines) {
         const used = 105 + 1050 + 7 + 70 + 2 + 20 + 1 + 10;
         assert.equal(await balanceOf(accountId), TRIAL - used);
         assert.deepEqual(await ledgerOf(accountId), [
-          { kind: 'trial', bytes: TRIAL },
-          { kind: 'usage', bytes: -used },
+          { kind: 'trial', micro: TRIAL },
+          { kind: 'usage', micro: -used },
         ]);
         // Later counts for the same key, node and hour add to the same row.
         await add(keyId, 'node-a', HOUR, 1, 1);
@@ -218,6 +232,7 @@ for (const dbEngine of databaseEngines) {
           counters: hot.value.counters,
           allowances: hot.value.allowances,
           database: db.value,
+          currency: CURRENCY,
           intervalMs: 60_000,
           onOrphans: (_batch, keyIds) => orphans.push(keyIds),
         });

@@ -4,8 +4,11 @@ import type { Express } from 'express';
 import request from 'supertest';
 import { type Accounts, createAccounts, loadOrCreatePepper } from '../../src/accounts/index.ts';
 import { createApiApp, type ProxyEndpoint, type Region } from '../../src/api/index.ts';
+import { createPriceBook } from '../../src/billing/index.ts';
 import type { Logger } from '../../src/log/index.ts';
+import { createSealingBox } from '../../src/secrets/index.ts';
 import { createMemoryHotState, type Database, migrate } from '../../src/store/index.ts';
+import { createWebhooks, type Webhooks, type WebhooksOptions } from '../../src/webhooks/index.ts';
 import { type DatabaseEngine, quietLogger } from './engines.ts';
 
 export const OPENAPI = await readFile(
@@ -13,10 +16,8 @@ export const OPENAPI = await readFile(
   'utf8',
 );
 
-export const TRIAL_BYTES = 1_073_741_824;
-
-/** 0.25 eur per GB: not the default, so a test can tell the configured rate is used. */
-export const NODE_EARNINGS = { minorPerGb: 25, currency: 'eur' };
+/** 3.50 eur: not the default, so a test can tell the configured credit is used. */
+export const TRIAL = { currency: 'eur', micro: 3_500_000 };
 
 export const ENDPOINT: ProxyEndpoint = {
   host: 'proxy.example.test',
@@ -32,8 +33,13 @@ export interface ControlApi {
   pepper: Buffer;
   /** What the fake hub answers GET /v1/regions with. */
   regions: Region[];
+  /** Customer webhooks, delivering, when asked for. */
+  webhooks: Webhooks | undefined;
   close(): Promise<void>;
 }
+
+/** How a test's webhooks differ from the defaults (which database and box they use is fixed). */
+export type TestWebhooksOptions = Omit<WebhooksOptions, 'database' | 'box' | 'logger'>;
 
 export async function openControlApi(
   engine: DatabaseEngine,
@@ -42,21 +48,36 @@ export async function openControlApi(
     logger?: Logger;
     /** Answers off the OpenAPI document become 500s. */
     strictAnswers?: boolean;
+    /** Serves /v1/webhooks and delivers with these options. */
+    webhooks?: TestWebhooksOptions;
   } = {},
 ): Promise<ControlApi> {
   const opened = await engine.open();
   const db = opened.value;
   await migrate(db);
   const pepper = await loadOrCreatePepper(db);
-  const accounts = createAccounts(db, { pepper, trialCreditBytes: TRIAL_BYTES });
+  const accounts = createAccounts(db, { pepper, trialCredit: TRIAL });
+  const prices = await createPriceBook(db, { currency: TRIAL.currency });
   const hot = createMemoryHotState();
+  const webhooks =
+    options.webhooks &&
+    createWebhooks({
+      ...options.webhooks,
+      database: db,
+      box: createSealingBox(accounts.deriveSecret('webhook secrets')),
+      logger: options.logger ?? quietLogger,
+    });
+  webhooks?.start();
   const api: ControlApi = {
     db,
     accounts,
     pepper,
     regions: [],
+    webhooks,
     app: undefined as unknown as Express,
     async close() {
+      prices.close();
+      await webhooks?.close();
       await hot.close();
       await opened.dispose();
     },
@@ -71,7 +92,8 @@ export async function openControlApi(
       database: db,
       proxyEndpoint: options.endpoint ?? ENDPOINT,
       listRegions: async () => api.regions,
-      nodeEarnings: NODE_EARNINGS,
+      prices,
+      ...(webhooks ? { webhooks } : {}),
     },
   });
   return api;

@@ -183,4 +183,6 @@ export const MIGRATION_VERSIONS = [
   '0007_idempotency_keys',
   '0008_usage_country',
   '0009_proxy_only_keys_and_passwordless_cidrs',
+  '0010_money',
+  '0011_customer_webhooks',
 ];

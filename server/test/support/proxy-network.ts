@@ -25,6 +25,8 @@ export interface ExitSpec {
   allowTargets?: string[];
   /** More agent options, e.g. `['--region', 'bavaria']`. */
   args?: string[];
+  /** The node's type, registered and announced (`--type`); residential by default. */
+  type?: 'residential' | 'datacenter' | 'mobile';
 }
 
 /** How long a server process may take to start (PGlite migrations on a busy machine). */
@@ -151,9 +153,12 @@ export async function startProxyNetwork(
 
   try {
     for (const exit of exits) {
-      const node = (await (await api('/v1/nodes', { method: 'POST', body: '{}' })).json()) as {
-        token: string;
-      };
+      const node = (await (
+        await api('/v1/nodes', {
+          method: 'POST',
+          body: JSON.stringify(exit.type ? { type: exit.type } : {}),
+        })
+      ).json()) as { token: string };
       const agent = spawn(
         process.execPath,
         [
@@ -167,6 +172,7 @@ export async function startProxyNetwork(
           '--exit-ip',
           exit.ip,
           ...(exit.allowTargets ?? ['127.0.0.1/32']).flatMap((cidr) => ['--allow-target', cidr]),
+          ...(exit.type ? ['--type', exit.type] : []),
           ...(exit.args ?? []),
           '--log-level',
           'warn',

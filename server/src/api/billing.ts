@@ -1,0 +1,118 @@
+/**
+ * GET /v1/billing (balance, what it buys per exit type, prices, the first page of the
+ * statement), GET /v1/billing/ledger (further pages) and POST /v1/billing/checkout,
+ * which answers billing_disabled until Stripe is configured.
+ */
+
+import type { components } from '@ipcola/openapi';
+import { EXIT_TYPES } from '@ipcola/shared/targeting';
+import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
+import type { Accounts } from '../accounts/index.ts';
+import {
+  BYTES_PER_GB,
+  bytesFor,
+  type PriceBook,
+  type StatementLine,
+  type StatementPosition,
+  statementLines,
+} from '../billing/index.ts';
+import { ipcolaError } from '../errors/index.ts';
+import type { Queryable } from '../store/index.ts';
+import { decodeKeyCursor, encodeKeyCursor } from './cursor.ts';
+import { pageOf, pageRequest } from './pages.ts';
+import { found, moneyView, onlyMethods } from './requests.ts';
+
+type Schemas = components['schemas'];
+
+const LEDGER_LIMIT = 50;
+
+export interface BillingOptions {
+  accounts: Pick<Accounts, 'getAccount'>;
+  database: Queryable;
+  prices: PriceBook;
+  /** Card payments through Stripe; without them checkout answers billing_disabled. */
+  stripeEnabled: boolean;
+  caller: RequestHandler;
+  accountOf: (res: Response) => string;
+}
+
+export function billingRouter(options: BillingOptions): Router {
+  const { caller } = options;
+  const router = express.Router();
+  router.route('/billing').get(caller, billingSummary(options)).all(onlyMethods('GET', 'HEAD'));
+  router
+    .route('/billing/ledger')
+    .get(caller, async (req, res) => {
+      res.json(await ledgerPage(options, req, options.accountOf(res)));
+    })
+    .all(onlyMethods('GET', 'HEAD'));
+  router
+    .route('/billing/checkout')
+    .post(caller, () => {
+      if (!options.stripeEnabled) throw ipcolaError('billing_disabled');
+      throw ipcolaError('billing_disabled', 'Card payments are not available yet');
+    })
+    .all(onlyMethods('POST'));
+  return router;
+}
+
+function billingSummary(options: BillingOptions): RequestHandler {
+  return async (req, res) => {
+    const accountId = options.accountOf(res);
+    const account = found(await options.accounts.getAccount(accountId), 'No such account');
+    const { prices } = options;
+    const inForce = prices.inForce();
+    res.json({
+      balance: moneyView(account.currency, account.balanceMicro),
+      earnings_owed: moneyView(account.currency, account.payableMicro),
+      buys: EXIT_TYPES.map((type) => {
+        const bytes = bytesFor(account.balanceMicro, prices.customerRate(type));
+        return { exit_type: type, bytes, gb: (bytes / BYTES_PER_GB).toFixed(3) };
+      }),
+      prices: inForce.map((price) => ({
+        exit_type: price.exitType,
+        country: price.country || null,
+        per_gb: moneyView(prices.currency, price.customerMicroPerGb),
+        since: price.effectiveFrom.toISOString(),
+      })),
+      card_payments: options.stripeEnabled,
+      ledger: await ledgerPage(options, req, accountId),
+    } satisfies Schemas['Billing']);
+  };
+}
+
+async function ledgerPage(
+  options: BillingOptions,
+  req: Request,
+  accountId: string,
+): Promise<Schemas['LedgerPage']> {
+  const { limit, cursor } = pageRequest(req, LEDGER_LIMIT);
+  const before = cursor === undefined ? undefined : decodePosition(cursor);
+  const lines = await statementLines(options.database, accountId, {
+    ...(before ? { before } : {}),
+    limit: limit + 1,
+  });
+  const page = pageOf(lines, limit, (last) => encodeKeyCursor([String(last.entryId), last.book]));
+  return { items: page.items.map(lineView), next_cursor: page.nextCursor };
+}
+
+function decodePosition(cursor: string): StatementPosition {
+  const [entryId, book] = decodeKeyCursor(cursor, 2);
+  const id = Number(entryId);
+  if (!Number.isSafeInteger(id) || (book !== 'balance' && book !== 'earnings')) {
+    throw ipcolaError('invalid_request', 'cursor is not one this server gave out');
+  }
+  return { entryId: id, book };
+}
+
+function lineView(line: StatementLine): Schemas['LedgerLine'] {
+  return {
+    id: String(line.entryId),
+    kind: line.kind,
+    book: line.book,
+    amount: moneyView(line.currency, line.amountMicro),
+    memo: line.memo,
+    receipt_url: line.receiptUrl,
+    created_at: line.createdAt.toISOString(),
+  };
+}

@@ -1,0 +1,33 @@
+/**
+ * Money: prices per exit type, the double-entry journal and the balances it keeps, and the
+ * audit that recomputes them. Role-neutral (no HTTP): the flusher posts usage and earnings,
+ * the API shows statements, the admin command credits and audits.
+ */
+export { auditLedger, type Drift } from './audit.ts';
+export {
+  books,
+  type Entry,
+  type EntryKind,
+  type Posting,
+  postEntry,
+  transfer,
+} from './journal.ts';
+export {
+  BYTES_PER_GB,
+  bytesFor,
+  costOf,
+  formatMoney,
+  MICRO_PER_MINOR,
+  MICRO_PER_UNIT,
+  parseMoney,
+} from './money.ts';
+export {
+  createPriceBook,
+  DEFAULT_PRICES,
+  ensureDefaultPrices,
+  type Price,
+  type PriceBook,
+  type PriceChange,
+  pricesInForce,
+} from './prices.ts';
+export { type StatementLine, type StatementPosition, statementLines } from './statements.ts';
