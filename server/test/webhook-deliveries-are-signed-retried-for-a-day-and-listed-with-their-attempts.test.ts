@@ -77,7 +77,9 @@ for (const engine of databaseEngines) {
       const single = await agent.get(`/v1/webhooks/${endpoint.id}`).expect(200);
       assert.equal(single.body.secret, undefined, 'never shown again');
 
-      const event = await webhooks.emit(accountId, 'balance.low', { balance: { currency: 'usd', amount_micro: 1000 } });
+      const event = await webhooks.emit(accountId, 'balance.low', {
+        balance: { currency: 'usd', amount_micro: 1000 },
+      });
       const [got] = await receiver.waitFor(1, receivedFor(event.id));
       assert.ok(got);
       assert.equal(got.headers['user-agent'], USER_AGENT);
@@ -102,7 +104,9 @@ for (const engine of databaseEngines) {
 
     test('a tampered body, another secret or an old timestamp fails verification', async () => {
       const endpoint = await register('tampered', ['balance.low']);
-      const event = await webhooks.emit(accountId, 'balance.low', { balance: { currency: 'usd', amount_micro: 1000 } });
+      const event = await webhooks.emit(accountId, 'balance.low', {
+        balance: { currency: 'usd', amount_micro: 1000 },
+      });
       const [got] = await receiver.waitFor(1, receivedFor(event.id));
       assert.ok(got);
       const header = String(got.headers['ipcola-signature']);
