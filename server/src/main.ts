@@ -2,6 +2,7 @@
  * The composition root: the one place that reads the configuration and wires the roles
  * together. Everything else receives what it needs.
  */
+import { isIP } from 'node:net';
 import { type Accounts, createAccounts, loadOrCreatePepper } from './accounts/index.ts';
 import { createApiServer } from './api/index.ts';
 import { authFailureLimits } from './auth-failures/index.ts';
@@ -16,12 +17,13 @@ import { createLogger, type Logger } from './log/index.ts';
 import { startMetering } from './metering/index.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createLiveNodes } from './nodes/index.ts';
+import { type CardPayments, createCardPayments } from './payments/index.ts';
 import { createSealingBox } from './secrets/index.ts';
 import { stopOnSignals } from './signals/index.ts';
 import { signupsPerHour } from './signup-limit/index.ts';
-import { MigrationError, openStores } from './store/index.ts';
+import { type Database, MigrationError, openStores } from './store/index.ts';
 import { openUpstreams } from './upstream/index.ts';
-import { startWebhooks } from './webhooks/index.ts';
+import { startWebhooks, type Webhooks } from './webhooks/index.ts';
 
 type Ports = Record<'api' | 'proxy' | 'socks' | 'hub', number>;
 
@@ -144,7 +146,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         leases: createLeases(database, gateway.sessions),
         prices,
         webhooks,
-        stripeEnabled: config.stripeSecretKey !== undefined,
+        ...cardPayments(config, { database, webhooks, logger, apiPort: () => ports.api }),
         nodeStatus: nodes.status,
         nodeDeleted: nodes.deleted,
         proxyEndpoint: () => ({
@@ -184,6 +186,32 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     await undo();
     throw error;
   }
+}
+
+/** Stripe, when configured; Checkout returns customers to PORTAL_URL, else to this API. */
+function cardPayments(
+  config: Config,
+  parts: {
+    database: Database;
+    webhooks: Webhooks;
+    logger: Logger;
+    apiPort: () => number;
+  },
+): { payments?: CardPayments } {
+  const { stripeSecretKey, stripeWebhookSecret } = config;
+  if (!stripeSecretKey || !stripeWebhookSecret) return {};
+  const host = isIP(config.publicHost) === 6 ? `[${config.publicHost}]` : config.publicHost;
+  return {
+    payments: createCardPayments({
+      secretKey: stripeSecretKey,
+      webhookSecret: stripeWebhookSecret,
+      apiUrl: config.stripeApiUrl,
+      portalUrl: () => config.portalUrl ?? `http://${host}:${parts.apiPort()}/`,
+      database: parts.database,
+      webhooks: parts.webhooks,
+      logger: parts.logger,
+    }),
+  };
 }
 
 function fail(error: unknown): never {
