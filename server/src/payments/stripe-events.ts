@@ -19,8 +19,8 @@ export interface StripeEventsOptions {
   logger: Pick<Logger, 'info' | 'warn' | 'error'>;
 }
 
-/** What one delivery came to: applied now, or seen before. */
-export type EventOutcome = 'applied' | 'duplicate';
+/** What one delivery came to: applied (and recorded) now, seen before, or of no interest. */
+export type EventOutcome = 'applied' | 'duplicate' | 'ignored';
 
 /** A change the event makes, run in the transaction that records it. */
 type Change = (tx: Queryable) => Promise<void>;
@@ -137,8 +137,11 @@ export function stripeEventApplier(options: StripeEventsOptions) {
       );
     };
 
-  /** What the event changes; null for events that change nothing (still recorded). */
-  const changeFor = async (event: Stripe.Event): Promise<Change | null> => {
+  /**
+   * What the event changes: null when nothing (it is still recorded, to be answered the
+   * same way if it comes again), undefined for types this server does not handle.
+   */
+  const changeFor = async (event: Stripe.Event): Promise<Change | null | undefined> => {
     switch (event.type) {
       case 'checkout.session.completed':
         // Bank debits and the like complete unpaid: async_payment_succeeded credits them.
@@ -150,7 +153,7 @@ export function stripeEventApplier(options: StripeEventsOptions) {
       case 'checkout.session.async_payment_failed':
         return failure(event, event.data.object);
       default:
-        return null;
+        return undefined;
     }
   };
 
@@ -159,6 +162,7 @@ export function stripeEventApplier(options: StripeEventsOptions) {
     // Stripe is asked (for the receipt) before the transaction, which then holds no lock
     // while the network answers.
     const change = await changeFor(event);
+    if (change === undefined) return 'ignored';
     return database.transaction(async (tx) => {
       const recorded = await tx.query(
         'INSERT INTO stripe_events (id, type) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING RETURNING id',
