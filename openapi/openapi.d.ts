@@ -1148,7 +1148,9 @@ export interface components {
         /**
          * @description `balance.low`: the balance fell below the warning level. `balance.exhausted`:
          *     nothing left to spend. `key.cap_reached`: a key used up its monthly cap.
-         *     `topup.succeeded`, `topup.failed`: a payment for credit went through or not.
+         *     `topup.succeeded`, `topup.failed`: a payment for credit went through or not;
+         *     their `data` is `{ checkout_session_id, amount }` (a Money), and
+         *     `receipt_url` (Stripe's receipt, or null) when it went through.
          * @enum {string}
          */
         WebhookEventType: "balance.low" | "balance.exhausted" | "key.cap_reached" | "topup.succeeded" | "topup.failed";
