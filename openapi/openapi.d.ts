@@ -511,10 +511,50 @@ export interface paths {
         put?: never;
         /**
          * Buy credit with a card (Stripe Checkout).
-         * @description Answers `billing_disabled` (501) on a server without `STRIPE_SECRET_KEY`;
-         *     balances, trial credit and admin credits work without it.
+         * @description Creates a Stripe Checkout Session for `amount` (a decimal in the account's
+         *     currency, from 5.00 to 10000.00, in whole cents) or a `pack` (`starter` 10,
+         *     `growth` 50, `scale` 200) and answers its `url`: send the customer there. When
+         *     Stripe reports the payment (`POST /v1/billing/stripe-webhook`) the balance
+         *     grows by the amount, a `topup` line with Stripe's receipt appears in the
+         *     ledger, and `topup.succeeded` is sent to the account's webhooks
+         *     (`topup.failed` if a delayed payment method fails). Checkout then returns the
+         *     customer to the server's `PORTAL_URL` with `?checkout=succeeded&session_id=…`
+         *     (or `?checkout=cancelled`).
+         *
+         *     The `Idempotency-Key` is passed on to Stripe (scoped to the account), so a
+         *     retry gets the same session. Answers `billing_disabled` (501) on a server
+         *     without `STRIPE_SECRET_KEY`; balances, trial credit and admin credits work
+         *     without it.
          */
         post: operations["createCheckout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/billing/stripe-webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stripe's webhook (for Stripe only).
+         * @description Where Stripe sends its events: configure this URL in the Stripe dashboard with
+         *     the events `checkout.session.completed`,
+         *     `checkout.session.async_payment_succeeded` and
+         *     `checkout.session.async_payment_failed`. The `Stripe-Signature` header is
+         *     checked on the raw body with `STRIPE_WEBHOOK_SECRET` (events older than five
+         *     minutes are refused); a bad or missing signature is 400 and nothing is
+         *     written. Each event is applied once, whatever Stripe redelivers and in
+         *     whatever order; events of other types are acknowledged and ignored.
+         *     No session, CSRF token or JSON content type is involved.
+         */
+        post: operations["receiveStripeEvent"];
         delete?: never;
         options?: never;
         head?: never;
@@ -761,6 +801,30 @@ export interface components {
             receipt_url: string | null;
             /** Format: date-time */
             created_at: string;
+        };
+        /**
+         * @description What to buy: an `amount` in the account's currency (a decimal string, from
+         *     5.00 to 10000.00, whole cents) or a `pack` (`starter` 10, `growth` 50,
+         *     `scale` 200).
+         */
+        CreateCheckoutRequest: {
+            /** @example 25.00 */
+            amount: string;
+        } | {
+            /** @enum {string} */
+            pack: "starter" | "growth" | "scale";
+        };
+        CheckoutSession: {
+            /** @description The Stripe Checkout Session id, cs_... */
+            id: string;
+            /** @description Stripe's payment page: send the customer there. */
+            url: string;
+            /** @description What the payment will add to the balance. */
+            amount: components["schemas"]["Money"];
+        };
+        StripeEventReceipt: {
+            /** @constant */
+            received: true;
         };
         /**
          * @description An amount of money. `amount_micro` is exact, in micro-units (millionths) of the
@@ -1084,7 +1148,9 @@ export interface components {
         /**
          * @description `balance.low`: the balance fell below the warning level. `balance.exhausted`:
          *     nothing left to spend. `key.cap_reached`: a key used up its monthly cap.
-         *     `topup.succeeded`, `topup.failed`: a payment for credit went through or not.
+         *     `topup.succeeded`, `topup.failed`: a payment for credit went through or not;
+         *     their `data` is `{ checkout_session_id, amount }` (a Money), and
+         *     `receipt_url` (Stripe's receipt, or null) when it went through.
          * @enum {string}
          */
         WebhookEventType: "balance.low" | "balance.exhausted" | "key.cap_reached" | "topup.succeeded" | "topup.failed";
@@ -2179,14 +2245,112 @@ export interface operations {
     createCheckout: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateCheckoutRequest"];
+            };
+        };
         responses: {
+            /** @description The Checkout Session to send the customer to. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CheckoutSession"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            /** @description The Idempotency-Key was used for another request, or that one still runs (`idempotency_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description Card payments are not configured here (`billing_disabled`). */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Stripe did not answer (`not_ready`); retry with the same Idempotency-Key. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    receiveStripeEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                "Stripe-Signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description The event is applied, or was before, or is of no interest. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StripeEventReceipt"];
+                };
+            };
+            /** @description The signature is missing, does not verify, or is too old (`invalid_request`). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is over 1 MiB (`payload_too_large`). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Card payments are not configured here (`billing_disabled`). */
             501: {
                 headers: {

@@ -16,6 +16,7 @@ import { createLogger, type Logger } from './log/index.ts';
 import { startMetering } from './metering/index.ts';
 import { createMetrics } from './metrics/index.ts';
 import { createLiveNodes, streamOpener } from './nodes/index.ts';
+import { cardPaymentsFor } from './payments/index.ts';
 import { createSealingBox } from './secrets/index.ts';
 import { stopOnSignals } from './signals/index.ts';
 import { signupsPerHour } from './signup-limit/index.ts';
@@ -141,7 +142,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         leases: createLeases(database, gateway.sessions),
         prices,
         webhooks,
-        stripeEnabled: config.stripeSecretKey !== undefined,
+        payments: cardPaymentsFor(config, { database, webhooks, logger, apiPort: () => ports.api }),
         nodeStatus: nodes.status,
         nodeDeleted: nodes.deleted,
         proxyEndpoint: () => ({

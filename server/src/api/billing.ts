@@ -1,7 +1,7 @@
 /**
  * GET /v1/billing (balance, what it buys per exit type, prices, the first page of the
- * statement), GET /v1/billing/ledger (further pages) and POST /v1/billing/checkout,
- * which answers billing_disabled until Stripe is configured.
+ * statement), GET /v1/billing/ledger (further pages) and POST /v1/billing/checkout (a
+ * Stripe Checkout page to buy credit; billing_disabled until Stripe is configured).
  */
 
 import type { components } from '@ipcola/openapi';
@@ -11,33 +11,37 @@ import type { Accounts } from '../accounts/index.ts';
 import {
   BYTES_PER_GB,
   bytesFor,
+  checkoutAmount,
   type PriceBook,
   type StatementLine,
   type StatementPosition,
   statementLines,
 } from '../billing/index.ts';
 import { ipcolaError } from '../errors/index.ts';
+import type { CardPayments } from '../payments/index.ts';
 import type { Queryable } from '../store/index.ts';
+import type { ResourceRouterOptions } from './control.ts';
 import { decodeKeyCursor, encodeKeyCursor } from './cursor.ts';
+import { idempotencyKeyOf } from './idempotency.ts';
 import { pageOf, pageRequest } from './pages.ts';
-import { found, moneyView, onlyMethods } from './requests.ts';
+import { found, jsonBody, moneyView, onlyMethods, requiredBody } from './requests.ts';
 
 type Schemas = components['schemas'];
 
 const LEDGER_LIMIT = 50;
 
-export interface BillingOptions {
+export interface BillingOptions extends Pick<ResourceRouterOptions, 'bodies' | 'idempotent'> {
   accounts: Pick<Accounts, 'getAccount'>;
   database: Queryable;
   prices: PriceBook;
   /** Card payments through Stripe; without them checkout answers billing_disabled. */
-  stripeEnabled: boolean;
+  payments: CardPayments | undefined;
   caller: RequestHandler;
   accountOf: (res: Response) => string;
 }
 
 export function billingRouter(options: BillingOptions): Router {
-  const { caller } = options;
+  const { caller, payments } = options;
   const router = express.Router();
   router.route('/billing').get(caller, billingSummary(options)).all(onlyMethods('GET', 'HEAD'));
   router
@@ -48,10 +52,30 @@ export function billingRouter(options: BillingOptions): Router {
     .all(onlyMethods('GET', 'HEAD'));
   router
     .route('/billing/checkout')
-    .post(caller, () => {
-      if (!options.stripeEnabled) throw ipcolaError('billing_disabled');
-      throw ipcolaError('billing_disabled', 'Card payments are not available yet');
-    })
+    .post(
+      caller,
+      (_req, _res, next) => next(payments ? undefined : ipcolaError('billing_disabled')),
+      jsonBody,
+      options.idempotent,
+      async (req, res) => {
+        const body = options.bodies.check('CreateCheckoutRequest', requiredBody(req));
+        const accountId = options.accountOf(res);
+        const account = found(await options.accounts.getAccount(accountId), 'No such account');
+        const amountMicro = checkoutAmount(body, account.currency);
+        const key = idempotencyKeyOf(req);
+        const session = await (payments as CardPayments).checkout({
+          accountId,
+          currency: account.currency,
+          amountMicro,
+          ...(key === undefined ? {} : { idempotencyKey: key }),
+        });
+        res.status(201).json({
+          id: session.id,
+          url: session.url,
+          amount: moneyView(account.currency, amountMicro),
+        } satisfies Schemas['CheckoutSession']);
+      },
+    )
     .all(onlyMethods('POST'));
   return router;
 }
@@ -75,7 +99,7 @@ function billingSummary(options: BillingOptions): RequestHandler {
         per_gb: moneyView(prices.currency, price.customerMicroPerGb),
         since: price.effectiveFrom.toISOString(),
       })),
-      card_payments: options.stripeEnabled,
+      card_payments: options.payments !== undefined,
       ledger: await ledgerPage(options, req, accountId),
     } satisfies Schemas['Billing']);
   };

@@ -12,6 +12,7 @@ import type { Accounts } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import type { PriceBook } from '../billing/index.ts';
 import type { Leases } from '../leases/index.ts';
+import type { CardPayments } from '../payments/index.ts';
 import { createSealingBox } from '../secrets/index.ts';
 import type { SignupLimit } from '../signup-limit/index.ts';
 import type { Queryable } from '../store/index.ts';
@@ -44,8 +45,8 @@ export interface ControlOptions {
   signups?: SignupLimit;
   /** Prices per exit type: GET /v1/billing shows them and what the balance buys. */
   prices: PriceBook;
-  /** Stripe is configured: credit can be bought with a card. */
-  stripeEnabled?: boolean;
+  /** Card payments through Stripe; without them checkout and Stripe's webhook answer billing_disabled. */
+  payments?: CardPayments;
   /** What this server sees of a node now: online, and the exit IPs it announces. */
   nodeStatus?: (nodeId: string) => { online: boolean; exitIps: string[] };
   /** A node was deleted: close its tunnel and take its exits out of the pool. */

@@ -20,6 +20,7 @@ import { createAnswerCheck, createParameterCheck } from './parameters.ts';
 import { proxyListsRouter } from './proxy-lists.ts';
 import { regionsRouter } from './regions.ts';
 import { sessionsRouter } from './sessions.ts';
+import { stripeWebhookRouter } from './stripe-webhook.ts';
 import { usageRouter } from './usage.ts';
 import { type BodyValidator, createBodyValidator } from './validate.ts';
 import { webhooksRouter } from './webhooks.ts';
@@ -134,6 +135,8 @@ export function createApiApp(options: ApiOptions): Express {
           answersLog.error({ where, failure }, 'an answer does not match the OpenAPI document'),
       }),
     );
+    // Before the routers' sessions and body parsing: Stripe's signature is over the raw body.
+    app.use('/v1', stripeWebhookRouter(options.control.payments));
     app.use('/v1', controlRouters(options.control, bodies));
   }
 
@@ -190,8 +193,10 @@ function controlRouters(control: ControlOptions, bodies: BodyValidator): express
       accounts,
       database: control.database,
       prices: control.prices,
-      stripeEnabled: control.stripeEnabled ?? false,
+      payments: control.payments,
+      bodies,
       caller,
+      idempotent,
       accountOf: shared.accountOf,
     }),
     ...(leases ? [leasesRouter({ leases, ...guarded })] : []),

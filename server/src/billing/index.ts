@@ -5,6 +5,13 @@
  */
 export { auditLedger, type Drift } from './audit.ts';
 export {
+  CHECKOUT_MAX_MICRO,
+  CHECKOUT_MIN_MICRO,
+  CREDIT_PACKS,
+  type CreditPack,
+  checkoutAmount,
+} from './credit-packs.ts';
+export {
   books,
   type Entry,
   type EntryKind,
@@ -19,6 +26,7 @@ export {
   formatMoney,
   MICRO_PER_MINOR,
   MICRO_PER_UNIT,
+  microPerStripeUnit,
   parseMoney,
 } from './money.ts';
 export {

@@ -8,6 +8,34 @@
 export const MICRO_PER_UNIT = 1_000_000;
 /** Stripe's amounts are minor units (cents for USD): 10,000 micro-units each. */
 export const MICRO_PER_MINOR = 10_000;
+/**
+ * Currencies whose Stripe amounts are whole units (no minor unit): for them one Stripe
+ * amount is 1,000,000 micro-units, not 10,000 (https://docs.stripe.com/currencies).
+ */
+const ZERO_DECIMAL_CURRENCIES = new Set([
+  'bif',
+  'clp',
+  'djf',
+  'gnf',
+  'jpy',
+  'kmf',
+  'krw',
+  'mga',
+  'pyg',
+  'rwf',
+  'ugx',
+  'vnd',
+  'vuv',
+  'xaf',
+  'xof',
+  'xpf',
+]);
+
+/** Micro-units in one of Stripe's amount units of `currency` (its minor unit, or its unit). */
+export function microPerStripeUnit(currency: string): number {
+  return ZERO_DECIMAL_CURRENCIES.has(currency.toLowerCase()) ? MICRO_PER_UNIT : MICRO_PER_MINOR;
+}
+
 /** Prices are per GB of 10^9 bytes, as every proxy seller quotes them. */
 export const BYTES_PER_GB = 1_000_000_000;
 

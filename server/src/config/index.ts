@@ -18,6 +18,13 @@ export interface Config {
   readonly redisUrl: string | undefined;
   readonly stripeSecretKey: string | undefined;
   readonly stripeWebhookSecret: string | undefined;
+  /** Where the Stripe client sends its requests: Stripe's API, or a stand-in in tests. */
+  readonly stripeApiUrl: string;
+  /**
+   * The page Stripe Checkout sends a customer back to; unset, the API's own public address
+   * (`http://PUBLIC_HOST:API_PORT/`, known once the API listens).
+   */
+  readonly portalUrl: string | undefined;
   readonly trustDeclaredLocation: boolean;
   readonly logLevel: LogLevel;
   /** The currency balances, prices and the journal are kept in (ISO 4217, lower case). */
@@ -121,6 +128,11 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     stripeWebhookSecret: prefixed('STRIPE_WEBHOOK_SECRET', read('STRIPE_WEBHOOK_SECRET'), [
       'whsec_',
     ]),
+    stripeApiUrl: stripeApiUrl(
+      'STRIPE_API_URL',
+      read('STRIPE_API_URL') ?? 'https://api.stripe.com',
+    ),
+    portalUrl: optionalUrl('PORTAL_URL', read('PORTAL_URL'), ['http:', 'https:']),
     trustDeclaredLocation: bool(
       'TRUST_DECLARED_LOCATION',
       read('TRUST_DECLARED_LOCATION'),
@@ -186,6 +198,13 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   }
   if (config.stripeWebhookSecret && !config.stripeSecretKey) {
     throw new ConfigError('STRIPE_WEBHOOK_SECRET', 'is set but STRIPE_SECRET_KEY is not');
+  }
+  if (config.stripeSecretKey && !config.stripeWebhookSecret) {
+    // Checkout would take the customer's money and nothing would ever credit it.
+    throw new ConfigError(
+      'STRIPE_WEBHOOK_SECRET',
+      'is required with STRIPE_SECRET_KEY: card payments are credited by the webhook',
+    );
   }
   distinctPorts(config);
   return Object.freeze(config);
@@ -370,6 +389,16 @@ function optionalUrl(
   }
   if (!parsed.hostname) throw new ConfigError(name, 'has no host');
   return raw;
+}
+
+/** An http(s) origin with nothing after it: the Stripe client takes a host, port and protocol. */
+function stripeApiUrl(name: string, raw: string): string {
+  const url = optionalUrl(name, raw, ['https:', 'http:']) as string;
+  const parsed = new URL(url);
+  if (parsed.pathname !== '/' || parsed.search || parsed.hash || parsed.username) {
+    throw new ConfigError(name, 'must be an origin only, such as https://api.stripe.com');
+  }
+  return parsed.origin;
 }
 
 function prefixed(

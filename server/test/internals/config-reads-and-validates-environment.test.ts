@@ -26,6 +26,8 @@ describe('configuration', () => {
     assert.equal(config.databaseUrl, undefined);
     assert.equal(config.redisUrl, undefined);
     assert.equal(config.stripeSecretKey, undefined);
+    assert.equal(config.stripeApiUrl, 'https://api.stripe.com');
+    assert.equal(config.portalUrl, undefined, 'Checkout returns to the API itself');
     assert.equal(config.trustDeclaredLocation, true);
     assert.equal(config.logLevel, 'info');
     assert.equal(config.publicHost, '127.0.0.1');
@@ -137,6 +139,21 @@ describe('configuration', () => {
     );
   });
 
+  test('STRIPE_API_URL is an http(s) origin; PORTAL_URL any http(s) URL', () => {
+    const config = load({
+      STRIPE_SECRET_KEY: 'sk_test_1',
+      STRIPE_WEBHOOK_SECRET: 'whsec_1',
+      STRIPE_API_URL: 'http://127.0.0.1:12111/',
+      PORTAL_URL: 'https://ipcola.example/account?tab=billing',
+    });
+    assert.equal(config.stripeApiUrl, 'http://127.0.0.1:12111');
+    assert.equal(config.portalUrl, 'https://ipcola.example/account?tab=billing');
+    for (const bad of ['ftp://stripe', 'https://api.stripe.com/v1', 'api.stripe.com']) {
+      assert.equal(refusal({ STRIPE_API_URL: bad }).variable, 'STRIPE_API_URL', bad);
+    }
+    assert.equal(refusal({ PORTAL_URL: 'javascript:alert(1)' }).variable, 'PORTAL_URL');
+  });
+
   test('port 0 may repeat: each listener asks the OS for its own free port', () => {
     const config = load({ API_PORT: '0', PROXY_PORT: '0', SOCKS_PORT: '0', HUB_PORT: '0' });
     assert.equal(config.apiPort, 0);
@@ -162,6 +179,9 @@ describe('configuration', () => {
       /Stripe/,
     ],
     ['STRIPE_WEBHOOK_SECRET', { STRIPE_WEBHOOK_SECRET: 'whsec_1' }, /STRIPE_SECRET_KEY is not/],
+    ['STRIPE_WEBHOOK_SECRET', { STRIPE_SECRET_KEY: 'sk_test_1' }, /credited by the webhook/],
+    ['STRIPE_API_URL', { STRIPE_API_URL: 'https://api.stripe.com/v1' }, /origin only/],
+    ['PORTAL_URL', { PORTAL_URL: 'ftp://portal' }, /not supported/],
     ['TRUST_DECLARED_LOCATION', { TRUST_DECLARED_LOCATION: 'maybe' }, /not a boolean/],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /not one of/],
     ['PUBLIC_HOST', { PUBLIC_HOST: 'http://x' }, /not an IP address or host name/],

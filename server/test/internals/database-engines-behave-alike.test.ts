@@ -29,6 +29,7 @@ const TABLES = [
   'prices',
   'sessions',
   'settings',
+  'stripe_events',
   'upstream_proxies',
   'usage_batches',
   'usage_hourly',

@@ -185,4 +185,5 @@ export const MIGRATION_VERSIONS = [
   '0009_proxy_only_keys_and_passwordless_cidrs',
   '0010_money',
   '0011_customer_webhooks',
+  '0012_stripe_events',
 ];

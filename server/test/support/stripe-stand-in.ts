@@ -1,0 +1,224 @@
+/**
+ * A local stand-in for Stripe's API, for the real `stripe` library pointed at it
+ * (STRIPE_API_URL): just the endpoints IPCola calls, with Stripe's form-encoded requests,
+ * idempotency keys and error shape, and a record of every request so a test can assert
+ * what Stripe would have been sent. It also writes the events Stripe would send about
+ * its sessions, signed with the library's own test-header helper.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Stripe from 'stripe';
+
+export interface StripeRequest {
+  method: string;
+  /** Without the query. */
+  path: string;
+  /** The form body, or the query of a GET, keys as Stripe writes them (`metadata[account_id]`). */
+  form: Record<string, string>;
+  idempotencyKey: string | undefined;
+  authorization: string | undefined;
+  headers: IncomingHttpHeaders;
+}
+
+/** The parts of a Checkout Session the stand-in keeps and the events carry. */
+export interface StandInSession {
+  id: string;
+  object: 'checkout.session';
+  mode: string;
+  status: 'open' | 'complete';
+  payment_status: 'unpaid' | 'paid';
+  amount_total: number;
+  currency: string;
+  client_reference_id: string | null;
+  metadata: Record<string, string>;
+  payment_intent: string;
+  success_url: string;
+  cancel_url: string;
+  url: string;
+}
+
+export interface StripeStandIn {
+  /** http://127.0.0.1:<port>, for STRIPE_API_URL. */
+  url: string;
+  requests: StripeRequest[];
+  sessions: Map<string, StandInSession>;
+  /** The receipt URL each payment intent's charge has. */
+  receiptOf(paymentIntentId: string): string;
+  /** Set to make GET /v1/payment_intents/:id answer 500 (or hang, with 'hang'). */
+  paymentIntentTrouble: 'none' | 'fail' | 'hang';
+  close(): Promise<void>;
+}
+
+const random = (bytes = 12) => randomBytes(bytes).toString('hex');
+
+function stripeError(status: number, type: string, message: string) {
+  return { status, body: { error: { type, message } } };
+}
+
+export async function startStripeStandIn(): Promise<StripeStandIn> {
+  const requests: StripeRequest[] = [];
+  const sessions = new Map<string, StandInSession>();
+  // Stripe answers a repeated idempotency key with the first answer.
+  const answered = new Map<string, { status: number; body: unknown }>();
+  const hanging = new Set<() => void>();
+
+  const standIn: StripeStandIn = {
+    url: '',
+    requests,
+    sessions,
+    receiptOf: (paymentIntentId) => `https://pay.stripe.com/receipts/payment/${paymentIntentId}`,
+    paymentIntentTrouble: 'none',
+    close: () =>
+      new Promise((resolve) => {
+        for (const release of hanging) release();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+
+  const createSession = (form: Record<string, string>) => {
+    const id = `cs_test_${random()}`;
+    const unitAmount = Number(form['line_items[0][price_data][unit_amount]']);
+    const quantity = Number(form['line_items[0][quantity]'] ?? '1');
+    const metadata: Record<string, string> = {};
+    for (const [key, value] of Object.entries(form)) {
+      const name = /^metadata\[([^\]]+)\]$/.exec(key)?.[1];
+      if (name) metadata[name] = value;
+    }
+    const session: StandInSession = {
+      id,
+      object: 'checkout.session',
+      mode: form.mode ?? '',
+      status: 'open',
+      payment_status: 'unpaid',
+      amount_total: unitAmount * quantity,
+      currency: form['line_items[0][price_data][currency]'] ?? '',
+      client_reference_id: form.client_reference_id ?? null,
+      metadata,
+      payment_intent: `pi_test_${random()}`,
+      success_url: form.success_url ?? '',
+      cancel_url: form.cancel_url ?? '',
+      url: `https://checkout.stripe.com/c/pay/${id}`,
+    };
+    sessions.set(id, session);
+    return { status: 200, body: session };
+  };
+
+  const paymentIntent = (id: string, form: Record<string, string>) => {
+    const session = [...sessions.values()].find((s) => s.payment_intent === id);
+    if (!session)
+      return stripeError(404, 'invalid_request_error', `No such payment_intent: '${id}'`);
+    const chargeId = `ch_${id.slice('pi_test_'.length)}`;
+    const expanded = Object.entries(form).some(
+      ([key, value]) => key.startsWith('expand[') && value === 'latest_charge',
+    );
+    const charge = {
+      id: chargeId,
+      object: 'charge',
+      amount: session.amount_total,
+      currency: session.currency,
+      paid: true,
+      payment_intent: id,
+      receipt_url: standIn.receiptOf(id),
+    };
+    return {
+      status: 200,
+      body: {
+        id,
+        object: 'payment_intent',
+        amount: session.amount_total,
+        currency: session.currency,
+        status: 'succeeded',
+        latest_charge: expanded ? charge : chargeId,
+      },
+    };
+  };
+
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', async () => {
+      const url = new URL(req.url ?? '/', 'http://stand-in');
+      const text = req.method === 'GET' ? url.search.slice(1) : Buffer.concat(chunks).toString();
+      const form = Object.fromEntries(new URLSearchParams(text));
+      const idempotencyKey = req.headers['idempotency-key'] as string | undefined;
+      requests.push({
+        method: req.method ?? '',
+        path: url.pathname,
+        form,
+        idempotencyKey,
+        authorization: req.headers.authorization,
+        headers: req.headers,
+      });
+      const send = (answer: { status: number; body: unknown }) => {
+        res.writeHead(answer.status, {
+          'content-type': 'application/json',
+          'request-id': `req_${random(7)}`,
+        });
+        res.end(JSON.stringify(answer.body));
+      };
+      if (!req.headers.authorization?.startsWith('Bearer sk_')) {
+        return send(stripeError(401, 'invalid_request_error', 'You did not provide an API key.'));
+      }
+      const remembered = idempotencyKey && answered.get(`${req.method} ${idempotencyKey}`);
+      if (remembered) return send(remembered);
+
+      let answer: { status: number; body: unknown };
+      const intent = /^\/v1\/payment_intents\/([A-Za-z0-9_]+)$/.exec(url.pathname)?.[1];
+      if (req.method === 'POST' && url.pathname === '/v1/checkout/sessions') {
+        answer = createSession(form);
+      } else if (req.method === 'GET' && intent) {
+        if (standIn.paymentIntentTrouble === 'hang') {
+          await new Promise<void>((resolve) => hanging.add(resolve));
+        }
+        answer =
+          standIn.paymentIntentTrouble === 'fail'
+            ? stripeError(500, 'api_error', 'Something went wrong on our end.')
+            : paymentIntent(intent, form);
+      } else {
+        answer = stripeError(
+          404,
+          'invalid_request_error',
+          `Unrecognized request URL (${req.method}: ${url.pathname}).`,
+        );
+      }
+      if (idempotencyKey && req.method === 'POST' && answer.status < 500) {
+        answered.set(`${req.method} ${idempotencyKey}`, answer);
+      }
+      send(answer);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  standIn.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return standIn;
+}
+
+/** A Stripe event about `object`, as Stripe would POST it to a webhook endpoint. */
+export function stripeEvent(type: string, object: object, id = `evt_${random()}`) {
+  return {
+    id,
+    object: 'event',
+    api_version: Stripe.API_VERSION,
+    created: Math.floor(Date.now() / 1000),
+    type,
+    livemode: false,
+    pending_webhooks: 1,
+    request: { id: null, idempotency_key: null },
+    data: { object },
+  };
+}
+
+/** The session as Stripe reports it once the customer paid. */
+export function paid(session: StandInSession): StandInSession {
+  return { ...session, status: 'complete', payment_status: 'paid' };
+}
+
+/** A Stripe-Signature header for `payload`, made with the library's own helper. */
+export function stripeSignature(payload: string, secret: string, timestamp?: number): string {
+  return Stripe.webhooks.generateTestHeaderString({
+    payload,
+    secret,
+    ...(timestamp === undefined ? {} : { timestamp }),
+  });
+}
