@@ -27,6 +27,8 @@ const DATACENTER_BYTES = 40_000_000;
 const BOUND_PER_CONNECTION = 144 * 1024;
 /** One socket read: what a connection may leave unused of its last grant. */
 const LAST_CHUNK = 64 * 1024;
+/** A meter push (1 s) and a flush, with room. */
+const SETTLED_MS = 2_000;
 const DOWNLOAD = 100_000_000;
 
 type Api = (pathname: string, init?: RequestInit) => Promise<Response>;
@@ -96,6 +98,10 @@ describe('an account is stopped at zero at the price of the exit it uses', () =>
     let charged = 0;
     let bytes = 0;
     const byCountry: Record<string, number> = {};
+    // What the gateway's meter still held reaches the database within a push and a flush:
+    // figures that stay put for SETTLED_MS are the whole of it.
+    let last = '';
+    let since = performance.now();
     await eventually(
       async () => {
         const me = (await (await who.api('/v1/me')).json()) as {
@@ -119,9 +125,18 @@ describe('an account is stopped at zero at the price of the exit it uses', () =>
             charged += Math.floor(priceOf(rowBytes, price));
           }
         }
-        return bytes >= atLeastBytes && balance === CREDIT_MICRO - charged;
+        const now = `${balance}/${bytes}`;
+        if (now !== last) {
+          last = now;
+          since = performance.now();
+        }
+        return (
+          bytes >= atLeastBytes &&
+          balance === CREDIT_MICRO - charged &&
+          performance.now() - since >= SETTLED_MS
+        );
       },
-      15_000,
+      20_000,
       'the balance to show every byte metered, at its exit price',
     ).catch(() => assert.fail(`balance ${balance}, charged ${charged} for ${bytes} bytes`));
     return { balance, charged, byCountry };
@@ -130,9 +145,11 @@ describe('an account is stopped at zero at the price of the exit it uses', () =>
   test('through a residential exit the credit buys 5 MB, then the tunnel is cut', async () => {
     const who = await customer();
     const moved = await tunnelUntilCut(who, 'de');
-    assert.ok(moved >= RESIDENTIAL_BYTES - LAST_CHUNK, `cut after ${moved} bytes, early`);
     assert.ok(moved <= RESIDENTIAL_BYTES + BOUND_PER_CONNECTION, `moved ${moved} bytes`);
-    const { balance } = await settled(who, moved);
+    const { balance, byCountry } = await settled(who, moved);
+    // Billed, not received: a reset discards what the kernel held for the client.
+    const billed = byCountry.de ?? 0;
+    assert.ok(billed >= RESIDENTIAL_BYTES - LAST_CHUNK, `cut after ${billed} bytes, early`);
     assertUsedUp(balance, RESIDENTIAL);
     const bound = priceOf(BOUND_PER_CONNECTION, RESIDENTIAL);
     assert.ok(balance >= -bound, `balance ${balance} is below minus ${bound}`);
@@ -141,9 +158,10 @@ describe('an account is stopped at zero at the price of the exit it uses', () =>
   test('through a datacenter exit the same credit buys eight times the bytes', async () => {
     const who = await customer();
     const moved = await tunnelUntilCut(who, 'fr');
-    assert.ok(moved >= DATACENTER_BYTES - LAST_CHUNK, `cut after ${moved} bytes, early`);
     assert.ok(moved <= DATACENTER_BYTES + BOUND_PER_CONNECTION, `moved ${moved} bytes`);
     const { balance, byCountry } = await settled(who, moved);
+    const billed = byCountry.fr ?? 0;
+    assert.ok(billed >= DATACENTER_BYTES - LAST_CHUNK, `cut after ${billed} bytes, early`);
     assert.equal(byCountry.de, 0);
     assertUsedUp(balance, DATACENTER);
     const bound = priceOf(BOUND_PER_CONNECTION, DATACENTER);
