@@ -4,6 +4,9 @@ import { connect } from 'node:net';
 import { test } from 'node:test';
 import { startProxyNetwork } from './support/proxy-network.ts';
 
+/** Well under the 80 MB a missing back-pressure would buffer, well over a busy GC's noise. */
+const GROWTH_LIMIT = 32 * 1024 * 1024;
+
 async function rssBytes(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
@@ -55,9 +58,11 @@ test('a 200 MB download read slowly keeps gateway and agent memory flat (back-pr
     t.diagnostic(
       `RSS growth while MB 40 to 120 were read slowly: gateway ${growth.gateway} B, agent ${growth.agent} B`,
     );
-    // Buffering what the slow reader has not taken would grow with every MB offered.
-    assert.ok(growth.gateway < 16 * 1024 * 1024, `gateway RSS grew ${growth.gateway} bytes`);
-    assert.ok(growth.agent < 16 * 1024 * 1024, `agent RSS grew ${growth.agent} bytes`);
+    // Buffering what the slow reader has not taken would grow with every MB offered: some
+    // 80 MB over this window. With back-pressure the growth is the heap's own: 0.7-1.5 MB
+    // alone, up to 17 MB seen while the whole suite shares two cores (a GC that waits).
+    assert.ok(growth.gateway < GROWTH_LIMIT, `gateway RSS grew ${growth.gateway} bytes`);
+    assert.ok(growth.agent < GROWTH_LIMIT, `agent RSS grew ${growth.agent} bytes`);
   } finally {
     await net.close();
   }
