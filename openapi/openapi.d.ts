@@ -336,6 +336,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/nodes/{id}/earnings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        /**
+         * What one of the account's nodes carried and earned, per UTC day.
+         * @description Every UTC day from `from` to `to` (both included; default the last 30 days,
+         *     at most 366), with the bytes the node carried both ways and what they earned
+         *     its operator: each hourly usage row at the operator price of its hour and the
+         *     node's exit type. Days without traffic are listed with zeros. Another
+         *     account's node is 404.
+         */
+        get: operations["getNodeEarnings"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/leases": {
         parameters: {
             query?: never;
@@ -555,6 +581,66 @@ export interface paths {
          *     No session, CSRF token or JSON content type is involved.
          */
         post: operations["receiveStripeEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/payouts/account": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The linked Stripe account, whether it can be paid, and what is payable.
+         * @description `owed` is everything the account's nodes earned and was not paid out;
+         *     `held` the part earned in the last `hold_days` days (not payable yet: the
+         *     traffic behind it may still be refunded or disputed); `available` what a
+         *     payout may take now (whole cents); `minimum` the least one payout may be.
+         */
+        get: operations["getPayoutAccount"];
+        put?: never;
+        /**
+         * Link a Stripe account for payouts; answers Stripe's onboarding page.
+         * @description The first call makes the account's Stripe Connect (Express) account; every
+         *     call answers a fresh onboarding link to it: send the operator to `url`.
+         *     Stripe returns them to `PORTAL_URL` with `?payouts=linked` (or
+         *     `?payouts=refresh` when the link expired: ask for a new one).
+         */
+        post: operations["linkPayoutAccount"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/payouts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The account's payouts, oldest first. */
+        get: operations["listPayouts"];
+        put?: never;
+        /**
+         * Pay out what the account's nodes earned to its linked Stripe account.
+         * @description Pays `amount` (whole cents), or everything available without it, as a Stripe
+         *     transfer to the linked account. The payout and its `payout` ledger line are
+         *     written before Stripe is asked, and the payout id is the transfer's
+         *     idempotency key. `status` says how it went: `paid`; `failed` when Stripe
+         *     refused the transfer (a `payout_reversal` line gives the amount back);
+         *     `pending` when Stripe did not answer (it is sent again, with the same key,
+         *     on the next payout request). A paid transfer Stripe later reverses becomes
+         *     `reversed`, its amount given back. Refused with `payout_below_minimum`
+         *     below `PAYOUT_MINIMUM`, `payout_exceeds_available` above what is available,
+         *     and `payout_account_missing` before an account is linked.
+         */
+        post: operations["createPayout"];
         delete?: never;
         options?: never;
         head?: never;
@@ -825,6 +911,70 @@ export interface components {
         StripeEventReceipt: {
             /** @constant */
             received: true;
+        };
+        NodeEarnings: {
+            node_id: string;
+            /** @description First day, YYYY-MM-DD (UTC). */
+            from: string;
+            /** @description Last day, YYYY-MM-DD (UTC), included. */
+            to: string;
+            days: components["schemas"]["EarningDay"][];
+            total: components["schemas"]["EarningTotal"];
+        };
+        EarningDay: {
+            /** @description YYYY-MM-DD (UTC). */
+            day: string;
+            /** @description Bytes carried, both ways. */
+            bytes: number;
+            earnings: components["schemas"]["Money"];
+        };
+        EarningTotal: {
+            bytes: number;
+            earnings: components["schemas"]["Money"];
+        };
+        PayoutAccount: {
+            /** @description The linked Stripe Connect account (acct_...), null before one is linked. */
+            stripe_account_id: string | null;
+            details_submitted: boolean;
+            /** @description Stripe can pay this account out. */
+            payouts_enabled: boolean;
+            owed: components["schemas"]["Money"];
+            held: components["schemas"]["Money"];
+            available: components["schemas"]["Money"];
+            minimum: components["schemas"]["Money"];
+            hold_days: number;
+        };
+        PayoutOnboarding: {
+            stripe_account_id: string;
+            /** @description Stripe's onboarding page: send the operator there. */
+            url: string;
+            /** Format: date-time */
+            expires_at: string;
+        };
+        CreatePayoutRequest: {
+            /**
+             * @description What to pay out, whole cents; default everything available.
+             * @example 25.00
+             */
+            amount?: string;
+        };
+        Payout: {
+            /** @description Also the Stripe transfer's idempotency key. */
+            id: string;
+            amount: components["schemas"]["Money"];
+            /** @enum {string} */
+            status: "pending" | "paid" | "failed" | "reversed";
+            stripe_transfer_id: string | null;
+            /** @description What Stripe reversed of the transfer and the ledger gave back. */
+            reversed: components["schemas"]["Money"];
+            /** @description Why Stripe refused the transfer. */
+            failure: string | null;
+            /** Format: date-time */
+            created_at: string;
+        };
+        PayoutList: {
+            items: components["schemas"]["Payout"][];
+            next_cursor: string | null;
         };
         /**
          * @description An amount of money. `amount_micro` is exact, in micro-units (millionths) of the
@@ -1247,7 +1397,7 @@ export interface components {
          *     gateway sends in `X-IPCola-Error`; the others are the API's own.
          * @enum {string}
          */
-        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "request_timeout" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "passwordless_cidr_taken" | "idempotency_conflict" | "payload_too_large" | "unsupported_media_type" | "billing_disabled" | "not_ready" | "internal_error";
+        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "request_timeout" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "passwordless_cidr_taken" | "idempotency_conflict" | "payout_account_missing" | "payout_below_minimum" | "payout_exceeds_available" | "payload_too_large" | "unsupported_media_type" | "billing_disabled" | "not_ready" | "internal_error";
         Error: {
             error: {
                 code: components["schemas"]["ErrorCode"];
@@ -1953,6 +2103,37 @@ export interface operations {
             404: components["responses"]["NotFound"];
         };
     };
+    getNodeEarnings: {
+        parameters: {
+            query?: {
+                /** @description First day, YYYY-MM-DD (UTC); default 29 days before `to`. */
+                from?: string;
+                /** @description Last day, YYYY-MM-DD (UTC); default today. */
+                to?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The node's earnings by day, and their totals. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeEarnings"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
     listLeases: {
         parameters: {
             query?: {
@@ -2353,6 +2534,213 @@ export interface operations {
             };
             /** @description Card payments are not configured here (`billing_disabled`). */
             501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getPayoutAccount: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The payout account. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayoutAccount"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description Stripe is not configured here (`billing_disabled`). */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Stripe did not answer (`not_ready`); try again. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    linkPayoutAccount: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The connected account and its onboarding link. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayoutOnboarding"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description The Idempotency-Key was used for another request, or that one still runs (`idempotency_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Stripe is not configured here (`billing_disabled`). */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Stripe did not answer (`not_ready`); try again. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listPayouts: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of payouts. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayoutList"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description Stripe is not configured here (`billing_disabled`). */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createPayout: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+                /**
+                 * @description 1-255 visible ASCII characters, unique per intended operation. A retry with
+                 *     the same key and the same request gets the first answer again (with
+                 *     `Idempotent-Replayed: true`) for a day, without the work being done twice;
+                 *     the same key with another request, or while the first still runs, is
+                 *     `idempotency_conflict` (409). Answers of 500 or more are not kept.
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CreatePayoutRequest"];
+            };
+        };
+        responses: {
+            /** @description The payout, with what Stripe answered. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Payout"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /**
+             * @description No linked account (`payout_account_missing`), below the minimum
+             *     (`payout_below_minimum`), more than is available
+             *     (`payout_exceeds_available`), or the Idempotency-Key conflicts
+             *     (`idempotency_conflict`).
+             */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description Stripe is not configured here (`billing_disabled`). */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Stripe did not answer (`not_ready`); try again. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,6 +1,6 @@
 /**
  * What an operator of IPCola does by hand: credit or debit an account with a reason,
- * audit the ledger, see and set prices. Every command writes through the journal, so
+ * audit the ledger, see and set prices, see the spread. Every command writes through the journal, so
  * what it does is on the record like any other movement.
  */
 import { randomUUID } from 'node:crypto';
@@ -15,7 +15,9 @@ import {
   parseMoney,
   postEntry,
   pricesInForce,
+  spreadByExitType,
   transfer,
+  utcDay,
 } from '../billing/index.ts';
 import type { Database } from '../store/index.ts';
 
@@ -35,6 +37,9 @@ export const USAGE = `usage: npm run admin -- <command>
   prices              the prices in force now
   prices set TYPE CUSTOMER OPERATOR [--country CC] [--from ISO-HOUR] [--note TEXT]
       per GB from a whole hour on (the next one by default); TYPE is ${EXIT_TYPES.join(', ')}
+  spread [--from DAY] [--to DAY]
+      per exit type: bytes, customer charges, operator earnings and the spread per GB,
+      for UTC days from DAY to DAY (YYYY-MM-DD, both included; the last 30 by default)
 `;
 
 export interface AdminContext {
@@ -57,6 +62,8 @@ export async function runCommand(args: readonly string[], context: AdminContext)
       return audit(context);
     case 'prices':
       return rest[0] === 'set' ? setPrice(rest.slice(1), context) : listPrices(context);
+    case 'spread':
+      return spread(rest, context);
     default:
       throw new UsageError(command ? `unknown command "${command}"` : 'a command is needed');
   }
@@ -179,6 +186,43 @@ async function setPrice(args: readonly string[], context: AdminContext): Promise
     );
   } finally {
     book.close();
+  }
+  return 0;
+}
+
+const DAY_MS = 86_400_000;
+
+async function spread(args: readonly string[], context: AdminContext): Promise<number> {
+  const { values, positionals } = parse(args, {
+    from: { type: 'string' },
+    to: { type: 'string' },
+  });
+  if (positionals.length > 0) throw new UsageError('spread [--from DAY] [--to DAY]');
+  const day = (text: string | undefined, name: string): Date | undefined => {
+    if (text === undefined) return undefined;
+    const at = new Date(`${text}T00:00:00Z`);
+    if (Number.isNaN(at.getTime()) || utcDay(at) !== text) {
+      throw new UsageError(`--${name} ${text} is not a day (YYYY-MM-DD)`);
+    }
+    return at;
+  };
+  const last = day(values.to, 'to') ?? new Date(Date.parse(utcDay(new Date())));
+  const first = day(values.from, 'from') ?? new Date(last.getTime() - 29 * DAY_MS);
+  if (first > last) throw new UsageError('--from must not be after --to');
+  const lines = await spreadByExitType(context.database, {
+    from: first,
+    to: new Date(last.getTime() + DAY_MS),
+  });
+  const money = (micro: number) => formatMoney(micro).padStart(14);
+  context.print(`spread ${utcDay(first)} to ${utcDay(last)} (${context.currency})`);
+  context.print(
+    `${'exit type'.padEnd(11)} ${'bytes'.padStart(16)} ${'customers'.padStart(14)} ${'operators'.padStart(14)} ${'spread'.padStart(14)} ${'spread/GB'.padStart(14)}`,
+  );
+  for (const line of lines) {
+    const perGb = line.spreadMicroPerGb === null ? '-' : formatMoney(line.spreadMicroPerGb);
+    context.print(
+      `${line.exitType.padEnd(11)} ${String(line.bytes).padStart(16)} ${money(line.chargedMicro)} ${money(line.earnedMicro)} ${money(line.spreadMicro)} ${perGb.padStart(14)}`,
+    );
   }
   return 0;
 }

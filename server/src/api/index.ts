@@ -15,8 +15,10 @@ import { documentationRouter } from './docs.ts';
 import { checkReadiness, type Dependency } from './health.ts';
 import { keysRouter } from './keys.ts';
 import { leasesRouter } from './leases.ts';
+import { nodeEarningsRouter } from './node-earnings.ts';
 import { nodesRouter } from './nodes.ts';
 import { createAnswerCheck, createParameterCheck } from './parameters.ts';
+import { payoutsRouter } from './payouts.ts';
 import { proxyListsRouter } from './proxy-lists.ts';
 import { regionsRouter } from './regions.ts';
 import { sessionsRouter } from './sessions.ts';
@@ -188,11 +190,24 @@ function controlRouters(control: ControlOptions, bodies: BodyValidator): express
       nodeDeleted: control.nodeDeleted,
       upstreamNodes: control.upstreamNodes,
     }),
+    nodeEarningsRouter({
+      accounts,
+      database: control.database,
+      caller,
+      accountOf: shared.accountOf,
+    }),
     usageRouter({ database: control.database, caller, accountOf: shared.accountOf }),
     billingRouter({
       accounts,
       database: control.database,
       prices: control.prices,
+      payments: control.payments,
+      bodies,
+      caller,
+      idempotent,
+      accountOf: shared.accountOf,
+    }),
+    payoutsRouter({
       payments: control.payments,
       bodies,
       caller,

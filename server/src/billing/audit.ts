@@ -1,13 +1,17 @@
 /**
  * The auditor's check: every balance is a sum the journal gives, every entry balances,
  * every usage row's charge and earning are its bytes at its price, and the usage and
- * earning entries add up to the rows. Read-only; `npm run admin -- audit` prints what it
+ * earning entries add up to the rows, and every payout's entries add up to what its status
+ * says left the operator's book. Read-only; `npm run admin -- audit` prints what it
  * finds and exits non-zero when it finds anything.
  */
 import type { Queryable } from '../store/index.ts';
 
 export interface Drift {
-  /** What disagrees: `balance`, `payable`, `entry`, `usage_row`, `usage_total`, `earning_total`. */
+  /**
+   * What disagrees: `balance`, `payable`, `entry`, `usage_row`, `usage_total`,
+   * `earning_total`, `payout`, `payout_entry`.
+   */
   check: string;
   /** The account, entry or row it concerns. */
   subject: string;
@@ -86,6 +90,35 @@ export async function auditLedger(db: Queryable): Promise<Drift[]> {
             coalesce(r.earned, 0)::bigint AS expected, coalesce(p.credited, 0)::bigint AS found
      FROM rows r FULL JOIN posted p ON p.account_id = r.account_id
      WHERE coalesce(r.earned, 0) <> coalesce(p.credited, 0)`,
+  );
+  // A payout's entries: its `payout` entry and any `payout_reversal` (referenced by the
+  // payout id, alone or with a suffix) move what its status says: nothing once failed, the
+  // amount less what Stripe reversed otherwise.
+  await found(
+    'payout',
+    `WITH posted AS (
+       SELECT e.account_id, split_part(e.reference, ':', 1) AS payout_id,
+              sum(p.amount_micro) AS net
+       FROM journal_entries e JOIN journal_postings p
+         ON p.entry_id = e.id AND p.book = 'operator:' || e.account_id
+       WHERE e.kind IN ('payout', 'payout_reversal')
+       GROUP BY e.account_id, split_part(e.reference, ':', 1)
+     )
+     SELECT p.id AS subject,
+            (CASE WHEN p.status = 'failed' THEN 0 ELSE p.amount_micro - p.reversed_micro END)::bigint
+              AS expected,
+            coalesce(posted.net, 0)::bigint AS found
+     FROM payouts p LEFT JOIN posted ON posted.payout_id = p.id AND posted.account_id = p.account_id
+     WHERE coalesce(posted.net, 0)
+           <> CASE WHEN p.status = 'failed' THEN 0 ELSE p.amount_micro - p.reversed_micro END`,
+  );
+  await found(
+    'payout_entry',
+    `SELECT e.id::text AS subject, 0::bigint AS expected, 1::bigint AS found
+     FROM journal_entries e
+     WHERE e.kind IN ('payout', 'payout_reversal')
+       AND NOT EXISTS (SELECT 1 FROM payouts p WHERE p.id = split_part(e.reference, ':', 1)
+                                                AND p.account_id = e.account_id)`,
   );
   return drifts;
 }

@@ -11,6 +11,7 @@ export {
   type CreditPack,
   checkoutAmount,
 } from './credit-packs.ts';
+export { type EarningDay, earningsHeldBack, nodeEarningsByDay, utcDay } from './earnings.ts';
 export {
   books,
   type Entry,
@@ -38,4 +39,5 @@ export {
   type PriceChange,
   pricesInForce,
 } from './prices.ts';
+export { type SpreadLine, spreadByExitType } from './spread.ts';
 export { type StatementLine, type StatementPosition, statementLines } from './statements.ts';

@@ -31,6 +31,13 @@ export interface Config {
   readonly billingCurrency: string;
   /** Credit a new account starts with, in micro-units of the currency. */
   readonly trialCreditMicro: number;
+  /**
+   * Days an operator's earnings are held back before they may be paid out: the traffic
+   * behind them may still be refunded or disputed.
+   */
+  readonly payoutHoldDays: number;
+  /** The least one payout may be, in micro-units of the currency. */
+  readonly payoutMinimumMicro: number;
   /** How long shutdown waits for open connections before cutting them. */
   readonly shutdownGraceMs: number;
   /** CIDRs that upstream-proxy exits may reach although the exit policy refuses their range. */
@@ -141,6 +148,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     logLevel: oneOf('LOG_LEVEL', read('LOG_LEVEL') ?? 'info', LOG_LEVELS),
     billingCurrency: currency('BILLING_CURRENCY', read('BILLING_CURRENCY') ?? 'usd'),
     trialCreditMicro: money('TRIAL_CREDIT', read('TRIAL_CREDIT') ?? '2.00'),
+    payoutHoldDays: integer('PAYOUT_HOLD_DAYS', read('PAYOUT_HOLD_DAYS') ?? '14', 0, 365),
+    payoutMinimumMicro: money('PAYOUT_MINIMUM', read('PAYOUT_MINIMUM') ?? '20.00'),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', read('SHUTDOWN_GRACE_MS') ?? '3000', 0, 60_000),
     upstreamAllowTargets: cidrList('UPSTREAM_ALLOW_TARGETS', read('UPSTREAM_ALLOW_TARGETS')),
     upstreamAllowProxies: cidrList('UPSTREAM_ALLOW_PROXIES', read('UPSTREAM_ALLOW_PROXIES')),

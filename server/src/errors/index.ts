@@ -88,6 +88,12 @@ export const API_ERRORS = {
     409,
     'The Idempotency-Key was used for a different request, or that request is still running',
   ),
+  payout_account_missing: api(
+    409,
+    'No Stripe account is linked for payouts yet: POST /v1/payouts/account first',
+  ),
+  payout_below_minimum: api(409, 'The payout would be less than the minimum'),
+  payout_exceeds_available: api(409, 'The payout is more than is available to pay out'),
   payload_too_large: api(413, 'The request body is too large'),
   unsupported_media_type: api(415, 'The request body must be JSON'),
   billing_disabled: api(501, 'Card payments are not configured on this server'),

@@ -1,7 +1,8 @@
 /**
- * Card payments through Stripe: Checkout Sessions to buy credit, and Stripe's webhook,
- * verified on its raw body with the library's own check and applied exactly once. The API
- * calls checkout() and receive(); nothing here speaks HTTP to customers.
+ * Payments through Stripe: Checkout Sessions to buy credit, payouts to operators through
+ * Stripe Connect, and Stripe's webhook, verified on its raw body with the library's own
+ * check and applied exactly once. The API calls checkout(), payouts and receive();
+ * nothing here speaks HTTP to customers.
  */
 import { isIP } from 'node:net';
 import Stripe from 'stripe';
@@ -10,10 +11,14 @@ import type { Logger } from '../log/index.ts';
 import type { Database } from '../store/index.ts';
 import type { Webhooks } from '../webhooks/index.ts';
 import { type CheckoutRequest, type CheckoutSession, createCheckoutSession } from './checkout.ts';
+import { createPayouts, type Payouts } from './payouts.ts';
 import { createStripeClient } from './stripe-client.ts';
+import { stripeUnavailable } from './stripe-errors.ts';
 import { type EventOutcome, stripeEventApplier } from './stripe-events.ts';
 
 export { type CheckoutRequest, type CheckoutSession, stripeIdempotencyKey } from './checkout.ts';
+export type { Payout, PayoutListing, PayoutStatus } from './payout-ledger.ts';
+export type { Onboarding, PayoutAccount, PayoutBalance, Payouts } from './payouts.ts';
 export { createStripeClient, type StripeClientOptions } from './stripe-client.ts';
 export type { EventOutcome } from './stripe-events.ts';
 
@@ -24,6 +29,9 @@ export interface CardPaymentsOptions {
   apiUrl: string;
   /** Where Checkout sends the customer back (PORTAL_URL, or the API's public address). */
   portalUrl: () => string;
+  /** PAYOUT_HOLD_DAYS and PAYOUT_MINIMUM (micro-units). */
+  payoutHoldDays: number;
+  payoutMinimumMicro: number;
   database: Database;
   webhooks: Pick<Webhooks, 'emit'>;
   logger: Logger;
@@ -38,6 +46,8 @@ export interface CardPayments {
    * then nothing is written.
    */
   receive(rawBody: Buffer, signature: string | undefined): Promise<EventOutcome>;
+  /** Operators' connected accounts and payouts. */
+  payouts: Payouts;
 }
 
 export function createCardPayments(options: CardPaymentsOptions): CardPayments {
@@ -58,6 +68,14 @@ export function createCardPayments(options: CardPaymentsOptions): CardPayments {
         throw stripeUnavailable(error) ?? error;
       }
     },
+    payouts: createPayouts({
+      stripe,
+      database: options.database,
+      logger,
+      holdDays: options.payoutHoldDays,
+      minimumMicro: options.payoutMinimumMicro,
+      portalUrl: options.portalUrl,
+    }),
     async receive(rawBody, signature) {
       if (!signature)
         throw ipcolaError('invalid_request', 'The Stripe-Signature header is missing');
@@ -76,19 +94,10 @@ export function createCardPayments(options: CardPaymentsOptions): CardPayments {
   };
 }
 
-/** Stripe down, slow or refusing for now: the customer may retry (the answer is not kept). */
-function stripeUnavailable(error: unknown) {
-  const passing =
-    error instanceof Stripe.errors.StripeConnectionError ||
-    error instanceof Stripe.errors.StripeAPIError ||
-    error instanceof Stripe.errors.StripeRateLimitError;
-  return passing
-    ? ipcolaError('not_ready', 'Stripe did not answer; try again', { cause: error })
-    : undefined;
-}
-
-/** The settings card payments need (STRIPE_*, PORTAL_URL, PUBLIC_HOST). */
+/** The settings card payments need (STRIPE_*, PORTAL_URL, PUBLIC_HOST, PAYOUT_*). */
 export interface CardPaymentSettings {
+  readonly payoutHoldDays: number;
+  readonly payoutMinimumMicro: number;
   readonly stripeSecretKey: string | undefined;
   readonly stripeWebhookSecret: string | undefined;
   readonly stripeApiUrl: string;
@@ -97,8 +106,9 @@ export interface CardPaymentSettings {
 }
 
 /**
- * Card payments when Stripe is configured, else undefined (checkout then answers
- * billing_disabled). Checkout returns customers to PORTAL_URL, else to this API.
+ * Card payments and payouts when Stripe is configured, else undefined (checkout and
+ * payouts then answer billing_disabled). Checkout and Connect onboarding return people to
+ * PORTAL_URL, else to this API.
  */
 export function cardPaymentsFor(
   settings: CardPaymentSettings,
@@ -112,6 +122,8 @@ export function cardPaymentsFor(
     webhookSecret: stripeWebhookSecret,
     apiUrl: settings.stripeApiUrl,
     portalUrl: () => settings.portalUrl ?? `http://${host}:${parts.apiPort()}/`,
+    payoutHoldDays: settings.payoutHoldDays,
+    payoutMinimumMicro: settings.payoutMinimumMicro,
     database: parts.database,
     webhooks: parts.webhooks,
     logger: parts.logger,

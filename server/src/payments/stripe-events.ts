@@ -4,13 +4,14 @@
  * nothing and a delivery whose transaction never committed is applied when Stripe sends it
  * again. A top-up is a journal entry referenced by the Checkout Session, so the two events
  * that may report one payment (completed, async_payment_succeeded) credit it once, in
- * either order.
+ * either order. A reversed payout transfer gives the operator back what Stripe reversed.
  */
 import type Stripe from 'stripe';
 import { books, formatMoney, microPerStripeUnit, postEntry, transfer } from '../billing/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { Database, Queryable } from '../store/index.ts';
 import type { Webhooks } from '../webhooks/index.ts';
+import { applyTransferReversal } from './payout-ledger.ts';
 
 export interface StripeEventsOptions {
   stripe: Stripe;
@@ -152,6 +153,17 @@ export function stripeEventApplier(options: StripeEventsOptions) {
         return credit(event, event.data.object);
       case 'checkout.session.async_payment_failed':
         return failure(event, event.data.object);
+      case 'transfer.reversed': {
+        const reversed = event.data.object;
+        return async (tx) => {
+          if (!(await applyTransferReversal(tx, reversed))) {
+            logger.warn(
+              { event: event.id, transfer: reversed.id },
+              'stripe: a reversed transfer of no payout of this server; recorded',
+            );
+          }
+        };
+      }
       default:
         return undefined;
     }

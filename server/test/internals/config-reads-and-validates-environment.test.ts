@@ -33,6 +33,8 @@ describe('configuration', () => {
     assert.equal(config.publicHost, '127.0.0.1');
     assert.equal(config.billingCurrency, 'usd');
     assert.equal(config.trialCreditMicro, 2_000_000, 'a trial of 2.00');
+    assert.equal(config.payoutHoldDays, 14, 'earnings are held back two weeks');
+    assert.equal(config.payoutMinimumMicro, 20_000_000, 'payouts of at least 20.00');
     assert.deepEqual(config.upstreamAllowTargets, [], 'no policy exceptions for upstream exits');
     assert.deepEqual(config.upstreamAllowProxies, []);
     assert.equal(config.upstreamProbeIntervalMs, 10_000);
@@ -73,6 +75,13 @@ describe('configuration', () => {
     assert.equal(config.billingCurrency, 'eur');
     assert.equal(load({ TRIAL_CREDIT: '0' }).trialCreditMicro, 0);
     assert.equal(load({ TRIAL_CREDIT: '12.5' }).trialCreditMicro, 12_500_000);
+  });
+
+  test('PAYOUT_HOLD_DAYS is whole days up to a year; PAYOUT_MINIMUM an amount', () => {
+    const config = load({ PAYOUT_HOLD_DAYS: '0', PAYOUT_MINIMUM: '0.50' });
+    assert.equal(config.payoutHoldDays, 0);
+    assert.equal(config.payoutMinimumMicro, 500_000);
+    assert.equal(load({ PAYOUT_HOLD_DAYS: '365' }).payoutHoldDays, 365);
   });
 
   test('upstream-exit policy exceptions are lists of CIDRs', () => {
@@ -191,6 +200,10 @@ describe('configuration', () => {
     ['TRIAL_CREDIT', { TRIAL_CREDIT: '1e3' }, /not an amount/],
     ['TRIAL_CREDIT_BYTES', { TRIAL_CREDIT_BYTES: '1073741824' }, /no longer read.*TRIAL_CREDIT/],
     ['SHUTDOWN_GRACE_MS', { SHUTDOWN_GRACE_MS: '999999' }, /out of range/],
+    ['PAYOUT_HOLD_DAYS', { PAYOUT_HOLD_DAYS: '366' }, /out of range/],
+    ['PAYOUT_HOLD_DAYS', { PAYOUT_HOLD_DAYS: '1.5' }, /not a whole number/],
+    ['PAYOUT_MINIMUM', { PAYOUT_MINIMUM: '-5' }, /not an amount/],
+    ['PAYOUT_MINIMUM', { PAYOUT_MINIMUM: 'twenty' }, /not an amount/],
     ['UPSTREAM_ALLOW_TARGETS', { UPSTREAM_ALLOW_TARGETS: '127.0.0.1' }, /not a CIDR/],
     ['UPSTREAM_ALLOW_TARGETS', { UPSTREAM_ALLOW_TARGETS: '10.0.0.0/33' }, /not a CIDR/],
     ['UPSTREAM_ALLOW_TARGETS', { UPSTREAM_ALLOW_TARGETS: '127.1/32' }, /not a CIDR/],

@@ -26,6 +26,7 @@ const TABLES = [
   'ledger_bytes_before_money',
   'nodes',
   'passwordless_cidrs',
+  'payouts',
   'prices',
   'sessions',
   'settings',

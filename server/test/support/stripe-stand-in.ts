@@ -38,6 +38,16 @@ export interface StandInSession {
   url: string;
 }
 
+/** A connected account as the stand-in keeps it; onboarding done sets the two flags. */
+export interface StandInAccount {
+  id: string;
+  object: 'account';
+  type: string;
+  details_submitted: boolean;
+  payouts_enabled: boolean;
+  metadata: Record<string, string>;
+}
+
 export interface StripeStandIn {
   /** http://127.0.0.1:<port>, for STRIPE_API_URL. */
   url: string;
@@ -47,6 +57,12 @@ export interface StripeStandIn {
   receiptOf(paymentIntentId: string): string;
   /** Set to make GET /v1/payment_intents/:id answer 500 (or hang, with 'hang'). */
   paymentIntentTrouble: 'none' | 'fail' | 'hang';
+  /** Connected accounts made through POST /v1/accounts, by id. */
+  connectedAccounts: Map<string, StandInAccount>;
+  /** Transfers made, by id. */
+  transfers: Map<string, Record<string, unknown>>;
+  /** 'refuse': POST /v1/transfers answers 400 as Stripe does for insufficient funds. */
+  transferTrouble: 'none' | 'refuse';
   close(): Promise<void>;
 }
 
@@ -69,6 +85,9 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
     sessions,
     receiptOf: (paymentIntentId) => `https://pay.stripe.com/receipts/payment/${paymentIntentId}`,
     paymentIntentTrouble: 'none',
+    connectedAccounts: new Map(),
+    transfers: new Map(),
+    transferTrouble: 'none',
     close: () =>
       new Promise((resolve) => {
         for (const release of hanging) release();
@@ -135,6 +154,78 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
     };
   };
 
+  const metadataOf = (form: Record<string, string>) => {
+    const metadata: Record<string, string> = {};
+    for (const [key, value] of Object.entries(form)) {
+      const name = /^metadata\[([^\]]+)\]$/.exec(key)?.[1];
+      if (name) metadata[name] = value;
+    }
+    return metadata;
+  };
+
+  /** Stripe Connect: accounts, their onboarding links, and transfers to them. */
+  const connect = (method: string, pathname: string, form: Record<string, string>) => {
+    if (method === 'POST' && pathname === '/v1/accounts') {
+      const account: StandInAccount = {
+        id: `acct_${random(8)}`,
+        object: 'account',
+        type: form.type ?? 'standard',
+        details_submitted: false,
+        payouts_enabled: false,
+        metadata: metadataOf(form),
+      };
+      standIn.connectedAccounts.set(account.id, account);
+      return { status: 200, body: account };
+    }
+    const accountId = /^\/v1\/accounts\/(acct_[A-Za-z0-9]+)$/.exec(pathname)?.[1];
+    if (method === 'GET' && accountId) {
+      const account = standIn.connectedAccounts.get(accountId);
+      return account
+        ? { status: 200, body: account }
+        : stripeError(404, 'invalid_request_error', `No such account: '${accountId}'`);
+    }
+    if (method === 'POST' && pathname === '/v1/account_links') {
+      if (!standIn.connectedAccounts.has(form.account ?? '')) {
+        return stripeError(400, 'invalid_request_error', `No such account: '${form.account}'`);
+      }
+      return {
+        status: 200,
+        body: {
+          object: 'account_link',
+          created: Math.floor(Date.now() / 1000),
+          expires_at: Math.floor(Date.now() / 1000) + 300,
+          url: `https://connect.stripe.com/setup/e/${form.account}/${random(6)}`,
+        },
+      };
+    }
+    if (method === 'POST' && pathname === '/v1/transfers') {
+      if (
+        standIn.transferTrouble === 'refuse' ||
+        !standIn.connectedAccounts.has(form.destination ?? '')
+      ) {
+        return stripeError(
+          400,
+          'invalid_request_error',
+          'You have insufficient available funds in your Stripe account.',
+        );
+      }
+      const transfer = {
+        id: `tr_${random(8)}`,
+        object: 'transfer',
+        amount: Number(form.amount),
+        amount_reversed: 0,
+        currency: form.currency,
+        destination: form.destination,
+        transfer_group: form.transfer_group ?? null,
+        reversed: false,
+        metadata: metadataOf(form),
+      };
+      standIn.transfers.set(transfer.id, transfer);
+      return { status: 200, body: transfer };
+    }
+    return undefined;
+  };
+
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -165,8 +256,11 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
       if (remembered) return send(remembered);
 
       let answer: { status: number; body: unknown };
+      const connected = connect(req.method ?? '', url.pathname, form);
       const intent = /^\/v1\/payment_intents\/([A-Za-z0-9_]+)$/.exec(url.pathname)?.[1];
-      if (req.method === 'POST' && url.pathname === '/v1/checkout/sessions') {
+      if (connected) {
+        answer = connected;
+      } else if (req.method === 'POST' && url.pathname === '/v1/checkout/sessions') {
         answer = createSession(form);
       } else if (req.method === 'GET' && intent) {
         if (standIn.paymentIntentTrouble === 'hang') {
