@@ -9,10 +9,13 @@ import { ipcolaError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { Database } from '../store/index.ts';
 import type { Webhooks } from '../webhooks/index.ts';
+import { type AutoTopUp, autoTopUpCharger } from './auto-topup.ts';
 import { type CheckoutRequest, type CheckoutSession, createCheckoutSession } from './checkout.ts';
+import { stripeCustomerFor } from './customers.ts';
 import { createStripeClient } from './stripe-client.ts';
 import { type EventOutcome, stripeEventApplier } from './stripe-events.ts';
 
+export type { AutoTopUp } from './auto-topup.ts';
 export { type CheckoutRequest, type CheckoutSession, stripeIdempotencyKey } from './checkout.ts';
 export { createStripeClient, type StripeClientOptions } from './stripe-client.ts';
 export type { EventOutcome } from './stripe-events.ts';
@@ -38,6 +41,8 @@ export interface CardPayments {
    * then nothing is written.
    */
   receive(rawBody: Buffer, signature: string | undefined): Promise<EventOutcome>;
+  /** Charges saved cards of accounts whose balance crossed below their threshold. */
+  autoTopUp: AutoTopUp;
 }
 
 export function createCardPayments(options: CardPaymentsOptions): CardPayments {
@@ -53,7 +58,8 @@ export function createCardPayments(options: CardPaymentsOptions): CardPayments {
   return {
     async checkout(request) {
       try {
-        return await createCheckoutSession(stripe, options.portalUrl(), request);
+        const customer = await stripeCustomerFor(stripe, options.database, request.accountId);
+        return await createCheckoutSession(stripe, options.portalUrl(), { ...request, customer });
       } catch (error) {
         throw stripeUnavailable(error) ?? error;
       }
@@ -73,6 +79,12 @@ export function createCardPayments(options: CardPaymentsOptions): CardPayments {
       }
       return apply(event);
     },
+    autoTopUp: autoTopUpCharger({
+      stripe,
+      database: options.database,
+      webhooks: options.webhooks,
+      logger,
+    }),
   };
 }
 
@@ -102,7 +114,10 @@ export interface CardPaymentSettings {
  */
 export function cardPaymentsFor(
   settings: CardPaymentSettings,
-  parts: Pick<CardPaymentsOptions, 'database' | 'webhooks' | 'logger'> & { apiPort: () => number },
+  parts: Pick<CardPaymentsOptions, 'database' | 'webhooks' | 'logger'> & {
+    /** The API's port once it listens. */
+    ports: { readonly api: number };
+  },
 ): CardPayments | undefined {
   const { stripeSecretKey, stripeWebhookSecret, publicHost } = settings;
   if (!stripeSecretKey || !stripeWebhookSecret) return undefined;
@@ -111,7 +126,7 @@ export function cardPaymentsFor(
     secretKey: stripeSecretKey,
     webhookSecret: stripeWebhookSecret,
     apiUrl: settings.stripeApiUrl,
-    portalUrl: () => settings.portalUrl ?? `http://${host}:${parts.apiPort()}/`,
+    portalUrl: () => settings.portalUrl ?? `http://${host}:${parts.ports.api}/`,
     database: parts.database,
     webhooks: parts.webhooks,
     logger: parts.logger,

@@ -186,4 +186,5 @@ export const MIGRATION_VERSIONS = [
   '0010_money',
   '0011_customer_webhooks',
   '0012_stripe_events',
+  '0014_auto_topup_and_balance_alerts',
 ];
