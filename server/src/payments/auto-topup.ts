@@ -78,7 +78,11 @@ export function autoTopUpCharger(options: AutoTopUpOptions): AutoTopUp {
       );
     } catch (error) {
       const intentId = error instanceof Stripe.errors.StripeError ? error.payment_intent?.id : null;
-      const message = error instanceof Error ? error.message : String(error);
+      // Stripe's own words (the library adds its request id to error.message).
+      const message =
+        error instanceof Stripe.errors.StripeError
+          ? ((error.raw as { message?: string }).message ?? error.message)
+          : String(error);
       return fail(due, message, intentId ?? null);
     }
     if (intent.status === 'succeeded') {
