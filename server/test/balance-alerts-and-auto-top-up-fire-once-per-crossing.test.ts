@@ -4,8 +4,9 @@
  * once); a card saved by a paid Checkout is charged off-session exactly once when the
  * balance crosses the auto top-up threshold, credited once although Stripe's
  * payment_intent.succeeded arrives too, and traffic flows again; a declined card is shown
- * on the account and sent as topup.failed, credits nothing and is not retried; the audit is
- * clean at the end. The real `stripe` library talks to a local stand-in.
+ * on the account and sent as topup.failed, credits nothing and is not retried; a key at its
+ * monthly cap sends key.cap_reached once; the audit is clean at the end. On the embedded
+ * database, and on PostgreSQL when DATABASE_URL is set. The real `stripe` library talks to a local stand-in.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -315,6 +316,27 @@ for (const mode of modes) {
       assert.equal(charges().length, 2);
       assert.ok((await balance()) < before);
       assert.equal(ofType('topup.failed').length, 1);
+    });
+
+    test('a key that reaches its monthly cap sends key.cap_reached once', async () => {
+      const usage = (await (await net.api('/v1/usage')).json()) as {
+        totals: { bytes_up: number; bytes_down: number };
+      };
+      const cap = usage.totals.bytes_up + usage.totals.bytes_down + 300_000;
+      const res = await net.api(`/v1/keys/${net.key.id}`, {
+        method: 'PATCH',
+        body: JSON.stringify({ monthly_byte_cap: cap }),
+      });
+      assert.equal(res.status, 200, await res.clone().text());
+      await download('/stream/1000000');
+      const [capped] = await receiver.waitFor(1, (got) => got.event.type === 'key.cap_reached');
+      const data = (capped?.event.data ?? {}) as { key_id: string; monthly_byte_cap: number };
+      assert.equal(data.key_id, net.key.id);
+      assert.equal(data.monthly_byte_cap, cap);
+      // Refused and more flushes later: still the one event this month.
+      await download('/bytes/1000');
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      assert.equal(ofType('key.cap_reached').length, 1);
     });
 
     test('npm run admin -- audit finds the ledger clean', async () => {
