@@ -5,8 +5,9 @@
  * balance crosses the auto top-up threshold, credited once although Stripe's
  * payment_intent.succeeded arrives too, and traffic flows again; a declined card is shown
  * on the account and sent as topup.failed, credits nothing and is not retried; a key at its
- * monthly cap sends key.cap_reached once; the audit is clean at the end. On the embedded
- * database, and on PostgreSQL when DATABASE_URL is set. The real `stripe` library talks to a local stand-in.
+ * monthly cap sends key.cap_reached once; the audit is clean at the end. The real `stripe`
+ * library talks to a local stand-in. On the embedded database, and on PostgreSQL when
+ * DATABASE_URL is set.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
