@@ -559,6 +559,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/auto-topup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Auto top-up and balance alert settings.
+         * @description When a usage batch leaves the balance below `threshold` and auto top-up is
+         *     `enabled` with a card saved (the card of the last Checkout payment), the card
+         *     is charged `amount` off-session, once per crossing: the balance grows by it,
+         *     a `topup` line appears in the ledger and `topup.succeeded` is sent. A declined
+         *     charge is `last_failure` and `topup.failed`, tried again at the next crossing
+         *     or when the settings are saved. `balance.low` is sent once each time the
+         *     balance falls below `low_balance_threshold`. Answers `billing_disabled` (501)
+         *     on a server without Stripe.
+         */
+        get: operations["getAutoTopUp"];
+        /**
+         * Change auto top-up and balance alert settings.
+         * @description Fields left out keep their value. Saving arms auto top-up again: if the
+         *     balance is below the threshold and a card is saved, it is charged now.
+         */
+        put: operations["setAutoTopUp"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/billing/stripe-webhook": {
         parameters: {
             query?: never;
@@ -572,8 +604,9 @@ export interface paths {
          * Stripe's webhook (for Stripe only).
          * @description Where Stripe sends its events: configure this URL in the Stripe dashboard with
          *     the events `checkout.session.completed`,
-         *     `checkout.session.async_payment_succeeded` and
-         *     `checkout.session.async_payment_failed`. The `Stripe-Signature` header is
+         *     `checkout.session.async_payment_succeeded`,
+         *     `checkout.session.async_payment_failed` and `payment_intent.succeeded` (auto
+         *     top-ups). The `Stripe-Signature` header is
          *     checked on the raw body with `STRIPE_WEBHOOK_SECRET` (events older than five
          *     minutes are refused); a bad or missing signature is 400 and nothing is
          *     written. Each event is applied once, whatever Stripe redelivers and in
@@ -864,6 +897,8 @@ export interface components {
             }[];
             /** @description Whether credit can be bought with a card here (Stripe is configured). */
             card_payments: boolean;
+            /** @description The auto top-up settings (`GET /v1/billing/auto-topup`); null without card payments. */
+            auto_topup: components["schemas"]["AutoTopUp"] | null;
             ledger: components["schemas"]["LedgerPage"];
         };
         LedgerPage: {
@@ -907,6 +942,47 @@ export interface components {
             url: string;
             /** @description What the payment will add to the balance. */
             amount: components["schemas"]["Money"];
+        };
+        AutoTopUp: {
+            enabled: boolean;
+            /** @description Charge the card when the balance falls below this. */
+            threshold: components["schemas"]["Money"];
+            /** @description What each charge adds to the balance. */
+            amount: components["schemas"]["Money"];
+            /** @description `balance.low` is sent when the balance falls below this. */
+            low_balance_threshold: components["schemas"]["Money"];
+            /** @description The card saved by the last Checkout payment, or null. */
+            payment_method: {
+                /** @example visa */
+                brand: string;
+                /** @example 4242 */
+                last4: string;
+            } | null;
+            /** @description The last charge that failed, until one succeeds. */
+            last_failure: {
+                /** Format: date-time */
+                at: string;
+                /** @description Stripe's reason, e.g. Your card was declined. */
+                message: string;
+            } | null;
+        };
+        AutoTopUpSettings: {
+            enabled?: boolean;
+            /**
+             * @description From 0.00 to 10000.00.
+             * @example 5.00
+             */
+            threshold?: string;
+            /**
+             * @description From 5.00 to 10000.00, whole cents.
+             * @example 25.00
+             */
+            amount?: string;
+            /**
+             * @description From 0.00 to 10000.00.
+             * @example 1.00
+             */
+            low_balance_threshold?: string;
         };
         StripeEventReceipt: {
             /** @constant */
@@ -1300,7 +1376,11 @@ export interface components {
          *     nothing left to spend. `key.cap_reached`: a key used up its monthly cap.
          *     `topup.succeeded`, `topup.failed`: a payment for credit went through or not;
          *     their `data` is `{ checkout_session_id, amount }` (a Money), and
-         *     `receipt_url` (Stripe's receipt, or null) when it went through.
+         *     `receipt_url` (Stripe's receipt, or null) when it went through; for an
+         *     auto top-up `{ payment_intent_id, amount }` and `receipt_url`, or `message`
+         *     (why it failed). `balance.low`: `{ balance, threshold }`; `balance.exhausted`:
+         *     `{ balance }`; `key.cap_reached`: `{ key_id, monthly_byte_cap, month_bytes,
+         *     month }` (`YYYY-MM`), once per key and month.
          * @enum {string}
          */
         WebhookEventType: "balance.low" | "balance.exhausted" | "key.cap_reached" | "topup.succeeded" | "topup.failed";
@@ -2481,6 +2561,78 @@ export interface operations {
             };
             /** @description Stripe did not answer (`not_ready`); retry with the same Idempotency-Key. */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getAutoTopUp: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The settings. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AutoTopUp"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description Card payments are not configured here (`billing_disabled`). */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    setAutoTopUp: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The session's `csrf_token`; required when authenticating with the session cookie. */
+                "X-CSRF-Token"?: components["parameters"]["CsrfToken"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AutoTopUpSettings"];
+            };
+        };
+        responses: {
+            /** @description The settings, saved. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AutoTopUp"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            /** @description Card payments are not configured here (`billing_disabled`). */
+            501: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -5,7 +5,7 @@
 import { type Accounts, createAccounts, loadOrCreatePepper } from './accounts/index.ts';
 import { createApiServer } from './api/index.ts';
 import { authFailureLimits } from './auth-failures/index.ts';
-import { createPriceBook } from './billing/index.ts';
+import { balanceWatcher, createPriceBook } from './billing/index.ts';
 import { type Config, ConfigError, loadConfig } from './config/index.ts';
 import { startDemoOn, wantsDemo } from './demo.ts';
 import { createGateway, followNodes } from './gateway/index.ts';
@@ -64,6 +64,8 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       keep,
     );
 
+    const ports: Ports = { api: 0, proxy: 0, socks: 0, hub: 0 };
+    const payments = cardPaymentsFor(config, { database, webhooks, logger, ports });
     const metrics = createMetrics();
     const usage = startMetering(
       {
@@ -73,6 +75,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         flushIntervalMs: config.usageFlushIntervalMs,
         logger,
         countBytes: (up, down) => metrics.countBytes(up, down),
+        onCharged: balanceWatcher({ database, webhooks, autoTopUp: payments?.autoTopUp }),
       },
       keep,
     );
@@ -122,7 +125,6 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     keep(async () => upstreams.close());
     await upstreams.start();
 
-    const ports: Ports = { api: 0, proxy: 0, socks: 0, hub: 0 };
     const nodes = createLiveNodes({ hub, gateway, upstreams, registry: upstreamRegistry });
     const apiServer = await createApiServer({
       logger,
@@ -142,7 +144,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         leases: createLeases(database, gateway.sessions),
         prices,
         webhooks,
-        payments: cardPaymentsFor(config, { database, webhooks, logger, apiPort: () => ports.api }),
+        payments,
         nodeStatus: nodes.status,
         nodeDeleted: nodes.deleted,
         proxyEndpoint: () => ({

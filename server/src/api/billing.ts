@@ -13,6 +13,7 @@ import {
   bytesFor,
   checkoutAmount,
   type PriceBook,
+  readAutoTopUp,
   type StatementLine,
   type StatementPosition,
   statementLines,
@@ -20,6 +21,7 @@ import {
 import { ipcolaError } from '../errors/index.ts';
 import type { CardPayments } from '../payments/index.ts';
 import type { Queryable } from '../store/index.ts';
+import { autoTopUpView } from './auto-topup.ts';
 import type { ResourceRouterOptions } from './control.ts';
 import { decodeKeyCursor, encodeKeyCursor } from './cursor.ts';
 import { idempotencyKeyOf } from './idempotency.ts';
@@ -100,9 +102,19 @@ function billingSummary(options: BillingOptions): RequestHandler {
         since: price.effectiveFrom.toISOString(),
       })),
       card_payments: options.payments !== undefined,
+      auto_topup: await autoTopUpOf(options, accountId),
       ledger: await ledgerPage(options, req, accountId),
     } satisfies Schemas['Billing']);
   };
+}
+
+async function autoTopUpOf(
+  options: BillingOptions,
+  accountId: string,
+): Promise<Schemas['AutoTopUp'] | null> {
+  if (!options.payments) return null;
+  const settings = await readAutoTopUp(options.database, accountId);
+  return settings && autoTopUpView(settings);
 }
 
 async function ledgerPage(

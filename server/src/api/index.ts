@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client';
 import { parse as parseYaml } from 'yaml';
 import { type ErrorCode, ipcolaError, isIPColaError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
+import { autoTopUpRouter } from './auto-topup.ts';
 import { billingRouter } from './billing.ts';
 import { type ControlOptions, createControlShared } from './control.ts';
 import { documentationRouter } from './docs.ts';
@@ -212,6 +213,13 @@ function controlRouters(control: ControlOptions, bodies: BodyValidator): express
       bodies,
       caller,
       idempotent,
+      accountOf: shared.accountOf,
+    }),
+    autoTopUpRouter({
+      database: control.database,
+      payments: control.payments,
+      bodies,
+      caller,
       accountOf: shared.accountOf,
     }),
     ...(leases ? [leasesRouter({ leases, ...guarded })] : []),

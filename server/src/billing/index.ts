@@ -5,6 +5,13 @@
  */
 export { auditLedger, type Drift } from './audit.ts';
 export {
+  type AutoTopUpChanges,
+  type AutoTopUpSettings,
+  readAutoTopUp,
+  saveAutoTopUp,
+} from './auto-topup-settings.ts';
+export { type BalanceWatcherOptions, balanceWatcher, moneyData } from './balance-alerts.ts';
+export {
   CHECKOUT_MAX_MICRO,
   CHECKOUT_MIN_MICRO,
   CREDIT_PACKS,

@@ -100,6 +100,16 @@ export async function postEntry(tx: Queryable, entry: Entry): Promise<boolean> {
   return true;
 }
 
+/**
+ * A balance back at or above an alert's level (or the auto top-up threshold) arms it for
+ * the next crossing, in the UPDATE that moves it (migrations/0014), so that no watcher
+ * reading the balance later can miss or double a crossing.
+ */
+const REARM = `,
+  balance_low_armed = balance_low_armed OR balance_micro - $2 >= low_balance_micro,
+  balance_exhausted_armed = balance_exhausted_armed OR balance_micro - $2 > 0,
+  auto_topup_armed = auto_topup_armed OR balance_micro - $2 >= auto_topup_threshold_micro`;
+
 /** accounts.balance_micro and payable_micro follow their books: minus the postings (credits raise them). */
 async function moveCachedBalances(tx: Queryable, postings: readonly Posting[]): Promise<void> {
   // In one order everywhere: two entries moving the same two accounts never deadlock.
@@ -110,9 +120,9 @@ async function moveCachedBalances(tx: Queryable, postings: readonly Posting[]): 
     const column =
       kind === 'customer' ? 'balance_micro' : kind === 'operator' ? 'payable_micro' : null;
     if (!column) continue;
-    await tx.query(`UPDATE accounts SET ${column} = ${column} - $2 WHERE id = $1`, [
-      accountId,
-      posting.amountMicro,
-    ]);
+    await tx.query(
+      `UPDATE accounts SET ${column} = ${column} - $2${column === 'balance_micro' ? REARM : ''} WHERE id = $1`,
+      [accountId, posting.amountMicro],
+    );
   }
 }

@@ -139,6 +139,8 @@ export interface MeteringOptions {
   logger: Logger;
   /** Told of the bytes as they are metered for billing (the metrics): one count, two readers. */
   countBytes(up: number, down: number): void;
+  /** The accounts each committed batch charged (balance alerts, auto top-up). */
+  onCharged?: (accountIds: string[]) => Promise<void>;
 }
 
 /**
@@ -151,7 +153,7 @@ export function startMetering(
   options: MeteringOptions,
   keep: (close: () => Promise<void>) => void,
 ): UsageMeter {
-  const { hotState, logger } = options;
+  const { hotState, logger, onCharged } = options;
   const flusher = startUsageFlusher({
     counters: hotState.counters,
     allowances: hotState.allowances,
@@ -161,6 +163,12 @@ export function startMetering(
     onError: (error) => logger.warn({ err: error }, 'usage flush failed; retried on the next one'),
     onOrphans: (batch, keyIds) =>
       logger.error({ batch, keyIds }, 'usage of keys that no longer exist was not recorded'),
+    ...(onCharged && {
+      onCharged: (accountIds: string[]) =>
+        onCharged(accountIds).catch((error: unknown) =>
+          logger.warn({ err: error }, 'balance alerts or auto top-up failed'),
+        ),
+    }),
   });
   keep(() => flusher.close());
   const meter = createUsageMeter(hotState.counters, {

@@ -37,6 +37,11 @@ export interface UsageFlusherOptions {
   onError?: (error: unknown) => void;
   /** Counts of keys that no longer exist (their bytes cannot be attributed); never expected. */
   onOrphans?: (batchId: string, keyIds: string[]) => void;
+  /**
+   * The accounts a batch charged, once it is committed (balance alerts, auto top-up). Not
+   * awaited by the flush: its failures go to onError.
+   */
+  onCharged?: (accountIds: string[]) => Promise<void>;
 }
 
 export interface FlushResult {
@@ -75,10 +80,13 @@ export function startUsageFlusher(options: UsageFlusherOptions): UsageFlusher {
     const result: FlushResult = { batches: 0, replayed: 0 };
     const apply = async (batch: CounterBatch) => {
       await options.allowances.beginSettle(batch.id);
-      const written = await database.transaction((tx) => applyBatch(tx, batch, options));
+      const charged = await database.transaction((tx) => applyBatch(tx, batch, options));
+      if (charged && charged.length > 0 && options.onCharged) {
+        options.onCharged(charged).catch((error: unknown) => options.onError?.(error));
+      }
       await options.allowances.settle(batch.id, await bucketAmounts(database, batch));
       await counters.ack(USAGE_GROUP, batch.id);
-      if (written) result.batches += 1;
+      if (charged) result.batches += 1;
       else result.replayed += 1;
     };
     for (const batch of await counters.pending(USAGE_GROUP)) await apply(batch);
@@ -123,19 +131,19 @@ export function startUsageFlusher(options: UsageFlusherOptions): UsageFlusher {
   };
 }
 
-/** Writes one batch; false when it had been written before. */
+/** Writes one batch: the accounts it charged; null when it had been written before. */
 async function applyBatch(
   tx: Queryable,
   batch: CounterBatch,
   options: UsageFlusherOptions,
-): Promise<boolean> {
+): Promise<string[] | null> {
   const fresh = await tx.query(
     'INSERT INTO usage_batches (id) VALUES ($1) ON CONFLICT (id) DO NOTHING RETURNING id',
     [batch.id],
   );
-  if (fresh.length === 0) return false;
+  if (fresh.length === 0) return null;
   const rows = usageRows(batch.counts);
-  if (rows.length === 0) return true;
+  if (rows.length === 0) return [];
 
   const columns = [
     rows.map((row) => row.keyId),
@@ -247,7 +255,7 @@ async function applyBatch(
       postings: transfer(books.operatorCost, books.operator(accountId), amount),
     });
   }
-  return true;
+  return [...charges.keys()];
 }
 
 /**

@@ -16,6 +16,11 @@ export interface CheckoutRequest {
   idempotencyKey?: string;
 }
 
+/** A checkout for the account's Stripe Customer, who keeps the card for auto top-up. */
+export interface CustomerCheckout extends CheckoutRequest {
+  customer: string;
+}
+
 export interface CheckoutSession {
   id: string;
   url: string;
@@ -42,7 +47,7 @@ function returnUrls(portalUrl: string): { success_url: string; cancel_url: strin
 export async function createCheckoutSession(
   stripe: Stripe,
   portalUrl: string,
-  request: CheckoutRequest,
+  request: CustomerCheckout,
 ): Promise<CheckoutSession> {
   const { accountId, currency, amountMicro } = request;
   const metadata = { account_id: accountId, amount_micro: String(amountMicro) };
@@ -60,9 +65,11 @@ export async function createCheckoutSession(
         },
       ],
       client_reference_id: accountId,
+      customer: request.customer,
       metadata,
-      // Refunds and disputes arrive about the payment, not the session: it names the account too.
-      payment_intent_data: { metadata },
+      // Refunds and disputes arrive about the payment, not the session: it names the account
+      // too. The card is kept for auto top-up, charged while the customer is away.
+      payment_intent_data: { metadata, setup_future_usage: 'off_session' },
       ...returnUrls(portalUrl),
     },
     request.idempotencyKey === undefined

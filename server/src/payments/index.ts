@@ -10,12 +10,15 @@ import { ipcolaError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { Database } from '../store/index.ts';
 import type { Webhooks } from '../webhooks/index.ts';
+import { type AutoTopUp, autoTopUpCharger } from './auto-topup.ts';
 import { type CheckoutRequest, type CheckoutSession, createCheckoutSession } from './checkout.ts';
+import { stripeCustomerFor } from './customers.ts';
 import { createPayouts, type Payouts } from './payouts.ts';
 import { createStripeClient } from './stripe-client.ts';
 import { stripeUnavailable } from './stripe-errors.ts';
 import { type EventOutcome, stripeEventApplier } from './stripe-events.ts';
 
+export type { AutoTopUp } from './auto-topup.ts';
 export { type CheckoutRequest, type CheckoutSession, stripeIdempotencyKey } from './checkout.ts';
 export type { Payout, PayoutListing, PayoutStatus } from './payout-ledger.ts';
 export type { Onboarding, PayoutAccount, PayoutBalance, Payouts } from './payouts.ts';
@@ -48,6 +51,8 @@ export interface CardPayments {
   receive(rawBody: Buffer, signature: string | undefined): Promise<EventOutcome>;
   /** Operators' connected accounts and payouts. */
   payouts: Payouts;
+  /** Charges saved cards of accounts whose balance crossed below their threshold. */
+  autoTopUp: AutoTopUp;
 }
 
 export function createCardPayments(options: CardPaymentsOptions): CardPayments {
@@ -63,7 +68,8 @@ export function createCardPayments(options: CardPaymentsOptions): CardPayments {
   return {
     async checkout(request) {
       try {
-        return await createCheckoutSession(stripe, options.portalUrl(), request);
+        const customer = await stripeCustomerFor(stripe, options.database, request.accountId);
+        return await createCheckoutSession(stripe, options.portalUrl(), { ...request, customer });
       } catch (error) {
         throw stripeUnavailable(error) ?? error;
       }
@@ -91,6 +97,12 @@ export function createCardPayments(options: CardPaymentsOptions): CardPayments {
       }
       return apply(event);
     },
+    autoTopUp: autoTopUpCharger({
+      stripe,
+      database: options.database,
+      webhooks: options.webhooks,
+      logger,
+    }),
   };
 }
 
@@ -112,7 +124,10 @@ export interface CardPaymentSettings {
  */
 export function cardPaymentsFor(
   settings: CardPaymentSettings,
-  parts: Pick<CardPaymentsOptions, 'database' | 'webhooks' | 'logger'> & { apiPort: () => number },
+  parts: Pick<CardPaymentsOptions, 'database' | 'webhooks' | 'logger'> & {
+    /** The API's port once it listens. */
+    ports: { readonly api: number };
+  },
 ): CardPayments | undefined {
   const { stripeSecretKey, stripeWebhookSecret, publicHost } = settings;
   if (!stripeSecretKey || !stripeWebhookSecret) return undefined;
@@ -121,7 +136,7 @@ export function cardPaymentsFor(
     secretKey: stripeSecretKey,
     webhookSecret: stripeWebhookSecret,
     apiUrl: settings.stripeApiUrl,
-    portalUrl: () => settings.portalUrl ?? `http://${host}:${parts.apiPort()}/`,
+    portalUrl: () => settings.portalUrl ?? `http://${host}:${parts.ports.api}/`,
     payoutHoldDays: settings.payoutHoldDays,
     payoutMinimumMicro: settings.payoutMinimumMicro,
     database: parts.database,

@@ -5,12 +5,16 @@
  * again. A top-up is a journal entry referenced by the Checkout Session, so the two events
  * that may report one payment (completed, async_payment_succeeded) credit it once, in
  * either order. A reversed payout transfer gives the operator back what Stripe reversed.
+ * A paid session also saves its card for auto top-up, whose charges
+ * payment_intent.succeeded credits, once with the charge itself (auto-topup.ts).
  */
 import type Stripe from 'stripe';
 import { books, formatMoney, microPerStripeUnit, postEntry, transfer } from '../billing/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { Database, Queryable } from '../store/index.ts';
 import type { Webhooks } from '../webhooks/index.ts';
+import { AUTO_TOPUP_PURPOSE, creditAutoTopUp } from './auto-topup.ts';
+import { savePaymentMethod } from './customers.ts';
 import { applyTransferReversal } from './payout-ledger.ts';
 
 export interface StripeEventsOptions {
@@ -43,19 +47,22 @@ export function stripeEventApplier(options: StripeEventsOptions) {
       )
     ).length > 0;
 
-  /** The hosted receipt of the session's payment; null when Stripe cannot say now. */
-  const receiptOf = async (session: Stripe.Checkout.Session): Promise<string | null> => {
+  /**
+   * The session's payment, for its hosted receipt and the card it saved; null when
+   * Stripe cannot say now.
+   */
+  const paymentOf = async (
+    session: Stripe.Checkout.Session,
+  ): Promise<Stripe.PaymentIntent | null> => {
     const intent = session.payment_intent;
     const intentId = typeof intent === 'string' ? intent : intent?.id;
     if (!intentId) return null;
     try {
-      const retrieved = await options.stripe.paymentIntents.retrieve(
+      return await options.stripe.paymentIntents.retrieve(
         intentId,
-        { expand: ['latest_charge'] },
+        { expand: ['latest_charge', 'payment_method'] },
         { timeout: RECEIPT_TIMEOUT_MS, maxNetworkRetries: 0 },
       );
-      const charge = retrieved.latest_charge;
-      return typeof charge === 'object' && charge ? (charge.receipt_url ?? null) : null;
     } catch (error) {
       logger.warn(
         { err: error, session: session.id },
@@ -100,10 +107,13 @@ export function stripeEventApplier(options: StripeEventsOptions) {
   };
 
   const credit = async (event: Stripe.Event, session: Stripe.Checkout.Session) => {
-    const receiptUrl = (await toppedUp(session.id)) ? null : await receiptOf(session);
+    const payment = (await toppedUp(session.id)) ? null : await paymentOf(session);
+    const charge = payment?.latest_charge;
+    const receiptUrl = typeof charge === 'object' && charge ? (charge.receipt_url ?? null) : null;
     return async (tx: Queryable) => {
       const account = await accountFor(tx, event, session);
       if (!account) return;
+      if (payment) await savePaymentMethod(tx, account.id, payment);
       const amount = amountOf(session, account.currency);
       if (amount.amount_micro <= 0) return;
       const posted = await postEntry(tx, {
@@ -162,6 +172,14 @@ export function stripeEventApplier(options: StripeEventsOptions) {
               'stripe: a reversed transfer of no payout of this server; recorded',
             );
           }
+        };
+      }
+      case 'payment_intent.succeeded': {
+        // Checkout's payments are credited by their session: only auto top-ups here.
+        const intent = event.data.object;
+        if (intent.metadata?.purpose !== AUTO_TOPUP_PURPOSE) return null;
+        return async (tx) => {
+          await creditAutoTopUp(tx, options.webhooks, intent);
         };
       }
       default:

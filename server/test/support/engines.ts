@@ -187,4 +187,5 @@ export const MIGRATION_VERSIONS = [
   '0011_customer_webhooks',
   '0012_stripe_events',
   '0013_payouts',
+  '0014_auto_topup_and_balance_alerts',
 ];

@@ -33,6 +33,7 @@ export interface StandInSession {
   client_reference_id: string | null;
   metadata: Record<string, string>;
   payment_intent: string;
+  customer: string | null;
   success_url: string;
   cancel_url: string;
   url: string;
@@ -63,7 +64,27 @@ export interface StripeStandIn {
   transfers: Map<string, Record<string, unknown>>;
   /** 'refuse': POST /v1/transfers answers 400 as Stripe does for insufficient funds. */
   transferTrouble: 'none' | 'refuse';
+  /** PaymentIntents created with POST /v1/payment_intents (off-session charges), by id. */
+  intents: Map<string, StandInIntent>;
+  /** Set to make the card decline the next charges (402 card_error, card_declined). */
+  declineCards: boolean;
+  /** The card each customer's Checkout payments save: the stand-in's one card. */
+  paymentMethod: { id: string; brand: string; last4: string };
   close(): Promise<void>;
+}
+
+/** A PaymentIntent the stand-in made from POST /v1/payment_intents. */
+export interface StandInIntent {
+  id: string;
+  object: 'payment_intent';
+  amount: number;
+  amount_received: number;
+  currency: string;
+  customer: string | null;
+  payment_method: string | null;
+  status: 'succeeded';
+  metadata: Record<string, string>;
+  latest_charge: string;
 }
 
 const random = (bytes = 12) => randomBytes(bytes).toString('hex');
@@ -88,6 +109,9 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
     connectedAccounts: new Map(),
     transfers: new Map(),
     transferTrouble: 'none',
+    intents: new Map(),
+    declineCards: false,
+    paymentMethod: { id: `pm_test_${random()}`, brand: 'visa', last4: '4242' },
     close: () =>
       new Promise((resolve) => {
         for (const release of hanging) release();
@@ -116,6 +140,7 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
       client_reference_id: form.client_reference_id ?? null,
       metadata,
       payment_intent: `pi_test_${random()}`,
+      customer: form.customer ?? null,
       success_url: form.success_url ?? '',
       cancel_url: form.cancel_url ?? '',
       url: `https://checkout.stripe.com/c/pay/${id}`,
@@ -124,23 +149,33 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
     return { status: 200, body: session };
   };
 
+  const expands = (form: Record<string, string>, field: string) =>
+    Object.entries(form).some(([key, value]) => key.startsWith('expand[') && value === field);
+  const chargeOf = (id: string, amount: number, currency: string) => ({
+    id: `ch_${id.slice('pi_test_'.length)}`,
+    object: 'charge',
+    amount,
+    currency,
+    paid: true,
+    payment_intent: id,
+    receipt_url: standIn.receiptOf(id),
+  });
+
   const paymentIntent = (id: string, form: Record<string, string>) => {
+    const created = standIn.intents.get(id);
+    if (created) {
+      const charge = chargeOf(id, created.amount, created.currency);
+      return {
+        status: 200,
+        body: { ...created, latest_charge: expands(form, 'latest_charge') ? charge : charge.id },
+      };
+    }
     const session = [...sessions.values()].find((s) => s.payment_intent === id);
     if (!session)
       return stripeError(404, 'invalid_request_error', `No such payment_intent: '${id}'`);
-    const chargeId = `ch_${id.slice('pi_test_'.length)}`;
-    const expanded = Object.entries(form).some(
-      ([key, value]) => key.startsWith('expand[') && value === 'latest_charge',
-    );
-    const charge = {
-      id: chargeId,
-      object: 'charge',
-      amount: session.amount_total,
-      currency: session.currency,
-      paid: true,
-      payment_intent: id,
-      receipt_url: standIn.receiptOf(id),
-    };
+    const charge = chargeOf(id, session.amount_total, session.currency);
+    const saved = session.customer !== null;
+    const method = standIn.paymentMethod;
     return {
       status: 200,
       body: {
@@ -149,7 +184,18 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
         amount: session.amount_total,
         currency: session.currency,
         status: 'succeeded',
-        latest_charge: expanded ? charge : chargeId,
+        customer: session.customer,
+        // Checkout saves the card for later when asked to (setup_future_usage).
+        setup_future_usage: saved ? 'off_session' : null,
+        payment_method: expands(form, 'payment_method')
+          ? {
+              id: method.id,
+              object: 'payment_method',
+              type: 'card',
+              card: { brand: method.brand, last4: method.last4 },
+            }
+          : method.id,
+        latest_charge: expands(form, 'latest_charge') ? charge : charge.id,
       },
     };
   };
@@ -226,6 +272,41 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
     return undefined;
   };
 
+  const createIntent = (form: Record<string, string>) => {
+    const id = `pi_test_${random()}`;
+    const metadata = metadataOf(form);
+    if (standIn.declineCards) {
+      return {
+        status: 402,
+        body: {
+          error: {
+            type: 'card_error',
+            code: 'card_declined',
+            decline_code: 'generic_decline',
+            message: 'Your card was declined.',
+            payment_intent: { id, object: 'payment_intent', status: 'requires_payment_method' },
+          },
+        },
+      };
+    }
+    const amount = Number(form.amount);
+    const currency = form.currency ?? '';
+    const intent: StandInIntent = {
+      id,
+      object: 'payment_intent',
+      amount,
+      amount_received: amount,
+      currency,
+      customer: form.customer ?? null,
+      payment_method: form.payment_method ?? null,
+      status: 'succeeded',
+      metadata,
+      latest_charge: chargeOf(id, amount, currency).id,
+    };
+    standIn.intents.set(id, intent);
+    return paymentIntent(id, form);
+  };
+
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -262,6 +343,10 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
         answer = connected;
       } else if (req.method === 'POST' && url.pathname === '/v1/checkout/sessions') {
         answer = createSession(form);
+      } else if (req.method === 'POST' && url.pathname === '/v1/customers') {
+        answer = { status: 200, body: { id: `cus_test_${random(7)}`, object: 'customer' } };
+      } else if (req.method === 'POST' && url.pathname === '/v1/payment_intents') {
+        answer = createIntent(form);
       } else if (req.method === 'GET' && intent) {
         if (standIn.paymentIntentTrouble === 'hang') {
           await new Promise<void>((resolve) => hanging.add(resolve));
