@@ -88,6 +88,14 @@ for (const engine of databaseEngines) {
       const apply = (entry: Entry, i: number) =>
         db.transaction(async (tx) => {
           const posted = await postEntry(tx, entry);
+          if (posted && entry.kind === 'payout') {
+            // A payout entry belongs to a payout, paid here, as the payouts module writes it.
+            await tx.query(
+              `INSERT INTO payouts (id, account_id, amount_micro, currency, status)
+               VALUES ($1, $2, $3, 'usd', 'paid')`,
+              [entry.reference, entry.accountId, entry.postings[0]?.amountMicro],
+            );
+          }
           if (!posted || (entry.kind !== 'usage' && entry.kind !== 'earning')) return posted;
           const bytes = Math.abs(entry.postings[0]?.amountMicro ?? 0);
           const usage = entry.kind === 'usage';
