@@ -401,3 +401,42 @@ export function stripeSignature(payload: string, secret: string, timestamp?: num
     ...(timestamp === undefined ? {} : { timestamp }),
   });
 }
+
+/** The charge of a payment as Stripe's charge events report it, `amountRefunded` so far. */
+export function stripeCharge(
+  paymentIntentId: string,
+  amount: number,
+  currency: string,
+  amountRefunded = 0,
+) {
+  return {
+    id: `ch_${paymentIntentId.replace(/^pi_(test_)?/, '')}`,
+    object: 'charge',
+    amount,
+    amount_refunded: amountRefunded,
+    refunded: amountRefunded === amount,
+    currency,
+    paid: true,
+    payment_intent: paymentIntentId,
+  };
+}
+
+/** A dispute of a payment's charge, as charge.dispute.* events report it. */
+export function stripeDispute(
+  paymentIntentId: string,
+  amount: number,
+  currency: string,
+  status: 'needs_response' | 'under_review' | 'won' | 'lost',
+  id = `dp_${random(8)}`,
+) {
+  return {
+    id,
+    object: 'dispute',
+    amount,
+    currency,
+    status,
+    reason: 'fraudulent',
+    charge: stripeCharge(paymentIntentId, amount, currency).id,
+    payment_intent: paymentIntentId,
+  };
+}
