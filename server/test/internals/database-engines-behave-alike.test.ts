@@ -24,6 +24,7 @@ const TABLES = [
   'journal_postings',
   'leases',
   'ledger_bytes_before_money',
+  'meter_events_outbox',
   'nodes',
   'passwordless_cidrs',
   'payouts',

@@ -33,3 +33,27 @@ CREATE TABLE stripe_disputes (
   status            text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'won', 'lost'))
 );
 CREATE INDEX stripe_disputes_payment ON stripe_disputes (payment_intent_id);
+
+-- Postpaid accounts: they may spend down to minus their credit limit, and their usage is
+-- billed through Stripe Billing's meter. Every usage row a flush charges them queues one
+-- meter event in the flush's own transaction, named by an identifier of the batch and the
+-- row, so a retried send is the same event at Stripe (which refuses a second); a sent
+-- event leaves the outbox.
+ALTER TABLE accounts ADD COLUMN postpaid boolean NOT NULL DEFAULT false;
+ALTER TABLE accounts ADD COLUMN credit_limit_micro bigint NOT NULL DEFAULT 0
+  CHECK (credit_limit_micro >= 0);
+
+CREATE TABLE meter_events_outbox (
+  -- <batch id>:<key>:<node>:<country>:<hour>
+  identifier      text PRIMARY KEY,
+  account_id      text NOT NULL REFERENCES accounts (id),
+  -- what the row's bytes were charged by this batch, in micro-units of the account's currency
+  value_micro     bigint NOT NULL CHECK (value_micro > 0),
+  -- the usage row's hour, sent as the event's time
+  hour            timestamptz NOT NULL,
+  attempts        integer NOT NULL DEFAULT 0,
+  -- not before: a server sending it holds it for a while, a failure backs off
+  next_attempt_at timestamptz NOT NULL DEFAULT now(),
+  last_error      text
+);
+CREATE INDEX meter_events_outbox_due ON meter_events_outbox (next_attempt_at);
