@@ -4,7 +4,7 @@
  * `npm run admin -- postpaid` gives it a credit limit; its traffic is then billed through
  * Stripe Billing's meter, one event per usage row with an identifier, and a send whose
  * answer was lost is sent again and not counted twice: the meter's sum is the ledger's
- * usage. On the embedded database, and on PostgreSQL when DATABASE_URL is set.
+ * usage, and the paid invoice gives the balance back once. On the embedded database, and on PostgreSQL when DATABASE_URL is set.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -14,9 +14,15 @@ import { promisify } from 'node:util';
 import { createScratchDatabase, eventually, needs, required } from './support/engines.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
 import { SERVER_DIR } from './support/server-process.ts';
-import { type StripeStandIn, startStripeStandIn } from './support/stripe-stand-in.ts';
+import {
+  type StripeStandIn,
+  startStripeStandIn,
+  stripeEvent,
+  stripeSignature,
+} from './support/stripe-stand-in.ts';
 
 const run = promisify(execFile);
+const WEBHOOK_SECRET = 'whsec_standin_secret';
 
 const modes = [
   { name: 'embedded', skip: false as string | false, database: async () => null },
@@ -43,7 +49,7 @@ for (const mode of modes) {
         TRIAL_CREDIT: '0',
         USAGE_FLUSH_INTERVAL_MS: '500',
         STRIPE_SECRET_KEY: 'sk_test_standin',
-        STRIPE_WEBHOOK_SECRET: 'whsec_standin_secret',
+        STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
         STRIPE_API_URL: stripe.url,
       });
       accountId = ((await (await net.api('/v1/me')).json()) as { account: { id: string } }).account
@@ -153,6 +159,38 @@ for (const mode of modes) {
         );
         assert.ok(Number.isSafeInteger(event.value) && event.value > 0);
       }
+    });
+
+    test('the paid invoice gives back what it billed before tax, once', async () => {
+      const balance = async () =>
+        ((await (await net.api('/v1/billing')).json()) as { balance: { amount_micro: number } })
+          .balance.amount_micro;
+      const owed = -(await balance());
+      const [event] = stripe.meterEvents.values();
+      const cents = Math.ceil(owed / 10_000);
+      const invoice = stripeEvent('invoice.paid', {
+        id: 'in_test_postpaid',
+        object: 'invoice',
+        customer: event?.customer,
+        currency: 'usd',
+        status: 'paid',
+        amount_paid: cents + 19,
+        total_excluding_tax: cents,
+        hosted_invoice_url: 'https://invoice.stripe.com/i/in_test_postpaid',
+      });
+      const payload = JSON.stringify(invoice);
+      for (let i = 0; i < 2; i += 1) {
+        const res = await fetch(`http://127.0.0.1:${net.ports.api}/v1/billing/stripe-webhook`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'stripe-signature': stripeSignature(payload, WEBHOOK_SECRET),
+          },
+          body: payload,
+        });
+        assert.equal(res.status, 200, await res.text());
+      }
+      assert.equal(await balance(), cents * 10_000 - owed);
     });
 
     test('npm run admin -- audit finds the ledger clean', async () => {

@@ -8,7 +8,8 @@
  * A paid session also saves its card for auto top-up, whose charges
  * payment_intent.succeeded credits, once with the charge itself (auto-topup.ts).
  * Refunds and disputes take back what Stripe took back, once, in any order with the
- * payment's own events (stripe-refunds.ts).
+ * payment's own events (stripe-refunds.ts); a paid invoice of a postpaid account's
+ * metered usage gives back what it billed (paid-invoices.ts).
  */
 import type Stripe from 'stripe';
 import { books, formatMoney, microPerStripeUnit, postEntry, transfer } from '../billing/index.ts';
@@ -17,6 +18,7 @@ import type { Database, Queryable } from '../store/index.ts';
 import type { Webhooks } from '../webhooks/index.ts';
 import { AUTO_TOPUP_PURPOSE, creditAutoTopUp } from './auto-topup.ts';
 import { savePaymentMethod } from './customers.ts';
+import { creditPaidInvoice } from './paid-invoices.ts';
 import { applyTransferReversal } from './payout-ledger.ts';
 import { recordCardPayment, recordDispute, recordRefund } from './stripe-refunds.ts';
 
@@ -217,6 +219,17 @@ export function stripeEventApplier(options: StripeEventsOptions) {
             logger.info(
               { event: event.id, dispute: dispute.id },
               'stripe: a dispute of no payment credited here (yet); kept until it is',
+            );
+          }
+        };
+      }
+      case 'invoice.paid': {
+        const invoice = event.data.object;
+        return async (tx) => {
+          if (!(await creditPaidInvoice(tx, invoice))) {
+            logger.warn(
+              { event: event.id, invoice: invoice.id },
+              'stripe: a paid invoice credited nothing (no account of this server, another currency, or credited before)',
             );
           }
         };
