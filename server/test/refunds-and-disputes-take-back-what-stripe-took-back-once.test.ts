@@ -252,6 +252,27 @@ for (const mode of modes) {
       assert.equal(await balance(), start);
     });
 
+    test("an auto top-up's refund is taken back like a checkout's", async () => {
+      const { account } = await json<{ account: { id: string } }>(api('/v1/me'));
+      const start = await balance();
+      const intent = {
+        id: 'pi_test_autotopup',
+        object: 'payment_intent',
+        amount: 2500,
+        amount_received: 2500,
+        currency: 'usd',
+        status: 'succeeded',
+        metadata: { account_id: account.id, purpose: 'auto_topup' },
+        latest_charge: 'ch_autotopup',
+      };
+      await deliver(stripeEvent('payment_intent.succeeded', intent));
+      assert.equal(await balance(), start + 25_000_000);
+      await deliverTwice(
+        stripeEvent('charge.refunded', stripeCharge(intent.id, 2500, 'usd', 2500)),
+      );
+      assert.equal(await balance(), start);
+    });
+
     test('a refund of a payment this server never credited changes no balance', async () => {
       const start = await balance();
       await deliver(
