@@ -65,7 +65,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     );
 
     const ports: Ports = { api: 0, proxy: 0, socks: 0, hub: 0 };
-    const payments = cardPaymentsFor(config, { database, webhooks, logger, ports });
+    const payments = cardPaymentsFor(config, { database, webhooks, logger, ports, keep });
     const metrics = createMetrics();
     const usage = startMetering(
       {

@@ -146,7 +146,10 @@ function knownScopes(scopes: readonly string[]): KeyScope[] {
 export interface KeyStanding {
   keyId: string;
   accountId: string;
-  /** The account's balance in micro-units: credits minus flushed usage. */
+  /**
+   * What the account may still spend, in micro-units: credits minus flushed usage, plus
+   * the credit limit of a postpaid account (its usage is billed afterwards, through Stripe).
+   */
   balanceMicro: number;
   monthlyByteCap: number | null;
   /** Flushed bytes of the key since monthStart; 0 for a key without a cap (not summed). */
@@ -179,7 +182,9 @@ export async function keyStanding(
     allowed_countries: string[] | null;
     client_allowlist: string[] | null;
   }>(
-    `SELECT k.id, k.account_id, a.balance_micro, k.monthly_byte_cap, k.secret_rotated_at,
+    `SELECT k.id, k.account_id, k.monthly_byte_cap, k.secret_rotated_at,
+            a.balance_micro + CASE WHEN a.postpaid THEN a.credit_limit_micro ELSE 0 END
+              AS balance_micro,
             k.max_concurrency, k.allowed_countries, k.client_allowlist,
             NOT k.disabled AND k.revoked_at IS NULL AS usable,
             CASE WHEN k.monthly_byte_cap IS NULL THEN 0 ELSE coalesce(

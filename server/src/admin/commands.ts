@@ -1,7 +1,8 @@
 /**
  * What an operator of IPCola does by hand: credit or debit an account with a reason,
- * audit the ledger, see and set prices, see the spread. Every command writes through the journal, so
- * what it does is on the record like any other movement.
+ * put it on the postpaid plan, audit the ledger, see and set prices, see the spread. Every
+ * movement of money a command makes goes through the journal, so it is on the record like
+ * any other.
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -33,6 +34,9 @@ export const USAGE = `usage: npm run admin -- <command>
       add AMOUNT to an account's balance, or take it away; ACCOUNT is an account
       id or a user's email; a REF already used is not applied again
   balance ACCOUNT     the account's balance and what its nodes are owed
+  postpaid ACCOUNT on|off [--credit-limit AMOUNT]
+      bill the account's usage afterwards through Stripe's meter; it may spend down to
+      minus its credit limit (kept when not given; 0 for a new postpaid account)
   audit               recompute every balance from the journal; exit 1 on any drift
   prices              the prices in force now
   prices set TYPE CUSTOMER OPERATOR [--country CC] [--from ISO-HOUR] [--note TEXT]
@@ -58,6 +62,8 @@ export async function runCommand(args: readonly string[], context: AdminContext)
       return credit(rest, context, -1);
     case 'balance':
       return balance(rest, context);
+    case 'postpaid':
+      return postpaid(rest, context);
     case 'audit':
       return audit(context);
     case 'prices':
@@ -117,6 +123,33 @@ async function balance(args: readonly string[], context: AdminContext): Promise<
   const account = await findAccount(context.database, positionals[0] as string);
   context.print(
     `${account.id}: balance ${formatMoney(account.balanceMicro)} ${account.currency}, owed for nodes ${formatMoney(account.payableMicro)}`,
+  );
+  return 0;
+}
+
+async function postpaid(args: readonly string[], context: AdminContext): Promise<number> {
+  const { values, positionals } = parse(args, { 'credit-limit': { type: 'string' } });
+  const [who, state] = positionals;
+  if (!who || (state !== 'on' && state !== 'off') || positionals.length > 2) {
+    throw new UsageError('postpaid ACCOUNT on|off [--credit-limit AMOUNT]');
+  }
+  const limitText = values['credit-limit'];
+  const limit = limitText === undefined ? null : parseMoney(limitText);
+  if (limitText !== undefined && (limit === null || limit < 0)) {
+    throw new UsageError(
+      `"${limitText}" is not an amount of at least zero with at most six decimals`,
+    );
+  }
+  const account = await findAccount(context.database, who);
+  const [row] = await context.database.query<{ credit_limit_micro: number }>(
+    `UPDATE accounts SET postpaid = $2, credit_limit_micro = coalesce($3, credit_limit_micro)
+     WHERE id = $1 RETURNING credit_limit_micro`,
+    [account.id, state === 'on', limit],
+  );
+  context.print(
+    state === 'on'
+      ? `${account.id}: postpaid, credit limit ${formatMoney(row?.credit_limit_micro ?? 0)} ${account.currency}`
+      : `${account.id}: prepaid`,
   );
   return 0;
 }

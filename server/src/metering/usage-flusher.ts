@@ -178,6 +178,10 @@ async function applyBatch(
   // difference its bytes make: concurrent flushes of one row serialise on the row's lock,
   // so their differences add up to the row's charge exactly.
   const changed = await tx.query<{
+    key_id: string;
+    node_id: string;
+    country: string;
+    hour: number;
     account_id: string;
     operator_id: string | null;
     charged: number;
@@ -217,7 +221,8 @@ async function applyBatch(
        RETURNING u.key_id, u.node_id, u.country, u.hour, u.bytes_up + u.bytes_down AS total,
                  u.customer_micro_per_gb, u.operator_micro_per_gb, u.charged_micro, u.earned_micro
      )
-     SELECT p.account_id, p.operator_id, p.up + p.down AS bytes, w.customer_micro_per_gb,
+     SELECT p.key_id, p.node_id, p.country, p.hour, p.account_id, p.operator_id,
+            p.up + p.down AS bytes, w.customer_micro_per_gb,
             w.charged_micro - floor((w.total - p.up - p.down)::numeric * w.customer_micro_per_gb
                                     / 1000000000)::bigint AS charged,
             w.earned_micro - floor((w.total - p.up - p.down)::numeric * w.operator_micro_per_gb
@@ -255,7 +260,43 @@ async function applyBatch(
       postings: transfer(books.operatorCost, books.operator(accountId), amount),
     });
   }
+  await queueMeterEvents(tx, batch.id, changed);
   return [...charges.keys()];
+}
+
+/**
+ * Postpaid accounts are billed through Stripe's meter: one event per usage row this batch
+ * charged them, queued in the batch's transaction and named by the batch and the row, so
+ * it is queued once and, sent again, is the same event (payments/meter-reporter.ts).
+ */
+async function queueMeterEvents(
+  tx: Queryable,
+  batchId: string,
+  rows: readonly {
+    key_id: string;
+    node_id: string;
+    country: string;
+    hour: number;
+    account_id: string;
+    charged: number;
+  }[],
+): Promise<void> {
+  const charged = rows.filter((row) => row.charged > 0);
+  if (charged.length === 0) return;
+  await tx.query(
+    `INSERT INTO meter_events_outbox (identifier, account_id, value_micro, hour)
+     SELECT r.identifier, r.account_id, r.value, to_timestamp(r.hour * 3600)
+     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+       AS r (identifier, account_id, value, hour)
+     JOIN accounts a ON a.id = r.account_id AND a.postpaid
+     ON CONFLICT (identifier) DO NOTHING`,
+    [
+      charged.map((row) => [batchId, row.key_id, row.node_id, row.country, row.hour].join(':')),
+      charged.map((row) => row.account_id),
+      charged.map((row) => row.charged),
+      charged.map((row) => row.hour),
+    ],
+  );
 }
 
 /**

@@ -13,6 +13,7 @@ import { books, microPerStripeUnit, moneyData, postEntry, transfer } from '../bi
 import type { Logger } from '../log/index.ts';
 import type { Database, Queryable } from '../store/index.ts';
 import type { Webhooks } from '../webhooks/index.ts';
+import { recordCardPayment } from './stripe-refunds.ts';
 
 export interface AutoTopUpOptions {
   stripe: Stripe;
@@ -138,6 +139,13 @@ export async function creditAutoTopUp(
     memo: 'auto top-up',
     ...(receiptUrl ? { receiptUrl } : {}),
     postings: transfer(books.stripe, books.customer(accountId), micro),
+  });
+  await recordCardPayment(tx, {
+    paymentIntentId: intent.id,
+    accountId,
+    currency: account.currency,
+    amountMicro: micro,
+    topupReference: intent.id,
   });
   if (!posted) return false;
   await tx.query(

@@ -1,7 +1,7 @@
 /**
  * Payments through Stripe: Checkout Sessions to buy credit, payouts to operators through
- * Stripe Connect, and Stripe's webhook, verified on its raw body with the library's own
- * check and applied exactly once. The API calls checkout(), payouts and receive();
+ * Stripe Connect, postpaid usage to Stripe Billing's meter, and Stripe's webhook, verified
+ * on its raw body with the library's own check and applied exactly once. The API calls checkout(), payouts and receive();
  * nothing here speaks HTTP to customers.
  */
 import { isIP } from 'node:net';
@@ -13,6 +13,7 @@ import type { Webhooks } from '../webhooks/index.ts';
 import { type AutoTopUp, autoTopUpCharger } from './auto-topup.ts';
 import { type CheckoutRequest, type CheckoutSession, createCheckoutSession } from './checkout.ts';
 import { stripeCustomerFor } from './customers.ts';
+import { type MeterReporter, startMeterReporter } from './meter-reporter.ts';
 import { createPayouts, type Payouts } from './payouts.ts';
 import { createStripeClient } from './stripe-client.ts';
 import { stripeUnavailable } from './stripe-errors.ts';
@@ -20,6 +21,7 @@ import { type EventOutcome, stripeEventApplier } from './stripe-events.ts';
 
 export type { AutoTopUp } from './auto-topup.ts';
 export { type CheckoutRequest, type CheckoutSession, stripeIdempotencyKey } from './checkout.ts';
+export { METER_EVENT_NAME, type MeterReporter, meterIdentifier } from './meter-reporter.ts';
 export type { Payout, PayoutListing, PayoutStatus } from './payout-ledger.ts';
 export type { Onboarding, PayoutAccount, PayoutBalance, Payouts } from './payouts.ts';
 export { createStripeClient, type StripeClientOptions } from './stripe-client.ts';
@@ -35,6 +37,8 @@ export interface CardPaymentsOptions {
   /** PAYOUT_HOLD_DAYS and PAYOUT_MINIMUM (micro-units). */
   payoutHoldDays: number;
   payoutMinimumMicro: number;
+  /** How often postpaid usage waiting in the outbox is sent to Stripe's meter. */
+  meterIntervalMs: number;
   database: Database;
   webhooks: Pick<Webhooks, 'emit'>;
   logger: Logger;
@@ -53,6 +57,8 @@ export interface CardPayments {
   payouts: Payouts;
   /** Charges saved cards of accounts whose balance crossed below their threshold. */
   autoTopUp: AutoTopUp;
+  /** Sends postpaid usage to Stripe's meter, every meterIntervalMs until closed. */
+  meter: MeterReporter;
 }
 
 export function createCardPayments(options: CardPaymentsOptions): CardPayments {
@@ -103,6 +109,12 @@ export function createCardPayments(options: CardPaymentsOptions): CardPayments {
       webhooks: options.webhooks,
       logger,
     }),
+    meter: startMeterReporter({
+      stripe,
+      database: options.database,
+      logger,
+      intervalMs: options.meterIntervalMs,
+    }),
   };
 }
 
@@ -127,20 +139,28 @@ export function cardPaymentsFor(
   parts: Pick<CardPaymentsOptions, 'database' | 'webhooks' | 'logger'> & {
     /** The API's port once it listens. */
     ports: { readonly api: number };
+    /** Takes what to close at shutdown (the meter's loop). */
+    keep: (close: () => Promise<void>) => void;
   },
 ): CardPayments | undefined {
   const { stripeSecretKey, stripeWebhookSecret, publicHost } = settings;
   if (!stripeSecretKey || !stripeWebhookSecret) return undefined;
   const host = isIP(publicHost) === 6 ? `[${publicHost}]` : publicHost;
-  return createCardPayments({
+  const payments = createCardPayments({
     secretKey: stripeSecretKey,
     webhookSecret: stripeWebhookSecret,
     apiUrl: settings.stripeApiUrl,
     portalUrl: () => settings.portalUrl ?? `http://${host}:${parts.ports.api}/`,
     payoutHoldDays: settings.payoutHoldDays,
     payoutMinimumMicro: settings.payoutMinimumMicro,
+    meterIntervalMs: METER_INTERVAL_MS,
     database: parts.database,
     webhooks: parts.webhooks,
     logger: parts.logger,
   });
+  parts.keep(() => payments.meter.close());
+  return payments;
 }
+
+/** Postpaid usage reaches Stripe within seconds of its flush, a few queries a minute when idle. */
+const METER_INTERVAL_MS = 2_000;

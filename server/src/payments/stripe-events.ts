@@ -7,6 +7,9 @@
  * either order. A reversed payout transfer gives the operator back what Stripe reversed.
  * A paid session also saves its card for auto top-up, whose charges
  * payment_intent.succeeded credits, once with the charge itself (auto-topup.ts).
+ * Refunds and disputes take back what Stripe took back, once, in any order with the
+ * payment's own events (stripe-refunds.ts); a paid invoice of a postpaid account's
+ * metered usage gives back what it billed (paid-invoices.ts).
  */
 import type Stripe from 'stripe';
 import { books, formatMoney, microPerStripeUnit, postEntry, transfer } from '../billing/index.ts';
@@ -15,7 +18,9 @@ import type { Database, Queryable } from '../store/index.ts';
 import type { Webhooks } from '../webhooks/index.ts';
 import { AUTO_TOPUP_PURPOSE, creditAutoTopUp } from './auto-topup.ts';
 import { savePaymentMethod } from './customers.ts';
+import { creditPaidInvoice } from './paid-invoices.ts';
 import { applyTransferReversal } from './payout-ledger.ts';
+import { recordCardPayment, recordDispute, recordRefund } from './stripe-refunds.ts';
 
 export interface StripeEventsOptions {
   stripe: Stripe;
@@ -125,6 +130,19 @@ export function stripeEventApplier(options: StripeEventsOptions) {
         ...(receiptUrl ? { receiptUrl } : {}),
         postings: transfer(books.stripe, books.customer(account.id), amount.amount_micro),
       });
+      const intentId =
+        typeof session.payment_intent === 'string'
+          ? session.payment_intent
+          : session.payment_intent?.id;
+      if (intentId) {
+        await recordCardPayment(tx, {
+          paymentIntentId: intentId,
+          accountId: account.id,
+          currency: account.currency,
+          amountMicro: amount.amount_micro,
+          topupReference: session.id,
+        });
+      }
       if (!posted) return;
       await options.webhooks.emit(
         account.id,
@@ -180,6 +198,40 @@ export function stripeEventApplier(options: StripeEventsOptions) {
         if (intent.metadata?.purpose !== AUTO_TOPUP_PURPOSE) return null;
         return async (tx) => {
           await creditAutoTopUp(tx, options.webhooks, intent);
+        };
+      }
+      case 'charge.refunded': {
+        const charge = event.data.object;
+        return async (tx) => {
+          if (!(await recordRefund(tx, charge))) {
+            logger.info(
+              { event: event.id, charge: charge.id },
+              'stripe: a refund of no payment credited here (yet); kept until it is',
+            );
+          }
+        };
+      }
+      case 'charge.dispute.created':
+      case 'charge.dispute.closed': {
+        const dispute = event.data.object;
+        return async (tx) => {
+          if (!(await recordDispute(tx, dispute))) {
+            logger.info(
+              { event: event.id, dispute: dispute.id },
+              'stripe: a dispute of no payment credited here (yet); kept until it is',
+            );
+          }
+        };
+      }
+      case 'invoice.paid': {
+        const invoice = event.data.object;
+        return async (tx) => {
+          if (!(await creditPaidInvoice(tx, invoice))) {
+            logger.warn(
+              { event: event.id, invoice: invoice.id },
+              'stripe: a paid invoice credited nothing (no account of this server, another currency, or credited before)',
+            );
+          }
         };
       }
       default:

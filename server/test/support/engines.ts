@@ -188,4 +188,5 @@ export const MIGRATION_VERSIONS = [
   '0012_stripe_events',
   '0013_payouts',
   '0014_auto_topup_and_balance_alerts',
+  '0015_refunds_disputes_and_postpaid',
 ];

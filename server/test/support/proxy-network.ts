@@ -37,6 +37,8 @@ export interface ProxyNetwork {
   server: ServerProcess;
   /** The same across restartServer(). */
   ports: { api: number; proxy: number; socks: number; hub: number };
+  /** The server's DATA_DIR (its embedded database unless DATABASE_URL is given). */
+  dataDir: string;
   key: { id: string; secret: string };
   /** `http://127.0.0.1:PORT` of the whoami target. */
   target: string;
@@ -51,9 +53,10 @@ export interface ProxyNetwork {
   /**
    * Stops the server with SIGTERM (it must exit 0), or kills it with SIGKILL, and starts
    * it again on the same ports and DATA_DIR, so that keys, node tokens and API sessions
-   * still verify. Does not wait for the agents to come back.
+   * still verify. Does not wait for the agents to come back. `stopped` runs while it is
+   * down (an admin command on its embedded database).
    */
-  restartServer(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  restartServer(signal?: 'SIGTERM' | 'SIGKILL', stopped?: () => Promise<void>): Promise<void>;
   /** Connections customers have open to the gateway (its HTTP proxy and SOCKS5 ports). */
   clientConnections(): Promise<TcpConnection[]>;
   /** Connections the exit nodes have open to targets on `port`. */
@@ -83,6 +86,7 @@ export async function startProxyNetwork(
   const network: ProxyNetwork = {
     server,
     ports,
+    dataDir,
     key,
     target: `http://127.0.0.1:${target.port}`,
     targetPort: target.port,
@@ -110,11 +114,12 @@ export async function startProxyNetwork(
       agent.kill(signal);
       await exited;
     },
-    async restartServer(signal = 'SIGTERM') {
+    async restartServer(signal = 'SIGTERM', stopped) {
       const code = await network.server.stop(signal);
       if (signal === 'SIGTERM' && code !== 0) {
         throw new Error(`the server exited with ${code} on SIGTERM`);
       }
+      await stopped?.();
       const samePorts = {
         API_PORT: String(ports.api),
         PROXY_PORT: String(ports.proxy),

@@ -70,7 +70,22 @@ export interface StripeStandIn {
   declineCards: boolean;
   /** The card each customer's Checkout payments save: the stand-in's one card. */
   paymentMethod: { id: string; brand: string; last4: string };
+  /** Meter events received (POST /v1/billing/meter_events), by identifier. */
+  meterEvents: Map<string, StandInMeterEvent>;
+  /**
+   * How many of the next meter events to record and then answer 500, as if the answer
+   * were lost: the sender cannot tell whether Stripe has it.
+   */
+  loseMeterAnswers: number;
   close(): Promise<void>;
+}
+
+export interface StandInMeterEvent {
+  event_name: string;
+  identifier: string;
+  customer: string;
+  value: number;
+  timestamp: number;
 }
 
 /** A PaymentIntent the stand-in made from POST /v1/payment_intents. */
@@ -112,6 +127,8 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
     intents: new Map(),
     declineCards: false,
     paymentMethod: { id: `pm_test_${random()}`, brand: 'visa', last4: '4242' },
+    meterEvents: new Map(),
+    loseMeterAnswers: 0,
     close: () =>
       new Promise((resolve) => {
         for (const release of hanging) release();
@@ -307,6 +324,42 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
     return paymentIntent(id, form);
   };
 
+  /** Stripe refuses an identifier it has seen, whatever the idempotency key. */
+  const meterEvent = (form: Record<string, string>) => {
+    const identifier = form.identifier ?? `mtr_${random()}`;
+    if (standIn.meterEvents.has(identifier)) {
+      return stripeError(
+        400,
+        'invalid_request_error',
+        `An event already exists with identifier ${identifier}.`,
+      );
+    }
+    const event: StandInMeterEvent = {
+      event_name: form.event_name ?? '',
+      identifier,
+      customer: form['payload[stripe_customer_id]'] ?? '',
+      value: Number(form['payload[value]']),
+      timestamp: Number(form.timestamp ?? Math.floor(Date.now() / 1000)),
+    };
+    standIn.meterEvents.set(identifier, event);
+    if (standIn.loseMeterAnswers > 0) {
+      standIn.loseMeterAnswers -= 1;
+      return stripeError(500, 'api_error', 'Something went wrong on our end.');
+    }
+    return {
+      status: 200,
+      body: {
+        object: 'billing.meter_event',
+        created: event.timestamp,
+        event_name: event.event_name,
+        identifier,
+        livemode: false,
+        payload: { stripe_customer_id: event.customer, value: String(event.value) },
+        timestamp: event.timestamp,
+      },
+    };
+  };
+
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -345,6 +398,8 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
         answer = createSession(form);
       } else if (req.method === 'POST' && url.pathname === '/v1/customers') {
         answer = { status: 200, body: { id: `cus_test_${random(7)}`, object: 'customer' } };
+      } else if (req.method === 'POST' && url.pathname === '/v1/billing/meter_events') {
+        answer = meterEvent(form);
       } else if (req.method === 'POST' && url.pathname === '/v1/payment_intents') {
         answer = createIntent(form);
       } else if (req.method === 'GET' && intent) {
@@ -400,4 +455,43 @@ export function stripeSignature(payload: string, secret: string, timestamp?: num
     secret,
     ...(timestamp === undefined ? {} : { timestamp }),
   });
+}
+
+/** The charge of a payment as Stripe's charge events report it, `amountRefunded` so far. */
+export function stripeCharge(
+  paymentIntentId: string,
+  amount: number,
+  currency: string,
+  amountRefunded = 0,
+) {
+  return {
+    id: `ch_${paymentIntentId.replace(/^pi_(test_)?/, '')}`,
+    object: 'charge',
+    amount,
+    amount_refunded: amountRefunded,
+    refunded: amountRefunded === amount,
+    currency,
+    paid: true,
+    payment_intent: paymentIntentId,
+  };
+}
+
+/** A dispute of a payment's charge, as charge.dispute.* events report it. */
+export function stripeDispute(
+  paymentIntentId: string,
+  amount: number,
+  currency: string,
+  status: 'needs_response' | 'under_review' | 'won' | 'lost',
+  id = `dp_${random(8)}`,
+) {
+  return {
+    id,
+    object: 'dispute',
+    amount,
+    currency,
+    status,
+    reason: 'fraudulent',
+    charge: stripeCharge(paymentIntentId, amount, currency).id,
+    payment_intent: paymentIntentId,
+  };
 }
