@@ -6,14 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { createAccounts, loadOrCreatePepper } from '../src/accounts/index.ts';
 import { openDatabase } from '../src/store/index.ts';
-import { createScratchDatabase, needs, quietLogger, required } from './support/engines.ts';
+import { quietLogger, serverStores } from './support/engines.ts';
 import { SERVER_DIR } from './support/server-process.ts';
 
 const run = promisify(execFile);
@@ -24,33 +21,7 @@ interface Outcome {
   stderr: string;
 }
 
-interface Mode {
-  name: string;
-  skip: string | false;
-  setUp(): Promise<{ env: Record<string, string>; dispose(): Promise<void> }>;
-}
-
-const modes: Mode[] = [
-  {
-    name: 'embedded',
-    skip: false,
-    async setUp() {
-      const dir = await mkdtemp(path.join(tmpdir(), 'ipcola-admin-'));
-      return {
-        env: { DATA_DIR: path.join(dir, 'data') },
-        dispose: () => rm(dir, { recursive: true, force: true }),
-      };
-    },
-  },
-  {
-    name: 'PostgreSQL',
-    skip: needs('DATABASE_URL'),
-    async setUp() {
-      const scratch = await createScratchDatabase(required('DATABASE_URL'));
-      return { env: { DATABASE_URL: scratch.url }, dispose: () => scratch.drop() };
-    },
-  },
-];
+const modes = serverStores;
 
 for (const mode of modes) {
   describe(`npm run admin on ${mode.name}`, { skip: mode.skip }, () => {

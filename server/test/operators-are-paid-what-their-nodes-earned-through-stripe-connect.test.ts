@@ -9,19 +9,17 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { books, postEntry, transfer } from '../src/billing/index.ts';
 import { openDatabase } from '../src/store/index.ts';
-import { createScratchDatabase, needs, quietLogger, required } from './support/engines.ts';
+import { quietLogger, serverStores } from './support/engines.ts';
 import {
   SERVER_DIR,
   type ServerProcess,
   type SignedInApi,
   serverEnv,
+  signedInApi,
   startServer,
 } from './support/server-process.ts';
 import {
@@ -38,33 +36,7 @@ const WEBHOOK_SECRET = 'whsec_standin_secret';
 const DAY_MS = 86_400_000;
 const GB = 1_000_000_000;
 
-interface Mode {
-  name: string;
-  skip: string | false;
-  setUp(): Promise<{ env: Record<string, string>; dispose(): Promise<void> }>;
-}
-
-const modes: Mode[] = [
-  {
-    name: 'embedded',
-    skip: false,
-    async setUp() {
-      const dir = await mkdtemp(path.join(tmpdir(), 'ipcola-payouts-'));
-      return {
-        env: { DATA_DIR: path.join(dir, 'data') },
-        dispose: () => rm(dir, { recursive: true, force: true }),
-      };
-    },
-  },
-  {
-    name: 'PostgreSQL',
-    skip: needs('DATABASE_URL'),
-    async setUp() {
-      const scratch = await createScratchDatabase(required('DATABASE_URL'));
-      return { env: { DATABASE_URL: scratch.url }, dispose: () => scratch.drop() };
-    },
-  },
-];
+const modes = serverStores;
 
 const json = async <T>(res: Response | Promise<Response>): Promise<T> =>
   (await (await res).json()) as T;
@@ -131,25 +103,8 @@ for (const mode of modes) {
       stripe = await startStripeStandIn();
       store = await mode.setUp();
       server = await startServer(env());
-      const signup = await fetch(`http://127.0.0.1:${server.ports.api}/v1/auth/signup`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ email: 'operator@example.com', password: 'a long enough password' }),
-      });
-      assert.equal(signup.status, 201);
-      const cookie = (signup.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
-      const { csrf_token: csrf } = (await signup.json()) as { csrf_token: string };
-      // The session outlives the restart below (it is in the database); the port does not.
-      api = (pathname, init = {}) =>
-        fetch(`http://127.0.0.1:${server.ports.api}${pathname}`, {
-          ...init,
-          headers: {
-            'content-type': 'application/json',
-            cookie,
-            'x-csrf-token': csrf,
-            ...(init.headers ?? {}),
-          },
-        });
+      // The session outlives a restart (it is in the database); the port does not.
+      api = await signedInApi(() => server.ports.api, 'operator@example.com');
       accountId = (await json<{ account: { id: string } }>(api('/v1/me'))).account.id;
       const node = await json<{ id: string }>(
         api('/v1/nodes', { method: 'POST', body: JSON.stringify({ name: 'home' }) }),

@@ -19,6 +19,7 @@ import {
   type ServerProcess,
   type SignedInApi,
   serverEnv,
+  signedInApi,
   startServer,
 } from './support/server-process.ts';
 import {
@@ -89,24 +90,8 @@ for (const mode of modes) {
           STRIPE_API_URL: stripe.url,
         }),
       );
-      const signup = await fetch(`http://127.0.0.1:${server.ports.api}/v1/auth/signup`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ email: 'payer@example.com', password: 'a long enough password' }),
-      });
-      assert.equal(signup.status, 201);
-      const cookie = (signup.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
-      const { csrf_token: csrf } = (await signup.json()) as { csrf_token: string };
-      api = (pathname, init = {}) =>
-        fetch(`http://127.0.0.1:${server.ports.api}${pathname}`, {
-          ...init,
-          headers: {
-            'content-type': 'application/json',
-            cookie,
-            'x-csrf-token': csrf,
-            ...(init.headers ?? {}),
-          },
-        });
+      // The session outlives a restart (it is in the database); the port does not.
+      api = await signedInApi(() => server.ports.api, 'payer@example.com');
     });
     after(async () => {
       await server?.stop('SIGKILL');

@@ -190,3 +190,32 @@ export const MIGRATION_VERSIONS = [
   '0014_auto_topup_and_balance_alerts',
   '0015_refunds_disputes_and_postpaid',
 ];
+
+/** Where a spawned server keeps its data: an embedded database, or a scratch PostgreSQL one. */
+export interface ServerStore {
+  name: string;
+  skip: string | false;
+  setUp(): Promise<{ env: Record<string, string>; dispose(): Promise<void> }>;
+}
+
+export const serverStores: ServerStore[] = [
+  {
+    name: 'embedded',
+    skip: false,
+    async setUp() {
+      const dir = await mkdtemp(path.join(tmpdir(), 'ipcola-server-'));
+      return {
+        env: { DATA_DIR: path.join(dir, 'data') },
+        dispose: () => rm(dir, { recursive: true, force: true }),
+      };
+    },
+  },
+  {
+    name: 'PostgreSQL',
+    skip: needs('DATABASE_URL'),
+    async setUp() {
+      const scratch = await createScratchDatabase(required('DATABASE_URL'));
+      return { env: { DATABASE_URL: scratch.url }, dispose: () => scratch.drop() };
+    },
+  },
+];

@@ -117,14 +117,18 @@ export async function startServer(
 /** fetch on one server's API, signed in as one user (session cookie and CSRF token sent). */
 export type SignedInApi = (pathname: string, init?: RequestInit) => Promise<Response>;
 
-/** Signs a new user up on the server at `apiPort` and answers with a fetch signed in as them. */
+/**
+ * Signs a new user up on the server at `apiPort` and answers with a fetch signed in as them.
+ * Give a function for a server that restarts on another port: the session, kept in the
+ * database, outlives the process.
+ */
 export async function signedInApi(
-  apiPort: number,
+  apiPort: number | (() => number),
   email: string,
   password = 'a long enough password',
 ): Promise<SignedInApi> {
-  const base = `http://127.0.0.1:${apiPort}`;
-  const signup = await fetch(`${base}/v1/auth/signup`, {
+  const base = () => `http://127.0.0.1:${typeof apiPort === 'number' ? apiPort : apiPort()}`;
+  const signup = await fetch(`${base()}/v1/auth/signup`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ email, password }),
@@ -133,7 +137,7 @@ export async function signedInApi(
   const cookie = (signup.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
   const { csrf_token: csrf } = (await signup.json()) as { csrf_token: string };
   return (pathname, init = {}) =>
-    fetch(`${base}${pathname}`, {
+    fetch(`${base()}${pathname}`, {
       ...init,
       headers: {
         'content-type': 'application/json',
