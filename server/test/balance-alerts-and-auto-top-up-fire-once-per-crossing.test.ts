@@ -340,6 +340,30 @@ for (const mode of modes) {
       assert.equal(ofType('key.cap_reached').length, 1);
     });
 
+    test('bad auto top-up settings are refused with invalid_request and change nothing', async () => {
+      const before = await settings();
+      for (const bad of [
+        { amount: '4.99' },
+        { amount: '10000.01' },
+        { amount: '25.001' },
+        { amount: 'lots' },
+        { threshold: '-1' },
+        { threshold: '1e3' },
+        { low_balance_threshold: '10000.5' },
+        { enabled: 'yes' },
+        { surprise: true },
+      ]) {
+        const res = await net.api('/v1/billing/auto-topup', {
+          method: 'PUT',
+          body: JSON.stringify(bad),
+        });
+        assert.equal(res.status, 400, JSON.stringify(bad));
+        const body = (await res.json()) as { error: { code: string } };
+        assert.equal(body.error.code, 'invalid_request', JSON.stringify(bad));
+      }
+      assert.deepEqual(await settings(), before);
+    });
+
     test('npm run admin -- audit finds the ledger clean', async () => {
       assert.equal(await net.server.stop('SIGTERM'), 0);
       const { stdout } = await run(
