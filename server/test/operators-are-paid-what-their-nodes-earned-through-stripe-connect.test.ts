@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { books, postEntry, transfer } from '../src/billing/index.ts';
 import { openDatabase } from '../src/store/index.ts';
-import { quietLogger, serverStores } from './support/engines.ts';
+import { eventually, quietLogger, serverStores } from './support/engines.ts';
 import {
   SERVER_DIR,
   type ServerProcess,
@@ -118,9 +118,9 @@ for (const mode of modes) {
         new Date(Math.floor((Date.now() - daysAgo * DAY_MS) / 3_600_000) * 3_600_000);
       await withDatabase((db) =>
         db.transaction(async (tx) => {
-          // 60 GB twenty days ago (24.00 at 0.40/GB, payable) and 10 GB yesterday (4.00, held).
+          // 110 GB twenty days ago (44.00 at 0.40/GB, payable) and 10 GB yesterday (4.00, held).
           for (const [daysAgo, bytes] of [
-            [20, 60 * GB],
+            [20, 110 * GB],
             [1, 10 * GB],
           ] as const) {
             await tx.query(
@@ -136,7 +136,7 @@ for (const mode of modes) {
             reference: `seed:${accountId}`,
             currency: 'usd',
             accountId,
-            postings: transfer(books.operatorCost, books.operator(accountId), 28_000_000),
+            postings: transfer(books.operatorCost, books.operator(accountId), 48_000_000),
           });
         }),
       );
@@ -209,13 +209,13 @@ for (const mode of modes) {
       assert.equal(shown.payouts_enabled, true);
       assert.deepEqual(
         [shown.owed.amount, shown.held.amount, shown.available.amount, shown.minimum.amount],
-        ['28.00', '4.00', '24.00', '20.00'],
+        ['48.00', '4.00', '44.00', '20.00'],
       );
       assert.equal(shown.hold_days, 14);
     });
 
     test('earnings inside the hold window are not payable', async () => {
-      const res = await payout({ amount: '24.01' });
+      const res = await payout({ amount: '44.01' });
       assert.equal(res.status, 409);
       assert.equal(await code(res), 'payout_exceeds_available');
       assert.equal(stripe.requests.filter((r) => r.path === '/v1/transfers').length, 0);
@@ -225,7 +225,7 @@ for (const mode of modes) {
       const res = await payout({ amount: '19.99' });
       assert.equal(res.status, 409);
       assert.equal(await code(res), 'payout_below_minimum');
-      assert.equal((await account()).owed.amount_micro, 28_000_000);
+      assert.equal((await account()).owed.amount_micro, 48_000_000);
     });
 
     test('a transfer Stripe refuses leaves the payable as it was, reversed in the ledger', async () => {
@@ -240,7 +240,7 @@ for (const mode of modes) {
       }
       assert.equal(refused.status, 'failed');
       assert.match(refused.failure ?? '', /insufficient available funds/);
-      assert.equal((await account()).owed.amount_micro, 28_000_000);
+      assert.equal((await account()).owed.amount_micro, 48_000_000);
       const lines = (
         await json<{ items: { kind: string; amount: Money }[] }>(api('/v1/billing/ledger'))
       ).items.filter((line) => line.kind.startsWith('payout'));
@@ -260,7 +260,7 @@ for (const mode of modes) {
       assert.equal(res.status, 201, await res.clone().text());
       paid = await json<PayoutView>(res);
       assert.equal(paid.status, 'paid');
-      assert.equal(paid.amount.amount, '24.00');
+      assert.equal(paid.amount.amount, '44.00');
       assert.match(paid.stripe_transfer_id ?? '', /^tr_/);
 
       const shown = await account();
@@ -271,7 +271,7 @@ for (const mode of modes) {
       assert.equal(last?.idempotencyKey, paid.id);
       assert.deepEqual(
         [last?.form.amount, last?.form.currency, last?.form.destination],
-        ['2400', 'usd', shown.stripe_account_id],
+        ['4400', 'usd', shown.stripe_account_id],
       );
       assert.equal(last?.form['metadata[payout_id]'], paid.id);
 
@@ -291,18 +291,84 @@ for (const mode of modes) {
     test('transfer.reversed gives a paid payout back once, however often it is reported', async () => {
       const made = stripe.transfers.get(paid.stripe_transfer_id ?? '');
       assert.ok(made);
-      const reversed = { ...made, amount_reversed: 2400, reversed: true };
+      const reversed = { ...made, amount_reversed: 4400, reversed: true };
       const event = stripeEvent('transfer.reversed', reversed);
       assert.equal((await deliver(event)).status, 200);
       assert.equal((await deliver(event)).status, 200);
       // The same reversal reported again under another event id changes nothing either.
       assert.equal((await deliver(stripeEvent('transfer.reversed', reversed))).status, 200);
 
-      assert.equal((await account()).owed.amount_micro, 28_000_000);
+      assert.equal((await account()).owed.amount_micro, 48_000_000);
       const listed = await json<{ items: PayoutView[] }>(api('/v1/payouts'));
       const after = listed.items.find((item) => item.id === paid.id);
       assert.equal(after?.status, 'reversed');
-      assert.equal(after?.reversed.amount, '24.00');
+      assert.equal(after?.reversed.amount, '44.00');
+    });
+
+    const transfersOf = (payoutId: string) =>
+      [...stripe.transfers.values()].filter((made) => made.transfer_group === payoutId);
+
+    /** Asks for a payout that Stripe holds, kills the server, and starts it again. */
+    const payoutThroughACrash = async (trouble: 'hang-made' | 'hang-unmade') => {
+      const earlier = new Set(
+        (await json<{ items: PayoutView[] }>(api('/v1/payouts'))).items.map((item) => item.id),
+      );
+      const asked = stripe.requests.filter((r) => r.path === '/v1/transfers').length;
+      stripe.transferTrouble = trouble;
+      const answer = payout({ amount: '20.00' }).catch(() => null);
+      try {
+        await eventually(
+          () => stripe.requests.filter((r) => r.path === '/v1/transfers').length > asked,
+          10_000,
+          'the transfer reached Stripe',
+        );
+        await server.stop('SIGKILL');
+        assert.equal(await answer, null, 'the killed server answered nothing');
+      } finally {
+        stripe.transferTrouble = 'none';
+      }
+      // The worst case: the crash outlasted Stripe's 24-hour memory of idempotency keys.
+      stripe.forgetIdempotencyKeys();
+      const pending = await withDatabase((db) =>
+        db.query<{ id: string; status: string }>('SELECT id, status FROM payouts'),
+      );
+      const crashed = pending.filter((row) => !earlier.has(row.id));
+      assert.deepEqual(
+        crashed.map((row) => row.status),
+        ['pending'],
+      );
+      server = await startServer(env());
+      const id = crashed[0]?.id ?? '';
+      let settled: PayoutView | undefined;
+      await eventually(
+        async () => {
+          const listed = await json<{ items: PayoutView[] }>(api('/v1/payouts'));
+          settled = listed.items.find((item) => item.id === id);
+          return settled?.status === 'paid';
+        },
+        15_000,
+        'the payout is settled after the restart',
+      );
+      return { id, settled: settled as PayoutView };
+    };
+
+    test('a payout whose transfer Stripe made but whose answer a crash lost is marked paid after a restart, and not paid twice', async () => {
+      const owed = (await account()).owed.amount_micro;
+      const { id, settled } = await payoutThroughACrash('hang-made');
+      const made = transfersOf(id);
+      assert.equal(made.length, 1);
+      assert.equal(settled.stripe_transfer_id, made[0]?.id);
+      assert.equal((await account()).owed.amount_micro, owed - 20_000_000);
+    });
+
+    test('a payout a crash stopped before Stripe made its transfer is made once after a restart', async () => {
+      const owed = (await account()).owed.amount_micro;
+      const { id, settled } = await payoutThroughACrash('hang-unmade');
+      const made = transfersOf(id);
+      assert.equal(made.length, 1);
+      assert.equal(made[0]?.amount, 2000);
+      assert.equal(settled.stripe_transfer_id, made[0]?.id);
+      assert.equal((await account()).owed.amount_micro, owed - 20_000_000);
     });
 
     test('npm run admin -- audit finds the ledger clean', async () => {
@@ -320,7 +386,7 @@ for (const mode of modes) {
         ),
       );
       assert.deepEqual(entries, [
-        { kind: 'payout', count: 2 },
+        { kind: 'payout', count: 4 },
         { kind: 'payout_reversal', count: 2 },
       ]);
     });

@@ -4,7 +4,7 @@
  * into Stripe's amount units (payments/checkout.ts).
  */
 import { ipcolaError } from '../errors/index.ts';
-import { formatMoney, MICRO_PER_UNIT, microPerStripeUnit, parseMoney } from './money.ts';
+import { formatMoney, MICRO_PER_UNIT, parseMoney, stripeAmountStep } from './money.ts';
 
 /** Packs of credit, in units of the account's currency. */
 export const CREDIT_PACKS = {
@@ -34,9 +34,9 @@ export function checkoutAmount(
     throw ipcolaError('invalid_request', 'Give amount (e.g. "25.00") or pack');
   }
   const micro = parseMoney(request.amount);
-  const unit = microPerStripeUnit(currency);
-  if (micro === null || micro % unit !== 0) {
-    const places = unit === MICRO_PER_UNIT ? 'no decimals' : 'at most two decimals';
+  const step = stripeAmountStep(currency);
+  if (micro === null || micro % step !== 0) {
+    const places = step === MICRO_PER_UNIT ? 'no decimals' : 'at most two decimals';
     throw ipcolaError('invalid_request', `amount must be a decimal with ${places}`);
   }
   if (micro < CHECKOUT_MIN_MICRO || micro > CHECKOUT_MAX_MICRO) {

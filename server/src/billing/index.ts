@@ -36,6 +36,7 @@ export {
   MICRO_PER_UNIT,
   microPerStripeUnit,
   parseMoney,
+  stripeAmountStep,
 } from './money.ts';
 export {
   createPriceBook,

@@ -31,8 +31,25 @@ const ZERO_DECIMAL_CURRENCIES = new Set([
   'xpf',
 ]);
 
+/**
+ * Currencies whose Stripe amounts are thousandths (https://docs.stripe.com/currencies):
+ * one Stripe amount is 1,000 micro-units, and Stripe takes only multiples of ten of them,
+ * so what is charged or transferred moves in hundredths there too.
+ */
+const THREE_DECIMAL_CURRENCIES = new Set(['bhd', 'jod', 'kwd', 'omr', 'tnd']);
+
 /** Micro-units in one of Stripe's amount units of `currency` (its minor unit, or its unit). */
 export function microPerStripeUnit(currency: string): number {
+  const code = currency.toLowerCase();
+  if (ZERO_DECIMAL_CURRENCIES.has(code)) return MICRO_PER_UNIT;
+  return THREE_DECIMAL_CURRENCIES.has(code) ? 1_000 : MICRO_PER_MINOR;
+}
+
+/**
+ * The smallest step, in micro-units, of an amount Stripe charges or transfers in
+ * `currency`: a whole unit where there is no minor unit, a hundredth everywhere else.
+ */
+export function stripeAmountStep(currency: string): number {
   return ZERO_DECIMAL_CURRENCIES.has(currency.toLowerCase()) ? MICRO_PER_UNIT : MICRO_PER_MINOR;
 }
 

@@ -15,6 +15,7 @@ import { type CheckoutRequest, type CheckoutSession, createCheckoutSession } fro
 import { stripeCustomerFor } from './customers.ts';
 import { type MeterReporter, startMeterReporter } from './meter-reporter.ts';
 import { createPayouts, type Payouts } from './payouts.ts';
+import { inRounds } from './rounds.ts';
 import { createStripeClient } from './stripe-client.ts';
 import { stripeUnavailable } from './stripe-errors.ts';
 import { type EventOutcome, stripeEventApplier } from './stripe-events.ts';
@@ -39,6 +40,8 @@ export interface CardPaymentsOptions {
   payoutMinimumMicro: number;
   /** How often postpaid usage waiting in the outbox is sent to Stripe's meter. */
   meterIntervalMs: number;
+  /** How often payouts Stripe left unanswered are settled (also once at start-up). */
+  payoutSweepIntervalMs: number;
   database: Database;
   webhooks: Pick<Webhooks, 'emit'>;
   logger: Logger;
@@ -59,6 +62,8 @@ export interface CardPayments {
   autoTopUp: AutoTopUp;
   /** Sends postpaid usage to Stripe's meter, every meterIntervalMs until closed. */
   meter: MeterReporter;
+  /** Stops the rounds (meter, pending payouts), waiting for the ones under way. */
+  close(): Promise<void>;
 }
 
 export function createCardPayments(options: CardPaymentsOptions): CardPayments {
@@ -71,6 +76,26 @@ export function createCardPayments(options: CardPaymentsOptions): CardPayments {
     logger,
   });
 
+  const payouts = createPayouts({
+    stripe,
+    database: options.database,
+    logger,
+    holdDays: options.payoutHoldDays,
+    minimumMicro: options.payoutMinimumMicro,
+    portalUrl: options.portalUrl,
+  });
+  // Payouts a stopped server left pending are settled at start-up, then every few minutes.
+  const payoutSweep = inRounds(options.payoutSweepIntervalMs, payouts.settlePending, (error) =>
+    logger.warn({ err: error }, 'settling pending payouts failed'),
+  );
+  void payoutSweep.runNow();
+  const meter = startMeterReporter({
+    stripe,
+    database: options.database,
+    logger,
+    intervalMs: options.meterIntervalMs,
+  });
+
   return {
     async checkout(request) {
       try {
@@ -80,14 +105,7 @@ export function createCardPayments(options: CardPaymentsOptions): CardPayments {
         throw stripeUnavailable(error) ?? error;
       }
     },
-    payouts: createPayouts({
-      stripe,
-      database: options.database,
-      logger,
-      holdDays: options.payoutHoldDays,
-      minimumMicro: options.payoutMinimumMicro,
-      portalUrl: options.portalUrl,
-    }),
+    payouts,
     async receive(rawBody, signature) {
       if (!signature)
         throw ipcolaError('invalid_request', 'The Stripe-Signature header is missing');
@@ -109,12 +127,10 @@ export function createCardPayments(options: CardPaymentsOptions): CardPayments {
       webhooks: options.webhooks,
       logger,
     }),
-    meter: startMeterReporter({
-      stripe,
-      database: options.database,
-      logger,
-      intervalMs: options.meterIntervalMs,
-    }),
+    meter,
+    async close() {
+      await Promise.all([meter.close(), payoutSweep.close()]);
+    },
   };
 }
 
@@ -154,13 +170,20 @@ export function cardPaymentsFor(
     payoutHoldDays: settings.payoutHoldDays,
     payoutMinimumMicro: settings.payoutMinimumMicro,
     meterIntervalMs: METER_INTERVAL_MS,
+    payoutSweepIntervalMs: PAYOUT_SWEEP_INTERVAL_MS,
     database: parts.database,
     webhooks: parts.webhooks,
     logger: parts.logger,
   });
-  parts.keep(() => payments.meter.close());
+  parts.keep(() => payments.close());
   return payments;
 }
 
 /** Postpaid usage reaches Stripe within seconds of its flush, a few queries a minute when idle. */
 const METER_INTERVAL_MS = 2_000;
+/**
+ * A payout is left pending only when Stripe did not answer, and the operator's next
+ * request settles it too: a sweep every five minutes bounds the wait without asking
+ * Stripe often.
+ */
+const PAYOUT_SWEEP_INTERVAL_MS = 5 * 60_000;

@@ -13,6 +13,7 @@ import Stripe from 'stripe';
 import type { Logger } from '../log/index.ts';
 import type { Database } from '../store/index.ts';
 import { stripeCustomerFor } from './customers.ts';
+import { inRounds } from './rounds.ts';
 
 export const METER_EVENT_NAME = 'ipcola_usage';
 
@@ -110,24 +111,12 @@ export function startMeterReporter(options: MeterReporterOptions): MeterReporter
     return sent;
   };
 
-  // One round at a time: a tick during a slow round is skipped.
-  let running: Promise<unknown> | null = null;
-  const tick = () => {
-    if (running) return;
-    running = report()
-      .catch((error: unknown) => logger.warn({ err: error }, 'reporting meter events failed'))
-      .finally(() => {
-        running = null;
-      });
-  };
-  const timer = setInterval(tick, options.intervalMs);
-  timer.unref();
+  const rounds = inRounds(options.intervalMs, report, (error) =>
+    logger.warn({ err: error }, 'reporting meter events failed'),
+  );
 
   return {
     report,
-    async close() {
-      clearInterval(timer);
-      await running;
-    },
+    close: rounds.close,
   };
 }

@@ -94,6 +94,23 @@ export async function pendingPayouts(db: Queryable, accountId: string): Promise<
   return rows.map(toPayout);
 }
 
+/** Every account's payouts Stripe has not answered for, oldest first, with where they go. */
+export async function everyPendingPayout(
+  db: Queryable,
+  limit: number,
+): Promise<Array<{ payout: Payout; destination: string | null }>> {
+  const rows = await db.query<PayoutRow & { destination: string | null }>(
+    `SELECT ${COLUMNS.split(', ')
+      .map((column) => `p.${column}`)
+      .join(', ')},
+            a.stripe_connect_id AS destination
+     FROM payouts p JOIN accounts a ON a.id = p.account_id
+     WHERE p.status = 'pending' ORDER BY p.created_at, p.id LIMIT $1`,
+    [limit],
+  );
+  return rows.map((row) => ({ payout: toPayout(row), destination: row.destination }));
+}
+
 /** The account's payouts, oldest first, after `after` (a keyset cursor). */
 export async function listPayouts(
   db: Queryable,

@@ -3,18 +3,28 @@
  * linked through Stripe's onboarding page, and payouts as Stripe transfers to it.
  *
  * A payout is booked (row and `payout` entry, one transaction) before Stripe is asked,
- * and its id is the transfer's idempotency key. Stripe's answer then marks it paid, or,
- * when Stripe refused, failed with a `payout_reversal` entry. When Stripe's answer is
- * unknown (no answer, a 5xx) the payout stays pending and is sent again, with the same
- * key, on the account's next payout request: the transfer is made at most once and the
- * ledger never shows money paid that was not, nor loses money that was.
+ * and its id is the transfer's idempotency key and transfer group. Stripe's answer then
+ * marks it paid, or, when Stripe refused, failed with a `payout_reversal` entry. When
+ * Stripe's answer is unknown (no answer, a 5xx, a server killed while waiting) the payout
+ * stays pending and is settled later, by the account's next payout request or by the
+ * sweep every server runs at start-up and every few minutes: Stripe is first asked for a
+ * transfer in the payout's group (which outlives its 24-hour idempotency keys) and only
+ * when there is none is the transfer made, under the same key. The transfer is made at
+ * most once and the ledger never shows money paid that was not, nor loses money that was.
  */
 import type Stripe from 'stripe';
-import { earningsHeldBack, formatMoney, microPerStripeUnit } from '../billing/index.ts';
+import {
+  earningsHeldBack,
+  formatMoney,
+  MICRO_PER_UNIT,
+  microPerStripeUnit,
+  stripeAmountStep,
+} from '../billing/index.ts';
 import { ipcolaError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { Database, Queryable } from '../store/index.ts';
 import {
+  everyPendingPayout,
   getPayout,
   listPayouts,
   markFailed,
@@ -71,9 +81,13 @@ export interface Payouts {
   /** Pays `amountMicro`, or everything available; refuses below the minimum or above what is available. */
   request(accountId: string, amountMicro?: number): Promise<Payout>;
   list(accountId: string, listing: PayoutListing): Promise<Payout[]>;
+  /** Settles every account's pending payouts (oldest first); how many are still pending. */
+  settlePending(): Promise<number>;
 }
 
 const DAY_MS = 86_400_000;
+/** Pending payouts are rare (Stripe unanswered): a sweep settles at most this many. */
+const SWEEP_BATCH = 100;
 
 export function newPayoutId(): string {
   return `payout_${crypto.randomUUID().replaceAll('-', '')}`;
@@ -109,9 +123,9 @@ export function createPayouts(options: PayoutsOptions): Payouts {
     const row = await operator(db, accountId, lock);
     const since = new Date(now() - options.holdDays * DAY_MS);
     const held = Math.min(row.payable_micro, await earningsHeldBack(db, accountId, since));
-    const unit = microPerStripeUnit(row.currency);
-    // Stripe moves whole minor units: the rest waits for the next payout.
-    const available = Math.max(0, Math.floor((row.payable_micro - held) / unit) * unit);
+    const step = stripeAmountStep(row.currency);
+    // Stripe moves whole cents (or units): the rest waits for the next payout.
+    const available = Math.max(0, Math.floor((row.payable_micro - held) / step) * step);
     const balance: PayoutBalance = {
       currency: row.currency,
       owedMicro: row.payable_micro,
@@ -148,6 +162,27 @@ export function createPayouts(options: PayoutsOptions): Payouts {
       logger.warn({ err: error, payout: payout.id }, 'payout refused by Stripe; reversed');
     }
     return (await getPayout(database, payout.id)) ?? payout;
+  };
+
+  /**
+   * Settles a payout left pending: paid with the transfer Stripe made for it if there is
+   * one, else sent again.
+   */
+  const settle = async (payout: Payout, destination: string | null): Promise<Payout> => {
+    try {
+      const made = await stripe.transfers.list({ transfer_group: payout.id, limit: 1 });
+      const transfer = made.data[0];
+      if (transfer) {
+        await markPaid(database, payout.id, transfer.id);
+        logger.info({ payout: payout.id, transfer: transfer.id }, 'payout paid (found at Stripe)');
+        return (await getPayout(database, payout.id)) ?? payout;
+      }
+    } catch (error) {
+      logger.warn({ err: error, payout: payout.id }, 'payout: Stripe did not answer; pending');
+      return payout;
+    }
+    if (!destination) return payout;
+    return send(payout, destination);
   };
 
   const stripeCall = async <T>(call: () => Promise<T>): Promise<T> => {
@@ -213,7 +248,7 @@ export function createPayouts(options: PayoutsOptions): Payouts {
       if (!destination) throw ipcolaError('payout_account_missing');
       // Payouts Stripe never answered for are settled first: what is available depends on them.
       for (const pending of await pendingPayouts(database, accountId)) {
-        const settled = await send(pending, destination);
+        const settled = await settle(pending, destination);
         if (settled.status === 'pending') {
           throw ipcolaError('not_ready', 'Stripe did not answer for an earlier payout; try again');
         }
@@ -221,11 +256,16 @@ export function createPayouts(options: PayoutsOptions): Payouts {
       const payout = await database.transaction(async (tx) => {
         // The account's row is locked: two payout requests never both spend one balance.
         const { balance } = await balanceOf(tx, accountId, true);
-        const unit = microPerStripeUnit(balance.currency);
+        const step = stripeAmountStep(balance.currency);
         const amount = amountMicro ?? balance.availableMicro;
         const show = (micro: number) => `${formatMoney(micro)} ${balance.currency}`;
-        if (amount % unit !== 0) {
-          throw ipcolaError('invalid_request', 'amount must be whole cents (minor units)');
+        if (amount % step !== 0) {
+          throw ipcolaError(
+            'invalid_request',
+            step === MICRO_PER_UNIT
+              ? 'amount must be whole units of the currency'
+              : 'amount must be whole cents (at most two decimals)',
+          );
         }
         if (amount > balance.availableMicro) {
           throw ipcolaError(
@@ -250,5 +290,13 @@ export function createPayouts(options: PayoutsOptions): Payouts {
     },
 
     list: (accountId, listing) => listPayouts(database, accountId, listing),
+
+    async settlePending() {
+      let left = 0;
+      for (const { payout, destination } of await everyPendingPayout(database, SWEEP_BATCH)) {
+        if ((await settle(payout, destination)).status === 'pending') left += 1;
+      }
+      return left;
+    },
   };
 }

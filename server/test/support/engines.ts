@@ -189,6 +189,7 @@ export const MIGRATION_VERSIONS = [
   '0013_payouts',
   '0014_auto_topup_and_balance_alerts',
   '0015_refunds_disputes_and_postpaid',
+  '0016_late_payment_failures',
 ];
 
 /** Where a spawned server keeps its data: an embedded database, or a scratch PostgreSQL one. */

@@ -62,8 +62,14 @@ export interface StripeStandIn {
   connectedAccounts: Map<string, StandInAccount>;
   /** Transfers made, by id. */
   transfers: Map<string, Record<string, unknown>>;
-  /** 'refuse': POST /v1/transfers answers 400 as Stripe does for insufficient funds. */
-  transferTrouble: 'none' | 'refuse';
+  /**
+   * 'refuse': POST /v1/transfers answers 400 as Stripe does for insufficient funds;
+   * 'hang-unmade': it never answers and makes nothing; 'hang-made': it makes the transfer
+   * and never answers (held until close()), as when the answer is lost.
+   */
+  transferTrouble: 'none' | 'refuse' | 'hang-unmade' | 'hang-made';
+  /** Forgets every idempotency key, as Stripe does after 24 hours. */
+  forgetIdempotencyKeys(): void;
   /** PaymentIntents created with POST /v1/payment_intents (off-session charges), by id. */
   intents: Map<string, StandInIntent>;
   /** Set to make the card decline the next charges (402 card_error, card_declined). */
@@ -124,6 +130,7 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
     connectedAccounts: new Map(),
     transfers: new Map(),
     transferTrouble: 'none',
+    forgetIdempotencyKeys: () => answered.clear(),
     intents: new Map(),
     declineCards: false,
     paymentMethod: { id: `pm_test_${random()}`, brand: 'visa', last4: '4242' },
@@ -286,6 +293,15 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
       standIn.transfers.set(transfer.id, transfer);
       return { status: 200, body: transfer };
     }
+    if (method === 'GET' && pathname === '/v1/transfers') {
+      const data = [...standIn.transfers.values()].filter(
+        (transfer) => !form.transfer_group || transfer.transfer_group === form.transfer_group,
+      );
+      return {
+        status: 200,
+        body: { object: 'list', data, has_more: false, url: '/v1/transfers' },
+      };
+    }
     return undefined;
   };
 
@@ -389,6 +405,9 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
       const remembered = idempotencyKey && answered.get(`${req.method} ${idempotencyKey}`);
       if (remembered) return send(remembered);
 
+      const held = () => new Promise<void>((resolve) => hanging.add(resolve));
+      const transferring = req.method === 'POST' && url.pathname === '/v1/transfers';
+      if (transferring && standIn.transferTrouble === 'hang-unmade') await held();
       let answer: { status: number; body: unknown };
       const connected = connect(req.method ?? '', url.pathname, form);
       const intent = /^\/v1\/payment_intents\/([A-Za-z0-9_]+)$/.exec(url.pathname)?.[1];
@@ -404,7 +423,7 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
         answer = createIntent(form);
       } else if (req.method === 'GET' && intent) {
         if (standIn.paymentIntentTrouble === 'hang') {
-          await new Promise<void>((resolve) => hanging.add(resolve));
+          await held();
         }
         answer =
           standIn.paymentIntentTrouble === 'fail'
@@ -420,6 +439,7 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
       if (idempotencyKey && req.method === 'POST' && answer.status < 500) {
         answered.set(`${req.method} ${idempotencyKey}`, answer);
       }
+      if (transferring && standIn.transferTrouble === 'hang-made') await held();
       send(answer);
     });
   });
