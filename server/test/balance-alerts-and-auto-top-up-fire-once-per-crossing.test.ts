@@ -319,6 +319,70 @@ for (const mode of modes) {
       assert.equal(ofType('topup.failed').length, 1);
     });
 
+    test('a charge still processing that Stripe later reports failed is shown and sent as topup.failed once', async () => {
+      stripe.declineCards = false;
+      stripe.intentStatus = 'processing';
+      const before = await balance();
+      const failedBefore = ofType('topup.failed').length;
+      try {
+        // Saving arms it again: a third charge, which Stripe leaves processing.
+        await settings({ threshold: '20.00' });
+      } finally {
+        stripe.intentStatus = 'succeeded';
+      }
+      assert.equal(charges().length, 3);
+      assert.equal(charges()[2]?.idempotencyKey, `autotopup-${accountId}-3`);
+      const intent = [...stripe.intents.values()].find((made) => made.status === 'processing');
+      assert.ok(intent);
+      const failure = {
+        ...intent,
+        status: 'requires_payment_method',
+        last_payment_error: {
+          type: 'card_error',
+          code: 'card_declined',
+          message: 'Your card has insufficient funds.',
+        },
+      };
+      // Reported twice, and once more under another event id.
+      const event = stripeEvent('payment_intent.payment_failed', failure);
+      assert.equal((await deliver(event)).status, 200);
+      assert.equal((await deliver(event)).status, 200);
+      assert.equal(
+        (await deliver(stripeEvent('payment_intent.payment_failed', failure))).status,
+        200,
+      );
+      assert.equal((await settings()).last_failure?.message, 'Your card has insufficient funds.');
+      const [late] = await receiver.waitFor(
+        1,
+        (got) =>
+          got.event.type === 'topup.failed' &&
+          (got.event.data as { payment_intent_id: string }).payment_intent_id === intent.id,
+      );
+      assert.deepEqual(late?.event.data, {
+        payment_intent_id: intent.id,
+        amount: { currency: 'usd', amount_micro: 5_000_000, amount: '5.00' },
+        message: 'Your card has insufficient funds.',
+      });
+      // The decline of the test before, reported by Stripe's event too: not sent again.
+      const declined = ofType('topup.failed')[0]?.event.data as { payment_intent_id: string };
+      assert.equal(
+        (
+          await deliver(
+            stripeEvent('payment_intent.payment_failed', {
+              ...intent,
+              id: declined.payment_intent_id,
+              status: 'requires_payment_method',
+              last_payment_error: { message: 'Your card was declined.' },
+            }),
+          )
+        ).status,
+        200,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      assert.equal(ofType('topup.failed').length, failedBefore + 1);
+      assert.equal((await balance()) <= before, true, 'nothing was credited');
+    });
+
     test('a key that reaches its monthly cap sends key.cap_reached once', async () => {
       const usage = (await (await net.api('/v1/usage')).json()) as {
         totals: { bytes_up: number; bytes_down: number };

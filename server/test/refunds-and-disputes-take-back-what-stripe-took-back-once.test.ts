@@ -30,6 +30,7 @@ import {
   stripeCharge,
   stripeDispute,
   stripeEvent,
+  stripeRefund,
   stripeSignature,
 } from './support/stripe-stand-in.ts';
 
@@ -177,6 +178,45 @@ for (const mode of modes) {
       assert.equal(await balance(), start + 30_000_000 - 12_000_000);
       await deliver(stripeEvent('checkout.session.async_payment_succeeded', session));
       assert.equal(await balance(), start + 30_000_000 - 12_000_000);
+    });
+
+    test('a refund that fails gives its money back to the balance once, in whatever order Stripe tells', async () => {
+      const session = await credited(4000);
+      const start = await balance();
+      const refund = (status: 'succeeded' | 'failed') =>
+        stripeEvent(
+          'charge.refund.updated',
+          stripeRefund(session.payment_intent, 1500, 'usd', status, 're_test_closed_card'),
+        );
+      await deliver(refunded(session, 1500));
+      await deliverTwice(refund('succeeded'));
+      assert.equal(await balance(), start - 15_000_000);
+      await deliverTwice(refund('failed'));
+      assert.equal(await balance(), start, 'the card was closed: the money is back');
+      await deliver(refund('failed'));
+      assert.equal(await balance(), start);
+
+      // Failure first, refund after: the same balance.
+      const other = await bought(1000);
+      const before = await balance();
+      await deliver(
+        stripeEvent(
+          'charge.refund.updated',
+          stripeRefund(other.payment_intent, 1000, 'usd', 'failed', 're_test_early_failure'),
+        ),
+      );
+      await deliver(stripeEvent('checkout.session.completed', other));
+      await deliver(refunded(other, 1000));
+      assert.equal(await balance(), before + 10_000_000);
+      assert.deepEqual(
+        (await lines('refund'))
+          .filter((line) => line.memo !== 'card refund')
+          .map((line) => [line.amount.amount_micro, line.memo]),
+        [
+          [10_000_000, 'card refund failed: back to the balance'],
+          [15_000_000, 'card refund failed: back to the balance'],
+        ],
+      );
     });
 
     test('a dispute takes its amount back once, and gives it back once when won', async () => {

@@ -5,8 +5,10 @@
  * crossing's number, so a retried request is the same charge at Stripe. The charge is
  * credited as a `topup` entry referenced by the PaymentIntent, so its
  * payment_intent.succeeded event (stripe-events.ts) credits nothing more, in either order.
- * A failure is kept on the account and sent as topup.failed; it is tried again at the
- * next crossing or when the settings are saved.
+ * A failure is kept on the account and sent as topup.failed, once per PaymentIntent
+ * whether Stripe's answer or its payment_intent.payment_failed event (a charge that was
+ * still processing) tells of it first; it is tried again at the next crossing or when the
+ * settings are saved.
  */
 import Stripe from 'stripe';
 import { books, microPerStripeUnit, moneyData, postEntry, transfer } from '../billing/index.ts';
@@ -42,22 +44,15 @@ export function autoTopUpCharger(options: AutoTopUpOptions): AutoTopUp {
   const { stripe, database, webhooks, logger } = options;
 
   const fail = async (due: Due, message: string, intentId: string | null) => {
-    await database.transaction(async (tx) => {
-      await tx.query(
-        `UPDATE accounts SET auto_topup_failed_at = now(), auto_topup_failure = $2 WHERE id = $1`,
-        [due.id, message],
-      );
-      await webhooks.emit(
-        due.id,
-        'topup.failed',
-        {
-          payment_intent_id: intentId,
-          amount: moneyData(due.currency, due.auto_topup_amount_micro),
-          message,
-        },
-        tx,
-      );
-    });
+    await database.transaction((tx) =>
+      recordAutoTopUpFailure(tx, webhooks, {
+        accountId: due.id,
+        currency: due.currency,
+        amountMicro: due.auto_topup_amount_micro,
+        intentId,
+        message,
+      }),
+    );
     logger.warn({ accountId: due.id, intentId, message }, 'auto top-up failed');
   };
 
@@ -163,4 +158,75 @@ export async function creditAutoTopUp(
     tx,
   );
   return true;
+}
+
+export interface AutoTopUpFailure {
+  accountId: string;
+  currency: string;
+  amountMicro: number;
+  /** The failed PaymentIntent; null when Stripe's answer never came. */
+  intentId: string | null;
+  /** Stripe's own words. */
+  message: string;
+}
+
+/**
+ * Shows the failure on the account and sends topup.failed, once per PaymentIntent; false
+ * when this PaymentIntent's failure was recorded before.
+ */
+export async function recordAutoTopUpFailure(
+  tx: Queryable,
+  webhooks: Pick<Webhooks, 'emit'>,
+  failure: AutoTopUpFailure,
+): Promise<boolean> {
+  const message = failure.message.slice(0, 500);
+  if (failure.intentId !== null) {
+    const first = await tx.query(
+      `INSERT INTO auto_topup_failures (payment_intent_id, account_id, message)
+       VALUES ($1, $2, $3) ON CONFLICT (payment_intent_id) DO NOTHING RETURNING 1`,
+      [failure.intentId, failure.accountId, message],
+    );
+    if (first.length === 0) return false;
+  }
+  await tx.query(
+    `UPDATE accounts SET auto_topup_failed_at = now(), auto_topup_failure = $2 WHERE id = $1`,
+    [failure.accountId, message],
+  );
+  await webhooks.emit(
+    failure.accountId,
+    'topup.failed',
+    {
+      payment_intent_id: failure.intentId,
+      amount: moneyData(failure.currency, failure.amountMicro),
+      message,
+    },
+    tx,
+  );
+  return true;
+}
+
+/**
+ * payment_intent.payment_failed of an auto top-up: the charge Stripe had not settled when
+ * it answered (or a decline it reports again) failed. False when it names no account here
+ * or was recorded before.
+ */
+export async function failAutoTopUp(
+  tx: Queryable,
+  webhooks: Pick<Webhooks, 'emit'>,
+  intent: Stripe.PaymentIntent,
+): Promise<boolean> {
+  const accountId = intent.metadata?.account_id;
+  const [account] = accountId
+    ? await tx.query<{ currency: string }>('SELECT currency FROM accounts WHERE id = $1', [
+        accountId,
+      ])
+    : [];
+  if (!accountId || !account || account.currency !== intent.currency?.toLowerCase()) return false;
+  return recordAutoTopUpFailure(tx, webhooks, {
+    accountId,
+    currency: account.currency,
+    amountMicro: intent.amount * microPerStripeUnit(account.currency),
+    intentId: intent.id,
+    message: intent.last_payment_error?.message ?? `The payment failed (${intent.status})`,
+  });
 }

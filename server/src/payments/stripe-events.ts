@@ -6,7 +6,8 @@
  * that may report one payment (completed, async_payment_succeeded) credit it once, in
  * either order. A reversed payout transfer gives the operator back what Stripe reversed.
  * A paid session also saves its card for auto top-up, whose charges
- * payment_intent.succeeded credits, once with the charge itself (auto-topup.ts).
+ * payment_intent.succeeded credits, once with the charge itself (auto-topup.ts), and
+ * payment_intent.payment_failed reports failed, once with the charge's own answer.
  * Refunds and disputes take back what Stripe took back, once, in any order with the
  * payment's own events (stripe-refunds.ts); a paid invoice of a postpaid account's
  * metered usage gives back what it billed (paid-invoices.ts).
@@ -16,11 +17,16 @@ import { books, formatMoney, microPerStripeUnit, postEntry, transfer } from '../
 import type { Logger } from '../log/index.ts';
 import type { Database, Queryable } from '../store/index.ts';
 import type { Webhooks } from '../webhooks/index.ts';
-import { AUTO_TOPUP_PURPOSE, creditAutoTopUp } from './auto-topup.ts';
+import { AUTO_TOPUP_PURPOSE, creditAutoTopUp, failAutoTopUp } from './auto-topup.ts';
 import { savePaymentMethod } from './customers.ts';
 import { creditPaidInvoice } from './paid-invoices.ts';
 import { applyTransferReversal } from './payout-ledger.ts';
-import { recordCardPayment, recordDispute, recordRefund } from './stripe-refunds.ts';
+import {
+  recordCardPayment,
+  recordDispute,
+  recordRefund,
+  recordRefundFailure,
+} from './stripe-refunds.ts';
 
 export interface StripeEventsOptions {
   stripe: Stripe;
@@ -200,6 +206,13 @@ export function stripeEventApplier(options: StripeEventsOptions) {
           await creditAutoTopUp(tx, options.webhooks, intent);
         };
       }
+      case 'payment_intent.payment_failed': {
+        const intent = event.data.object;
+        if (intent.metadata?.purpose !== AUTO_TOPUP_PURPOSE) return null;
+        return async (tx) => {
+          await failAutoTopUp(tx, options.webhooks, intent);
+        };
+      }
       case 'charge.refunded': {
         const charge = event.data.object;
         return async (tx) => {
@@ -207,6 +220,19 @@ export function stripeEventApplier(options: StripeEventsOptions) {
             logger.info(
               { event: event.id, charge: charge.id },
               'stripe: a refund of no payment credited here (yet); kept until it is',
+            );
+          }
+        };
+      }
+      case 'charge.refund.updated': {
+        const refund = event.data.object;
+        // Only a failure changes the money: the refund itself is taken by charge.refunded.
+        if (refund.status !== 'failed') return null;
+        return async (tx) => {
+          if (!(await recordRefundFailure(tx, refund))) {
+            logger.info(
+              { event: event.id, refund: refund.id },
+              'stripe: a failed refund of no payment credited here (yet); kept until it is',
             );
           }
         };

@@ -4,7 +4,8 @@
  * keeps what Stripe says as facts (migrations/0015) and settle() brings the ledger in line
  * with them once the payment is credited here: refunds by the difference between the
  * charge's cumulative amount_refunded and what its refund entries already took back, a
- * dispute once when opened and once more if won. Every call is safe to repeat.
+ * dispute once when opened and once more if won, and a refund that failed (its money
+ * came back to Stripe) given back once. Every call is safe to repeat.
  *
  * Both take the money back out of the customer's balance into the `stripe` book (money
  * held at Stripe leaves: to the card, or withdrawn by Stripe for the dispute), even when
@@ -80,6 +81,22 @@ export async function recordDispute(tx: Queryable, dispute: Stripe.Dispute): Pro
   return settle(tx, intentId);
 }
 
+/**
+ * Keeps a refund that failed (charge.refund.updated with status failed) and
+ * settles its payment; false when that payment is not credited here (yet).
+ */
+export async function recordRefundFailure(tx: Queryable, refund: Stripe.Refund): Promise<boolean> {
+  const intentId = idOf(refund.payment_intent);
+  const chargeId = idOf(refund.charge);
+  if (!intentId || !chargeId || refund.amount <= 0) return false;
+  await tx.query(
+    `INSERT INTO stripe_refund_failures (refund_id, charge_id, payment_intent_id, amount)
+     VALUES ($1, $2, $3, $4) ON CONFLICT (refund_id) DO NOTHING`,
+    [refund.id, chargeId, intentId, refund.amount],
+  );
+  return settle(tx, intentId);
+}
+
 /** Posts what the facts about the payment say and the ledger does not yet. */
 async function settle(tx: Queryable, paymentIntentId: string): Promise<boolean> {
   const [payment] = await tx.query<{ account_id: string; currency: string }>(
@@ -112,6 +129,20 @@ async function settle(tx: Queryable, paymentIntentId: string): Promise<boolean> 
       accountId,
       memo: 'card refund',
       postings: transfer(customer, books.stripe, due),
+    });
+  }
+  const failures = await tx.query<{ refund_id: string; amount: number }>(
+    'SELECT refund_id, amount FROM stripe_refund_failures WHERE payment_intent_id = $1 ORDER BY refund_id',
+    [paymentIntentId],
+  );
+  for (const failure of failures) {
+    await postEntry(tx, {
+      kind: 'refund',
+      reference: `${failure.refund_id}:failed`,
+      currency,
+      accountId,
+      memo: 'card refund failed: back to the balance',
+      postings: transfer(books.stripe, customer, failure.amount * unit),
     });
   }
   const disputes = await tx.query<{ id: string; amount: number; status: string }>(

@@ -18,6 +18,7 @@ import {
 const TABLES = [
   'accounts',
   'api_keys',
+  'auto_topup_failures',
   'exit_ips',
   'idempotency_keys',
   'journal_entries',
@@ -35,6 +36,7 @@ const TABLES = [
   'stripe_disputes',
   'stripe_events',
   'stripe_payments',
+  'stripe_refund_failures',
   'upstream_proxies',
   'usage_batches',
   'usage_hourly',

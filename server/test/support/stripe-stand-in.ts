@@ -74,6 +74,11 @@ export interface StripeStandIn {
   intents: Map<string, StandInIntent>;
   /** Set to make the card decline the next charges (402 card_error, card_declined). */
   declineCards: boolean;
+  /**
+   * What off-session charges answer: 'processing' leaves them unsettled, for the test to
+   * settle with an event as Stripe would.
+   */
+  intentStatus: 'succeeded' | 'processing';
   /** The card each customer's Checkout payments save: the stand-in's one card. */
   paymentMethod: { id: string; brand: string; last4: string };
   /** Meter events received (POST /v1/billing/meter_events), by identifier. */
@@ -103,7 +108,7 @@ export interface StandInIntent {
   currency: string;
   customer: string | null;
   payment_method: string | null;
-  status: 'succeeded';
+  status: 'succeeded' | 'processing';
   metadata: Record<string, string>;
   latest_charge: string;
 }
@@ -133,6 +138,7 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
     forgetIdempotencyKeys: () => answered.clear(),
     intents: new Map(),
     declineCards: false,
+    intentStatus: 'succeeded',
     paymentMethod: { id: `pm_test_${random()}`, brand: 'visa', last4: '4242' },
     meterEvents: new Map(),
     loseMeterAnswers: 0,
@@ -328,11 +334,11 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
       id,
       object: 'payment_intent',
       amount,
-      amount_received: amount,
+      amount_received: standIn.intentStatus === 'succeeded' ? amount : 0,
       currency,
       customer: form.customer ?? null,
       payment_method: form.payment_method ?? null,
-      status: 'succeeded',
+      status: standIn.intentStatus,
       metadata,
       latest_charge: chargeOf(id, amount, currency).id,
     };
@@ -511,6 +517,26 @@ export function stripeDispute(
     currency,
     status,
     reason: 'fraudulent',
+    charge: stripeCharge(paymentIntentId, amount, currency).id,
+    payment_intent: paymentIntentId,
+  };
+}
+
+/** A refund of a payment's charge, as charge.refund.updated reports it. */
+export function stripeRefund(
+  paymentIntentId: string,
+  amount: number,
+  currency: string,
+  status: 'pending' | 'succeeded' | 'failed' | 'canceled',
+  id = `re_${random(8)}`,
+) {
+  return {
+    id,
+    object: 'refund',
+    amount,
+    currency,
+    status,
+    ...(status === 'failed' ? { failure_reason: 'expired_or_canceled_card' } : {}),
     charge: stripeCharge(paymentIntentId, amount, currency).id,
     payment_intent: paymentIntentId,
   };
