@@ -605,8 +605,10 @@ export interface paths {
          * @description Where Stripe sends its events: configure this URL in the Stripe dashboard with
          *     the events `checkout.session.completed`,
          *     `checkout.session.async_payment_succeeded`,
-         *     `checkout.session.async_payment_failed` and `payment_intent.succeeded` (auto
-         *     top-ups). The `Stripe-Signature` header is
+         *     `checkout.session.async_payment_failed`, `payment_intent.succeeded` and
+         *     `payment_intent.payment_failed` (auto top-ups), `charge.refunded`,
+         *     `charge.refund.updated`, `charge.dispute.created`, `charge.dispute.closed`,
+         *     `invoice.paid` (postpaid) and `transfer.reversed` (payouts). The `Stripe-Signature` header is
          *     checked on the raw body with `STRIPE_WEBHOOK_SECRET` (events older than five
          *     minutes are refused); a bad or missing signature is 400 and nothing is
          *     written. Each event is applied once, whatever Stripe redelivers and in

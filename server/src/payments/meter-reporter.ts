@@ -54,7 +54,11 @@ export function meterIdentifier(identifier: string): string {
     : `ipcola-${createHash('sha256').update(identifier).digest('base64url')}`;
 }
 
-/** Stripe refuses an identifier it has seen: the event is counted already. */
+/**
+ * Stripe refuses an identifier it has seen: the event is counted already. Its answer is a
+ * 400 invalid_request_error "An event already exists with identifier …" with no error code
+ * of its own (as reported in langfuse/langfuse#16292), so its words are the one sign.
+ */
 function isDuplicate(error: unknown): boolean {
   if (!(error instanceof Stripe.errors.StripeInvalidRequestError)) return false;
   const message = (error.raw as { message?: string }).message ?? error.message;
