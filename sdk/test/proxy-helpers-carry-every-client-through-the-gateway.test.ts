@@ -4,8 +4,10 @@
  * of the country asked for.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { get as httpGet } from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { Configuration } from '@crawlee/core';
 import { HttpCrawler } from '@crawlee/http';
 import axios from 'axios';
@@ -16,6 +18,7 @@ import { request, fetch as undiciFetch } from 'undici';
 import type { ProxyHelpers } from '../src/proxy/index.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
 
+const run = promisify(execFile);
 const DE = '127.0.0.12';
 const US = ['127.0.0.13', '127.0.0.14'];
 
@@ -137,11 +140,12 @@ describe('the proxy helpers carry every client through the gateway', () => {
     assert.deepEqual(new Set(seen), new Set([seen[0]]));
   });
 
-  it('socksUrl is what curl and SOCKS clients take', async () => {
-    const url = new URL(ipc.socksUrl({ country: 'de', session: 'job42', ttl: 600 }));
-    assert.equal(url.protocol, 'socks5h:');
-    assert.equal(url.port, String(network.ports.socks));
-    assert.equal(url.username, `${network.key.id}-country-de-session-job42-ttl-10m`);
-    assert.equal(url.password, network.key.secret);
+  it('curl takes proxyUrl and socksUrl as they are', async () => {
+    const curl = async (...args: string[]) =>
+      (await run('curl', ['--silent', '--show-error', '--max-time', '10', ...args])).stdout;
+    assert.equal(await curl('-x', ipc.proxyUrl({ country: 'de' }), network.httpTarget), DE);
+    const socks = ipc.socksUrl({ country: 'de', session: 'job42', ttl: 600 });
+    assert.equal(new URL(socks).username, `${network.key.id}-country-de-session-job42-ttl-10m`);
+    assert.equal(await curl('-x', socks, network.httpTarget), DE);
   });
 });

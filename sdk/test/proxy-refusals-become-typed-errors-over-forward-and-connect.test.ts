@@ -93,6 +93,24 @@ describe('gateway refusals become typed errors over forward and CONNECT', () => 
     }
   });
 
+  it("Node's own fetch with the dispatcher fails with the typed refusal as its cause", async () => {
+    const dispatcher = ipc.dispatcher({ country: 'fr' });
+    try {
+      for (const [how, target] of targets()) {
+        const error = await fetch(target, { dispatcher } as unknown as RequestInit).then(
+          () => assert.fail('the gateway let the request through'),
+          (thrown: unknown) => thrown,
+        );
+        assert.ok(
+          gatewayRefusal(error) instanceof NoExitAvailableError,
+          `${how}: ${String(error)}`,
+        );
+      }
+    } finally {
+      await dispatcher.close();
+    }
+  });
+
   it('a key with no cap left is QuotaExhaustedError (402)', async () => {
     const capped = createProxyHelpers(
       network.config(await network.newKey({ monthly_byte_cap: 0 })),
