@@ -120,16 +120,14 @@ class ForwardRefusals extends DecoratorHandler {
       controller.abort(refusalError(statusCode, headers, this.#target, 'request'));
       return;
     }
-    // biome-ignore lint/suspicious/noExplicitAny: DecoratorHandler declares no methods in its types.
-    (DecoratorHandler.prototype as any).onResponseStart.call(
-      this,
-      controller,
-      statusCode,
-      headers,
-      statusMessage,
-    );
+    decorated.onResponseStart.call(this, controller, statusCode, headers, statusMessage);
   }
 }
+
+// What DecoratorHandler does (pass on to the wrapped handler), which its types leave out.
+const decorated = DecoratorHandler.prototype as Required<
+  Pick<Dispatcher.DispatchHandler, 'onResponseStart'>
+>;
 
 function settle(done: Promise<void>, callback: unknown): Promise<void> {
   if (typeof callback === 'function')

@@ -22,14 +22,20 @@ import {
 import { createSession, type ProxySession, type SessionOptions } from './session.ts';
 import { isProxyOptionName, type ProxyOptions } from './targeting.ts';
 
-export type { DispatcherOptions } from './dispatcher.ts';
+export { type DispatcherOptions, gatewayDispatcher } from './dispatcher.ts';
 export type { Credentials, ProxyConfig } from './endpoints.ts';
 export { Gateway } from './endpoints.ts';
 export type { RetryOptions } from './fetch.ts';
 export type { CrawleeProxyOptions, PlaywrightProxy } from './integrations.ts';
 export { gatewayRefusal } from './refusal.ts';
 export type { ProxySession, SessionOptions } from './session.ts';
-export { newSessionId, type ProxyOptions } from './targeting.ts';
+export {
+  isProxyOptionName,
+  newSessionId,
+  type ProxyOptionName,
+  type ProxyOptions,
+  usernameParameters,
+} from './targeting.ts';
 
 export interface ProxyHelpersConfig extends ProxyConfig {
   /** TLS options for https targets (a private CA in tests); default Node's. */
