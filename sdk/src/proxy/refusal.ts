@@ -28,12 +28,39 @@ const ADVICE: Partial<Record<ErrorCode, string>> = {
   auth_failed: 'the key id or secret is wrong, or the key is revoked or disabled',
 };
 
-/** The code a gateway answer names, or undefined when it names none. */
+// The gateway's half of the catalogue (README, "Proxy errors"): an answer naming any other
+// code is not the gateway's refusal.
+const GATEWAY_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'auth_required',
+  'auth_failed',
+  'bad_params',
+  'ip_not_allowed',
+  'target_forbidden',
+  'quota_exhausted',
+  'rate_limited',
+  'no_exit_available',
+  'session_exit_gone',
+  'target_unreachable',
+  'target_timeout',
+  'exit_failed',
+  'request_timeout',
+]);
+
+/**
+ * The code a gateway answer names, or undefined when it names none: `X-IPCola-Error`, or
+ * the `details` of the `ipcola` member of `Proxy-Status` (a CDN's member is not ours).
+ */
 export function namedCode(headers: Headers): ErrorCode | undefined {
   const named = first(headers['x-ipcola-error'])?.trim();
-  if (isErrorCode(named)) return named;
-  const details = /details="([a-z_]+)"/.exec(first(headers['proxy-status']) ?? '')?.[1];
-  return isErrorCode(details) ? details : undefined;
+  if (isGatewayCode(named)) return named;
+  const status = first(headers['proxy-status']) ?? '';
+  const ours = status.split(',').find((member) => member.trim().startsWith('ipcola;'));
+  const details = /details="([a-z_]+)"/.exec(ours ?? '')?.[1];
+  return isGatewayCode(details) ? details : undefined;
+}
+
+function isGatewayCode(value: unknown): value is ErrorCode {
+  return isErrorCode(value) && GATEWAY_CODES.has(value);
 }
 
 /** The typed error for a refused request or CONNECT to `target`. */
