@@ -197,11 +197,13 @@ describe('gateway refusals become typed errors over forward and CONNECT', () => 
       (await network.refusals('exit_failed')) + (await network.refusals('target_timeout'));
     frozen.child.kill('SIGSTOP');
     try {
-      // Each request a new tunnel through either us exit: the chance that none of 16 meets
-      // the frozen one is 2^-16.
+      // Each request a new tunnel or a forwarded request, through either us exit: the
+      // chance that none of 16 meets the frozen one is 2^-16.
       const bodies = await Promise.all(
-        Array.from({ length: 16 }, async () =>
-          (await fresh.fetch(network.httpsTarget, { country: 'us' })).text(),
+        Array.from({ length: 16 }, async (_, i) =>
+          (
+            await fresh.fetch(i % 2 ? network.httpsTarget : network.httpTarget, { country: 'us' })
+          ).text(),
         ),
       );
       assert.deepEqual(new Set(bodies), new Set(['127.0.0.14']));
