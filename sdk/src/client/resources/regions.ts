@@ -1,0 +1,20 @@
+import { PagedList } from '../pagination.ts';
+import type { Requester, RequestOptions } from '../requester.ts';
+import type { Query } from '../types.ts';
+import { withCursor } from './cursor.ts';
+
+/** Where exits are online now (counts only). */
+export class Regions {
+  readonly #r: Requester;
+  constructor(requester: Requester) {
+    this.#r = requester;
+  }
+
+  list(query: Query<'listRegions'> = {}, options?: RequestOptions) {
+    return new PagedList((cursor) =>
+      this.#r.call(options, (init) =>
+        this.#r.api.GET('/v1/regions', { params: { query: withCursor(query, cursor) }, ...init }),
+      ),
+    );
+  }
+}
