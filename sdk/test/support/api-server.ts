@@ -76,7 +76,7 @@ function demoTarget(server: ServerProcess): Promise<string> {
   const find = () => {
     for (const line of server.logs) {
       const match =
-        typeof line.raw === 'string' && /local target at (http:\/\/\S+?)\.? /.exec(line.raw);
+        typeof line.raw === 'string' ? /local target at (http:\/\/\S+?)\.? /.exec(line.raw) : null;
       if (match?.[1]) return match[1];
     }
     return undefined;
@@ -93,6 +93,6 @@ function demoTarget(server: ServerProcess): Promise<string> {
       resolve(url);
     };
     server.child.on('log', onLog);
-    server.exited.then(() => reject(new Error(`the server exited: ${server.stderr()}`)));
+    void server.exited.then(() => reject(new Error(`the server exited: ${server.stderr()}`)));
   });
 }
