@@ -2,6 +2,7 @@
  * `ipcola COMMAND ...`: dispatches to a command and turns whatever it throws into one line
  * on stderr (JSON with --json) and an exit code from exit-codes.ts.
  */
+import { SDK_VERSION } from '../client/version.ts';
 import { IPColaError } from '../errors.ts';
 import { CURL_HELP, curl } from './commands/curl.ts';
 import { KEYS_HELP, keys } from './commands/keys.ts';
@@ -45,7 +46,6 @@ export async function run(argv: string[], io: Io): Promise<number> {
       return name === undefined ? EXIT.usage : EXIT.ok;
     }
     if (name === '--version' || name === '-v') {
-      const { SDK_VERSION } = await import('../client/version.ts');
       io.stdout.write(`${SDK_VERSION}\n`);
       return EXIT.ok;
     }
