@@ -10,7 +10,7 @@ import { LOGIN_HELP, login } from './commands/login.ts';
 import { PROXY_LIST_HELP, proxyList } from './commands/proxy-list.ts';
 import { USAGE_HELP, usage } from './commands/usage.ts';
 import { type Context, makeContext } from './context.ts';
-import { EXIT, exitCodeFor, UsageError } from './exit-codes.ts';
+import { EXIT, exitCodeFor, NotLoggedInError, UsageError } from './exit-codes.ts';
 import type { Io } from './output.ts';
 
 type Command = (context: Context, args: string[]) => Promise<unknown>;
@@ -72,8 +72,8 @@ function errorLine(error: unknown): string {
     const suffix = where.length > 0 ? ` (${where.join(', ')})` : '';
     return `ipcola: ${error.code}: ${oneLine(error.message)}${suffix}`;
   }
-  if (error instanceof UsageError) return `ipcola: usage: ${oneLine(error.message)}`;
-  return `ipcola: error: ${oneLine(error instanceof Error ? error.message : String(error))}`;
+  const { code, message } = errorJson(error).error;
+  return `ipcola: ${code}: ${oneLine(message)}`;
 }
 
 function errorJson(error: unknown) {
@@ -90,7 +90,7 @@ function errorJson(error: unknown) {
   const code =
     error instanceof UsageError
       ? 'usage'
-      : exitCodeFor(error) === EXIT.auth
+      : error instanceof NotLoggedInError
         ? 'not_logged_in'
         : 'failed';
   return { error: { code, message: error instanceof Error ? error.message : String(error) } };
