@@ -5,7 +5,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { paths } from '@ipcola/openapi';
-import createClient, { type Client } from 'openapi-fetch';
+import type { Client } from 'openapi-fetch';
+import * as openapiFetch from 'openapi-fetch';
 import type { ResolvedConfig } from './config.ts';
 import { transport } from './transport.ts';
 import { SDK_VERSION } from './version.ts';
@@ -26,6 +27,16 @@ export interface CallInit {
   headers: Record<string, string>;
   fetch: typeof fetch;
 }
+
+type CreateClient = typeof openapiFetch.default;
+/**
+ * openapi-fetch's CommonJS build sets `exports.default` beside `__esModule`; this SDK's
+ * CommonJS build, like Node, takes the whole exports object as the default import.
+ */
+const createClient: CreateClient =
+  typeof openapiFetch.default === 'function'
+    ? openapiFetch.default
+    : (openapiFetch.default as unknown as { default: CreateClient }).default;
 
 const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
