@@ -98,6 +98,12 @@ test('a lease pins a US exit, is renewed, listed and released', async () => {
   assert.ok(listed.some((item) => item.id === lease.id));
 
   await ipc.leases.release(lease.id);
+
+  // camelCase fields are sent as the API names them.
+  const camel = await ipc.leases.create({ country: 'de', ttlSeconds: 120 });
+  assert.equal(camel.ttl_seconds, 120);
+  assert.equal(camel.exit?.country, 'de');
+  await ipc.leases.release(camel.id);
   assert.ok(!(await ipc.leases.list().toArray()).some((item) => item.id === lease.id));
 });
 

@@ -30,6 +30,9 @@ export async function examples(): Promise<void> {
   for await (const onePage of ipc.leases.list().pages()) void onePage.items;
 
   const lease = await ipc.leases.create({ country: 'us', ttl_seconds: 3600 });
+  // The same fields in camelCase, as the example writes them.
+  await ipc.leases.create({ country: 'us', ttlSeconds: 3600, keyId: 'k' });
+  await ipc.usage.list({ keyId: 'k', granularity: 'day' });
   same<typeof lease.proxy_username, string>(true);
   await ipc.leases.renew(lease.id, { ttl_seconds: 600 });
   await ipc.leases.release(lease.id);

@@ -6,6 +6,7 @@ import { IPCola, NotFoundError } from '../../src/index.ts';
 
 export async function mistakes(ipc: IPCola): Promise<void> {
   await ipc.leases.create({ country: 'us', ttl: 3600 }); // TS2353
+  await ipc.leases.create({ ttlSeconds: '1h' }); // TS2322
   await ipc.keys.create({ scopes: ['root'] }); // TS2322
   await ipc.proxyLists.create({ format: 'xml' }); // TS2322
   await ipc.keys.get(42); // TS2345

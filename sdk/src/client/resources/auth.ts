@@ -1,5 +1,6 @@
 import type { Requester, RequestOptions } from '../requester.ts';
-import type { Schemas } from '../types.ts';
+import { snakeKeys } from '../snake-keys.ts';
+import type { Input, Schemas } from '../types.ts';
 
 /**
  * The portal's sign-up, sign-in and sign-out. They start cookie sessions, which this client
@@ -11,12 +12,22 @@ export class Auth {
     this.#r = requester;
   }
 
-  signup(body: Schemas['SignupRequest'], options?: RequestOptions) {
-    return this.#r.call(options, (init) => this.#r.api.POST('/v1/auth/signup', { body, ...init }));
+  signup(body: Input<Schemas['SignupRequest']>, options?: RequestOptions) {
+    return this.#r.call(options, (init) =>
+      this.#r.api.POST('/v1/auth/signup', {
+        body: snakeKeys<Schemas['SignupRequest']>(body),
+        ...init,
+      }),
+    );
   }
 
-  login(body: Schemas['LoginRequest'], options?: RequestOptions) {
-    return this.#r.call(options, (init) => this.#r.api.POST('/v1/auth/login', { body, ...init }));
+  login(body: Input<Schemas['LoginRequest']>, options?: RequestOptions) {
+    return this.#r.call(options, (init) =>
+      this.#r.api.POST('/v1/auth/login', {
+        body: snakeKeys<Schemas['LoginRequest']>(body),
+        ...init,
+      }),
+    );
   }
 
   async logout(options?: RequestOptions): Promise<void> {

@@ -1,6 +1,7 @@
 import { PagedList } from '../pagination.ts';
 import type { Requester, RequestOptions } from '../requester.ts';
-import type { Query, Schemas } from '../types.ts';
+import { snakeKeys } from '../snake-keys.ts';
+import type { Input, Query, Schemas } from '../types.ts';
 import { withCursor } from './cursor.ts';
 
 /** The balance, prices, the statement, card top-ups and their automatic kind. */
@@ -11,18 +12,21 @@ export class Billing {
   }
 
   /** Balance, what it buys, prices, and the first statement page. */
-  get(query: Query<'getBilling'> = {}, options?: RequestOptions) {
+  get(query: Input<Query<'getBilling'>> = {}, options?: RequestOptions) {
     return this.#r.call(options, (init) =>
-      this.#r.api.GET('/v1/billing', { params: { query }, ...init }),
+      this.#r.api.GET('/v1/billing', {
+        params: { query: snakeKeys<Query<'getBilling'>>(query) },
+        ...init,
+      }),
     );
   }
 
   /** Every movement of the balance and of node earnings, newest first. */
-  ledger(query: Query<'listLedger'> = {}, options?: RequestOptions) {
+  ledger(query: Input<Query<'listLedger'>> = {}, options?: RequestOptions) {
     return new PagedList((cursor) =>
       this.#r.call(options, (init) =>
         this.#r.api.GET('/v1/billing/ledger', {
-          params: { query: withCursor(query, cursor) },
+          params: { query: withCursor(snakeKeys<Query<'listLedger'>>(query), cursor) },
           ...init,
         }),
       ),
@@ -30,9 +34,12 @@ export class Billing {
   }
 
   /** A Stripe Checkout Session to buy credit; send the customer to its `url`. */
-  createCheckout(body: Schemas['CreateCheckoutRequest'], options?: RequestOptions) {
+  createCheckout(body: Input<Schemas['CreateCheckoutRequest']>, options?: RequestOptions) {
     return this.#r.call(options, (init) =>
-      this.#r.api.POST('/v1/billing/checkout', { body, ...init }),
+      this.#r.api.POST('/v1/billing/checkout', {
+        body: snakeKeys<Schemas['CreateCheckoutRequest']>(body),
+        ...init,
+      }),
     );
   }
 
@@ -41,9 +48,12 @@ export class Billing {
   }
 
   /** Fields left out keep their value. */
-  setAutoTopUp(body: Schemas['AutoTopUpSettings'], options?: RequestOptions) {
+  setAutoTopUp(body: Input<Schemas['AutoTopUpSettings']>, options?: RequestOptions) {
     return this.#r.call(options, (init) =>
-      this.#r.api.PUT('/v1/billing/auto-topup', { body, ...init }),
+      this.#r.api.PUT('/v1/billing/auto-topup', {
+        body: snakeKeys<Schemas['AutoTopUpSettings']>(body),
+        ...init,
+      }),
     );
   }
 }

@@ -1,6 +1,7 @@
 import { PagedList } from '../pagination.ts';
 import type { Requester, RequestOptions } from '../requester.ts';
-import type { Query, Schemas } from '../types.ts';
+import { snakeKeys } from '../snake-keys.ts';
+import type { Input, Query, Schemas } from '../types.ts';
 import { withCursor } from './cursor.ts';
 
 /** API keys: proxy credentials and, with the `api` scope, bearer tokens for this API. */
@@ -11,15 +12,20 @@ export class Keys {
   }
 
   /** Makes a key; its `secret` is in this answer only. Without `scopes` it is `proxy` only. */
-  create(body: Schemas['CreateKeyRequest'] = {}, options?: RequestOptions) {
-    return this.#r.call(options, (init) => this.#r.api.POST('/v1/keys', { body, ...init }));
+  create(body: Input<Schemas['CreateKeyRequest']> = {}, options?: RequestOptions) {
+    return this.#r.call(options, (init) =>
+      this.#r.api.POST('/v1/keys', { body: snakeKeys<Schemas['CreateKeyRequest']>(body), ...init }),
+    );
   }
 
   /** The account's keys, oldest first (revoked ones are not listed). */
-  list(query: Query<'listKeys'> = {}, options?: RequestOptions) {
+  list(query: Input<Query<'listKeys'>> = {}, options?: RequestOptions) {
     return new PagedList((cursor) =>
       this.#r.call(options, (init) =>
-        this.#r.api.GET('/v1/keys', { params: { query: withCursor(query, cursor) }, ...init }),
+        this.#r.api.GET('/v1/keys', {
+          params: { query: withCursor(snakeKeys<Query<'listKeys'>>(query), cursor) },
+          ...init,
+        }),
       ),
     );
   }
@@ -31,9 +37,13 @@ export class Keys {
   }
 
   /** Renames, disables or changes limits; `null` removes a limit. */
-  update(id: string, body: Schemas['UpdateKeyRequest'], options?: RequestOptions) {
+  update(id: string, body: Input<Schemas['UpdateKeyRequest']>, options?: RequestOptions) {
     return this.#r.call(options, (init) =>
-      this.#r.api.PATCH('/v1/keys/{id}', { params: { path: { id } }, body, ...init }),
+      this.#r.api.PATCH('/v1/keys/{id}', {
+        params: { path: { id } },
+        body: snakeKeys<Schemas['UpdateKeyRequest']>(body),
+        ...init,
+      }),
     );
   }
 

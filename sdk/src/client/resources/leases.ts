@@ -1,6 +1,7 @@
 import { PagedList } from '../pagination.ts';
 import type { Requester, RequestOptions } from '../requester.ts';
-import type { Query, Schemas } from '../types.ts';
+import { snakeKeys } from '../snake-keys.ts';
+import type { Input, Query, Schemas } from '../types.ts';
 import { withCursor } from './cursor.ts';
 
 /** Sticky sessions pinned to one exit IP ahead of use. */
@@ -11,15 +12,23 @@ export class Leases {
   }
 
   /** Pins a session to an exit matching the targeting; `no_exit_available` when none does. */
-  create(body: Schemas['CreateLeaseRequest'] = {}, options?: RequestOptions) {
-    return this.#r.call(options, (init) => this.#r.api.POST('/v1/leases', { body, ...init }));
+  create(body: Input<Schemas['CreateLeaseRequest']> = {}, options?: RequestOptions) {
+    return this.#r.call(options, (init) =>
+      this.#r.api.POST('/v1/leases', {
+        body: snakeKeys<Schemas['CreateLeaseRequest']>(body),
+        ...init,
+      }),
+    );
   }
 
   /** Leases not released, oldest first; lapsed ones with `active` false. */
-  list(query: Query<'listLeases'> = {}, options?: RequestOptions) {
+  list(query: Input<Query<'listLeases'>> = {}, options?: RequestOptions) {
     return new PagedList((cursor) =>
       this.#r.call(options, (init) =>
-        this.#r.api.GET('/v1/leases', { params: { query: withCursor(query, cursor) }, ...init }),
+        this.#r.api.GET('/v1/leases', {
+          params: { query: withCursor(snakeKeys<Query<'listLeases'>>(query), cursor) },
+          ...init,
+        }),
       ),
     );
   }
@@ -31,9 +40,13 @@ export class Leases {
   }
 
   /** Keeps the lease another `ttl_seconds` (default its own). */
-  renew(id: string, body: Schemas['RenewLeaseRequest'] = {}, options?: RequestOptions) {
+  renew(id: string, body: Input<Schemas['RenewLeaseRequest']> = {}, options?: RequestOptions) {
     return this.#r.call(options, (init) =>
-      this.#r.api.POST('/v1/leases/{id}/renew', { params: { path: { id } }, body, ...init }),
+      this.#r.api.POST('/v1/leases/{id}/renew', {
+        params: { path: { id } },
+        body: snakeKeys<Schemas['RenewLeaseRequest']>(body),
+        ...init,
+      }),
     );
   }
 

@@ -1,6 +1,7 @@
 import { PagedList } from '../pagination.ts';
 import type { Requester, RequestOptions } from '../requester.ts';
-import type { Query, Schemas } from '../types.ts';
+import { snakeKeys } from '../snake-keys.ts';
+import type { Input, Query, Schemas } from '../types.ts';
 import { withCursor } from './cursor.ts';
 
 /** Operators' earnings paid out through Stripe Connect. */
@@ -19,16 +20,24 @@ export class Payouts {
     return this.#r.call(options, (init) => this.#r.api.POST('/v1/payouts/account', { ...init }));
   }
 
-  list(query: Query<'listPayouts'> = {}, options?: RequestOptions) {
+  list(query: Input<Query<'listPayouts'>> = {}, options?: RequestOptions) {
     return new PagedList((cursor) =>
       this.#r.call(options, (init) =>
-        this.#r.api.GET('/v1/payouts', { params: { query: withCursor(query, cursor) }, ...init }),
+        this.#r.api.GET('/v1/payouts', {
+          params: { query: withCursor(snakeKeys<Query<'listPayouts'>>(query), cursor) },
+          ...init,
+        }),
       ),
     );
   }
 
   /** Pays `amount` (whole cents), or everything available without it. */
-  create(body: Schemas['CreatePayoutRequest'] = {}, options?: RequestOptions) {
-    return this.#r.call(options, (init) => this.#r.api.POST('/v1/payouts', { body, ...init }));
+  create(body: Input<Schemas['CreatePayoutRequest']> = {}, options?: RequestOptions) {
+    return this.#r.call(options, (init) =>
+      this.#r.api.POST('/v1/payouts', {
+        body: snakeKeys<Schemas['CreatePayoutRequest']>(body),
+        ...init,
+      }),
+    );
   }
 }

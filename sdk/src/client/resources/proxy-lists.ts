@@ -1,5 +1,6 @@
 import type { Requester, RequestOptions } from '../requester.ts';
-import type { Schemas } from '../types.ts';
+import { snakeKeys } from '../snake-keys.ts';
+import type { Input, Schemas } from '../types.ts';
 
 type ProxyListRequest = Schemas['CreateProxyListRequest'];
 /** Generated as required because the document gives them defaults; the server fills them in. */
@@ -15,9 +16,9 @@ export class ProxyLists {
   }
 
   /** `count` lines (default 10); sticky lists (the default) give each line its own session. */
-  create(body: CreateProxyListParams = {}, options?: RequestOptions) {
+  create(body: Input<CreateProxyListParams> = {}, options?: RequestOptions) {
     return this.#r.call(options, (init) =>
-      this.#r.api.POST('/v1/proxy-lists', { body: body as ProxyListRequest, ...init }),
+      this.#r.api.POST('/v1/proxy-lists', { body: snakeKeys<ProxyListRequest>(body), ...init }),
     );
   }
 }

@@ -1,6 +1,7 @@
 import { PagedList } from '../pagination.ts';
 import type { Requester, RequestOptions } from '../requester.ts';
-import type { Query } from '../types.ts';
+import { snakeKeys } from '../snake-keys.ts';
+import type { Input, Query } from '../types.ts';
 import { withCursor } from './cursor.ts';
 
 /** Where exits are online now (counts only). */
@@ -10,10 +11,13 @@ export class Regions {
     this.#r = requester;
   }
 
-  list(query: Query<'listRegions'> = {}, options?: RequestOptions) {
+  list(query: Input<Query<'listRegions'>> = {}, options?: RequestOptions) {
     return new PagedList((cursor) =>
       this.#r.call(options, (init) =>
-        this.#r.api.GET('/v1/regions', { params: { query: withCursor(query, cursor) }, ...init }),
+        this.#r.api.GET('/v1/regions', {
+          params: { query: withCursor(snakeKeys<Query<'listRegions'>>(query), cursor) },
+          ...init,
+        }),
       ),
     );
   }

@@ -1,6 +1,7 @@
 import { PagedList } from '../pagination.ts';
 import type { Requester, RequestOptions } from '../requester.ts';
-import type { Query } from '../types.ts';
+import { snakeKeys } from '../snake-keys.ts';
+import type { Input, Query } from '../types.ts';
 import { withCursor } from './cursor.ts';
 
 /** Metered traffic per key and hour or day. */
@@ -11,18 +12,25 @@ export class Usage {
   }
 
   /** Usage rows of a range; each page also carries the `totals` of the whole range. */
-  list(query: Query<'getUsage'> = {}, options?: RequestOptions) {
+  list(query: Input<Query<'getUsage'>> = {}, options?: RequestOptions) {
     return new PagedList((cursor) =>
       this.#r.call(options, (init) =>
-        this.#r.api.GET('/v1/usage', { params: { query: withCursor(query, cursor) }, ...init }),
+        this.#r.api.GET('/v1/usage', {
+          params: { query: withCursor(snakeKeys<Query<'getUsage'>>(query), cursor) },
+          ...init,
+        }),
       ),
     );
   }
 
   /** The same rows as CSV text, every row of the range at once. */
-  exportCsv(query: Query<'exportUsage'> = {}, options?: RequestOptions): Promise<string> {
+  exportCsv(query: Input<Query<'exportUsage'>> = {}, options?: RequestOptions): Promise<string> {
     return this.#r.call(options, (init) =>
-      this.#r.api.GET('/v1/usage/export.csv', { params: { query }, parseAs: 'text', ...init }),
+      this.#r.api.GET('/v1/usage/export.csv', {
+        params: { query: snakeKeys<Query<'exportUsage'>>(query) },
+        parseAs: 'text',
+        ...init,
+      }),
     );
   }
 }

@@ -1,6 +1,7 @@
 import { PagedList } from '../pagination.ts';
 import type { Requester, RequestOptions } from '../requester.ts';
-import type { Query, Schemas } from '../types.ts';
+import { snakeKeys } from '../snake-keys.ts';
+import type { Input, Query, Schemas } from '../types.ts';
 import { withCursor } from './cursor.ts';
 
 /** Endpoints the account's billing events are POSTed to, signed, and their deliveries. */
@@ -11,14 +12,22 @@ export class Webhooks {
   }
 
   /** Registers an endpoint; its signing `secret` is in this answer only. */
-  create(body: Schemas['CreateWebhookRequest'], options?: RequestOptions) {
-    return this.#r.call(options, (init) => this.#r.api.POST('/v1/webhooks', { body, ...init }));
+  create(body: Input<Schemas['CreateWebhookRequest']>, options?: RequestOptions) {
+    return this.#r.call(options, (init) =>
+      this.#r.api.POST('/v1/webhooks', {
+        body: snakeKeys<Schemas['CreateWebhookRequest']>(body),
+        ...init,
+      }),
+    );
   }
 
-  list(query: Query<'listWebhooks'> = {}, options?: RequestOptions) {
+  list(query: Input<Query<'listWebhooks'>> = {}, options?: RequestOptions) {
     return new PagedList((cursor) =>
       this.#r.call(options, (init) =>
-        this.#r.api.GET('/v1/webhooks', { params: { query: withCursor(query, cursor) }, ...init }),
+        this.#r.api.GET('/v1/webhooks', {
+          params: { query: withCursor(snakeKeys<Query<'listWebhooks'>>(query), cursor) },
+          ...init,
+        }),
       ),
     );
   }
@@ -29,9 +38,13 @@ export class Webhooks {
     );
   }
 
-  update(id: string, body: Schemas['UpdateWebhookRequest'], options?: RequestOptions) {
+  update(id: string, body: Input<Schemas['UpdateWebhookRequest']>, options?: RequestOptions) {
     return this.#r.call(options, (init) =>
-      this.#r.api.PATCH('/v1/webhooks/{id}', { params: { path: { id } }, body, ...init }),
+      this.#r.api.PATCH('/v1/webhooks/{id}', {
+        params: { path: { id } },
+        body: snakeKeys<Schemas['UpdateWebhookRequest']>(body),
+        ...init,
+      }),
     );
   }
 
@@ -42,11 +55,18 @@ export class Webhooks {
   }
 
   /** The endpoint's deliveries, newest first, each with its attempts. */
-  deliveries(id: string, query: Query<'listWebhookDeliveries'> = {}, options?: RequestOptions) {
+  deliveries(
+    id: string,
+    query: Input<Query<'listWebhookDeliveries'>> = {},
+    options?: RequestOptions,
+  ) {
     return new PagedList((cursor) =>
       this.#r.call(options, (init) =>
         this.#r.api.GET('/v1/webhooks/{id}/deliveries', {
-          params: { path: { id }, query: withCursor(query, cursor) },
+          params: {
+            path: { id },
+            query: withCursor(snakeKeys<Query<'listWebhookDeliveries'>>(query), cursor),
+          },
           ...init,
         }),
       ),
