@@ -7,6 +7,7 @@ import {
   BillingDisabledError,
   InternalError,
   IPCola,
+  NoExitAvailableError,
   NotReadyError,
   RateLimitedError,
 } from '../src/index.ts';
@@ -100,6 +101,23 @@ test('a read survives a dropped connection and a 500, with back-off between atte
   const me = await ipc.me();
   assert.ok(me.account.id);
   assert.equal(front.seen.length, 3);
+});
+
+test('a mutation told its key is still in use (409 idempotency_conflict) is retried with that key', async () => {
+  front.plan({
+    kind: 'answer',
+    status: 409,
+    body: { error: { code: 'idempotency_conflict', message: 'the first request still runs' } },
+  });
+  const lease = await ipc.leases.create({ ttlSeconds: 60 }).catch((e: unknown) => e);
+  // No exit is online on this server: the retries reached it and got its real answer, a
+  // 503 no_exit_available (retryable too), until maxRetries (2) ran out.
+  assert.ok(lease instanceof NoExitAvailableError);
+  assert.deepEqual(
+    front.seen.map((seen) => seen.forwarded?.status),
+    [undefined, 503, 503],
+  );
+  assert.equal(new Set(front.seen.map((seen) => seen.idempotencyKey)).size, 1);
 });
 
 test('retries stop at maxRetries (per request too) and the last refusal is thrown, typed', async () => {
