@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { inspect } from 'node:util';
 import {
   InvalidRequestError,
   IPCola,
@@ -105,6 +106,12 @@ test('a lease pins a US exit, is renewed, listed and released', async () => {
   assert.equal(camel.exit?.country, 'de');
   await ipc.leases.release(camel.id);
   assert.ok(!(await ipc.leases.list().toArray()).some((item) => item.id === lease.id));
+});
+
+test('printing the client shows its key id and URLs, never the secret', () => {
+  const printed = inspect({ client: ipc });
+  assert.match(printed, new RegExp(`IPCola .*"keyId":"${server.key.id}"`));
+  assert.ok(!printed.includes(server.key.secret));
 });
 
 test('the other namespaces answer with the API document types', async () => {

@@ -56,6 +56,12 @@ export class IPCola {
     this.operations = new Operations(this.#requester);
   }
 
+  /** `console.log(ipc)` in a log must not print the key's secret. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    const { keyId, apiUrl, proxyUrl, socksUrl } = this.config;
+    return `IPCola ${JSON.stringify({ keyId, apiUrl, proxyUrl, socksUrl })}`;
+  }
+
   /** The account and user the key belongs to (`user` is null for a key). */
   me(options?: RequestOptions) {
     return this.#requester.call(options, (init) => this.#requester.api.GET('/v1/me', { ...init }));
