@@ -10,6 +10,13 @@ import type { components } from '@ipcola/openapi';
 
 export type ErrorCode = components['schemas']['ErrorCode'];
 
+/**
+ * Codes of failures the SDK meets before any answer: the API could not be reached, an
+ * attempt ran out of time, or the caller aborted. They are not in the API's list since no
+ * server ever sends them.
+ */
+export type ClientErrorCode = 'connection_error' | 'timeout' | 'aborted';
+
 export interface IPColaErrorDetails {
   readonly status?: number | undefined;
   /** The API's `X-Request-Id`, to quote to support. */
@@ -20,12 +27,16 @@ export interface IPColaErrorDetails {
 }
 
 export class IPColaError extends Error {
-  readonly code: ErrorCode;
+  readonly code: ErrorCode | ClientErrorCode;
   readonly status: number | undefined;
   readonly requestId: string | undefined;
   readonly retryAfter: number | undefined;
 
-  constructor(code: ErrorCode, message: string, details: IPColaErrorDetails = {}) {
+  constructor(
+    code: ErrorCode | ClientErrorCode,
+    message: string,
+    details: IPColaErrorDetails = {},
+  ) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.code = code;
     this.status = details.status;
@@ -35,6 +46,34 @@ export class IPColaError extends Error {
 
   override get name(): string {
     return this.constructor.name;
+  }
+}
+
+/** The API could not be reached (refused, reset, DNS); retried before it is thrown. */
+export class APIConnectionError extends IPColaError {
+  declare readonly code: 'connection_error' | 'timeout';
+  constructor(
+    message: string,
+    details: IPColaErrorDetails = {},
+    code: 'connection_error' | 'timeout' = 'connection_error',
+  ) {
+    super(code, message, details);
+  }
+}
+
+/** No answer within the request's `timeout`; retried before it is thrown. */
+export class APITimeoutError extends APIConnectionError {
+  declare readonly code: 'timeout';
+  constructor(message: string, details: IPColaErrorDetails = {}) {
+    super(message, details, 'timeout');
+  }
+}
+
+/** The caller's `AbortSignal` fired; never retried. */
+export class APIUserAbortError extends IPColaError {
+  declare readonly code: 'aborted';
+  constructor(message = 'The request was aborted', details: IPColaErrorDetails = {}) {
+    super('aborted', message, details);
   }
 }
 

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { get as httpGet } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { Configuration } from '@crawlee/core';
+import { Configuration, ProxyConfiguration } from '@crawlee/core';
 import { HttpCrawler } from '@crawlee/http';
 import axios from 'axios';
 import got from 'got';
@@ -123,7 +123,9 @@ describe('the proxy helpers carry every client through the gateway', () => {
     const seen: string[] = [];
     const crawler = new HttpCrawler(
       {
-        proxyConfiguration: await ipc.crawleeProxyConfiguration({ country: 'us', ttl: '10m' }),
+        proxyConfiguration: new ProxyConfiguration(
+          ipc.crawleeProxyOptions({ country: 'us', ttl: '10m' }),
+        ),
         // One session: every page must come from the same exit.
         sessionPoolOptions: { maxPoolSize: 1 },
         maxRequestRetries: 0,

@@ -19,7 +19,8 @@ export interface Credentials {
   password: string;
 }
 
-const API_KEY = /^([a-z0-9]{1,32})\.([A-Za-z0-9]+)$/;
+// The id goes into the proxy username, whose grammar it must fit; the secret is percent-encoded.
+const API_KEY = /^([a-z0-9]{1,32})\.(\S+)$/;
 
 export class Gateway {
   readonly #keyId: string;

@@ -19,7 +19,7 @@ export interface RetryOptions {
   maxBackoffMs?: number;
 }
 
-const RETRIED: ReadonlySet<ErrorCode> = new Set([
+const RETRIED: ReadonlySet<IPColaError['code']> = new Set<ErrorCode>([
   'no_exit_available',
   'exit_failed',
   'target_timeout',

@@ -13,7 +13,6 @@ import { type Credentials, Gateway, type ProxyConfig } from './endpoints.ts';
 import { fetchThrough, type RetryOptions } from './fetch.ts';
 import {
   type CrawleeProxyOptions,
-  crawleeProxyConfiguration,
   crawleeProxyOptions,
   gotScrapingOptions,
   type PlaywrightProxy,
@@ -69,10 +68,6 @@ export interface ProxyHelpers {
   crawleeProxyOptions(options?: CrawleeProxyOptions): {
     newUrlFunction: (sessionId?: string | number | null) => string;
   };
-  /** A Crawlee `ProxyConfiguration` (needs Crawlee installed). */
-  crawleeProxyConfiguration(
-    options?: CrawleeProxyOptions,
-  ): Promise<import('@crawlee/core').ProxyConfiguration>;
   /**
    * fetch through the gateway; a refusal is thrown as its typed error, and without a
    * `session` the refusals a new exit may cure are retried.
@@ -125,7 +120,6 @@ export function createProxyHelpers(config: ProxyHelpersConfig): ProxyHelpers {
     playwrightProxy: (options) => playwrightProxy(gateway, options),
     gotScrapingOptions: (options) => gotScrapingOptions(gateway, options),
     crawleeProxyOptions: (options) => crawleeProxyOptions(gateway, options),
-    crawleeProxyConfiguration: (options) => crawleeProxyConfiguration(gateway, options),
     async fetch(url, init = {}) {
       const { targeting, rest, retry } = splitInit(init);
       // Checked before the first connection (BadParamsError naming the option).

@@ -59,12 +59,3 @@ export function crawleeProxyOptions(
           }),
   };
 }
-
-/** A Crawlee `ProxyConfiguration` (loads `@crawlee/core`, which every Crawlee install has). */
-export async function crawleeProxyConfiguration(
-  gateway: Gateway,
-  options: CrawleeProxyOptions = {},
-): Promise<import('@crawlee/core').ProxyConfiguration> {
-  const { ProxyConfiguration } = await import('@crawlee/core');
-  return new ProxyConfiguration(crawleeProxyOptions(gateway, options));
-}

@@ -5,17 +5,21 @@
  * refused connection two causes deep.
  */
 import { randomBytes } from 'node:crypto';
+import type { components } from '@ipcola/openapi';
 import {
   ASN_MAX,
   checkCountry,
   EXIT_TYPES,
-  type ExitType,
   isAsn,
   isExitType,
   isSlug,
   SLUG_RULE,
 } from '@ipcola/shared/targeting';
 import { errorFor, type IPColaError } from '../errors.ts';
+
+// From the API document rather than @ipcola/shared: the published declarations inline the
+// document's types, while the shared package is bundled as code only.
+type ExitType = components['schemas']['ExitType'];
 
 /** What the gateway is asked for; every field optional (absent: any exit). */
 export interface ProxyOptions {
