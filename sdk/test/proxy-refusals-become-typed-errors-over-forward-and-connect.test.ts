@@ -5,6 +5,8 @@
  * and the refusals a new exit may cure are retried, as the server's own count shows.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import axios from 'axios';
 import got from 'got';
@@ -13,9 +15,12 @@ import {
   AuthFailedError,
   BadParamsError,
   type IPColaError,
+  IpNotAllowedError,
   NoExitAvailableError,
   QuotaExhaustedError,
+  RateLimitedError,
   TargetForbiddenError,
+  TargetUnreachableError,
 } from '../src/errors.ts';
 import { gatewayDispatcher } from '../src/proxy/dispatcher.ts';
 import { createProxyHelpers, gatewayRefusal, type ProxyHelpers } from '../src/proxy/index.ts';
@@ -142,6 +147,62 @@ describe('gateway refusals become typed errors over forward and CONNECT', () => 
       const forbidden = target.replace('127.0.0.1', '127.0.0.2');
       await refusal(() => ipc.fetch(forbidden, { country: 'de' }), TargetForbiddenError, 403);
     }
+  });
+
+  it('a key used from outside its allow-list is IpNotAllowedError (403)', async () => {
+    const elsewhere = createProxyHelpers(
+      network.config(await network.newKey({ client_allowlist: ['192.0.2.0/24'] })),
+    );
+    try {
+      for (const [, target] of targets()) {
+        await refusal(() => elsewhere.fetch(target), IpNotAllowedError, 403);
+      }
+    } finally {
+      await elsewhere.close();
+    }
+  });
+
+  it('a key over its concurrency is RateLimitedError (429)', async () => {
+    const apiKey = await network.newKey({ max_concurrency: 1 });
+    const [id, secret] = apiKey.split('.') as [string, string];
+    // One tunnel held open takes the key's one connection.
+    const held = connect(network.ports.proxy, '127.0.0.1');
+    held.on('error', () => {});
+    await once(held, 'connect');
+    const authority = new URL(network.httpTarget).host;
+    const basic = Buffer.from(`${id}-country-de:${secret}`).toString('base64');
+    held.write(
+      `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nProxy-Authorization: Basic ${basic}\r\n\r\n`,
+    );
+    const [answer] = (await once(held, 'data')) as [Buffer];
+    assert.match(answer.toString('latin1'), /^HTTP\/1\.1 200/);
+    const limited = createProxyHelpers(network.config(apiKey));
+    try {
+      for (const [, target] of targets()) {
+        await refusal(() => limited.fetch(target, { country: 'de' }), RateLimitedError, 429);
+      }
+    } finally {
+      held.destroy();
+      await limited.close();
+    }
+  });
+
+  it('a target that refuses the connection is TargetUnreachableError (502), not retried', async () => {
+    // A port just freed on the one address the exits may reach: nothing listens there.
+    const closed = createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const { port } = closed.address() as { port: number };
+    await new Promise((resolve) => closed.close(resolve));
+    const before = await network.refusals('target_unreachable');
+    for (const scheme of ['http', 'https']) {
+      await refusal(
+        () => ipc.fetch(`${scheme}://127.0.0.1:${port}/`, { country: 'de' }),
+        TargetUnreachableError,
+        502,
+      );
+    }
+    assert.equal(await network.refusals('target_unreachable'), before + 2);
   });
 
   it('axios and got errors carry the refusal, read by gatewayRefusal', async () => {
