@@ -177,3 +177,37 @@ test('usage shows the traffic per key as a table, as the server’s CSV and as J
   assert.equal(unknown.status, 2);
   assert.match(unknown.stderr, /^ipcola: usage: unknown command bogus/);
 });
+
+test('the lines the demo prints work as printed: curl, npx ipcola login and npx ipcola curl', async () => {
+  const printed = server.server.logs
+    .map((line) => (typeof line.raw === 'string' ? line.raw.trim() : ''))
+    .filter((line) => line.startsWith('curl ') || line.startsWith('npx ipcola '));
+  assert.equal(
+    printed.filter((line) => line.startsWith('npx ipcola ')).length,
+    2,
+    printed.join('\n'),
+  );
+  assert.equal(printed.filter((line) => line.startsWith('curl ')).length, 3);
+  const demoHome = await mkdtemp(path.join(tmpdir(), 'ipcola-demo-lines-'));
+  const repo = fileURLToPath(new URL('../../', import.meta.url));
+  try {
+    for (const line of printed) {
+      const ran = await runCli(
+        ['bash', '-c'],
+        [line],
+        {
+          PATH: process.env.PATH,
+          HOME: demoHome,
+          XDG_CONFIG_HOME: path.join(demoHome, 'xdg'),
+        },
+        undefined,
+        repo,
+      );
+      assert.equal(ran.status, 0, `${line}\n${ran.stderr}`);
+      if (line.includes(' login ')) assert.match(ran.stdout, /^Logged in to /);
+      else assert.match(ran.stdout, /you reached this target from 127\.0\.0\.1[234]\n?$/);
+    }
+  } finally {
+    await rm(demoHome, { recursive: true, force: true });
+  }
+});

@@ -30,7 +30,7 @@ export interface DemoOptions {
   accounts: Accounts;
   dataDir: string;
   publicHost: string;
-  ports: { proxy: number; socks: number; hub: number };
+  ports: { api: number; proxy: number; socks: number; hub: number };
   logger: Logger;
   /** Resolves once every one of these nodes is connected to the hub. */
   whenNodesUp(nodeIds: string[], timeoutMs: number): Promise<void>;
@@ -62,7 +62,8 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
 
   try {
     const accountId = await demoAccount(accounts, options.dataDir);
-    const key = await accounts.issueKey(accountId, { name: 'demo' });
+    // Both scopes: the same key drives the proxy, and the SDK and CLI through the API.
+    const key = await accounts.issueKey(accountId, { name: 'demo', scopes: ['proxy', 'api'] });
     const nodeIds: string[] = [];
     for (const exit of DEMO_EXITS) {
       const node = await accounts.registerNode(accountId, {
@@ -107,6 +108,11 @@ export async function startDemo(options: DemoOptions): Promise<Demo> {
       `  curl -x ${proxy('-country-de')} ${target.url}`,
       `  curl -x ${proxy('-country-us-session-job42')} ${target.url}`,
       `  curl --socks5-hostname ${hostForUrl(publicHost)}:${ports.socks} -U ${key.id}-country-us:${key.secret} ${target.url}`,
+      '',
+      'The same key drives the API, the SDK (IPCOLA_KEY) and the ipcola command:',
+      '',
+      `  npx ipcola login --key ${key.id}.${key.secret} --api-url http://${hostForUrl(publicHost)}:${ports.api}`,
+      `  npx ipcola curl --country de -- -s ${target.url}`,
       '',
       `The key secret is shown once. The demo account's email and password (for POST /v1/auth/login): ${path.join(options.dataDir, 'demo-account.json')}`,
       '',

@@ -13,10 +13,12 @@ export async function runCli(
   args: string[],
   env: NodeJS.ProcessEnv,
   input?: string,
+  cwd?: string,
 ): Promise<CliResult> {
   const [file, ...rest] = command;
   const child = spawn(file ?? process.execPath, [...rest, ...args], {
     env,
+    ...(cwd ? { cwd } : {}),
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stdout = '';
