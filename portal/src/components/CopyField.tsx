@@ -1,0 +1,42 @@
+import { ActionIcon, Code, CopyButton, Group, Text, Tooltip } from '@mantine/core';
+
+/** A value in monospace with a copy button, labelled for screen readers. */
+export function CopyField({
+  label,
+  value,
+  block,
+}: {
+  label: string;
+  value: string;
+  block?: boolean;
+}) {
+  return (
+    <div>
+      <Text size="sm" fw={500} mb={4}>
+        {label}
+      </Text>
+      <Group gap="xs" wrap="nowrap" align="flex-start">
+        <Code block={block} className="mono" style={{ flex: 1 }} data-testid={`copy-${label}`}>
+          {value}
+        </Code>
+        <CopyButton value={value}>
+          {({ copied, copy }) => (
+            <Tooltip label={copied ? 'Copied' : 'Copy'} withArrow>
+              <ActionIcon
+                variant={copied ? 'filled' : 'light'}
+                color={copied ? 'teal' : 'blue'}
+                onClick={copy}
+                aria-label={`Copy ${label}`}
+                size="lg"
+              >
+                <Text size="xs" fw={700} aria-hidden>
+                  {copied ? '✓' : '⧉'}
+                </Text>
+              </ActionIcon>
+            </Tooltip>
+          )}
+        </CopyButton>
+      </Group>
+    </div>
+  );
+}
