@@ -43,12 +43,12 @@ export function Shell({ me, children }: { me: Me; children: ReactNode }) {
               size="sm"
               aria-label="Open navigation"
             />
-            <Title order={1} size="h3" c="blue.8">
+            <Title order={1} size="h3" c="indigo.8">
               IPCola
             </Title>
           </Group>
           <Group gap="sm" wrap="nowrap">
-            <Badge size="lg" variant="light" visibleFrom="xs" aria-label="Balance">
+            <Badge size="lg" variant="outline" visibleFrom="xs" aria-label="Balance">
               {formatMoney(me.account.balance)}
             </Badge>
             <Text size="sm" c="dimmed" visibleFrom="md">

@@ -16,7 +16,14 @@ export function CopyField({
         {label}
       </Text>
       <Group gap="xs" wrap="nowrap" align="flex-start">
-        <Code block={block} className="mono" style={{ flex: 1 }} data-testid={`copy-${label}`}>
+        <Code
+          block={block}
+          className="mono"
+          style={{ flex: 1 }}
+          data-testid={`copy-${label}`}
+          // A scrolling block must be reachable by keyboard.
+          tabIndex={block ? 0 : undefined}
+        >
           {value}
         </Code>
         <CopyButton value={value}>
@@ -24,7 +31,7 @@ export function CopyField({
             <Tooltip label={copied ? 'Copied' : 'Copy'} withArrow>
               <ActionIcon
                 variant={copied ? 'filled' : 'light'}
-                color={copied ? 'teal' : 'blue'}
+                color={copied ? 'teal' : 'indigo'}
                 onClick={copy}
                 aria-label={`Copy ${label}`}
                 size="lg"

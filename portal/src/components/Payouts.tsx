@@ -68,7 +68,7 @@ export function Payouts() {
           Payouts
         </Title>
         {data && (
-          <Badge color={data.payouts_enabled ? 'teal' : 'yellow'} variant="light">
+          <Badge color={data.payouts_enabled ? 'teal' : 'yellow'}>
             {data.payouts_enabled
               ? 'Stripe account ready'
               : data.stripe_account_id
@@ -141,7 +141,7 @@ export function Payouts() {
                   <Table.Td>{formatDate(payout.created_at)}</Table.Td>
                   <Table.Td>{formatMoney(payout.amount)}</Table.Td>
                   <Table.Td>
-                    <Badge variant="light">{payout.status}</Badge>
+                    <Badge>{payout.status}</Badge>
                     {payout.failure && (
                       <Text size="xs" c="red">
                         {payout.failure}

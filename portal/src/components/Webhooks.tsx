@@ -59,7 +59,6 @@ function Deliveries({ id }: { id: string }) {
               <Table.Td className="mono">{delivery.type}</Table.Td>
               <Table.Td>
                 <Badge
-                  variant="light"
                   color={
                     delivery.status === 'succeeded'
                       ? 'teal'

@@ -68,7 +68,7 @@ export function AuthPage() {
         <form onSubmit={onSubmit} noValidate>
           <Stack>
             <div>
-              <Text fw={700} c="blue.8" size="lg">
+              <Text fw={700} c="indigo.8" size="lg">
                 IPCola
               </Text>
               <Title order={1} size="h2">

@@ -145,7 +145,7 @@ function Ledger() {
                   <Text size="sm">{formatDate(line.created_at)}</Text>
                 </Table.Td>
                 <Table.Td>
-                  <Badge variant="light" color={line.amount.amount_micro >= 0 ? 'teal' : 'gray'}>
+                  <Badge color={line.amount.amount_micro >= 0 ? 'teal' : 'gray'}>
                     {KIND_LABELS[line.kind]}
                   </Badge>
                 </Table.Td>

@@ -111,7 +111,7 @@ export default function KeysPage() {
                   <Table.Td className="mono">{key.id}</Table.Td>
                   <Table.Td>
                     <Group gap={4} wrap="nowrap">
-                      <Badge color={key.disabled ? 'gray' : 'teal'} variant="light">
+                      <Badge color={key.disabled ? 'gray' : 'teal'}>
                         {key.disabled ? 'Disabled' : 'Active'}
                       </Badge>
                       {key.scopes.includes('api') && <Badge variant="outline">API</Badge>}
@@ -129,7 +129,7 @@ export default function KeysPage() {
                         <Button
                           variant="subtle"
                           size="xs"
-                          aria-label={`Actions for ${key.name || key.id}`}
+                          aria-label={`Manage ${key.name || key.id}`}
                         >
                           Manage
                         </Button>

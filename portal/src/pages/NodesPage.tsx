@@ -121,7 +121,7 @@ export default function NodesPage() {
                       </Text>
                     </Table.Td>
                     <Table.Td>
-                      <Badge color={node.online ? 'teal' : 'gray'} variant="light">
+                      <Badge color={node.online ? 'teal' : 'gray'}>
                         {node.online ? 'Online' : 'Offline'}
                       </Badge>
                     </Table.Td>

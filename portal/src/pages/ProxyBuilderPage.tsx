@@ -213,7 +213,6 @@ export default function ProxyBuilderPage() {
                 <Text fw={600}>Credentials</Text>
                 <Badge
                   color={online > 0 ? 'teal' : 'red'}
-                  variant="light"
                   size="lg"
                   aria-live="polite"
                   data-testid="online-exits"
@@ -255,7 +254,7 @@ export default function ProxyBuilderPage() {
                 <Group>
                   <CopyButton value={text}>
                     {({ copied, copy }) => (
-                      <Button onClick={copy} color={copied ? 'teal' : 'blue'}>
+                      <Button onClick={copy} color={copied ? 'teal' : 'indigo'}>
                         {copied ? 'Copied' : 'Copy all lines'}
                       </Button>
                     )}
