@@ -1,4 +1,4 @@
-import { ActionIcon, Code, CopyButton, Group, Text, Tooltip } from '@mantine/core';
+import { Button, Code, CopyButton, Group, Text } from '@mantine/core';
 
 /** A value in monospace with a copy button, labelled for screen readers. */
 export function CopyField({
@@ -28,19 +28,16 @@ export function CopyField({
         </Code>
         <CopyButton value={value}>
           {({ copied, copy }) => (
-            <Tooltip label={copied ? 'Copied' : 'Copy'} withArrow>
-              <ActionIcon
-                variant={copied ? 'filled' : 'light'}
-                color={copied ? 'teal' : 'indigo'}
-                onClick={copy}
-                aria-label={`Copy ${label}`}
-                size="lg"
-              >
-                <Text size="xs" fw={700} aria-hidden>
-                  {copied ? '✓' : '⧉'}
-                </Text>
-              </ActionIcon>
-            </Tooltip>
+            <Button
+              variant={copied ? 'filled' : 'light'}
+              color={copied ? 'teal' : 'indigo'}
+              onClick={copy}
+              aria-label={`${copied ? 'Copied' : 'Copy'} ${label}`}
+              size="xs"
+              miw={72}
+            >
+              {copied ? 'Copied' : 'Copy'}
+            </Button>
           )}
         </CopyButton>
       </Group>

@@ -128,7 +128,7 @@ function Ledger() {
         Statement
       </Title>
       <div className="table-scroll">
-        <Table verticalSpacing="xs" horizontalSpacing="md" data-testid="ledger">
+        <Table miw={640} verticalSpacing="xs" horizontalSpacing="md" data-testid="ledger">
           <Table.Thead>
             <Table.Tr>
               <Table.Th>Date</Table.Th>

@@ -91,7 +91,7 @@ export default function KeysPage() {
       />
       <Card withBorder padding={0}>
         <div className="table-scroll">
-          <Table verticalSpacing="sm" horizontalSpacing="md" highlightOnHover>
+          <Table miw={640} verticalSpacing="sm" horizontalSpacing="md" highlightOnHover>
             <Table.Thead>
               <Table.Tr>
                 <Table.Th>Name</Table.Th>

@@ -99,7 +99,7 @@ export default function NodesPage() {
       <Stack gap="lg">
         <Card withBorder padding={0}>
           <div className="table-scroll">
-            <Table verticalSpacing="sm" horizontalSpacing="md">
+            <Table miw={640} verticalSpacing="sm" horizontalSpacing="md">
               <Table.Thead>
                 <Table.Tr>
                   <Table.Th>Node</Table.Th>

@@ -23,9 +23,9 @@ export async function screenshots(page: Page, name: string): Promise<void> {
   const before = page.viewportSize() ?? WIDTHS.desktop;
   for (const [label, size] of Object.entries(WIDTHS)) {
     await page.setViewportSize(size);
-    // Layout follows the width in the next frame; wait for two so the shot shows it.
-    await page.evaluate(
-      () => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))),
+    // The navbar slides away below the phone breakpoint: shoot once nothing moves.
+    await page.waitForFunction(() =>
+      document.getAnimations().every((animation) => animation.playState !== 'running'),
     );
     await page.screenshot({ path: `${ARTIFACTS}${name}-${label}.png`, fullPage: true });
   }
