@@ -213,12 +213,17 @@ test('the proxy builder counts the online exit and makes proxy lines for the cho
   await looked('proxy-builder');
 });
 
-test('the usage page charts the bytes the curl moved', async () => {
+test('the usage page charts the bytes the curl moved and the node shows it carried them', async () => {
   await page.getByRole('link', { name: 'Usage' }).click();
   await page.getByRole('img', { name: 'Bytes per hour' }).waitFor({ timeout: 30_000 });
   const total = (await page.getByTestId('stat-Total').textContent()) ?? '';
   assert.match(total, /^[1-9][\d.]* (B|KB)$/);
   await looked('usage');
+  // The operator's side of the same bytes: the node carried them.
+  await page.getByRole('link', { name: 'Nodes & payouts' }).click();
+  const carried = page.locator('tr', { hasText: 'home-office' }).getByRole('cell').nth(3);
+  await carried.getByText(/^[1-9][\d.]* (B|KB)$/).waitFor();
+  await looked('nodes-carrying');
 });
 
 test('buying credit goes through Stripe Checkout and the ledger shows the top-up', async () => {

@@ -34,7 +34,7 @@ describe('the portal at /', () => {
     empty = await mkdtemp(path.join(tmpdir(), 'ipcola-portal-none-'));
     await mkdir(path.join(built, 'assets'));
     await writeFile(path.join(built, 'index.html'), PAGE);
-    await writeFile(path.join(built, 'assets', 'index-abc123.js'), 'console.log(1);\n');
+    await writeFile(path.join(built, 'assets', 'index-abc123.js'), 'console.log(1);\n'.repeat(500));
   });
   after(async () => {
     await rm(built, { recursive: true, force: true });
@@ -72,12 +72,17 @@ describe('the portal at /', () => {
     assert.equal(nonces.size, 4, 'a new nonce for each page served');
   });
 
-  test('hashed assets are cached for a year as immutable; a missing one is a JSON 404', async () => {
+  test('hashed assets are compressed and cached for a year as immutable; a missing one is a JSON 404', async () => {
     const app = appServing(built);
     const res = await request(app).get('/assets/index-abc123.js').expect(200);
     assert.match(res.headers['content-type'] ?? '', /javascript/);
     assert.match(res.headers['cache-control'] ?? '', /max-age=31536000/);
     assert.match(res.headers['cache-control'] ?? '', /immutable/);
+    const compressed = await request(app)
+      .get('/assets/index-abc123.js')
+      .set('accept-encoding', 'gzip')
+      .expect(200);
+    assert.equal(compressed.headers['content-encoding'], 'gzip');
     const missing = await request(app).get('/assets/index-gone.js').expect(404);
     assert.equal(missing.body.error.code, 'not_found');
   });

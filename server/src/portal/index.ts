@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import compression from 'compression';
 import express, { type Router } from 'express';
 import { ipcolaError } from '../errors/index.ts';
 import { portalPolicy } from './content-security-policy.ts';
@@ -29,6 +30,8 @@ export function portalRouter(directory: string = PORTAL_DIST): Router {
   const router = express.Router();
   router.use(
     '/assets',
+    // The bundles are text: gzip or brotli make the first page's JavaScript a third.
+    compression(),
     express.static(path.join(directory, 'assets'), {
       index: false,
       immutable: true,
