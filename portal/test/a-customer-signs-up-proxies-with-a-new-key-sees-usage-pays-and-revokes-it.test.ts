@@ -69,6 +69,8 @@ before(async () => {
       STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
       STRIPE_API_URL: stripe.url,
       PORTAL_URL: `${base}/billing`,
+      // The customer's webhook endpoint below is the local target, over plain http.
+      WEBHOOK_ALLOW_TARGETS: '127.0.0.0/8',
     }),
     [],
     60_000,
@@ -253,6 +255,22 @@ test('buying credit goes through Stripe Checkout and the ledger shows the top-up
   const now = (await page.getByTestId('balance').textContent()) ?? '';
   assert.notEqual(now, before);
   await looked('billing-topped-up');
+});
+
+test('a customer webhook endpoint is added and its test delivery shows its attempt', async () => {
+  await page.getByRole('button', { name: 'Add endpoint' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByLabel(/^URL/).fill(`${whoami.url}ipcola-events`);
+  await dialog.getByRole('button', { name: 'Add endpoint' }).click();
+  const secret = (await page.getByTestId('copy-Signing secret').textContent()) ?? '';
+  assert.match(secret, /^whsec_[A-Za-z0-9_-]{43}$/);
+  await page.keyboard.press('Escape');
+  await page.getByRole('button', { name: `${whoami.url}ipcola-events` }).click();
+  await page.getByRole('button', { name: 'Send test event' }).click();
+  const delivery = page.locator('tr', { hasText: 'webhook.test' });
+  await delivery.getByText('succeeded').waitFor({ timeout: 30_000 });
+  await delivery.getByText(/^200 \(\d+ ms\)$/).waitFor();
+  await looked('billing-webhooks');
 });
 
 test('an expired session brings back the log-in page and then the page the person was on', async () => {

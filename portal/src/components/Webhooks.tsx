@@ -32,7 +32,9 @@ function Deliveries({ id }: { id: string }) {
   const deliveries = useQuery({
     queryKey: [...WEBHOOKS, id, 'deliveries'],
     queryFn: () => unwrap(api.GET('/v1/webhooks/{id}/deliveries', { params: { path: { id } } })),
-    refetchInterval: 10_000,
+    // Follow a delivery under way closely; otherwise now and then.
+    refetchInterval: (query) =>
+      query.state.data?.items.some((delivery) => delivery.status === 'pending') ? 2_000 : 15_000,
   });
   const items = deliveries.data?.items ?? [];
   if (deliveries.isSuccess && items.length === 0) {
