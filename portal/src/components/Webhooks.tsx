@@ -46,7 +46,7 @@ function Deliveries({ id }: { id: string }) {
   }
   return (
     <div className="table-scroll">
-      <Table verticalSpacing={4}>
+      <Table miw={480} verticalSpacing={4}>
         <Table.Thead>
           <Table.Tr>
             <Table.Th>Event</Table.Th>

@@ -23,6 +23,8 @@ export async function screenshots(page: Page, name: string): Promise<void> {
   const before = page.viewportSize() ?? WIDTHS.desktop;
   for (const [label, size] of Object.entries(WIDTHS)) {
     await page.setViewportSize(size);
+    // A full-page shot of a scrolled page draws the fixed header mid-page.
+    await page.evaluate(() => window.scrollTo(0, 0));
     // The navbar slides away below the phone breakpoint: shoot once nothing moves.
     await page.waitForFunction(() =>
       document.getAnimations().every((animation) => animation.playState !== 'running'),
