@@ -1,6 +1,6 @@
 import { Center, Loader } from '@mantine/core';
 import { lazy, Suspense } from 'react';
-import { Navigate, Route, Routes } from 'react-router';
+import { Navigate, Route, Routes, useLocation } from 'react-router';
 import { AuthPage } from './pages/AuthPage.tsx';
 import { Shell } from './Shell.tsx';
 import { useMe } from './session.tsx';
@@ -20,6 +20,22 @@ export function Waiting() {
   );
 }
 
+/**
+ * Stripe sends people back to PORTAL_URL, wherever the operator points it: a return from
+ * Checkout belongs on the billing page, one from Connect onboarding on the nodes page.
+ */
+export function Landing() {
+  const { pathname, search } = useLocation();
+  const query = new URLSearchParams(search);
+  if (query.has('checkout') && !pathname.startsWith('/billing')) {
+    return <Navigate to={`/billing${search}`} replace />;
+  }
+  if (query.has('payouts') && !pathname.startsWith('/nodes')) {
+    return <Navigate to={`/nodes${search}`} replace />;
+  }
+  return null;
+}
+
 export function App() {
   const me = useMe();
   if (me.isPending) return <Waiting />;
@@ -27,6 +43,7 @@ export function App() {
   if (!me.data) return <AuthPage />;
   return (
     <Shell me={me.data}>
+      <Landing />
       <Suspense fallback={<Waiting />}>
         <Routes>
           <Route path="/" element={<Navigate to="/keys" replace />} />

@@ -5,6 +5,7 @@ import {
   createTheme,
   Modal,
   NavLink,
+  Notification,
 } from '@mantine/core';
 
 export const theme = createTheme({
@@ -21,6 +22,10 @@ export const theme = createTheme({
     // of the same colour falls under WCAG AA contrast at badge size.
     Badge: Badge.extend({ defaultProps: { variant: 'dot' } }),
     NavLink: NavLink.extend({ defaultProps: { variant: 'filled' } }),
+    Notification: Notification.extend({
+      defaultProps: { closeButtonProps: { 'aria-label': 'Close' } },
+      styles: { description: { color: 'var(--mantine-color-text)' } },
+    }),
     // The same for alert titles: tinted text on a tint is too faint for yellow and orange.
     Alert: Alert.extend({ styles: { title: { color: 'var(--mantine-color-text)' } } }),
   },

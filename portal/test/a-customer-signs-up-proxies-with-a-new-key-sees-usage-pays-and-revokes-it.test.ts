@@ -86,6 +86,10 @@ before(async () => {
     assert.ok(session, `no Checkout Session ${id} at the stand-in`);
     await route.fulfill({ status: 303, headers: { location: session.success_url } });
   });
+  // Stripe's Connect onboarding: done, it returns the operator to the return URL.
+  await context.route('https://connect.stripe.com/**', (route) =>
+    route.fulfill({ status: 303, headers: { location: `${base}/billing?payouts=linked` } }),
+  );
   page = await context.newPage();
   page.setDefaultTimeout(10_000);
   // Each refusal of the page's Content-Security-Policy, with what was refused and where.
@@ -174,6 +178,15 @@ test('an operator registers a node, runs the agent command shown and sees it onl
   await row.getByText('Online').waitFor({ timeout: 20_000 });
   await row.getByText('127.0.0.12').waitFor();
   await looked('nodes');
+});
+
+test('an operator links a Stripe account for payouts and comes back to the nodes page', async () => {
+  await page.getByRole('button', { name: 'Link a Stripe account' }).click();
+  await page.waitForURL(`${base}/nodes`);
+  await page.getByText('Your payout account is linked.').waitFor();
+  await page.getByText('Onboarding unfinished').waitFor();
+  assert.equal(stripe.connectedAccounts.size, 1);
+  await looked('payouts-linked');
 });
 
 let curlLine = '';

@@ -13,8 +13,10 @@ import {
   TextInput,
   Title,
 } from '@mantine/core';
+import { notifications } from '@mantine/notifications';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { type FormEvent, lazy, Suspense, useState } from 'react';
+import { type FormEvent, lazy, Suspense, useEffect, useState } from 'react';
+import { useSearchParams } from 'react-router';
 import { ApiError, api, type Schemas, unwrap } from '../api/client.ts';
 import { CopyField } from '../components/CopyField.tsx';
 import { PageHeader } from '../components/PageHeader.tsx';
@@ -78,6 +80,18 @@ export default function NodesPage() {
     event.preventDefault();
     register.mutate({ name: name.trim(), type });
   };
+  const [search, setSearch] = useSearchParams();
+  const returned = search.get('payouts');
+  useEffect(() => {
+    if (!returned) return;
+    notifications.show(
+      returned === 'linked'
+        ? { color: 'teal', title: 'Back from Stripe', message: 'Your payout account is linked.' }
+        : { color: 'yellow', title: 'The Stripe link expired', message: 'Ask for a new one.' },
+    );
+    void queryClient.invalidateQueries({ queryKey: ['payouts'] });
+    setSearch({}, { replace: true });
+  }, [returned, queryClient, setSearch]);
   const items = nodes.data?.items ?? [];
   const selected = items.find((node) => node.id === chosen) ?? items[0];
   return (
