@@ -300,17 +300,53 @@ test('an expired session brings back the log-in page and then the page the perso
   assert.equal(new URL(page.url()).pathname, '/usage');
 });
 
-test('a revoked key is refused at the gateway with auth_failed', async () => {
+/** curl's answer once the gateway has heard of a key change (within a second). */
+async function curlUntil(line: string, status: number) {
+  const deadline = Date.now() + 5_000;
+  let answer = await runCurl(line);
+  while (answer.status !== status && Date.now() < deadline) answer = await runCurl(line);
+  return answer;
+}
+
+test('a key is renamed and given a concurrency limit in the same form', async () => {
   await page.getByRole('link', { name: 'API keys' }).click();
   await page.getByRole('button', { name: 'Manage scraper' }).click();
+  await page.getByRole('menuitem', { name: 'Edit name and limits' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByLabel('Name').fill('crawler');
+  await dialog.getByLabel('Concurrent connections').fill('8');
+  await dialog.getByRole('button', { name: 'Save' }).click();
+  await dialog.waitFor({ state: 'detached' });
+  await page
+    .locator('tr', { hasText: 'crawler' })
+    .getByText('5.00 GB/month · 8 connections')
+    .waitFor();
+});
+
+test("a rotated key's old curl line is refused and the new one shown works", async () => {
+  await page.getByRole('button', { name: 'Manage crawler' }).click();
+  await page.getByRole('menuitem', { name: 'Rotate secret' }).click();
+  await page.getByRole('button', { name: 'Rotate secret' }).click();
+  await page.getByRole('button', { name: 'Copy curl line' }).click();
+  const rotated = await page.evaluate(() => navigator.clipboard.readText());
+  assert.notEqual(rotated, curlLine);
+  await page.keyboard.press('Escape');
+  const old = await curlUntil(curlLine, 407);
+  assert.equal(old.status, 407);
+  assert.equal(old.error, 'auth_failed');
+  const fresh = await runCurl(rotated);
+  assert.equal(fresh.status, 200, fresh.body);
+  curlLine = rotated;
+});
+
+test('a revoked key is refused at the gateway with auth_failed', async () => {
+  await page.getByRole('link', { name: 'API keys' }).click();
+  await page.getByRole('button', { name: 'Manage crawler' }).click();
   await page.getByRole('menuitem', { name: 'Revoke' }).click();
   await looked('revoke-confirmation');
   await page.getByRole('button', { name: 'Revoke key' }).click();
-  await page.locator('tr', { hasText: 'scraper' }).waitFor({ state: 'detached' });
-  // The gateway hears of the revocation within a second.
-  let answer = await runCurl(curlLine);
-  const deadline = Date.now() + 5_000;
-  while (answer.status !== 407 && Date.now() < deadline) answer = await runCurl(curlLine);
+  await page.locator('tr', { hasText: 'crawler' }).waitFor({ state: 'detached' });
+  const answer = await curlUntil(curlLine, 407);
   assert.equal(answer.status, 407);
   assert.equal(answer.error, 'auth_failed');
 });
