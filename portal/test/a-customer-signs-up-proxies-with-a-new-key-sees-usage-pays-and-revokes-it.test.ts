@@ -268,6 +268,16 @@ test('buying credit goes through Stripe Checkout and the ledger shows the top-up
   const now = (await page.getByTestId('balance').textContent()) ?? '';
   assert.notEqual(now, before);
   await looked('billing-topped-up');
+  // The card the payment saved now pays for auto top-up.
+  await page.getByText('Charges your visa ending 4242').waitFor();
+  await page.getByLabel('Top up automatically').check();
+  await page.getByLabel('Add').fill('30.00');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Auto top-up saved').waitFor();
+  await page.reload();
+  await page.getByLabel('Add').waitFor();
+  assert.equal(await page.getByLabel('Add').inputValue(), '30.00');
+  assert.equal(await page.getByLabel('Top up automatically').isChecked(), true);
 });
 
 test('a customer webhook endpoint is added and its test delivery shows its attempt', async () => {
@@ -290,7 +300,12 @@ test('an expired session brings back the log-in page and then the page the perso
   await context.clearCookies();
   await page.getByRole('link', { name: 'Usage' }).click();
   await page.getByRole('heading', { name: 'Log in' }).waitFor();
+  await page.getByRole('button', { name: 'Create an account' }).click();
   await page.getByLabel('Email').fill(EMAIL);
+  await page.getByLabel(/^Password/).fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await page.getByRole('alert').getByText('already exists. Log in instead.').waitFor();
+  await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByLabel(/^Password/).fill('not the password');
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByRole('alert').getByText('Wrong email or password.').waitFor();
