@@ -52,9 +52,7 @@ const policyViolations: string[] = [];
 
 before(async () => {
   // The test serves what the portal's source builds now.
-  await run(process.execPath, ['node_modules/.bin/vite', 'build', '--logLevel', 'warn'], {
-    cwd: PORTAL_DIR,
-  }).catch(() => run('npx', ['vite', 'build', '--logLevel', 'warn'], { cwd: PORTAL_DIR }));
+  await run('npx', ['vite', 'build', '--logLevel', 'warn'], { cwd: PORTAL_DIR });
   dataDir = await mkdtemp(path.join(tmpdir(), 'ipcola-portal-'));
   whoami = await startWhoami();
   stripe = await startStripeStandIn();
