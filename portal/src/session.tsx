@@ -18,5 +18,6 @@ export async function fetchMe(): Promise<Me | null> {
 }
 
 export function useMe() {
-  return useQuery({ queryKey: ME, queryFn: fetchMe, staleTime: Number.POSITIVE_INFINITY });
+  // The balance in the header follows spending; a session ended elsewhere shows the log-in page.
+  return useQuery({ queryKey: ME, queryFn: fetchMe, refetchInterval: 60_000 });
 }

@@ -114,9 +114,9 @@ after(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
-/** Screenshots at both widths and axe-core's verdict for the page as it is now. */
+/** Screenshots at both widths, no sideways scrolling, and axe-core's verdict. */
 async function looked(name: string): Promise<void> {
-  await screenshots(page, name);
+  assert.deepEqual(await screenshots(page, name), [], `${name}: wider than the window`);
   assert.deepEqual(await seriousAccessibilityViolations(page), [], `${name}: accessibility`);
 }
 
@@ -144,8 +144,9 @@ test('a new visitor sees the log-in page and signs up, with errors inline', asyn
   await page.getByRole('button', { name: 'Sign up' }).click();
   await page.getByRole('alert').getByText('at least 10 characters').waitFor();
   await looked('sign-up-refused');
+  // The keyboard alone finishes the form.
   await page.getByLabel(/^Password/).fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign up' }).click();
+  await page.getByLabel(/^Password/).press('Enter');
   await page.getByRole('heading', { name: 'API keys' }).waitFor();
   assert.equal(new URL(page.url()).pathname, '/keys');
 });

@@ -17,8 +17,12 @@ export function launchChromium(): Promise<Browser> {
 
 export const WIDTHS = { desktop: { width: 1280, height: 860 }, phone: { width: 375, height: 760 } };
 
-/** Full-page screenshots of what the page shows now, at 1280 and 375 px. */
-export async function screenshots(page: Page, name: string): Promise<void> {
+/**
+ * Full-page screenshots of what the page shows now, at 1280 and 375 px; answers the widths
+ * at which the page is wider than the window (it would scroll sideways).
+ */
+export async function screenshots(page: Page, name: string): Promise<string[]> {
+  const overflowing: string[] = [];
   await mkdir(ARTIFACTS, { recursive: true });
   const before = page.viewportSize() ?? WIDTHS.desktop;
   for (const [label, size] of Object.entries(WIDTHS)) {
@@ -30,8 +34,11 @@ export async function screenshots(page: Page, name: string): Promise<void> {
       document.getAnimations().every((animation) => animation.playState !== 'running'),
     );
     await page.screenshot({ path: `${ARTIFACTS}${name}-${label}.png`, fullPage: true });
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    if (width > size.width) overflowing.push(`${label}: ${width} px wide in ${size.width}`);
   }
   await page.setViewportSize(before);
+  return overflowing;
 }
 
 const axeSource = readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
