@@ -120,6 +120,15 @@ async function looked(name: string): Promise<void> {
   assert.deepEqual(await seriousAccessibilityViolations(page), [], `${name}: accessibility`);
 }
 
+/**
+ * Escape closes the open dialog; the next step waits until every dialog is gone (one that
+ * opened another, such as a confirmation, fades out beside it).
+ */
+async function closeDialog(): Promise<void> {
+  await page.keyboard.press('Escape');
+  await page.waitForFunction(() => document.querySelector('[role="dialog"]') === null);
+}
+
 /** curl's answer for a command line as the portal shows it, aimed at the local target. */
 async function runCurl(line: string): Promise<{ status: number; error: string; body: string }> {
   const words = line.trim().split(/\s+/);
@@ -161,7 +170,7 @@ test('an operator registers a node, runs the agent command shown and sees it onl
   const command = (await page.getByTestId('copy-Agent command').textContent()) ?? '';
   assert.match(command, /^npm run agent -- --hub 127\.0\.0\.1:\d+ --token \S+$/);
   await looked('node-registered');
-  await page.keyboard.press('Escape');
+  await closeDialog();
   // The command as shown, plus where this machine's exit is and what it may reach.
   const shown = command.split(' ').slice(4);
   agent = spawnAgent([
@@ -203,7 +212,7 @@ test('a customer makes a key, copies its curl line and reaches a target through 
   assert.match(curlLine, /^curl -x http:\/\/[a-z0-9]+:[A-Za-z0-9]+@127\.0\.0\.1:\d+ \S+$/);
   assert.equal(curlLine, await page.getByTestId('copy-curl line').textContent());
   await looked('key-created');
-  await page.keyboard.press('Escape');
+  await closeDialog();
   await page.locator('tr', { hasText: 'scraper' }).getByText('5.00 GB/month').waitFor();
   await looked('keys');
 
@@ -286,7 +295,7 @@ test('a customer webhook endpoint is added and its test delivery shows its attem
   await dialog.getByRole('button', { name: 'Add endpoint' }).click();
   const secret = (await page.getByTestId('copy-Signing secret').textContent()) ?? '';
   assert.match(secret, /^whsec_[A-Za-z0-9_-]{43}$/);
-  await page.keyboard.press('Escape');
+  await closeDialog();
   await page.getByRole('button', { name: `${whoami.url}ipcola-events` }).click();
   await page.getByRole('button', { name: 'Send test event' }).click();
   const delivery = page.locator('tr', { hasText: 'webhook.test' });
@@ -344,7 +353,7 @@ test("a rotated key's old curl line is refused and the new one shown works", asy
   await page.getByRole('button', { name: 'Copy curl line' }).click();
   const rotated = await page.evaluate(() => navigator.clipboard.readText());
   assert.notEqual(rotated, curlLine);
-  await page.keyboard.press('Escape');
+  await closeDialog();
   const old = await curlUntil(curlLine, 407);
   assert.equal(old.status, 407);
   assert.equal(old.error, 'auth_failed');

@@ -108,10 +108,14 @@ describe('the key form', () => {
         curl_example: '',
       },
       'http://127.0.0.1:9/',
+      'https://portal.example',
     );
     assert.equal(snippets.curl, 'curl -x http://abc:S3CRET@127.0.0.1:8000 http://127.0.0.1:9/');
     assert.match(snippets.node, /new ProxyAgent\('http:\/\/abc:S3CRET@127\.0\.0\.1:8000'\)/);
     assert.match(snippets.python, /proxies=\{'http': proxy, 'https': proxy\}/);
+    assert.match(snippets.sdk, /apiKey: 'abc\.S3CRET'/);
+    assert.match(snippets.sdk, /apiUrl: 'https:\/\/portal\.example'/);
+    assert.match(snippets.sdk, /proxyUrl: 'http:\/\/127\.0\.0\.1:8000'/);
   });
 });
 

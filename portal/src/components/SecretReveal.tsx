@@ -5,7 +5,7 @@ import { connectionSnippets } from './key-settings.ts';
 
 /** A new or rotated key's secret, shown this once, with ready ways to use it. */
 export function SecretReveal({ created }: { created: Schemas['KeyCreated'] }) {
-  const snippets = connectionSnippets(created);
+  const snippets = connectionSnippets(created, 'https://example.com', globalThis.location.origin);
   return (
     <Stack>
       <Alert color="yellow" title="Copy the secret now">
@@ -19,11 +19,15 @@ export function SecretReveal({ created }: { created: Schemas['KeyCreated'] }) {
       {created.scopes.includes('api') && (
         <CopyField label="API bearer token" value={`${created.id}.${created.secret}`} />
       )}
-      <Tabs defaultValue="node">
+      <Tabs defaultValue="sdk">
         <Tabs.List>
+          <Tabs.Tab value="sdk">IPCola SDK</Tabs.Tab>
           <Tabs.Tab value="node">Node.js</Tabs.Tab>
           <Tabs.Tab value="python">Python</Tabs.Tab>
         </Tabs.List>
+        <Tabs.Panel value="sdk" pt="xs">
+          <CopyField label="SDK snippet" value={snippets.sdk} block />
+        </Tabs.Panel>
         <Tabs.Panel value="node" pt="xs">
           <CopyField label="Node.js snippet" value={snippets.node} block />
         </Tabs.Panel>

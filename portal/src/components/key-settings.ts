@@ -74,9 +74,25 @@ export function keySettingsProblems(
 }
 
 /** The lines shown beside a new secret: curl through the HTTP proxy, and code. */
-export function connectionSnippets(created: Schemas['KeyCreated'], target = 'https://example.com') {
+export function connectionSnippets(
+  created: Schemas['KeyCreated'],
+  target = 'https://example.com',
+  apiUrl = 'http://127.0.0.1:8080',
+) {
+  const gateway = new URL(created.http_proxy_url);
   return {
     curl: `curl -x ${created.http_proxy_url} ${target}`,
+    sdk: [
+      "import { IPCola } from '@ipcola/sdk';",
+      '',
+      'const ipc = new IPCola({',
+      `  apiKey: '${created.id}.${created.secret}',`,
+      `  apiUrl: '${apiUrl}',`,
+      `  proxyUrl: '${gateway.protocol}//${gateway.host}',`,
+      '});',
+      `const res = await ipc.fetch('${target}', { country: 'us' });`,
+      'console.log(res.status, await res.text());',
+    ].join('\n'),
     node: [
       "import { fetch, ProxyAgent } from 'undici';",
       '',

@@ -60,7 +60,8 @@ export async function seriousAccessibilityViolations(page: Page): Promise<string
   // what a person can read and use, so it is what is checked (the page is, without it).
   const violations = (await page.evaluate(
     `(() => {
-      const dialog = document.querySelector('[role="dialog"]');
+      // The newest: one it replaced may still be fading out.
+      const dialog = [...document.querySelectorAll('[role="dialog"]')].at(-1);
       return axe.run(dialog ?? document, { resultTypes: ['violations'] }).then((r) => r.violations);
     })()`,
   )) as AxeViolation[];
