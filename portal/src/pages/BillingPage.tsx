@@ -150,7 +150,9 @@ function Ledger() {
                   </Badge>
                 </Table.Td>
                 <Table.Td>
-                  <Text size="sm">{line.memo}</Text>
+                  <Text size="sm">
+                    {line.memo || (line.kind === 'usage' ? 'Proxy traffic' : '')}
+                  </Text>
                 </Table.Td>
                 <Table.Td ta="right">
                   <Text
