@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client';
 import { parse as parseYaml } from 'yaml';
 import { type ErrorCode, ipcolaError, isIPColaError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
+import { portalRouter } from '../portal/index.ts';
 import { autoTopUpRouter } from './auto-topup.ts';
 import { billingRouter } from './billing.ts';
 import { type ControlOptions, createControlShared } from './control.ts';
@@ -143,6 +144,7 @@ export function createApiApp(options: ApiOptions): Express {
     app.use('/v1', controlRouters(options.control, bodies));
   }
 
+  app.use(portalRouter());
   app.use((_req, _res, next) => next(ipcolaError('not_found')));
   app.use(apiErrorHandler);
   return app;

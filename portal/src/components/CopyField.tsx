@@ -1,0 +1,46 @@
+import { Button, Code, CopyButton, Group, Text } from '@mantine/core';
+
+/** A value in monospace with a copy button, labelled for screen readers. */
+export function CopyField({
+  label,
+  value,
+  block,
+}: {
+  label: string;
+  value: string;
+  block?: boolean;
+}) {
+  return (
+    <div>
+      <Text size="sm" fw={500} mb={4}>
+        {label}
+      </Text>
+      <Group gap="xs" wrap="nowrap" align="flex-start">
+        <Code
+          block={block}
+          className="mono"
+          style={{ flex: 1 }}
+          data-testid={`copy-${label}`}
+          // A scrolling block must be reachable by keyboard.
+          tabIndex={block ? 0 : undefined}
+        >
+          {value}
+        </Code>
+        <CopyButton value={value}>
+          {({ copied, copy }) => (
+            <Button
+              variant={copied ? 'filled' : 'light'}
+              color={copied ? 'teal' : 'indigo'}
+              onClick={copy}
+              aria-label={`${copied ? 'Copied' : 'Copy'} ${label}`}
+              size="xs"
+              miw={72}
+            >
+              {copied ? 'Copied' : 'Copy'}
+            </Button>
+          )}
+        </CopyButton>
+      </Group>
+    </div>
+  );
+}
