@@ -17,7 +17,7 @@ const shared = {
 export default defineConfig([
   {
     ...shared,
-    entry: { index: 'src/index.ts' },
+    entry: { index: 'src/index.ts', api: 'src/api.ts' },
     format: ['esm', 'cjs'],
     dts: { resolve: [/^@ipcola\//] },
   },

@@ -9,16 +9,16 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { BrowserRouter } from 'react-router';
 import { App } from './App.tsx';
-import { ApiError, onSessionExpired } from './api/client.ts';
+import { onSessionExpired } from './api/client.ts';
 import { ME } from './session.tsx';
 import { cssVariablesResolver, theme } from './theme.ts';
 
 const queryClient = new QueryClient({
   defaultOptions: {
     queries: {
-      // A refusal (4xx) will not change by asking again; a lost connection may.
-      retry: (failures, error) =>
-        failures < 2 && !(error instanceof ApiError && error.status >= 400 && error.status < 500),
+      // The SDK's transport already retried what asking again may cure (429, 5xx, a lost
+      // connection); a refusal will not change by asking again.
+      retry: false,
       refetchOnWindowFocus: true,
     },
   },

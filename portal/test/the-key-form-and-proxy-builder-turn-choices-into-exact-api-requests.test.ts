@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ApiError } from '../src/api/client.ts';
+import { errorFor } from '@ipcola/sdk/api';
 import { authErrorMessage } from '../src/components/auth-errors.ts';
 import {
   connectionSnippets,
@@ -234,19 +234,19 @@ describe('the usage chart', () => {
 describe('the log-in page', () => {
   test('each refusal reads as what to do next', () => {
     assert.equal(
-      authErrorMessage(new ApiError(401, 'unauthorized', 'x'), 'login'),
+      authErrorMessage(errorFor('unauthorized', 'x', { status: 401 }), 'login'),
       'Wrong email or password.',
     );
     assert.match(
-      authErrorMessage(new ApiError(409, 'email_taken', 'x'), 'signup'),
+      authErrorMessage(errorFor('email_taken', 'x', { status: 409 }), 'signup'),
       /already exists\. Log in instead/,
     );
     assert.match(
-      authErrorMessage(new ApiError(429, 'rate_limited', 'x', 240), 'login'),
+      authErrorMessage(errorFor('rate_limited', 'x', { status: 429, retryAfter: 240 }), 'login'),
       /Try again in 240 seconds/,
     );
     assert.match(
-      authErrorMessage(new ApiError(400, 'invalid_request', 'x'), 'signup'),
+      authErrorMessage(errorFor('invalid_request', 'x', { status: 400 }), 'signup'),
       /at least 10 characters/,
     );
   });

@@ -1,13 +1,22 @@
 /**
- * The portal's one way to the API: openapi-fetch typed by the OpenAPI document's `paths`
- * (no hand-written API types), with the cookie session's CSRF token on every mutation and
- * one place that hears of an expired session.
+ * The portal's one way to the API: the SDK's typed client (`@ipcola/sdk/api`, openapi-fetch
+ * typed by the OpenAPI document's `paths`, no hand-written API types) with its retries,
+ * Idempotency-Keys and one error class per code; here with the cookie session's CSRF token
+ * on every mutation and one place that hears of an expired session.
  */
 import type { components, paths } from '@ipcola/openapi';
-import createClient, { type Middleware } from 'openapi-fetch';
+import {
+  APIConnectionError,
+  createApiClient,
+  IPColaError,
+  type Middleware,
+  UnauthorizedError,
+} from '@ipcola/sdk/api';
 
 export type Schemas = components['schemas'];
 export type Paths = paths;
+/** Every refusal the API answers, typed by its code (the SDK's error classes). */
+export { IPColaError as ApiError };
 
 const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
@@ -29,59 +38,42 @@ const session: Middleware = {
     if (csrfToken && MUTATIONS.has(request.method)) request.headers.set('X-CSRF-Token', csrfToken);
     return request;
   },
-  onResponse({ request, response }) {
+  onError({ request, error }) {
     const path = new URL(request.url).pathname;
-    if (response.status === 401 && !path.startsWith('/v1/auth/') && path !== '/v1/me') {
+    if (error instanceof UnauthorizedError && !path.startsWith('/v1/auth/') && path !== '/v1/me') {
       sessionExpired?.();
     }
-    return response;
+    // Rethrown as it was: a typed error for the caller.
+    return error instanceof Error ? error : new Error(String(error));
   },
 };
 
-export const api = createClient<paths>({
-  baseUrl: globalThis.location?.origin ?? 'http://127.0.0.1:8080',
+export const api = createApiClient({
+  apiUrl: globalThis.location?.origin ?? 'http://127.0.0.1:8080',
   credentials: 'same-origin',
+  // A person is waiting: one quick retry, then say so.
+  maxRetries: 1,
+  timeout: 20_000,
 });
 api.use(session);
 
-/** An error answer of the API, with its code from the document's ErrorCode list. */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: Schemas['ErrorCode'] | 'network_error',
-    message: string,
-    readonly retryAfterSeconds?: number,
-  ) {
-    super(message);
-  }
-}
-
 interface Answer<D> {
   data?: D;
-  error?: unknown;
-  response: Response;
 }
 
-/** The answer's data, or an ApiError for an error answer. */
+/**
+ * The answer's data. The SDK's transport throws the typed error of every refusal; a
+ * server out of reach is said in words a person can act on.
+ */
 export async function unwrap<D>(pending: Promise<Answer<D>>): Promise<D> {
-  let answer: Answer<D>;
   try {
-    answer = await pending;
-  } catch {
-    throw new ApiError(
-      0,
-      'network_error',
-      'The server could not be reached. Check your connection.',
-    );
+    return (await pending).data as D;
+  } catch (error) {
+    if (error instanceof APIConnectionError) {
+      throw new APIConnectionError('The server could not be reached. Check your connection.', {
+        cause: error,
+      });
+    }
+    throw error;
   }
-  const { data, error, response } = answer;
-  if (response.ok) return data as D;
-  const body = (error ?? {}) as Partial<Schemas['Error']>;
-  const retryAfter = Number(response.headers.get('Retry-After'));
-  throw new ApiError(
-    response.status,
-    body.error?.code ?? 'internal_error',
-    body.error?.message ?? `The server answered ${response.status}`,
-    Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined,
-  );
 }

@@ -11,7 +11,7 @@ export function authErrorMessage(error: unknown, mode: Mode): string {
     case 'email_taken':
       return 'An account with this email already exists. Log in instead.';
     case 'rate_limited':
-      return `Too many attempts from your address. Try again in ${error.retryAfterSeconds ?? 60} seconds.`;
+      return `Too many attempts from your address. Try again in ${error.retryAfter ?? 60} seconds.`;
     case 'invalid_request':
       return mode === 'signup'
         ? 'Enter a valid email and a password of at least 10 characters.'

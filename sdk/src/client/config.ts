@@ -1,5 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
 import type { RetryOptions } from '../proxy/fetch.ts';
+import { DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS } from './defaults.ts';
 /**
  * The settings an `IPCola` client runs with, resolved once from its options and the
  * environment, so the API client, the proxy helpers and the CLI all read the same values.
@@ -43,8 +44,7 @@ export interface ResolvedConfig {
 export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
 export const DEFAULT_PROXY_URL = 'http://127.0.0.1:8000';
 export const DEFAULT_SOCKS_URL = 'socks5://127.0.0.1:1080';
-export const DEFAULT_MAX_RETRIES = 2;
-export const DEFAULT_TIMEOUT_MS = 60_000;
+export { DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS };
 
 const env = (name: string): string | undefined => {
   const value = process.env[name]?.trim();

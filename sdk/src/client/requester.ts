@@ -1,13 +1,24 @@
 /**
  * What every resource namespace calls through: the typed openapi-fetch client with the
- * bearer key, an Idempotency-Key on every mutation (made once per call, before any
- * attempt, so retries carry the same one) and the retrying transport per call.
+ * bearer key (or, in the portal, the session cookie), an Idempotency-Key on every mutation
+ * (made once per call, before any attempt, so retries carry the same one) and the retrying
+ * transport per call. Nothing here is Node's own: it runs in browsers too.
  */
-import { randomUUID } from 'node:crypto';
 import type { paths } from '@ipcola/openapi';
 import type { Client } from 'openapi-fetch';
 import * as openapiFetch from 'openapi-fetch';
-import type { ResolvedConfig } from './config.ts';
+/** What the requester needs of the client's configuration. */
+export interface RequesterConfig {
+  readonly apiUrl: string;
+  /** Sent as `Authorization: Bearer`; none for a cookie session (the portal). */
+  readonly apiKey?: string | undefined;
+  readonly maxRetries: number;
+  readonly timeout: number;
+  readonly fetch: typeof fetch;
+  /** fetch's `credentials` (the portal: `same-origin`, for its session cookie). */
+  readonly credentials?: RequestInit['credentials'] | undefined;
+}
+
 import { transport } from './transport.ts';
 import { SDK_VERSION } from './version.ts';
 
@@ -43,16 +54,19 @@ const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 export class Requester {
   /** The raw typed client: every path of the API document, retried, keyed and authenticated. */
   readonly api: Client<paths>;
-  readonly #config: ResolvedConfig;
+  readonly #config: RequesterConfig;
 
-  constructor(config: ResolvedConfig) {
+  constructor(config: RequesterConfig) {
     this.#config = config;
+    const node = globalThis.process?.versions?.node;
     this.api = createClient<paths>({
       baseUrl: config.apiUrl,
       headers: {
-        Authorization: `Bearer ${config.apiKey}`,
-        'User-Agent': `ipcola-sdk/${SDK_VERSION} node/${process.version}`,
+        ...(config.apiKey === undefined ? {} : { Authorization: `Bearer ${config.apiKey}` }),
+        // A browser sends its own (and refuses to be told).
+        ...(node ? { 'User-Agent': `ipcola-sdk/${SDK_VERSION} node/${node}` } : {}),
       },
+      ...(config.credentials ? { credentials: config.credentials } : {}),
       fetch: transport(config),
     });
     // Before the transport, so every attempt of one call carries the same key.
@@ -99,5 +113,5 @@ export class Requester {
 }
 
 function newIdempotencyKey(): string {
-  return `ipcola-sdk-${randomUUID()}`;
+  return `ipcola-sdk-${globalThis.crypto.randomUUID()}`;
 }

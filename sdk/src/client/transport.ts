@@ -4,7 +4,6 @@
  * typed error for whatever is not a success in the end. The request is cloned for each
  * attempt, so its headers (the Idempotency-Key among them) are the same every time.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   APIConnectionError,
   APITimeoutError,
@@ -53,11 +52,7 @@ export function transport(options: TransportOptions): typeof fetch {
       if (attempt.ok) return attempt.response;
       if (!attempt.retryable || retry >= options.maxRetries) throw attempt.error;
       retry += 1;
-      try {
-        await sleep(backoffMs(retry, attempt.waitMs), undefined, {
-          signal: options.signal,
-        });
-      } catch {
+      if (!(await waited(backoffMs(retry, attempt.waitMs), options.signal))) {
         throw new APIUserAbortError(undefined, { cause: options.signal?.reason });
       }
     }
@@ -142,6 +137,25 @@ function apiError(response: Response, text: string): IPColaError {
     status: response.status,
     requestId: response.headers.get('x-request-id') ?? undefined,
     retryAfter: retryAfter === undefined ? undefined : Math.ceil(retryAfter / 1000),
+  });
+}
+
+/**
+ * Waits `ms` unless the signal aborts first (false then). Timers and AbortSignal only, so
+ * the transport runs in browsers as well as Node (the portal uses it).
+ */
+function waited(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', aborted);
+      resolve(true);
+    }, ms);
+    const aborted = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal?.addEventListener('abort', aborted, { once: true });
   });
 }
 
