@@ -1300,7 +1300,20 @@ export interface components {
             granularity: "hour" | "day";
             items: components["schemas"]["UsageRow"][];
             totals: components["schemas"]["UsageTotals"];
+            open_connections: components["schemas"]["OpenConnections"];
             next_cursor: string | null;
+        };
+        /**
+         * @description Client connections (CONNECT and SOCKS5 tunnels, forwarded requests) open right
+         *     now through the gateway of the server that answers, per key of the account with
+         *     any open (only `key_id`'s with that filter), whatever the range asked.
+         */
+        OpenConnections: {
+            total: number;
+            by_key: {
+                key_id: string;
+                open: number;
+            }[];
         };
         /** @description Seconds the lease lives unused; each use renews it. */
         LeaseTtl: number;

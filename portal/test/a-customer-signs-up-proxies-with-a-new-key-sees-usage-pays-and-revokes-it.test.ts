@@ -9,7 +9,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -242,6 +244,24 @@ test('the usage page charts the bytes the curl moved and the node shows it carri
   const total = (await page.getByTestId('stat-Total').textContent()) ?? '';
   assert.match(total, /^[1-9][\d.]* (B|KB)$/);
   await looked('usage');
+
+  // A tunnel held open through the key shows as a connection open now, and goes.
+  const proxy = new URL(/-x (\S+)/.exec(curlLine)?.[1] ?? '');
+  const target = new URL(whoami.url);
+  const held = connect(Number(proxy.port), proxy.hostname);
+  held.on('error', () => {});
+  await once(held, 'connect');
+  const basic = Buffer.from(`${proxy.username}:${proxy.password}`).toString('base64');
+  held.write(
+    `CONNECT ${target.host} HTTP/1.1\r\nHost: ${target.host}\r\nProxy-Authorization: Basic ${basic}\r\n\r\n`,
+  );
+  const openNow = page.getByTestId('stat-Connections open now');
+  try {
+    await openNow.filter({ hasText: /^1$/ }).waitFor({ timeout: 15_000 });
+  } finally {
+    held.destroy();
+  }
+  await openNow.filter({ hasText: /^0$/ }).waitFor({ timeout: 15_000 });
   // The operator's side of the same bytes: the node carried them.
   await page.getByRole('link', { name: 'Nodes & payouts' }).click();
   const carried = page.locator('tr', { hasText: 'home-office' }).getByRole('cell').nth(3);

@@ -146,6 +146,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         webhooks,
         payments,
         nodeStatus: nodes.status,
+        openConnections: () => gateway.openConnections(),
         nodeDeleted: nodes.deleted,
         proxyEndpoint: () => ({
           host: config.publicHost,

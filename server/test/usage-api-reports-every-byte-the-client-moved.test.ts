@@ -6,6 +6,8 @@
  * found".
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { components } from '@ipcola/openapi';
 import { eventually } from './support/engines.ts';
@@ -249,6 +251,47 @@ describe('the usage API reports every byte the client moved', () => {
         line.includes(`,${otherKey.id},"second, ""quoted""",${second?.up},${second?.down},1`),
       ),
       lines.join('\n'),
+    );
+  });
+
+  test('the connections open now are counted per key of the account, and go when they close', async () => {
+    assert.deepEqual((await report()).body.open_connections, { total: 0, by_key: [] });
+    const open = async (key: { id: string; secret: string }) => {
+      const socket = connect(net.ports.proxy, '127.0.0.1');
+      socket.on('error', () => {});
+      await once(socket, 'connect');
+      socket.write(
+        `CONNECT ${targetAuthority()} HTTP/1.1\r\nHost: ${targetAuthority()}\r\nProxy-Authorization: Basic ${basic(key)}\r\n\r\n`,
+      );
+      const [answer] = (await once(socket, 'data')) as [Buffer];
+      assert.match(answer.toString('latin1'), /^HTTP\/1\.1 200 /);
+      return socket;
+    };
+    const held = [await open(net.key), await open(net.key), await open(otherKey)];
+    // Another account's open connection is not this account's business.
+    const stranger = await signedInApi(net.ports.api, `stranger-${Date.now()}@example.com`);
+    const theirs = (await (await stranger('/v1/keys', { method: 'POST', body: '{}' })).json()) as {
+      id: string;
+      secret: string;
+    };
+    held.push(await open(theirs));
+    try {
+      const expected = [
+        { key_id: net.key.id, open: 2 },
+        { key_id: otherKey.id, open: 1 },
+      ].sort((a, b) => a.key_id.localeCompare(b.key_id));
+      assert.deepEqual((await report()).body.open_connections, { total: 3, by_key: expected });
+      assert.deepEqual((await report(`?key_id=${otherKey.id}`)).body.open_connections, {
+        total: 1,
+        by_key: [{ key_id: otherKey.id, open: 1 }],
+      });
+    } finally {
+      for (const socket of held) socket.destroy();
+    }
+    await eventually(
+      async () => (await report()).body.open_connections.total === 0,
+      5_000,
+      'the closed tunnels to be counted out',
     );
   });
 

@@ -47,6 +47,8 @@ export interface ControlOptions {
   prices: PriceBook;
   /** Card payments through Stripe; without them checkout and Stripe's webhook answer billing_disabled. */
   payments?: CardPayments;
+  /** Client connections open now through this server's gateway, per key in use. */
+  openConnections?: () => ReadonlyMap<string, number>;
   /** What this server sees of a node now: online, and the exit IPs it announces. */
   nodeStatus?: (nodeId: string) => { online: boolean; exitIps: string[] };
   /** A node was deleted: close its tunnel and take its exits out of the pool. */

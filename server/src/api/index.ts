@@ -199,7 +199,12 @@ function controlRouters(control: ControlOptions, bodies: BodyValidator): express
       caller,
       accountOf: shared.accountOf,
     }),
-    usageRouter({ database: control.database, caller, accountOf: shared.accountOf }),
+    usageRouter({
+      database: control.database,
+      caller,
+      accountOf: shared.accountOf,
+      openConnections: control.openConnections ?? (() => new Map()),
+    }),
     billingRouter({
       accounts,
       database: control.database,

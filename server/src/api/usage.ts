@@ -30,13 +30,16 @@ export interface UsageOptions {
   database: Queryable;
   caller: RequestHandler;
   accountOf: (res: Response) => string;
+  /** Connections open now through this server, per key in use (the gateway's count). */
+  openConnections: () => ReadonlyMap<string, number>;
 }
 
-export function usageRouter({ database, caller, accountOf }: UsageOptions): Router {
+export function usageRouter(options: UsageOptions): Router {
+  const { database, caller, accountOf } = options;
   const router = express.Router();
   router
     .route('/usage')
-    .get(caller, usageReport(database, accountOf))
+    .get(caller, usageReport(database, accountOf, options.openConnections))
     .all(onlyMethods('GET', 'HEAD'));
   router
     .route('/usage/export.csv')
@@ -45,9 +48,14 @@ export function usageRouter({ database, caller, accountOf }: UsageOptions): Rout
   return router;
 }
 
-function usageReport(db: Queryable, accountOf: (res: Response) => string): RequestHandler {
+function usageReport(
+  db: Queryable,
+  accountOf: (res: Response) => string,
+  openConnections: () => ReadonlyMap<string, number>,
+): RequestHandler {
   return async (req, res) => {
     const query = await readQuery(db, req, accountOf(res));
+    const open = await openNow(db, query, openConnections());
     const limit = query.limit ?? DEFAULT_LIMIT;
     // One row more than the page tells whether another page follows.
     const rows = await readUsage(db, { ...query, limit: limit + 1 });
@@ -65,9 +73,28 @@ function usageReport(db: Queryable, accountOf: (res: Response) => string): Reque
         bytes_down: totals.bytesDown,
         requests: totals.requests,
       },
+      open_connections: open,
       next_cursor: page.nextCursor,
     } satisfies Schemas['UsageReport']);
   };
+}
+
+/** The account's keys (or the one asked for) among those with connections open now. */
+async function openNow(
+  db: Queryable,
+  query: UsageQuery,
+  open: ReadonlyMap<string, number>,
+): Promise<Schemas['OpenConnections']> {
+  const inUse = [...open.keys()].filter((keyId) => !query.keyId || keyId === query.keyId);
+  const owned =
+    inUse.length === 0
+      ? []
+      : await db.query<{ id: string }>(
+          'SELECT id FROM api_keys WHERE account_id = $1 AND id = ANY($2::text[]) ORDER BY id',
+          [query.accountId, inUse],
+        );
+  const byKey = owned.map(({ id }) => ({ key_id: id, open: open.get(id) ?? 0 }));
+  return { total: byKey.reduce((sum, key) => sum + key.open, 0), by_key: byKey };
 }
 
 function usageCsv(db: Queryable, accountOf: (res: Response) => string): RequestHandler {

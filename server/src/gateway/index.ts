@@ -100,6 +100,8 @@ export interface Gateway {
   regions(): RegionCount[];
   /** CONNECT and SOCKS5 tunnels open now. */
   openTunnels(): number;
+  /** Client connections (tunnels and forwarded requests) open now, per key in use. */
+  openConnections(): Map<string, number>;
   /** Sticky sessions made ahead of use (the leases API). */
   readonly sessions: Pick<Connector, 'pin' | 'inspect' | 'renew' | 'release'>;
   /** Stops metering timers and drops pooled upstream connections (listeners are closed by the caller). */
@@ -290,6 +292,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     nodeExitIps: (nodeId) => [...(nodeExits.get(nodeId) ?? [])],
     regions: () => exits.regions(),
     openTunnels: () => tunnels.size,
+    openConnections: () =>
+      new Map(access.keysInUse().map((keyId) => [keyId, access.openConnections(keyId)])),
     sessions: connector,
     async close() {
       guard?.close();
