@@ -274,12 +274,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     socksServer,
     exits,
     addNodeExits(nodeId, announced) {
-      this.removeNodeExits(nodeId);
-      const ips: string[] = [];
-      for (const exit of announced) {
-        exits.add({ ...exit, id: `${nodeId}/${exit.ip}`, nodeId });
-        ips.push(exit.ip);
-      }
+      // The same exits placed anew keep their pooled upstream connections.
+      const ips = announced.map((exit) => exit.ip);
+      const gone = (nodeExits.get(nodeId) ?? []).filter((ip) => !ips.includes(ip));
+      for (const exit of exits.removeNode(nodeId, gone)) forwarder.drop(exit.id);
+      for (const exit of announced) exits.add({ ...exit, id: `${nodeId}/${exit.ip}`, nodeId });
       nodeExits.set(nodeId, ips);
     },
     removeNodeExits(nodeId) {
