@@ -9,6 +9,8 @@ export interface Exit extends ExitLocation {
   readonly nodeId: string;
   readonly ip: string;
   readonly type: ExitType;
+  /** The address targets see when it is not `ip` (a node behind NAT proved it so). */
+  readonly publicIp?: string;
   /** The autonomous system's holder, as the geolocation database names it. */
   readonly asOrganization?: string;
 }

@@ -29,7 +29,7 @@ import { createSpendGuard, type SpendGuard } from './spend-guard.ts';
 export type { Targeting } from './credentials.ts';
 export { formatProxyUsername, parseProxyUsername } from './credentials.ts';
 export { followNodes, type NodeExit } from './node-exits.ts';
-export type { Exit, ExitType, ProxyKey, RegionCount, Target };
+export type { Exit, ExitIndex, ExitType, ProxyKey, RegionCount, Target };
 
 export interface GatewayOptions {
   logger: Logger;

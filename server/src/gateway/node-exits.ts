@@ -6,7 +6,6 @@
  * database does not know (a private test network) takes the declared place only when
  * TRUST_DECLARED_LOCATION says so, and is otherwise unplaced (untargeted use only).
  */
-import type { NodeHello } from '@ipcola/shared/protocol';
 import type { ExitLocation, ExitType } from '@ipcola/shared/targeting';
 import {
   type GeoLocator,
@@ -14,7 +13,7 @@ import {
   openGeoLocator,
   type Place,
 } from '../geo/index.ts';
-import type { Hub } from '../hub/index.ts';
+import type { ConnectedNode, Hub } from '../hub/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { UpstreamExits, UpstreamNode } from '../upstream/index.ts';
 import type { Exit } from './exit-index.ts';
@@ -33,9 +32,13 @@ export interface ExitPlacing {
   readonly trustDeclared: boolean;
 }
 
-/** What a node announces: its exit IPs, their type, and the place its operator declared. */
+/**
+ * What a node brings: the exit IPs that may carry traffic (an agent's proven ones, with
+ * the public address behind NAT where it differs), their type, and the place its
+ * operator declared.
+ */
 interface Announcement {
-  readonly exitIps: readonly string[];
+  readonly exits: readonly { readonly ip: string; readonly publicIp?: string }[];
   readonly type: ExitType;
   readonly declared: ExitLocation;
 }
@@ -66,10 +69,6 @@ export function placeExit(
       ? { asn: found.asn, asOrganization: found.asOrganization }
       : { asn: trustDeclared ? declared.asn : undefined };
   return { place: withoutUndefined({ ...where, ...asn }), corrected };
-}
-
-export function exitsOfHello(hello: NodeHello, placing: ExitPlacing): NodeExit[] {
-  return exitsOf(announcementOfHello(hello), placing);
 }
 
 export function exitsOfUpstreamNode(node: UpstreamNode, placing: ExitPlacing): NodeExit[] {
@@ -117,7 +116,7 @@ export function followNodes(
     online.delete(nodeId);
     index.removeNodeExits(nodeId);
   };
-  hub.on('node-up', (node) => up(node.nodeId, announcementOfHello(node.hello)));
+  hub.on('node-up', (node) => up(node.nodeId, announcementOfAgent(node)));
   hub.on('node-down', ({ nodeId }) => down(nodeId));
   upstreams.on('node-up', (node) => up(node.id, announcementOfUpstream(node)));
   upstreams.on('node-down', ({ nodeId }) => down(nodeId));
@@ -126,13 +125,18 @@ export function followNodes(
   });
 }
 
-function announcementOfHello(hello: NodeHello): Announcement {
-  const { exitIps, type, country, region, city, asn } = hello;
-  return { exitIps, type, declared: withoutUndefined({ country, region, city, asn }) };
+/** An agent's exits are the ones it proved (the hub saw connections from them). */
+function announcementOfAgent(node: ConnectedNode): Announcement {
+  const { type, country, region, city, asn } = node.hello;
+  const exits = node.exits
+    .filter((exit) => exit.state === 'verified')
+    .map(({ ip, publicIp }) => (publicIp === undefined ? { ip } : { ip, publicIp }));
+  return { exits, type, declared: withoutUndefined({ country, region, city, asn }) };
 }
 
+/** An upstream proxy's exits are as its supplier registered them (its proxy is probed). */
 function announcementOfUpstream(node: UpstreamNode): Announcement {
-  return { exitIps: node.exitIps, type: node.type, declared: node.location };
+  return { exits: node.exitIps.map((ip) => ({ ip })), type: node.type, declared: node.location };
 }
 
 function exitsOf(
@@ -140,10 +144,11 @@ function exitsOf(
   placing: ExitPlacing,
   onCorrected?: (ip: string, place: Place) => void,
 ): NodeExit[] {
-  return announcement.exitIps.map((ip) => {
-    const { place, corrected } = placeExit(ip, announcement.declared, placing);
+  return announcement.exits.map(({ ip, publicIp }) => {
+    // Targets see the public address, so that is the one the database places.
+    const { place, corrected } = placeExit(publicIp ?? ip, announcement.declared, placing);
     if (corrected) onCorrected?.(ip, place);
-    return { ip, type: announcement.type, ...place };
+    return withoutUndefined({ ip, publicIp, type: announcement.type, ...place });
   });
 }
 
