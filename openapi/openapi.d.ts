@@ -1288,6 +1288,14 @@ export interface components {
             type: components["schemas"]["ExitType"];
             /** @description Online exit IPs there. */
             exits: number;
+            /** @description Of those, the ones taking new connections (not out of the pool for failing their opens). */
+            healthy: number;
+            /** @description The networks those exits are in (as the ASN database names them), most exits first. */
+            asns: {
+                asn: number;
+                organization: string | null;
+                exits: number;
+            }[];
         };
         RegionList: {
             items: components["schemas"]["Region"][];

@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -180,10 +181,66 @@ describe('exits are placed by the geolocation database, not by their operators',
     const res = await net.api('/v1/regions?limit=100');
     assert.equal(res.status, 200);
     const { items } = (await res.json()) as {
-      items: Array<{ country: string | null; city: string | null; exits: number }>;
+      items: Array<{
+        country: string | null;
+        city: string | null;
+        exits: number;
+        healthy: number;
+        asns: Array<{ asn: number; organization: string | null; exits: number }>;
+      }>;
     };
     const places = items.map((region) => `${region.country}/${region.city}`).sort();
     assert.deepEqual(places, ['de/munich', 'us/new_york', 'us/san_francisco']);
+    const munich = items.find((region) => region.city === 'munich');
+    assert.deepEqual(munich?.asns, [{ asn: 3320, organization: 'Deutsche Telekom AG', exits: 1 }]);
+    assert.equal(munich?.healthy, 1);
+  });
+
+  test('X-IPCola-Exit-Details: 1 asks for the region, city and network of the exit', async () => {
+    const asked = async (details: boolean) => {
+      const dispatcher = new ProxyAgent({
+        uri: net.proxyUrl('-country-de'),
+        proxyTunnel: false,
+      });
+      try {
+        const res = await request(`${net.target}/`, {
+          dispatcher,
+          headers: details ? { 'X-IPCola-Exit-Details': '1' } : {},
+        });
+        await res.body.text();
+        return res.headers;
+      } finally {
+        await dispatcher.close();
+      }
+    };
+    const detailed = await asked(true);
+    assert.equal(detailed['x-ipcola-exit-country'], 'de');
+    assert.equal(detailed['x-ipcola-exit-region'], 'bavaria');
+    assert.equal(detailed['x-ipcola-exit-city'], 'munich');
+    assert.equal(detailed['x-ipcola-exit-asn'], '3320');
+    assert.equal(detailed['x-ipcola-exit-as-organization'], 'Deutsche Telekom AG');
+    const plain = await asked(false);
+    assert.equal(plain['x-ipcola-exit-country'], 'de');
+    assert.equal(plain['x-ipcola-exit-city'], undefined, 'only when asked');
+
+    // CONNECT takes the same header, sent to the proxy; the answer's head carries them.
+    const socket = connect(net.ports.proxy, '127.0.0.1');
+    const credentials = Buffer.from(`${net.key.id}-country-de:${net.key.secret}`).toString(
+      'base64',
+    );
+    socket.write(
+      `CONNECT 127.0.0.1:${net.targetPort} HTTP/1.1\r\nHost: 127.0.0.1:${net.targetPort}\r\n` +
+        `Proxy-Authorization: Basic ${credentials}\r\nX-IPCola-Exit-Details: 1\r\n\r\n`,
+    );
+    let head = '';
+    for await (const chunk of socket) {
+      head += String(chunk);
+      if (head.includes('\r\n\r\n')) break;
+    }
+    socket.destroy();
+    assert.match(head, /^HTTP\/1\.1 200 /);
+    assert.match(head, /\r\nX-IPCola-Exit-City: munich\r\n/);
+    assert.match(head, /\r\nX-IPCola-Exit-ASN: 3320\r\n/);
   });
 
   test('a database file replaced at run time is read again; a broken one is not taken', async () => {

@@ -41,6 +41,8 @@ interface Announcement {
   readonly exits: readonly { readonly ip: string; readonly publicIp?: string }[];
   readonly type: ExitType;
   readonly declared: ExitLocation;
+  /** Streams each exit can carry at once, when the node says. */
+  readonly capacity?: number;
 }
 
 /** The place of one exit IP, and whether the declared country was overruled. */
@@ -131,7 +133,9 @@ function announcementOfAgent(node: ConnectedNode): Announcement {
   const exits = node.exits
     .filter((exit) => exit.state === 'verified')
     .map(({ ip, publicIp }) => (publicIp === undefined ? { ip } : { ip, publicIp }));
-  return { exits, type, declared: withoutUndefined({ country, region, city, asn }) };
+  // The node's stream limit is shared by all its exit IPs.
+  const capacity = Math.max(1, Math.floor(node.hello.maxStreams / node.hello.exitIps.length));
+  return { exits, type, capacity, declared: withoutUndefined({ country, region, city, asn }) };
 }
 
 /** An upstream proxy's exits are as its supplier registered them (its proxy is probed). */
@@ -148,7 +152,8 @@ function exitsOf(
     // Targets see the public address, so that is the one the database places.
     const { place, corrected } = placeExit(publicIp ?? ip, announcement.declared, placing);
     if (corrected) onCorrected?.(ip, place);
-    return withoutUndefined({ ip, publicIp, type: announcement.type, ...place });
+    const { type, capacity } = announcement;
+    return withoutUndefined({ ip, publicIp, type, capacity, ...place });
   });
 }
 
