@@ -46,7 +46,7 @@ interface Announcement {
 }
 
 /** The place of one exit IP, and whether the declared country was overruled. */
-export function placeExit(
+function placeExit(
   ip: string,
   declared: ExitLocation,
   { geo, trustDeclared }: ExitPlacing,
@@ -71,10 +71,6 @@ export function placeExit(
       ? { asn: found.asn, asOrganization: found.asOrganization }
       : { asn: trustDeclared ? declared.asn : undefined };
   return { place: withoutUndefined({ ...where, ...asn }), corrected };
-}
-
-export function exitsOfUpstreamNode(node: UpstreamNode, placing: ExitPlacing): NodeExit[] {
-  return exitsOf(announcementOfUpstream(node), placing);
 }
 
 /**
