@@ -82,11 +82,17 @@ describe('an exit whose opens fail gets less traffic, then none, then comes back
       } else assert.deepEqual([answer.status, answer.body], [200, STEADY]);
       assert.ok(requests < 2_000, 'it is taken out in the end');
     }
+    const ejectedAt = performance.now();
     assert.ok(failures / requests < 0.25, `less traffic: ${failures} of ${requests}`);
-    for (let i = 0; i < 40; i++) {
+    // Out for 5 s: every connection in the next 4 s takes the other exit.
+    let checked = 0;
+    while (performance.now() - ejectedAt < 4_000 && checked < 40) {
       const answer = await de();
+      if (performance.now() - ejectedAt >= 4_000) break; // too slow to tell: its probe may be due
       assert.deepEqual([answer.status, answer.body], [200, STEADY], 'none while it is out');
+      checked++;
     }
+    assert.ok(checked >= 5, `${checked} connections while it was out`);
   });
 
   test('working again, it is let back by a probe when its back-off ends', async () => {

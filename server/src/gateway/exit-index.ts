@@ -79,6 +79,8 @@ export interface RegionCount {
 const SAMPLE_TRIES = 32;
 /** Streams an exit of unknown capacity is taken to carry at once. */
 const DEFAULT_CAPACITY = 64;
+/** Average connect time from which an exit counts as slow. */
+const SLOW_CONNECT_MS = 2_000;
 /** Weight of the newest open in the moving averages. */
 const ALPHA = 0.2;
 /**
@@ -360,14 +362,17 @@ function bucketsFor(targeting: Targeting): string[] {
 
 /**
  * What choosing the exit costs: its load for its capacity, times its slowness and its
- * failures. Both are counted in coarse steps (connects within 250 ms are equal, so are
- * success rates above 90%), so that healthy exits tie and share by load alone, while
- * one that fails or crawls loses to them.
+ * failures, both in coarse steps so that healthy exits tie and share by load alone while
+ * one that fails or crawls loses to them. Connects under SLOW_CONNECT_MS are all equal
+ * (much of a connect is the target's doing), then each doubling costs half again;
+ * success rates above 90% are all equal.
  */
 function cost(entry: Entry): number {
   const load = (entry.active + 1) / entry.capacity;
   const slowness =
-    entry.connectMs <= 250 ? 1 : 1 + 0.5 * Math.floor(Math.log2(entry.connectMs / 250));
+    entry.connectMs < SLOW_CONNECT_MS
+      ? 1
+      : 1 + 0.5 * Math.floor(Math.log2(entry.connectMs / (SLOW_CONNECT_MS / 2)));
   if (entry.okRate > 0.9) return load * slowness;
   const health = Math.max(Math.ceil(entry.okRate * 10) / 10, 0.1);
   return (load * slowness) / (health * health);

@@ -91,6 +91,17 @@ describe('exits whose opens fail get less traffic, then none, then come back', (
     assert.equal(share(index, probeAt), 1);
   });
 
+  test('an exit whose connects take seconds gets less traffic; under two seconds is no matter', () => {
+    const index = fourExits();
+    for (const ip of IPS) index.report(`n/${ip}`, 'opened', 40, 0);
+    index.report(BAD, 'opened', 1_500, 0);
+    const quickEnough = share(index, 1);
+    assert.ok(quickEnough > 800, `${quickEnough} of 4000`);
+    for (let i = 0; i < 20; i++) index.report(BAD, 'opened', 6_000, 0);
+    const crawling = share(index, 1);
+    assert.ok(crawling < quickEnough / 3 && crawling > 0, `${crawling} of 4000`);
+  });
+
   test("a target's refusal is no fault of the exit", () => {
     const index = fourExits();
     for (let i = 0; i < 10; i++) index.report(BAD, 'target_failed', 0, 0);
