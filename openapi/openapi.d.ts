@@ -283,8 +283,8 @@ export interface paths {
         };
         /**
          * The account's exit nodes, online or not, oldest first.
-         * @description Deleted nodes are not listed. `online` and `exit_ips` are what this server
-         *     sees now; `bytes_carried` is customer traffic the node carried, as flushed
+         * @description Deleted nodes are not listed. `online`, `exit_ips` and `exits` are what this
+         *     server sees now (each exit's proof and place); `bytes_carried` is customer traffic the node carried, as flushed
          *     to usage, and `earnings` what it earned its operator. Pages of at most `limit`; pass `next_cursor` back as `cursor`.
          */
         get: operations["listNodes"];
@@ -1183,10 +1183,34 @@ export interface components {
             kind: "agent" | "upstream";
             online: boolean;
             exit_ips: string[];
+            /** @description Each exit IP the node announces now, whether it is proven, and where it is. */
+            exits: components["schemas"]["NodeExit"][];
             bytes_carried: number;
             earnings: components["schemas"]["Money"];
             /** Format: date-time */
             created_at: string;
+        };
+        NodeExit: {
+            /** @description As the node announces it (the address it binds its connections to). */
+            ip: string;
+            /**
+             * @description `verified`: the hub saw a connection from this address (or, for a private
+             *     address behind NAT, from the public address in `public_ip`): it carries
+             *     traffic. `pending`: not proven yet; `mismatch`: the proof came from another
+             *     address; `duplicate`: another node holds this address. None of these three
+             *     carries traffic. `declared`: an upstream proxy's exit, as its supplier
+             *     registered it (the proxy itself is probed).
+             * @enum {string}
+             */
+            state: "verified" | "pending" | "mismatch" | "duplicate" | "declared";
+            /** @description The address targets see, when it is not `ip` (a node behind NAT). */
+            public_ip: string | null;
+            /** @description ISO 3166-1 alpha-2, lowercase, as the geolocation database places the exit; null when unknown or not carrying traffic. */
+            country: string | null;
+            region: string | null;
+            city: string | null;
+            asn: number | null;
+            as_organization: string | null;
         };
         NodeList: {
             items: components["schemas"]["Node"][];
@@ -1264,6 +1288,14 @@ export interface components {
             type: components["schemas"]["ExitType"];
             /** @description Online exit IPs there. */
             exits: number;
+            /** @description Of those, the ones taking new connections (not out of the pool for failing their opens). */
+            healthy: number;
+            /** @description The networks those exits are in (as the ASN database names them), most exits first. */
+            asns: {
+                asn: number;
+                organization: string | null;
+                exits: number;
+            }[];
         };
         RegionList: {
             items: components["schemas"]["Region"][];

@@ -116,7 +116,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
       openStream: streamOpener(hub, upstreams),
     });
     keep(async () => gateway.close());
-    followNodes(gateway, { hub, upstreams, trustDeclared: config.trustDeclaredLocation });
+    followNodes(gateway, { hub, upstreams, logger, ...config }, keep);
     metrics.watch({
       onlineExits: () => gateway.exits.size,
       onlineNodes: () => hub.nodes().length,

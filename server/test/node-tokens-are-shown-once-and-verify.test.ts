@@ -106,24 +106,26 @@ for (const engine of databaseEngines) {
     test('regions: counts by country, city and type, and nothing that names a node', async () => {
       await request(api.app).get('/v1/regions').expect(401);
       api.regions = [
-        { country: 'us', city: 'new_york', type: 'residential', exits: 2 },
-        { country: 'de', city: null, type: 'datacenter', exits: 5 },
+        { country: 'us', city: 'new_york', type: 'residential', exits: 2, healthy: 2, asns: [] },
+        { country: 'de', city: null, type: 'datacenter', exits: 5, healthy: 5, asns: [] },
         // What a careless provider might pass on: node ids and IPs must not leave.
         {
           country: 'de',
           city: 'berlin',
           type: 'residential',
           exits: 1,
+          healthy: 1,
+          asns: [],
           nodeId: 'abc123',
           ips: ['203.0.113.9'],
         } as never,
-        { country: 'fr', city: 'paris', type: 'mobile', exits: 0 },
+        { country: 'fr', city: 'paris', type: 'mobile', exits: 0, healthy: 0, asns: [] },
       ];
       const res = await agent.get('/v1/regions').expect(200);
       const counted = [
-        { country: 'de', city: 'berlin', type: 'residential', exits: 1 },
-        { country: 'de', city: null, type: 'datacenter', exits: 5 },
-        { country: 'us', city: 'new_york', type: 'residential', exits: 2 },
+        { country: 'de', city: 'berlin', type: 'residential', exits: 1, healthy: 1, asns: [] },
+        { country: 'de', city: null, type: 'datacenter', exits: 5, healthy: 5, asns: [] },
+        { country: 'us', city: 'new_york', type: 'residential', exits: 2, healthy: 2, asns: [] },
       ];
       assert.deepEqual(res.body, { items: counted, data: counted, next_cursor: null });
       assert.doesNotMatch(res.text, /abc123|203\.0\.113/);
@@ -132,10 +134,17 @@ for (const engine of databaseEngines) {
     test('regions: pages follow the cursor to the end, and country and type filter', async () => {
       const cities = Array.from({ length: 7 }, (_, i) => `city_${i}`);
       api.regions = [
-        ...cities.map((city) => ({ country: 'us', city, type: 'residential' as const, exits: 1 })),
-        { country: 'us', city: null, type: 'mobile', exits: 3 },
-        { country: 'us', city: null, type: 'datacenter', exits: 4 },
-        { country: 'de', city: 'berlin', type: 'datacenter', exits: 2 },
+        ...cities.map((city) => ({
+          country: 'us',
+          city,
+          type: 'residential' as const,
+          exits: 1,
+          healthy: 1,
+          asns: [],
+        })),
+        { country: 'us', city: null, type: 'mobile', exits: 3, healthy: 3, asns: [] },
+        { country: 'us', city: null, type: 'datacenter', exits: 4, healthy: 4, asns: [] },
+        { country: 'de', city: 'berlin', type: 'datacenter', exits: 2, healthy: 2, asns: [] },
       ];
       const whole = await agent.get('/v1/regions').expect(200);
       assert.equal(whole.body.data.length, 10);
@@ -170,7 +179,9 @@ for (const engine of databaseEngines) {
       );
 
       const us = await agent.get('/v1/regions').query({ country: 'US', type: 'datacenter' });
-      const datacenters = [{ country: 'us', city: null, type: 'datacenter', exits: 4 }];
+      const datacenters = [
+        { country: 'us', city: null, type: 'datacenter', exits: 4, healthy: 4, asns: [] },
+      ];
       assert.deepEqual(us.body, { items: datacenters, data: datacenters, next_cursor: null });
       for (const query of [
         { country: 'usa' },

@@ -29,6 +29,8 @@ describe('regions page with items', () => {
       city: null,
       type: 'datacenter' as const,
       exits: i + 1,
+      healthy: i + 1,
+      asns: [{ asn: 64_500 + i, organization: null, exits: i + 1 }],
     }));
     const keys = await agent.get('/v1/keys').expect(200);
     const regionKeys = ['data', 'items', 'next_cursor'];

@@ -88,6 +88,11 @@ describe('start-up refuses a bad environment with one clear line', { concurrency
       line: () => /TRUST_DECLARED_LOCATION: "maybe" is not a boolean/,
     },
     {
+      name: 'GEOIP_DB naming no file',
+      env: () => ({ GEOIP_DB: '/nonexistent/GeoIP2-City.mmdb' }),
+      line: () => /GEOIP_DB: "\/nonexistent\/GeoIP2-City.mmdb" cannot be read \(ENOENT\)/,
+    },
+    {
       name: 'STRIPE_SECRET_KEY=pk_live',
       env: () => ({ STRIPE_SECRET_KEY: 'pk_live_x' }),
       line: () => /STRIPE_SECRET_KEY: does not look like a Stripe value/,

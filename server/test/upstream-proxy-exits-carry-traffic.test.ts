@@ -157,8 +157,8 @@ describe('upstream proxies registered as exits carry customer traffic', () => {
       data: Array<{ country: string }>;
     };
     assert.deepEqual(regions.data, [
-      { country: 'jp', city: null, type: 'datacenter', exits: 1 },
-      { country: 'nl', city: 'amsterdam', type: 'datacenter', exits: 1 },
+      { country: 'jp', city: null, type: 'datacenter', exits: 1, healthy: 1, asns: [] },
+      { country: 'nl', city: 'amsterdam', type: 'datacenter', exits: 1, healthy: 1, asns: [] },
     ]);
   });
 

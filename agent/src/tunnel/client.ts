@@ -31,6 +31,7 @@ import {
 import { AgentSession, type OpenEgress } from './agent-session.ts';
 import { backoffDelay } from './backoff.ts';
 import { type Dialled, dialHub, HubRefusedError } from './dial.ts';
+import { proveExits } from './prove-exits.ts';
 
 export interface ReconnectOptions {
   /** First retry delay after a failure (jittered to [half, full]). */
@@ -198,7 +199,7 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     );
   }
 
-  #onDialled({ socket, nodeId }: Dialled): void {
+  #onDialled({ socket, nodeId, proofNonce }: Dialled): void {
     this.#dialling = undefined;
     if (this.#stopping) {
       socket.destroy();
@@ -239,6 +240,20 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     this.#state = 'connected';
     this.#log.info({ hub: this.#options.hub, nodeId }, 'connected to the hub');
     this.emit('connected', { nodeId });
+    if (proofNonce !== undefined) {
+      const proving = new AbortController();
+      session.once('close', () => proving.abort());
+      const tls = this.#options.tls;
+      void proveExits({
+        ...this.#hub,
+        tls: tls === true ? {} : tls || false,
+        nonce: proofNonce,
+        exitIps: this.#announced.exitIps,
+        timeoutMs: this.#options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS,
+        signal: proving.signal,
+        logger: this.#log,
+      });
+    }
   }
 
   #lost(session: AgentSession, error: Error | undefined): void {

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import {
   AGENT_INSTANCE_HEADER,
+  EXIT_PROOF_HEADER,
   HELLO_HEADER,
   NODE_ID_HEADER,
   TUNNEL_PATH,
@@ -36,6 +37,8 @@ export interface Dialled {
   readonly socket: Socket;
   /** The node id the hub recognised the token as (for logs). */
   readonly nodeId: string | undefined;
+  /** The nonce to prove the exit IPs with; undefined from a hub that asks for no proofs. */
+  readonly proofNonce: string | undefined;
 }
 
 /** The hub answered, but not with 101: the status says whether retrying can help. */
@@ -100,7 +103,12 @@ export function dialHub(options: DialOptions): Promise<Dialled> {
       }
       if (head.length > 0) socket.unshift(head);
       const nodeId = res.headers[NODE_ID_HEADER];
-      resolve({ socket, nodeId: typeof nodeId === 'string' ? nodeId : undefined });
+      const proofNonce = res.headers[EXIT_PROOF_HEADER];
+      resolve({
+        socket,
+        nodeId: typeof nodeId === 'string' ? nodeId : undefined,
+        proofNonce: typeof proofNonce === 'string' ? proofNonce : undefined,
+      });
     });
     req.once('response', (res: IncomingMessage) => {
       readReason(res).then((reason) => {

@@ -20,7 +20,7 @@ import type { Webhooks } from '../webhooks/index.ts';
 import { callerOf, createAuthenticator, requireCaller } from './auth.ts';
 import type { ProxyEndpoint } from './connection.ts';
 import { idempotency } from './idempotency.ts';
-import type { UpstreamNodeRegistrar } from './nodes.ts';
+import type { NodeStatusView, UpstreamNodeRegistrar } from './nodes.ts';
 import { DatabaseSessionStore } from './session-store.ts';
 import { SESSION_COOKIE } from './sessions.ts';
 import type { BodyValidator } from './validate.ts';
@@ -50,7 +50,7 @@ export interface ControlOptions {
   /** Client connections open now through this server's gateway, per key in use. */
   openConnections?: () => ReadonlyMap<string, number>;
   /** What this server sees of a node now: online, and the exit IPs it announces. */
-  nodeStatus?: (nodeId: string) => { online: boolean; exitIps: string[] };
+  nodeStatus?: (nodeId: string) => NodeStatusView;
   /** A node was deleted: close its tunnel and take its exits out of the pool. */
   nodeDeleted?: (nodeId: string) => void;
   /** Sticky sessions made ahead of use; without it /v1/leases is not served. */

@@ -25,9 +25,27 @@ export interface UpstreamNodeRegistrar {
   register(accountId: string, registration: UpstreamRegistration): Promise<RegisteredUpstreamNode>;
 }
 
+/** What the server sees of a node now: online, its exit IPs, each one's proof and place. */
+export interface NodeStatusView {
+  online: boolean;
+  exitIps: string[];
+  exits: ReadonlyArray<{
+    ip: string;
+    state: Schemas['NodeExit']['state'];
+    publicIp?: string;
+    place?: {
+      country?: string;
+      region?: string;
+      city?: string;
+      asn?: number;
+      asOrganization?: string;
+    };
+  }>;
+}
+
 export interface NodesOptions extends ResourceRouterOptions {
   accounts: Pick<Accounts, 'listNodes' | 'registerNode' | 'deleteNode'>;
-  nodeStatus?: (nodeId: string) => { online: boolean; exitIps: string[] };
+  nodeStatus?: (nodeId: string) => NodeStatusView;
   nodeDeleted?: (nodeId: string) => void;
   upstreamNodes?: UpstreamNodeRegistrar;
 }
@@ -41,7 +59,7 @@ export function nodesRouter(options: NodesOptions): Router {
     .get(
       caller,
       createdList(accounts.listNodes.bind(accounts), (node): Schemas['Node'] => {
-        const status = options.nodeStatus?.(node.id) ?? { online: false, exitIps: [] };
+        const status = options.nodeStatus?.(node.id) ?? { online: false, exitIps: [], exits: [] };
         return {
           id: node.id,
           name: node.name,
@@ -49,6 +67,16 @@ export function nodesRouter(options: NodesOptions): Router {
           kind: node.kind,
           online: status.online,
           exit_ips: status.exitIps,
+          exits: status.exits.map(({ ip, state, publicIp, place }) => ({
+            ip,
+            state,
+            public_ip: publicIp ?? null,
+            country: place?.country ?? null,
+            region: place?.region ?? null,
+            city: place?.city ?? null,
+            asn: place?.asn ?? null,
+            as_organization: place?.asOrganization ?? null,
+          })),
           bytes_carried: node.bytesCarried,
           earnings: moneyView(node.currency, node.earnedMicro),
           created_at: node.createdAt.toISOString(),

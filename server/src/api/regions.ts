@@ -43,6 +43,8 @@ function regionList(listRegions: () => Promise<RegionCount[]>): RequestHandler {
         city: region.city ?? null,
         type: region.type,
         exits: region.exits,
+        healthy: region.healthy,
+        asns: region.asns,
       });
     }
     regions.sort(regionOrder);

@@ -1,3 +1,4 @@
+import { accessSync, constants, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { MICRO_PER_UNIT, parseMoney } from '../billing/index.ts';
@@ -26,6 +27,10 @@ export interface Config {
    */
   readonly portalUrl: string | undefined;
   readonly trustDeclaredLocation: boolean;
+  /** IP-geolocation MMDB files (GEOIP_DB); unset: the packaged DB-IP City Lite. */
+  readonly geoIpDb: readonly string[] | undefined;
+  /** ASN files, MMDB or ip-location-db CSV (ASN_DB); unset: the packaged ASN list. */
+  readonly asnDb: readonly string[] | undefined;
   readonly logLevel: LogLevel;
   /** The currency balances, prices and the journal are kept in (ISO 4217, lower case). */
   readonly billingCurrency: string;
@@ -145,6 +150,8 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       read('TRUST_DECLARED_LOCATION'),
       databaseUrl === undefined,
     ),
+    geoIpDb: readableFiles('GEOIP_DB', read('GEOIP_DB'), cwd),
+    asnDb: readableFiles('ASN_DB', read('ASN_DB'), cwd),
     logLevel: oneOf('LOG_LEVEL', read('LOG_LEVEL') ?? 'info', LOG_LEVELS),
     billingCurrency: currency('BILLING_CURRENCY', read('BILLING_CURRENCY') ?? 'usd'),
     trialCreditMicro: money('TRIAL_CREDIT', read('TRIAL_CREDIT') ?? '2.00'),
@@ -323,6 +330,28 @@ function cidrList(name: string, raw: string | undefined): readonly string[] {
     }
   }
   return Object.freeze(cidrs);
+}
+
+/**
+ * Comma-separated paths of files the server will read (relative to the working
+ * directory); unset is none. Their content is judged when they are loaded, since they
+ * may be replaced while the server runs.
+ */
+function readableFiles(name: string, raw: string | undefined, cwd: string): string[] | undefined {
+  if (raw === undefined) return undefined;
+  const files = raw.split(',').map((part) => path.resolve(cwd, part.trim()));
+  for (const file of files) {
+    let stats: ReturnType<typeof statSync>;
+    try {
+      stats = statSync(file);
+      accessSync(file, constants.R_OK);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+      throw new ConfigError(name, `"${file}" cannot be read (${code})`);
+    }
+    if (!stats.isFile()) throw new ConfigError(name, `"${file}" is not a file`);
+  }
+  return Object.freeze(files) as string[];
 }
 
 /** Settings of earlier releases that would silently do nothing now. */

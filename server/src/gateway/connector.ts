@@ -102,11 +102,13 @@ export function createConnector(options: ConnectorOptions): Connector {
     const release = exits.acquire(exit.id);
     const { signal: timeout, clear } = deadline(options.openTimeoutMs);
     const giveUp = clientGone ? AbortSignal.any([clientGone, timeout]) : timeout;
+    const started = performance.now();
     try {
       // Raced here too, so that an opener that does not listen still cannot hold us.
       const stream = await untilAborted(options.openStream(exit, target, giveUp), giveUp, (late) =>
         late.destroy(),
       );
+      exits.report(exit.id, 'opened', performance.now() - started);
       return { stream, release };
     } catch (error) {
       release();
@@ -114,7 +116,10 @@ export function createConnector(options: ConnectorOptions): Connector {
         throw ipcolaError('target_timeout', undefined, { cause: error });
       }
       if (giveUp.aborted) throw giveUp.reason;
-      throw asProxyRefusal(error);
+      const refusal = asProxyRefusal(error);
+      // Only the exit's own failures count against it; a target's refusal is no fault of it.
+      exits.report(exit.id, refusal.code === 'exit_failed' ? 'exit_failed' : 'target_failed');
+      throw refusal;
     } finally {
       clear();
     }

@@ -115,6 +115,8 @@ const HOP_BY_HOP = new Set([
   'upgrade',
   // Framing is redone on each side: undici frames the request, Node the response.
   'transfer-encoding',
+  // Asked of the proxy (exit-details.ts), not of the target.
+  'x-ipcola-exit-details',
 ]);
 
 /** undici's error codes that mean the target was too slow; the rest mean the exit path failed. */

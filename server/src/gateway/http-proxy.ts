@@ -9,6 +9,7 @@ import type { Access, ProxyKey } from './access.ts';
 import { Allowance, type Allowances } from './allowance.ts';
 import { clientGone, type EarlyData, readWhileOpening, stopWatchingClient } from './client-gone.ts';
 import type { Connector } from './connector.ts';
+import { exitDetailHeaders, wantsExitDetails } from './exit-details.ts';
 import type { Forwarder } from './forwarder.ts';
 import type { OpenTunnels } from './open-tunnels.ts';
 import { asProxyRefusal, refuseConnect, refuseRequest } from './refusal.ts';
@@ -208,6 +209,9 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     owner = { keyId: admission.key.id, nodeId: exit.nodeId, country: exit.country ?? '' };
     observer?.opened('http');
     res.setHeader('X-IPCola-Exit-Country', exit.country ?? '');
+    if (wantsExitDetails(req)) {
+      for (const [name, value] of exitDetailHeaders(exit)) res.setHeader(name, value);
+    }
     if (admission.credentials.session)
       res.setHeader('X-IPCola-Session', admission.credentials.session.id);
 
@@ -283,6 +287,10 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
       `X-IPCola-Exit-Country: ${upstream.exit.country ?? ''}`,
     ];
     if (upstream.sessionId) headers.push(`X-IPCola-Session: ${upstream.sessionId}`);
+    if (wantsExitDetails(req)) {
+      for (const [name, value] of exitDetailHeaders(upstream.exit))
+        headers.push(`${name}: ${value}`);
+    }
     socket.write(`${headers.join('\r\n')}\r\n\r\n`);
     if (head.length > 0) upstream.stream.write(head);
     // Bytes read while the stream opened go first. After the client's EOF they cannot

@@ -29,7 +29,7 @@ import { createSpendGuard, type SpendGuard } from './spend-guard.ts';
 export type { Targeting } from './credentials.ts';
 export { formatProxyUsername, parseProxyUsername } from './credentials.ts';
 export { followNodes, type NodeExit } from './node-exits.ts';
-export type { Exit, ExitType, ProxyKey, RegionCount, Target };
+export type { Exit, ExitIndex, ExitType, ProxyKey, RegionCount, Target };
 
 export interface GatewayOptions {
   logger: Logger;
@@ -276,12 +276,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     socksServer,
     exits,
     addNodeExits(nodeId, announced) {
-      this.removeNodeExits(nodeId);
-      const ips: string[] = [];
-      for (const exit of announced) {
-        exits.add({ ...exit, id: `${nodeId}/${exit.ip}`, nodeId });
-        ips.push(exit.ip);
-      }
+      // The same exits placed anew keep their pooled upstream connections.
+      const ips = announced.map((exit) => exit.ip);
+      const gone = (nodeExits.get(nodeId) ?? []).filter((ip) => !ips.includes(ip));
+      for (const exit of exits.removeNode(nodeId, gone)) forwarder.drop(exit.id);
+      for (const exit of announced) exits.add({ ...exit, id: `${nodeId}/${exit.ip}`, nodeId });
       nodeExits.set(nodeId, ips);
     },
     removeNodeExits(nodeId) {

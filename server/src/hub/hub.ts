@@ -4,12 +4,15 @@
  * streams through them for the gateway.
  */
 import { EventEmitter } from 'node:events';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
+  canonicalIp,
   DEFAULT_PING_INTERVAL_MS,
   DEFAULT_PING_TIMEOUT_MS,
+  EXIT_IP_HEADER,
+  EXIT_PROOF_HEADER,
   HUB_OPEN_TIMEOUT_MS,
   REPLACED_STATUS,
   silentLogger,
@@ -17,6 +20,7 @@ import {
 } from '@ipcola/shared/protocol';
 import type { ExitType } from '@ipcola/shared/targeting';
 import { tunnelError } from '@ipcola/shared/tunnel-errors';
+import { claimedAddress, ExitProofs } from './exit-proofs.ts';
 import {
   type ConnectedNode,
   type NodeDownReason,
@@ -47,6 +51,11 @@ export interface HubOptions {
   readonly openTimeoutMs?: number;
   /** When failed stream opens take a node out of the pool, and how it is probed back. */
   readonly streamHealth?: Partial<StreamHealthPolicy>;
+  /**
+   * How long a new connection waits for its exit IPs' proofs before it is announced with
+   * those still unproven left out (they join when proven).
+   */
+  readonly exitProofWaitMs?: number;
 }
 
 export interface NodeDownEvent {
@@ -63,6 +72,8 @@ export interface HubEvents {
 export interface Hub extends EventEmitter<HubEvents> {
   /** For `server.on('upgrade', hub.handleUpgrade)`; already bound. */
   readonly handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** For POSTs to EXIT_PROOF_PATH: an agent proving an exit IP by connecting from it; bound. */
+  readonly handleExitProof: (req: IncomingMessage, res: ServerResponse) => void;
   /**
    * Opens a stream to host:port through the node, from exitIp. Rejects with a
    * TunnelError whose code says why (exit_failed when the node is not connected, went
@@ -83,6 +94,8 @@ export interface Hub extends EventEmitter<HubEvents> {
   close(graceMs?: number): Promise<void>;
 }
 
+/** Proofs of the exit IPs come within milliseconds of the tunnel; a lost one costs this. */
+const DEFAULT_EXIT_PROOF_WAIT_MS = 5_000;
 /** Agent instances remembered per node as replaced (refused if they dial again). */
 const DISPLACED_KEPT = 8;
 /** A node id goes into a response header and into logs. */
@@ -108,6 +121,13 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
    */
   readonly #displaced = new Map<string, Displaced>();
   readonly #streamHealth: StreamHealthPolicy;
+  /** Every open connection's proofs, by their nonce. */
+  readonly #proofs = new Map<
+    string,
+    { nodeId: string; proofs: ExitProofs; session?: NodeSession }
+  >();
+  /** Ready connections not announced yet, waiting for their exit IPs' proofs. */
+  readonly #awaitingProofs = new Map<NodeSession, NodeJS.Timeout>();
   #closing = false;
 
   constructor(options: HubOptions) {
@@ -123,6 +143,34 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
       socket.destroy();
     });
   };
+
+  readonly handleExitProof = (req: IncomingMessage, res: ServerResponse): void => {
+    const [status, message] = this.#judgeProof(req);
+    res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
+    res.end(`${message}\n`);
+  };
+
+  #judgeProof(req: IncomingMessage): [status: number, message: string] {
+    if (req.method !== 'POST') return [405, 'exit proofs are POSTs'];
+    const nonce = req.headers[EXIT_PROOF_HEADER];
+    const announced = req.headers[EXIT_IP_HEADER];
+    const entry = typeof nonce === 'string' ? this.#proofs.get(nonce) : undefined;
+    const ip = typeof announced === 'string' ? canonicalIp(announced) : null;
+    if (!entry || ip === null) return [404, 'no connection of this agent announced that'];
+    const seen = req.socket.remoteAddress ?? '';
+    const before = entry.proofs.list().find((proof) => proof.ip === ip)?.state;
+    const proof = entry.proofs.prove(ip, seen, (address) =>
+      this.#heldElsewhere(entry.nodeId, address),
+    );
+    if (!proof) return [404, `${ip} was not announced by this connection`];
+    if (proof.state !== before) {
+      this.#log.info({ nodeId: entry.nodeId, ...proof }, 'exit proved');
+      if (entry.session) this.#proofsChanged(entry.session);
+    }
+    if (proof.state === 'verified') return [200, `${ip} is verified`];
+    if (proof.state === 'duplicate') return [409, `${ip} is another node's exit`];
+    return [409, `${ip} was not proven: the hub saw the proof come from ${proof.seenFrom ?? seen}`];
+  }
 
   openStream(nodeId: string, target: StreamTarget): Promise<Duplex> {
     const session = this.#current.get(nodeId);
@@ -249,16 +297,19 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
         ),
       );
     }
-    writeSwitchingProtocols(socket, nodeId, (error) => {
-      if (error || socket.destroyed) {
+    const proofs = new ExitProofs(
+      check.hello.exitIps,
+      (socket as Socket).remoteAddress,
+      (address) => this.#heldElsewhere(nodeId, address),
+    );
+    this.#proofs.set(proofs.nonce, { nodeId, proofs });
+    writeSwitchingProtocols(socket, nodeId, proofs.nonce, (error) => {
+      if (error || socket.destroyed || this.#closing) {
+        this.#proofs.delete(proofs.nonce);
         socket.destroy();
         return;
       }
-      if (this.#closing) {
-        socket.destroy();
-        return;
-      }
-      this.#startSession(nodeId, check.hello, check.instance, socket, head);
+      this.#startSession(nodeId, check.hello, check.instance, socket, head, proofs);
     });
   }
 
@@ -273,8 +324,10 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     instance: string | undefined,
     socket: Duplex,
     head: Buffer,
+    proofs: ExitProofs,
   ): void {
     const session = new NodeSession({
+      proofs,
       nodeId,
       hello,
       instance,
@@ -287,6 +340,8 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
       logger: this.#log,
     });
     this.#sessions.add(session);
+    const entry = this.#proofs.get(proofs.nonce);
+    if (entry) entry.session = session;
     session.once('ready', () => this.#onReady(session));
     session.once('goaway', () => this.#retire(session, 'draining'));
     // Out of selection the moment it is given up, not when its session finally closes.
@@ -303,6 +358,9 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     });
     session.once('close', (reason, error) => {
       this.#sessions.delete(session);
+      this.#proofs.delete(proofs.nonce);
+      clearTimeout(this.#awaitingProofs.get(session));
+      this.#awaitingProofs.delete(session);
       this.#retire(session, reason, error);
     });
   }
@@ -315,11 +373,54 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     const previous = this.#current.get(session.nodeId);
     if (previous) this.#replace(previous, session);
     this.#current.set(session.nodeId, session);
+    if (session.proofs.pending === 0) {
+      this.#announce(session);
+      return;
+    }
+    const wait = setTimeout(() => {
+      this.#awaitingProofs.delete(session);
+      this.#announce(session);
+    }, this.#options.exitProofWaitMs ?? DEFAULT_EXIT_PROOF_WAIT_MS);
+    wait.unref();
+    this.#awaitingProofs.set(session, wait);
+  }
+
+  #announce(session: NodeSession): void {
+    if (this.#current.get(session.nodeId) !== session || session.ejected) return;
     this.#log.info(
-      { nodeId: session.nodeId, remoteAddress: session.remoteAddress, hello: session.hello },
+      {
+        nodeId: session.nodeId,
+        remoteAddress: session.remoteAddress,
+        hello: session.hello,
+        exits: session.proofs.list(),
+      },
       'node up',
     );
     this.emit('node-up', session.info());
+  }
+
+  /** A proof was judged: the node is announced (again) with its proven exits. */
+  #proofsChanged(session: NodeSession): void {
+    const waiting = this.#awaitingProofs.get(session);
+    if (waiting !== undefined) {
+      if (session.proofs.pending > 0) return;
+      clearTimeout(waiting);
+      this.#awaitingProofs.delete(session);
+    } else if (!session.ready) {
+      return; // #onReady announces it
+    }
+    this.#announce(session);
+  }
+
+  /** Whether a node other than nodeId holds the address as its exit. */
+  #heldElsewhere(nodeId: string, address: string): boolean {
+    // Every open connection, ready or not: two agents proving one address at once must
+    // not both win.
+    for (const entry of this.#proofs.values()) {
+      if (entry.nodeId === nodeId) continue;
+      if (entry.proofs.list().some((proof) => claimedAddress(proof) === address)) return true;
+    }
+    return false;
   }
 
   /**

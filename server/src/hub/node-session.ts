@@ -23,6 +23,7 @@ import {
   requestConnect,
   type StreamTarget,
 } from './connect-stream.ts';
+import type { ExitProof, ExitProofs } from './exit-proofs.ts';
 import { type OpenVerdict, StreamHealth, type StreamHealthPolicy } from './stream-health.ts';
 
 export type { StreamTarget } from './connect-stream.ts';
@@ -50,6 +51,8 @@ export interface ConnectedNode {
   readonly activeStreams: number;
   /** Last measured PING round trip; undefined until the first one. */
   readonly rttMs: number | undefined;
+  /** Each announced exit IP and whether it is proven (only verified ones carry traffic). */
+  readonly exits: readonly ExitProof[];
 }
 
 export interface NodeSessionOptions {
@@ -64,6 +67,8 @@ export interface NodeSessionOptions {
   readonly openTimeoutMs: number;
   readonly streamHealth: StreamHealthPolicy;
   readonly logger: TunnelLogger;
+  /** Which of its exit IPs the node has proven. */
+  readonly proofs: ExitProofs;
 }
 
 interface NodeSessionEvents {
@@ -104,6 +109,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
   #downReason: NodeDownReason | undefined;
   #lastError: Error | undefined;
   #settled = false;
+  #ready = false;
 
   constructor(options: NodeSessionOptions) {
     super();
@@ -157,6 +163,15 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     return this.#downReason !== undefined || this.#session.closed || this.#session.destroyed;
   }
 
+  /** The node's SETTINGS arrived ('ready' was emitted). */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  get proofs(): ExitProofs {
+    return this.#options.proofs;
+  }
+
   info(): ConnectedNode {
     return {
       nodeId: this.nodeId,
@@ -165,6 +180,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
       remoteAddress: this.remoteAddress,
       activeStreams: this.#activeStreams,
       rttMs: this.#rttMs,
+      exits: this.#options.proofs.list(),
     };
   }
 
@@ -311,6 +327,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
           this.#rttMs = rttMs;
         },
       });
+      this.#ready = true;
       this.emit('ready');
     });
     session.on('goaway', () => this.emit('goaway'));

@@ -5,7 +5,7 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
-import { TUNNEL_UPGRADE_TOKEN } from '@ipcola/shared/protocol';
+import { EXIT_PROOF_PATH, TUNNEL_UPGRADE_TOKEN } from '@ipcola/shared/protocol';
 import { closeServer } from '../listeners/index.ts';
 import type { Hub } from './hub.ts';
 
@@ -20,7 +20,11 @@ export function createHubServer(hub: Hub, options: HubServerOptions = {}): Serve
     ? createHttpsServer({ ...options.tls, ...serverOptions })
     : createHttpServer(serverOptions);
   server.on('upgrade', hub.handleUpgrade);
-  server.on('request', (_req, res) => {
+  server.on('request', (req, res) => {
+    if ((req.url ?? '').split('?', 1)[0] === EXIT_PROOF_PATH) {
+      hub.handleExitProof(req, res);
+      return;
+    }
     const body = 'This port carries exit-node tunnels only.\n';
     res.writeHead(426, {
       Upgrade: TUNNEL_UPGRADE_TOKEN,

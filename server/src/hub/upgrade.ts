@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import {
   AGENT_INSTANCE_HEADER,
   AGENT_INSTANCE_PATTERN,
+  EXIT_PROOF_HEADER,
   HELLO_HEADER,
   NODE_ID_HEADER,
   type NodeHello,
@@ -100,6 +101,7 @@ export function writeRefusal(socket: Duplex, { status, message, headers }: Refus
 export function writeSwitchingProtocols(
   socket: Duplex,
   nodeId: string,
+  proofNonce: string,
   written: (error?: Error | null) => void,
 ): void {
   const lines = [
@@ -107,6 +109,7 @@ export function writeSwitchingProtocols(
     'Connection: Upgrade',
     `Upgrade: ${TUNNEL_UPGRADE_TOKEN}`,
     `${NODE_ID_HEADER}: ${nodeId}`,
+    `${EXIT_PROOF_HEADER}: ${proofNonce}`,
   ];
   socket.write(`${lines.join('\r\n')}\r\n\r\n`, written);
 }

@@ -4,7 +4,7 @@
  * them (accounts); this says what they do now.
  */
 import type { Duplex } from 'node:stream';
-import type { Exit, Gateway, Target } from '../gateway/index.ts';
+import type { Exit, ExitIndex, Gateway, Target } from '../gateway/index.ts';
 import type { Hub } from '../hub/index.ts';
 import type {
   RegisteredUpstreamNode,
@@ -15,14 +15,29 @@ import type {
 
 export interface LiveNodesOptions {
   hub: Pick<Hub, 'node' | 'disconnect'>;
-  gateway: Pick<Gateway, 'nodeExitIps' | 'removeNodeExits'>;
+  gateway: Pick<Gateway, 'nodeExitIps' | 'removeNodeExits'> & { exits: Pick<ExitIndex, 'get'> };
   upstreams: Pick<UpstreamExits, 'add' | 'remove'>;
   registry: Pick<UpstreamRegistry, 'register'>;
 }
 
+/** One exit IP of a node as its operator sees it: proven or not, and where it was placed. */
+export interface NodeExitStatus {
+  readonly ip: string;
+  readonly state: 'verified' | 'pending' | 'mismatch' | 'duplicate' | 'declared';
+  readonly publicIp?: string;
+  /** Where the gateway placed it; absent while it carries no traffic. */
+  readonly place?: Pick<Exit, 'country' | 'region' | 'city' | 'asn' | 'asOrganization'>;
+}
+
+export interface NodeStatus {
+  online: boolean;
+  exitIps: string[];
+  exits: NodeExitStatus[];
+}
+
 export interface LiveNodes {
   /** Online, and the exit IPs it announces (an agent) or the gateway leases (an upstream proxy). */
-  status(nodeId: string): { online: boolean; exitIps: string[] };
+  status(nodeId: string): NodeStatus;
   /** A node was deleted: its tunnel is closed and its exits leave the pool. */
   deleted(nodeId: string): void;
   /** Stores an upstream-proxy node and makes its exits leasable at once. */
@@ -33,10 +48,28 @@ export function createLiveNodes(options: LiveNodesOptions): LiveNodes {
   const { hub, gateway, upstreams, registry } = options;
   return {
     status(nodeId) {
+      const placed = (ip: string) => {
+        const exit = gateway.exits.get(`${nodeId}/${ip}`);
+        if (!exit) return {};
+        const { country, region, city, asn, asOrganization } = exit;
+        return { place: { country, region, city, asn, asOrganization } };
+      };
       const connected = hub.node(nodeId);
-      if (connected) return { online: true, exitIps: [...connected.hello.exitIps] };
+      if (connected) {
+        return {
+          online: true,
+          exitIps: [...connected.hello.exitIps],
+          exits: connected.exits.map(({ ip, state, publicIp }) => ({
+            ip,
+            state,
+            ...(publicIp !== undefined ? { publicIp } : {}),
+            ...placed(ip),
+          })),
+        };
+      }
       const exitIps = gateway.nodeExitIps(nodeId);
-      return { online: exitIps.length > 0, exitIps };
+      const exits = exitIps.map((ip) => ({ ip, state: 'declared' as const, ...placed(ip) }));
+      return { online: exitIps.length > 0, exitIps, exits };
     },
     deleted(nodeId) {
       hub.disconnect(nodeId);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 import { ConfigError, loadConfig, redactUrl } from '../../src/config/index.ts';
 
@@ -28,6 +29,8 @@ describe('configuration', () => {
     assert.equal(config.stripeSecretKey, undefined);
     assert.equal(config.stripeApiUrl, 'https://api.stripe.com');
     assert.equal(config.portalUrl, undefined, 'Checkout returns to the API itself');
+    assert.equal(config.geoIpDb, undefined, 'the packaged city database');
+    assert.equal(config.asnDb, undefined, 'the packaged ASN database');
     assert.equal(config.trustDeclaredLocation, true);
     assert.equal(config.logLevel, 'info');
     assert.equal(config.publicHost, '127.0.0.1');
@@ -139,6 +142,22 @@ describe('configuration', () => {
     assert.equal(config.trustDeclaredLocation, false, 'off by default with PostgreSQL');
   });
 
+  test('GEOIP_DB and ASN_DB take comma-separated files, relative to the working directory', () => {
+    const here = import.meta.dirname;
+    const config = loadConfig(
+      {
+        GEOIP_DB: 'config-reads-and-validates-environment.test.ts, ../../package.json',
+        ASN_DB: '../../package.json',
+      },
+      here,
+    );
+    assert.deepEqual(config.geoIpDb, [
+      `${here}/config-reads-and-validates-environment.test.ts`,
+      path.resolve(here, '../../package.json'),
+    ]);
+    assert.deepEqual(config.asnDb, [path.resolve(here, '../../package.json')]);
+  });
+
   test('TRUST_DECLARED_LOCATION overrides the mode default both ways', () => {
     assert.equal(load({ TRUST_DECLARED_LOCATION: 'off' }).trustDeclaredLocation, false);
     assert.equal(
@@ -192,6 +211,12 @@ describe('configuration', () => {
     ['STRIPE_API_URL', { STRIPE_API_URL: 'https://api.stripe.com/v1' }, /origin only/],
     ['PORTAL_URL', { PORTAL_URL: 'ftp://portal' }, /not supported/],
     ['TRUST_DECLARED_LOCATION', { TRUST_DECLARED_LOCATION: 'maybe' }, /not a boolean/],
+    [
+      'GEOIP_DB',
+      { GEOIP_DB: '/nonexistent/city.mmdb' },
+      /"\/nonexistent\/city.mmdb" cannot be read \(ENOENT\)/,
+    ],
+    ['ASN_DB', { ASN_DB: '/' }, /"\/" is not a file/],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /not one of/],
     ['PUBLIC_HOST', { PUBLIC_HOST: 'http://x' }, /not an IP address or host name/],
     ['TRIAL_CREDIT', { TRIAL_CREDIT: 'lots' }, /not an amount/],

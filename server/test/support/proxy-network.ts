@@ -50,6 +50,8 @@ export interface ProxyNetwork {
   socks(params?: string, localAddress?: string): ReturnType<typeof SocksClient.createConnection>;
   api(pathname: string, init?: RequestInit): Promise<Response>;
   stopAgent(ip: string, signal?: NodeJS.Signals): Promise<void>;
+  /** Registers one more node and starts its agent; resolves once the hub announces it. */
+  startAgent(exit: ExitSpec): Promise<{ nodeId: string }>;
   /**
    * Stops the server with SIGTERM (it must exit 0), or kills it with SIGKILL, and starts
    * it again on the same ports and DATA_DIR, so that keys, node tokens and API sessions
@@ -84,6 +86,15 @@ export async function startProxyNetwork(
   };
 
   const network: ProxyNetwork = {
+    async startAgent(exit) {
+      const nodeId = await spawnAgent(exit);
+      await eventually(
+        () => network.server.logs.some((line) => line.msg === 'node up' && line.nodeId === nodeId),
+        60_000,
+        `node ${nodeId} to connect`,
+      );
+      return { nodeId };
+    },
     server,
     ports,
     dataDir,
@@ -156,36 +167,38 @@ export async function startProxyNetwork(
     },
   };
 
+  async function spawnAgent(exit: ExitSpec): Promise<string> {
+    const node = (await (
+      await api('/v1/nodes', {
+        method: 'POST',
+        body: JSON.stringify(exit.type ? { type: exit.type } : {}),
+      })
+    ).json()) as { id: string; token: string };
+    const agent = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'src/main.ts',
+        '--hub',
+        `127.0.0.1:${ports.hub}`,
+        '--country',
+        exit.country,
+        '--exit-ip',
+        exit.ip,
+        ...(exit.allowTargets ?? ['127.0.0.1/32']).flatMap((cidr) => ['--allow-target', cidr]),
+        ...(exit.type ? ['--type', exit.type] : []),
+        ...(exit.args ?? []),
+        '--log-level',
+        'warn',
+      ],
+      { cwd: AGENT_DIR, env: { ...process.env, IPCOLA_NODE_TOKEN: node.token }, stdio: 'ignore' },
+    );
+    agents.set(exit.ip, agent);
+    return node.id;
+  }
   try {
-    for (const exit of exits) {
-      const node = (await (
-        await api('/v1/nodes', {
-          method: 'POST',
-          body: JSON.stringify(exit.type ? { type: exit.type } : {}),
-        })
-      ).json()) as { token: string };
-      const agent = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          'src/main.ts',
-          '--hub',
-          `127.0.0.1:${ports.hub}`,
-          '--country',
-          exit.country,
-          '--exit-ip',
-          exit.ip,
-          ...(exit.allowTargets ?? ['127.0.0.1/32']).flatMap((cidr) => ['--allow-target', cidr]),
-          ...(exit.type ? ['--type', exit.type] : []),
-          ...(exit.args ?? []),
-          '--log-level',
-          'warn',
-        ],
-        { cwd: AGENT_DIR, env: { ...process.env, IPCOLA_NODE_TOKEN: node.token }, stdio: 'ignore' },
-      );
-      agents.set(exit.ip, agent);
-    }
+    for (const exit of exits) await spawnAgent(exit);
     // A bound, not a wait: agents usually connect within a few seconds, but on a loaded
     // two-core machine three Node processes compiling TypeScript at once can take 20.
     await eventually(

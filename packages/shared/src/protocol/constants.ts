@@ -34,6 +34,16 @@ export const REPLACED_STATUS = 409;
 /** 101 response: the node id the hub authenticated the token as, for the agent's logs. */
 export const NODE_ID_HEADER = 'x-ipcola-node-id';
 
+/**
+ * 101 response: a one-time nonce with which the agent proves each exit IP it announced,
+ * by a POST to EXIT_PROOF_PATH made from that address (EXIT_IP_HEADER names it). Only
+ * addresses the hub sees so carry traffic.
+ */
+export const EXIT_PROOF_HEADER = 'x-ipcola-exit-proof';
+
+/** Where exit IPs are proved, on the hub's port. */
+export const EXIT_PROOF_PATH = '/v1/tunnel/exit-proof';
+
 /** CONNECT stream request: the exit IP the agent must bind the egress connection to. */
 export const EXIT_IP_HEADER = 'x-ipcola-exit-ip';
 

@@ -1,0 +1,82 @@
+/**
+ * Proving the exit IPs to the hub: for each announced address, one POST made from that
+ * address with the connection's one-time nonce, so that the hub sees with its own eyes
+ * where this node's traffic leaves from. Addresses it does not see so carry no traffic.
+ */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
+import {
+  EXIT_IP_HEADER,
+  EXIT_PROOF_HEADER,
+  EXIT_PROOF_PATH,
+  type TunnelLogger,
+} from '@ipcola/shared/protocol';
+
+export interface ProofOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly tls: false | ConnectionOptions;
+  readonly nonce: string;
+  readonly exitIps: readonly string[];
+  readonly timeoutMs: number;
+  readonly signal: AbortSignal;
+  readonly logger: TunnelLogger;
+}
+
+/** At most this many proofs in flight: a /24 pool proves in a few round trips. */
+const PARALLEL = 16;
+
+/** Proves every exit IP; never rejects (each failure is logged, the hub keeps it unproven). */
+export async function proveExits(options: ProofOptions): Promise<void> {
+  const queue = [...options.exitIps];
+  const worker = async () => {
+    for (let ip = queue.shift(); ip !== undefined; ip = queue.shift()) {
+      if (options.signal.aborted) return;
+      await proveOne(options, ip).then(
+        ({ status, line }) => {
+          if (status === 200) options.logger.debug({ ip }, 'exit IP proven');
+          else
+            options.logger.warn({ ip, status, reason: line }, 'the hub did not accept an exit IP');
+        },
+        (error: Error) =>
+          options.logger.warn({ ip, err: error }, 'could not prove an exit IP to the hub'),
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL, queue.length) }, worker));
+}
+
+function proveOne(options: ProofOptions, ip: string): Promise<{ status: number; line: string }> {
+  const request = options.tls ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request({
+      ...(options.tls || {}),
+      host: options.host,
+      port: options.port,
+      path: EXIT_PROOF_PATH,
+      method: 'POST',
+      // The proof is where the connection comes from: bound to the exit IP, and the hub's
+      // name resolved in the exit IP's family.
+      localAddress: ip,
+      family: isIP(ip),
+      agent: false,
+      signal: AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)]),
+      headers: { [EXIT_PROOF_HEADER]: options.nonce, [EXIT_IP_HEADER]: ip, 'Content-Length': 0 },
+    });
+    req.once('error', reject);
+    req.once('response', (res: IncomingMessage) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        if (text.length < 512) text += chunk;
+      });
+      res.once('end', () =>
+        resolve({ status: res.statusCode ?? 0, line: text.split('\n', 1)[0] ?? '' }),
+      );
+      res.once('error', reject);
+    });
+    req.end();
+  });
+}
