@@ -186,7 +186,8 @@ test('an operator registers a node, runs the agent command shown and sees it onl
   ]);
   const row = page.locator('tr', { hasText: 'home-office' });
   await row.getByText('Online').waitFor({ timeout: 20_000 });
-  await row.getByText('127.0.0.12').waitFor();
+  // The hub saw the agent connect from its exit IP: proven.
+  await row.getByTestId('exit-127.0.0.12').getByText('verified').waitFor();
   await looked('nodes');
 });
 

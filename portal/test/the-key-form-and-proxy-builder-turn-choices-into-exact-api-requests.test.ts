@@ -165,9 +165,23 @@ describe('the proxy builder', () => {
 
   test('online exits are summed over the regions matching the choice', () => {
     const regions = [
-      { country: 'us', city: 'new_york', type: 'residential', exits: 3 },
-      { country: 'us', city: null, type: 'datacenter', exits: 2 },
-      { country: 'de', city: 'berlin', type: 'residential', exits: 4 },
+      {
+        country: 'us',
+        city: 'new_york',
+        type: 'residential',
+        exits: 3,
+        healthy: 3,
+        asns: [] as never[],
+      },
+      { country: 'us', city: null, type: 'datacenter', exits: 2, healthy: 2, asns: [] as never[] },
+      {
+        country: 'de',
+        city: 'berlin',
+        type: 'residential',
+        exits: 4,
+        healthy: 4,
+        asns: [] as never[],
+      },
     ] as const;
     const all = regions.map((region) => ({ ...region }));
     assert.equal(onlineExits(all, choice), 3);

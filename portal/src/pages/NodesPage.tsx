@@ -1,5 +1,6 @@
 import {
   Alert,
+  Anchor,
   Badge,
   Button,
   Card,
@@ -118,7 +119,7 @@ export default function NodesPage() {
                 <Table.Tr>
                   <Table.Th>Node</Table.Th>
                   <Table.Th>State</Table.Th>
-                  <Table.Th>Exit IPs</Table.Th>
+                  <Table.Th>Exits</Table.Th>
                   <Table.Th>Carried</Table.Th>
                   <Table.Th>Earned</Table.Th>
                 </Table.Tr>
@@ -139,7 +140,9 @@ export default function NodesPage() {
                         {node.online ? 'Online' : 'Offline'}
                       </Badge>
                     </Table.Td>
-                    <Table.Td className="mono">{node.exit_ips.join(', ') || '–'}</Table.Td>
+                    <Table.Td>
+                      <ExitList exits={node.exits} />
+                    </Table.Td>
                     <Table.Td>{formatBytes(node.bytes_carried)}</Table.Td>
                     <Table.Td>{formatMoney(node.earnings)}</Table.Td>
                   </Table.Tr>
@@ -147,6 +150,14 @@ export default function NodesPage() {
               </Table.Tbody>
             </Table>
           </div>
+          {items.some((node) => node.exits.some((exit) => exit.country)) && (
+            <Text size="xs" c="dimmed" px="md" pb="sm">
+              Places:{' '}
+              <Anchor href="https://db-ip.com" size="xs">
+                IP Geolocation by DB-IP
+              </Anchor>
+            </Text>
+          )}
           {nodes.isSuccess && items.length === 0 && (
             <Stack align="center" p="xl" gap="xs">
               <Text fw={500}>No nodes yet</Text>
@@ -226,5 +237,56 @@ export default function NodesPage() {
         )}
       </Modal>
     </>
+  );
+}
+
+type NodeExit = Schemas['NodeExit'];
+
+const EXIT_STATE: Record<NodeExit['state'], { label: string; color: string }> = {
+  verified: { label: 'verified', color: 'teal' },
+  declared: { label: 'declared', color: 'blue' },
+  pending: { label: 'pending proof', color: 'yellow' },
+  mismatch: { label: 'proof mismatch', color: 'red' },
+  duplicate: { label: 'held by another node', color: 'red' },
+};
+
+/** Each exit IP with whether it is proven, and where the geolocation database places it. */
+function ExitList({ exits }: { exits: NodeExit[] }) {
+  if (exits.length === 0) return <Text size="sm">–</Text>;
+  return (
+    <Stack gap={4}>
+      {exits.map((exit) => {
+        const state = EXIT_STATE[exit.state];
+        const place = [exit.city?.replaceAll('_', ' '), exit.region, exit.country?.toUpperCase()]
+          .filter(Boolean)
+          .join(', ');
+        return (
+          <div key={exit.ip} data-testid={`exit-${exit.ip}`}>
+            <Group gap={6} wrap="nowrap">
+              <Text size="sm" className="mono">
+                {exit.public_ip && exit.public_ip !== exit.ip
+                  ? `${exit.ip} → ${exit.public_ip}`
+                  : exit.ip}
+              </Text>
+              <Badge size="xs" variant="dot" color={state.color}>
+                {state.label}
+              </Badge>
+            </Group>
+            {(place || exit.asn) && (
+              <Text size="xs" c="dimmed">
+                {[
+                  place,
+                  exit.asn
+                    ? `AS${exit.asn}${exit.as_organization ? ` ${exit.as_organization}` : ''}`
+                    : '',
+                ]
+                  .filter(Boolean)
+                  .join(' · ')}
+              </Text>
+            )}
+          </div>
+        );
+      })}
+    </Stack>
   );
 }
