@@ -42,5 +42,12 @@ globalThis.ResizeObserver ??= class {
   disconnect() {}
 };
 
+// Mantine's autosizing textarea sizes itself again when web fonts load; happy-dom loads none.
+if (!('fonts' in document)) {
+  Object.defineProperty(document, 'fonts', {
+    value: Object.assign(new EventTarget(), { ready: Promise.resolve() }),
+  });
+}
+
 // React's act() warns unless it knows it runs under a test harness.
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
