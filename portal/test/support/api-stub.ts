@@ -51,7 +51,7 @@ export class StubApi {
   on<P extends keyof paths, M extends Method & keyof paths[P]>(
     method: M,
     path: P,
-    answer: Answer<P, M> | ((request: Sent) => Answer<P, M>),
+    answer: NoInfer<Answer<P, M> | ((request: Sent) => Answer<P, M>)>,
   ): this {
     this.#routes.unshift({
       method: method.toUpperCase(),
