@@ -12,7 +12,8 @@ import {
 import { notifications } from '@mantine/notifications';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
-import { ApiError, api, type Schemas, unwrap } from '../api/client.ts';
+import { api, type Schemas, unwrap } from '../api/client.ts';
+import { RefusalAlert } from './RefusalAlert.tsx';
 
 /** Charge the saved card when the balance runs low; warn (balance.low) below a level. */
 export function AutoTopUpForm({ settings }: { settings: Schemas['AutoTopUp'] }) {
@@ -50,11 +51,7 @@ export function AutoTopUpForm({ settings }: { settings: Schemas['AutoTopUp'] }) 
             {settings.last_failure.message}
           </Alert>
         )}
-        {save.error instanceof ApiError && (
-          <Alert color="red" role="alert" mb="sm">
-            {save.error.message}
-          </Alert>
-        )}
+        <RefusalAlert error={save.error} mb="sm" />
         <Switch
           label="Top up automatically"
           checked={enabled}

@@ -1,5 +1,4 @@
 import {
-  Alert,
   Button,
   Checkbox,
   Group,
@@ -10,8 +9,8 @@ import {
   TextInput,
 } from '@mantine/core';
 import { type FormEvent, useState } from 'react';
-import { ApiError } from '../api/client.ts';
 import { type KeySettings, keySettingsProblems } from './key-settings.ts';
+import { RefusalAlert } from './RefusalAlert.tsx';
 
 export interface KeyFormProps {
   initial: KeySettings;
@@ -37,11 +36,7 @@ export function KeyForm({ initial, submitLabel, pending, error, onSubmit }: KeyF
   return (
     <form onSubmit={submit} noValidate>
       <Stack>
-        {error instanceof ApiError && (
-          <Alert color="red" role="alert" title="Not saved">
-            {error.message}
-          </Alert>
-        )}
+        <RefusalAlert error={error} title="Not saved" />
         <TextInput
           label="Name"
           placeholder="scraper-prod"

@@ -1,5 +1,4 @@
 import {
-  Alert,
   Badge,
   Button,
   Card,
@@ -15,6 +14,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
 import { ApiError, api, type Schemas, unwrap } from '../api/client.ts';
 import { formatDate, formatMoney } from '../format.ts';
+import { RefusalAlert } from './RefusalAlert.tsx';
 
 const PAYOUTS = ['payouts'] as const;
 
@@ -99,11 +99,7 @@ export function Payouts() {
               <Text fw={700}>{formatMoney(data.available)}</Text>
             </div>
           </SimpleGrid>
-          {(link.error ?? request.error) instanceof ApiError && (
-            <Alert color="red" role="alert" mb="sm">
-              {((link.error ?? request.error) as ApiError).message}
-            </Alert>
-          )}
+          <RefusalAlert error={link.error ?? request.error} mb="sm" />
           <Group align="flex-end">
             <Button variant="light" onClick={() => link.mutate()} loading={link.isPending}>
               {data.stripe_account_id ? 'Continue Stripe onboarding' : 'Link a Stripe account'}

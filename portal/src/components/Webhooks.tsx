@@ -15,9 +15,10 @@ import {
 } from '@mantine/core';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useState } from 'react';
-import { ApiError, api, type Schemas, unwrap } from '../api/client.ts';
+import { api, type Schemas, unwrap } from '../api/client.ts';
 import { formatDate } from '../format.ts';
 import { CopyField } from './CopyField.tsx';
+import { RefusalAlert } from './RefusalAlert.tsx';
 
 const WEBHOOKS = ['webhooks'] as const;
 const EVENTS: Schemas['WebhookEventType'][] = [
@@ -186,11 +187,7 @@ export function Webhooks() {
       <Modal opened={adding} onClose={() => setAdding(false)} title="Add webhook endpoint">
         <form onSubmit={submit}>
           <Stack>
-            {create.error instanceof ApiError && (
-              <Alert color="red" role="alert">
-                {create.error.message}
-              </Alert>
-            )}
+            <RefusalAlert error={create.error} />
             <TextInput
               label="URL"
               placeholder="https://example.com/ipcola-events"

@@ -16,9 +16,10 @@ import { notifications } from '@mantine/notifications';
 import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, useEffect, useState } from 'react';
 import { useSearchParams } from 'react-router';
-import { ApiError, api, type Schemas, unwrap } from '../api/client.ts';
+import { api, type Schemas, unwrap } from '../api/client.ts';
 import { AutoTopUpForm } from '../components/AutoTopUpForm.tsx';
 import { PageHeader } from '../components/PageHeader.tsx';
+import { RefusalAlert } from '../components/RefusalAlert.tsx';
 import { Webhooks } from '../components/Webhooks.tsx';
 import { formatDate, formatMoney } from '../format.ts';
 import { ME } from '../session.tsx';
@@ -66,11 +67,7 @@ function BuyCredit({ enabled, currency }: { enabled: boolean; currency: string }
           Card payments are not set up on this server. Ask the operator to credit your account.
         </Alert>
       )}
-      {checkout.error instanceof ApiError && (
-        <Alert color="red" role="alert" mb="sm">
-          {checkout.error.message}
-        </Alert>
-      )}
+      <RefusalAlert error={checkout.error} mb="sm" />
       <SimpleGrid cols={{ base: 1, xs: 3 }} mb="md">
         {PACKS.map((pack) => (
           <Button

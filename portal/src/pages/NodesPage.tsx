@@ -18,10 +18,11 @@ import { notifications } from '@mantine/notifications';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type FormEvent, lazy, Suspense, useEffect, useState } from 'react';
 import { useSearchParams } from 'react-router';
-import { ApiError, api, type Schemas, unwrap } from '../api/client.ts';
+import { api, type Schemas, unwrap } from '../api/client.ts';
 import { CopyField } from '../components/CopyField.tsx';
 import { PageHeader } from '../components/PageHeader.tsx';
 import { Payouts } from '../components/Payouts.tsx';
+import { RefusalAlert } from '../components/RefusalAlert.tsx';
 import { formatBytes, formatMoney } from '../format.ts';
 
 const BytesChart = lazy(() => import('../components/BytesChart.tsx'));
@@ -189,11 +190,7 @@ export default function NodesPage() {
       <Modal opened={registering} onClose={() => setRegistering(false)} title="Register a node">
         <form onSubmit={submit}>
           <Stack>
-            {register.error instanceof ApiError && (
-              <Alert color="red" role="alert">
-                {register.error.message}
-              </Alert>
-            )}
+            <RefusalAlert error={register.error} />
             <TextInput
               label="Name"
               placeholder="home-office"

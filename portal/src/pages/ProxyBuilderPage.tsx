@@ -1,5 +1,4 @@
 import {
-  Alert,
   Badge,
   Button,
   Card,
@@ -16,7 +15,7 @@ import {
 } from '@mantine/core';
 import { useMutation, useQuery } from '@tanstack/react-query';
 import { useEffect, useMemo, useState } from 'react';
-import { ApiError, api, type Schemas, unwrap } from '../api/client.ts';
+import { api, type Schemas, unwrap } from '../api/client.ts';
 import { CopyField } from '../components/CopyField.tsx';
 import { PageHeader } from '../components/PageHeader.tsx';
 import {
@@ -25,6 +24,7 @@ import {
   proxyListRequest,
   proxyUsername,
 } from '../components/proxy-choice.ts';
+import { RefusalAlert } from '../components/RefusalAlert.tsx';
 import { useKeys } from './KeysPage.tsx';
 
 const TTLS = [
@@ -232,11 +232,7 @@ export default function ProxyBuilderPage() {
               >
                 Generate {choice.count} line{choice.count === 1 ? '' : 's'}
               </Button>
-              {list.error instanceof ApiError && (
-                <Alert color="red" role="alert">
-                  {list.error.message}
-                </Alert>
-              )}
+              <RefusalAlert error={list.error} />
             </Stack>
           </Card>
           {list.data && (

@@ -116,13 +116,9 @@ export async function creditAutoTopUp(
   webhooks: Pick<Webhooks, 'emit'>,
   intent: Stripe.PaymentIntent,
 ): Promise<boolean> {
-  const accountId = intent.metadata?.account_id;
-  const [account] = accountId
-    ? await tx.query<{ currency: string }>('SELECT currency FROM accounts WHERE id = $1', [
-        accountId,
-      ])
-    : [];
-  if (!accountId || !account || account.currency !== intent.currency?.toLowerCase()) return false;
+  const account = await accountOfIntent(tx, intent);
+  if (!account) return false;
+  const { id: accountId } = account;
   const micro = (intent.amount_received || intent.amount) * microPerStripeUnit(account.currency);
   const charge = intent.latest_charge;
   const receiptUrl = typeof charge === 'object' && charge ? (charge.receipt_url ?? null) : null;
@@ -215,13 +211,9 @@ export async function failAutoTopUp(
   webhooks: Pick<Webhooks, 'emit'>,
   intent: Stripe.PaymentIntent,
 ): Promise<boolean> {
-  const accountId = intent.metadata?.account_id;
-  const [account] = accountId
-    ? await tx.query<{ currency: string }>('SELECT currency FROM accounts WHERE id = $1', [
-        accountId,
-      ])
-    : [];
-  if (!accountId || !account || account.currency !== intent.currency?.toLowerCase()) return false;
+  const account = await accountOfIntent(tx, intent);
+  if (!account) return false;
+  const { id: accountId } = account;
   return recordAutoTopUpFailure(tx, webhooks, {
     accountId,
     currency: account.currency,
@@ -229,4 +221,19 @@ export async function failAutoTopUp(
     intentId: intent.id,
     message: intent.last_payment_error?.message ?? `The payment failed (${intent.status})`,
   });
+}
+
+/** The account an auto top-up's PaymentIntent names, if it is here and in the intent's currency. */
+async function accountOfIntent(
+  tx: Queryable,
+  intent: Stripe.PaymentIntent,
+): Promise<{ id: string; currency: string } | null> {
+  const accountId = intent.metadata?.account_id;
+  if (!accountId) return null;
+  const [account] = await tx.query<{ currency: string }>(
+    'SELECT currency FROM accounts WHERE id = $1',
+    [accountId],
+  );
+  if (!account || account.currency !== intent.currency?.toLowerCase()) return null;
+  return { id: accountId, currency: account.currency };
 }
