@@ -24,11 +24,11 @@ import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts
 import { exchange, exchangeText } from './support/raw-exchange.ts';
 import { SERVER_DIR, type SignedInApi, signedInApi } from './support/server-process.ts';
 import {
+  deliverStripeEvent,
   paid,
   type StripeStandIn,
   startStripeStandIn,
   stripeEvent,
-  stripeSignature,
 } from './support/stripe-stand-in.ts';
 
 const run = promisify(execFile);
@@ -313,16 +313,7 @@ for (const mode of modes) {
       assert.equal(session.amount_total, 500);
       assert.equal(session.metadata.account_id, customerId);
       const event = stripeEvent('checkout.session.completed', paid(session));
-      const payload = JSON.stringify(event);
-      const deliver = () =>
-        fetch(`http://127.0.0.1:${net.ports.api}/v1/billing/stripe-webhook`, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            'stripe-signature': stripeSignature(payload, WEBHOOK_SECRET),
-          },
-          body: payload,
-        });
+      const deliver = () => deliverStripeEvent(net.ports.api, event, WEBHOOK_SECRET);
       assert.equal((await deliver()).status, 200);
       // Stripe delivers at least once.
       assert.equal((await deliver()).status, 200);

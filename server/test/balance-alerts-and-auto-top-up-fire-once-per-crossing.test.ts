@@ -23,11 +23,11 @@ import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts
 import { exchangeText } from './support/raw-exchange.ts';
 import { SERVER_DIR } from './support/server-process.ts';
 import {
+  deliverStripeEvent,
   paid,
   type StripeStandIn,
   startStripeStandIn,
   stripeEvent,
-  stripeSignature,
 } from './support/stripe-stand-in.ts';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhook-receiver.ts';
 
@@ -155,17 +155,7 @@ for (const mode of modes) {
       return (await res.json()) as AutoTopUp;
     };
     const ofType = (type: string) => receiver.received.filter((got) => got.event.type === type);
-    const deliver = (event: object) => {
-      const payload = JSON.stringify(event);
-      return fetch(`http://127.0.0.1:${net.ports.api}/v1/billing/stripe-webhook`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'stripe-signature': stripeSignature(payload, WEBHOOK_SECRET),
-        },
-        body: payload,
-      });
-    };
+    const deliver = (event: object) => deliverStripeEvent(net.ports.api, event, WEBHOOK_SECRET);
     const charges = () =>
       stripe.requests.filter((r) => r.method === 'POST' && r.path === '/v1/payment_intents');
 
@@ -378,8 +368,25 @@ for (const mode of modes) {
         ).status,
         200,
       );
+      // Failures naming another account, no account, or another currency change nothing.
+      for (const metadata of [
+        { purpose: 'auto_topup', account_id: 'acct_not_here' },
+        { purpose: 'auto_topup' },
+      ]) {
+        const stray = { ...failure, id: `pi_test_stray_${Object.keys(metadata).length}`, metadata };
+        assert.equal(
+          (await deliver(stripeEvent('payment_intent.payment_failed', stray))).status,
+          200,
+        );
+      }
+      const otherCurrency = { ...failure, id: 'pi_test_stray_eur', currency: 'eur' };
+      assert.equal(
+        (await deliver(stripeEvent('payment_intent.payment_failed', otherCurrency))).status,
+        200,
+      );
       await new Promise((resolve) => setTimeout(resolve, 1_000));
       assert.equal(ofType('topup.failed').length, failedBefore + 1);
+      assert.equal((await settings()).last_failure?.message, 'Your card has insufficient funds.');
       assert.equal((await balance()) <= before, true, 'nothing was credited');
     });
 

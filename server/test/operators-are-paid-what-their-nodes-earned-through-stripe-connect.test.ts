@@ -23,10 +23,10 @@ import {
   startServer,
 } from './support/server-process.ts';
 import {
+  deliverStripeEvent,
   type StripeStandIn,
   startStripeStandIn,
   stripeEvent,
-  stripeSignature,
 } from './support/stripe-stand-in.ts';
 
 const run = promisify(execFile);
@@ -153,17 +153,7 @@ for (const mode of modes) {
     const account = () => json<PayoutAccountView>(api('/v1/payouts/account'));
     const code = async (res: Response) => (await json<{ error: { code: string } }>(res)).error.code;
 
-    const deliver = (event: object) => {
-      const payload = JSON.stringify(event);
-      return fetch(`http://127.0.0.1:${server.ports.api}/v1/billing/stripe-webhook`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'stripe-signature': stripeSignature(payload, WEBHOOK_SECRET),
-        },
-        body: payload,
-      });
-    };
+    const deliver = (event: object) => deliverStripeEvent(server.ports.api, event, WEBHOOK_SECRET);
 
     test('a payout before a Stripe account is linked is refused with payout_account_missing', async () => {
       const res = await payout();

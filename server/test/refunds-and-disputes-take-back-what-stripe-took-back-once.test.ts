@@ -23,6 +23,7 @@ import {
   startServer,
 } from './support/server-process.ts';
 import {
+  deliverStripeEvent,
   paid,
   type StandInSession,
   type StripeStandIn,
@@ -31,7 +32,6 @@ import {
   stripeDispute,
   stripeEvent,
   stripeRefund,
-  stripeSignature,
 } from './support/stripe-stand-in.ts';
 
 const run = promisify(execFile);
@@ -101,15 +101,7 @@ for (const mode of modes) {
     });
 
     const deliver = async (event: object) => {
-      const payload = JSON.stringify(event);
-      const res = await fetch(`http://127.0.0.1:${server.ports.api}/v1/billing/stripe-webhook`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json; charset=utf-8',
-          'stripe-signature': stripeSignature(payload, WEBHOOK_SECRET),
-        },
-        body: payload,
-      });
+      const res = await deliverStripeEvent(server.ports.api, event, WEBHOOK_SECRET);
       assert.equal(res.status, 200, await res.text());
     };
     /** Delivers the event twice, as Stripe may. */
@@ -308,6 +300,19 @@ for (const mode of modes) {
           'charge.dispute.created',
           stripeDispute('pi_test_elsewhere', 5000, 'usd', 'needs_response'),
         ),
+      );
+      // A failed refund of a payment never credited here, and one with no charge or amount.
+      await deliver(
+        stripeEvent(
+          'charge.refund.updated',
+          stripeRefund('pi_test_elsewhere', 5000, 'usd', 'failed'),
+        ),
+      );
+      await deliver(
+        stripeEvent('charge.refund.updated', {
+          ...stripeRefund('pi_test_elsewhere', 0, 'usd', 'failed'),
+          charge: null,
+        }),
       );
       assert.equal(await balance(), start);
     });

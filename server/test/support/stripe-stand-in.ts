@@ -541,3 +541,16 @@ export function stripeRefund(
     payment_intent: paymentIntentId,
   };
 }
+
+/** POSTs `event` to a server's Stripe webhook, signed with `secret` as Stripe signs it. */
+export function deliverStripeEvent(apiPort: number, event: object, secret: string) {
+  const payload = JSON.stringify(event);
+  return fetch(`http://127.0.0.1:${apiPort}/v1/billing/stripe-webhook`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json; charset=utf-8',
+      'stripe-signature': stripeSignature(payload, secret),
+    },
+    body: payload,
+  });
+}
