@@ -2,40 +2,33 @@
  * The composition root: the one place that reads the configuration and wires the roles
  * together. Everything else receives what it needs.
  */
-import { type Accounts, createAccounts, loadOrCreatePepper } from './accounts/index.ts';
+import { createAccounts, loadOrCreatePepper } from './accounts/index.ts';
 import { createApiServer } from './api/index.ts';
 import { authFailureLimits } from './auth-failures/index.ts';
 import { balanceWatcher, createPriceBook } from './billing/index.ts';
-import { type Config, ConfigError, loadConfig } from './config/index.ts';
-import { startDemoOn, wantsDemo } from './demo.ts';
+import { joinCluster } from './cluster/index.ts';
+import type { Config } from './config/index.ts';
 import { createGateway, followNodes } from './gateway/index.ts';
 import { closeHubServer, createHub, createHubServer, nodeHealthOptions } from './hub/index.ts';
 import { createLeases } from './leases/index.ts';
 import { listenInTurn } from './listeners/index.ts';
-import { createLogger, type Logger } from './log/index.ts';
+import type { Logger } from './log/index.ts';
 import { startMetering } from './metering/index.ts';
 import { createMetrics } from './metrics/index.ts';
-import { createLiveNodes, streamOpener } from './nodes/index.ts';
+import { clusterHub, createLiveNodes, streamOpener } from './nodes/index.ts';
 import { cardPaymentsFor } from './payments/index.ts';
+import { type RunningInstance, runServer } from './process/index.ts';
 import { createSealingBox } from './secrets/index.ts';
-import { stopOnSignals } from './signals/index.ts';
 import { signupsPerHour } from './signup-limit/index.ts';
-import { MigrationError, openStores } from './store/index.ts';
+import { openStores } from './store/index.ts';
 import { openUpstreams } from './upstream/index.ts';
 import { startWebhooks } from './webhooks/index.ts';
 
-type Ports = Record<'api' | 'proxy' | 'socks' | 'hub', number>;
-
-interface RunningServer {
-  readonly ports: Ports;
-  readonly accounts: Accounts;
-  whenNodesUp(nodeIds: string[], timeoutMs: number): Promise<void>;
-  stop(): Promise<void>;
-}
+type Ports = RunningInstance['ports'];
 
 type Cleanup = () => Promise<void>;
 
-async function start(config: Config, logger: Logger): Promise<RunningServer> {
+async function start(config: Config, logger: Logger, worker: number): Promise<RunningInstance> {
   const cleanups: Cleanup[] = [];
   const undo = async () => {
     for (const cleanup of cleanups.splice(0).reverse()) {
@@ -83,6 +76,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     const hub = createHub({
       logger: logger.child({ role: 'hub' }),
       ...nodeHealthOptions(config.nodeHealth),
+      proveElsewhere: (claim) => cluster.proveElsewhere(claim),
       async authenticate(token) {
         const node = await accounts.verifyNodeToken(token);
         return node && { nodeId: node.id, type: node.type };
@@ -113,10 +107,20 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
         chunkBytes: config.allowanceChunkBytes,
         prices,
       },
-      openStream: streamOpener(hub, upstreams),
+      openStream: streamOpener(hub, upstreams, () => cluster),
     });
     keep(async () => gateway.close());
-    followNodes(gateway, { hub, upstreams, logger, ...config }, keep);
+    const cluster = await joinCluster({
+      hotState,
+      secret: accounts.deriveSecret('instance hop'),
+      index: gateway,
+      hub: clusterHub(hub),
+      listen: { host: config.host, port: config.peerPort, worker, advertisedHost: config.peerHost },
+      graceMs: config.shutdownGraceMs,
+      logger,
+    });
+    keep(() => cluster.close());
+    followNodes(cluster.index, { hub, upstreams, logger, ...config }, keep);
     metrics.watch({
       onlineExits: () => gateway.exits.size,
       onlineNodes: () => hub.nodes().length,
@@ -125,7 +129,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     keep(async () => upstreams.close());
     await upstreams.start();
 
-    const nodes = createLiveNodes({ hub, gateway, upstreams, registry: upstreamRegistry });
+    const nodes = createLiveNodes({ hub, gateway, upstreams, registry: upstreamRegistry, cluster });
     const apiServer = await createApiServer({
       logger,
       dependencies: { database, hot_state: hotState },
@@ -160,7 +164,11 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     });
     const hubServer = createHubServer(hub);
     const graceMs = config.shutdownGraceMs;
-    const closeHub = () => closeHubServer(hub, hubServer, graceMs);
+    // Nodes leaving with this instance are announced as moving: others wait for them.
+    const closeHub = () => {
+      cluster.draining();
+      return closeHubServer(hub, hubServer, graceMs);
+    };
     await listenInTurn(
       {
         hub: { server: hubServer, variable: 'HUB_PORT', port: config.hubPort, close: closeHub },
@@ -187,63 +195,4 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
   }
 }
 
-function fail(error: unknown): never {
-  const line =
-    error instanceof ConfigError || error instanceof MigrationError
-      ? error.message
-      : `unexpected start-up failure: ${(error as Error)?.message ?? String(error)}`;
-  process.stderr.write(`ipcola: cannot start: ${line}\n`);
-  process.exit(1);
-}
-
-async function main(): Promise<void> {
-  let demo: boolean;
-  try {
-    demo = wantsDemo(process.argv.slice(2));
-  } catch (error) {
-    fail(error);
-  }
-
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    fail(error);
-  }
-  const logger = createLogger(config.logLevel);
-
-  process.on('uncaughtException', (error) => {
-    logger.fatal({ err: error }, 'uncaught exception');
-    logger.flush();
-    process.exit(1);
-  });
-  const signals = stopOnSignals(logger, config.shutdownGraceMs);
-
-  let server: RunningServer;
-  try {
-    server = await start(config, logger);
-  } catch (error) {
-    logger.flush();
-    fail(error);
-  }
-  signals.serve(server);
-  if (demo) {
-    try {
-      const { dataDir, publicHost } = config;
-      server = await startDemoOn(server, { dataDir, publicHost, logger });
-      signals.serve(server);
-    } catch (error) {
-      await server.stop();
-      fail(error);
-    }
-  }
-  if (signals.stopIfSignalled()) return;
-  const { ports } = server;
-  logger.info(
-    { host: config.host, ports },
-    `IPCola is up: API http://${config.host}:${ports.api}, HTTP proxy ${config.host}:${ports.proxy}, ` +
-      `SOCKS5 ${config.host}:${ports.socks}, hub ${config.host}:${ports.hub}`,
-  );
-}
-
-await main();
+await runServer(start);

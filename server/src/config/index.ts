@@ -1,5 +1,6 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { MICRO_PER_UNIT, parseMoney } from '../billing/index.ts';
 
@@ -12,6 +13,12 @@ export interface Config {
   readonly proxyPort: number;
   readonly socksPort: number;
   readonly hubPort: number;
+  /** Where other instances open streams through this one's nodes (0: any free port). */
+  readonly peerPort: number;
+  /** The address other instances reach this one at; unset, the listen host (or host name). */
+  readonly peerHost: string | undefined;
+  /** Processes sharing the listening ports (each one an instance of the cluster). */
+  readonly workers: number;
   readonly dataDir: string;
   /** Unset: embedded PGlite under dataDir. */
   readonly databaseUrl: string | undefined;
@@ -133,6 +140,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     proxyPort: port('PROXY_PORT', read('PROXY_PORT') ?? '8000'),
     socksPort: port('SOCKS_PORT', read('SOCKS_PORT') ?? '1080'),
     hubPort: port('HUB_PORT', read('HUB_PORT') ?? '7000'),
+    peerPort: port('PEER_PORT', read('PEER_PORT') ?? '0'),
+    peerHost: optional(read('PEER_HOST'), (raw) => host('PEER_HOST', raw)),
+    workers: workers(read('WORKERS'), databaseUrl !== undefined && redisUrl !== undefined),
     dataDir: path.resolve(cwd, read('DATA_DIR') ?? 'data'),
     databaseUrl,
     redisUrl,
@@ -243,6 +253,27 @@ function port(name: string, raw: string): number {
   const value = Number(raw);
   if (value > 65535) throw new ConfigError(name, `${value} is out of range (0-65535)`);
   return value;
+}
+
+function optional<T>(raw: string | undefined, parse: (raw: string) => T): T | undefined {
+  return raw === undefined ? undefined : parse(raw);
+}
+
+/**
+ * One process per core when the state is shared (PostgreSQL and Redis); one otherwise,
+ * since PGlite's files and in-process hot state belong to a single process.
+ */
+function workers(raw: string | undefined, shared: boolean): number {
+  const cores = availableParallelism();
+  if (raw === undefined) return shared ? cores : 1;
+  const count = raw === 'auto' ? cores : integer('WORKERS', raw, 1, 256);
+  if (count > 1 && !shared) {
+    throw new ConfigError(
+      'WORKERS',
+      `${count} workers need DATABASE_URL and REDIS_URL: PGlite and in-process state serve one process`,
+    );
+  }
+  return count;
 }
 
 function integer(name: string, raw: string, min: number, max: number): number {
@@ -461,6 +492,7 @@ function distinctPorts(config: Config): void {
     ['PROXY_PORT', config.proxyPort],
     ['SOCKS_PORT', config.socksPort],
     ['HUB_PORT', config.hubPort],
+    ['PEER_PORT', config.peerPort],
   ] as const) {
     if (value === 0) continue; // 0 asks the OS for a free port each time
     const other = seen.get(value);

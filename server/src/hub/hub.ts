@@ -56,7 +56,23 @@ export interface HubOptions {
    * those still unproven left out (they join when proven).
    */
   readonly exitProofWaitMs?: number;
+  /**
+   * A proof whose connection this hub does not hold: behind a load balancer it may have
+   * reached another instance than the agent's tunnel. Asks the others; null when none
+   * holds it either.
+   */
+  readonly proveElsewhere?: (proof: ProofClaim) => Promise<ProofAnswer | null>;
 }
+
+/** An exit proof as the hub that received it saw it. */
+export interface ProofClaim {
+  readonly nonce: string;
+  readonly ip: string;
+  /** The address the proof's connection came from. */
+  readonly seenFrom: string;
+}
+
+export type ProofAnswer = [status: number, message: string];
 
 export interface NodeDownEvent {
   readonly nodeId: string;
@@ -74,6 +90,8 @@ export interface Hub extends EventEmitter<HubEvents> {
   readonly handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   /** For POSTs to EXIT_PROOF_PATH: an agent proving an exit IP by connecting from it; bound. */
   readonly handleExitProof: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Judges a proof another instance received; null when no connection here has its nonce. */
+  judgeProof(proof: ProofClaim): ProofAnswer | null;
   /**
    * Opens a stream to host:port through the node, from exitIp. Rejects with a
    * TunnelError whose code says why (exit_failed when the node is not connected, went
@@ -145,19 +163,31 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
   };
 
   readonly handleExitProof = (req: IncomingMessage, res: ServerResponse): void => {
-    const [status, message] = this.#judgeProof(req);
-    res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
-    res.end(`${message}\n`);
-  };
-
-  #judgeProof(req: IncomingMessage): [status: number, message: string] {
-    if (req.method !== 'POST') return [405, 'exit proofs are POSTs'];
+    const answer = (status: number, message: string) => {
+      res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
+      res.end(`${message}\n`);
+    };
+    if (req.method !== 'POST') return answer(405, 'exit proofs are POSTs');
     const nonce = req.headers[EXIT_PROOF_HEADER];
     const announced = req.headers[EXIT_IP_HEADER];
-    const entry = typeof nonce === 'string' ? this.#proofs.get(nonce) : undefined;
     const ip = typeof announced === 'string' ? canonicalIp(announced) : null;
-    if (!entry || ip === null) return [404, 'no connection of this agent announced that'];
-    const seen = req.socket.remoteAddress ?? '';
+    const unknown: ProofAnswer = [404, 'no connection of this agent announced that'];
+    if (typeof nonce !== 'string' || ip === null) return answer(...unknown);
+    const claim = { nonce, ip, seenFrom: req.socket.remoteAddress ?? '' };
+    const here = this.judgeProof(claim);
+    if (here || !this.#options.proveElsewhere) return answer(...(here ?? unknown));
+    this.#options.proveElsewhere(claim).then(
+      (elsewhere) => answer(...(elsewhere ?? unknown)),
+      (error: unknown) => {
+        this.#log.warn({ err: error }, 'asking other instances about an exit proof failed');
+        answer(503, 'the instance holding this connection did not answer');
+      },
+    );
+  };
+
+  judgeProof({ nonce, ip, seenFrom: seen }: ProofClaim): ProofAnswer | null {
+    const entry = this.#proofs.get(nonce);
+    if (!entry) return null;
     const before = entry.proofs.list().find((proof) => proof.ip === ip)?.state;
     const proof = entry.proofs.prove(ip, seen, (address) =>
       this.#heldElsewhere(entry.nodeId, address),

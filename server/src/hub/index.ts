@@ -9,6 +9,8 @@ export {
   type HubOptions,
   type NodeDownEvent,
   nodeHealthOptions,
+  type ProofAnswer,
+  type ProofClaim,
 } from './hub.ts';
 export type { ConnectedNode, NodeDownReason, StreamTarget } from './node-session.ts';
 export { closeHubServer, createHubServer, type HubServerOptions } from './server.ts';

@@ -24,7 +24,8 @@ export function listen(
     };
     server.once('error', onError);
     server.once('listening', onListening);
-    server.listen({ host, port, exclusive: true });
+    // Not exclusive: WORKERS processes share each public port through the cluster primary.
+    server.listen({ host, port });
   });
 }
 

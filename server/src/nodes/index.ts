@@ -4,6 +4,7 @@
  * them (accounts); this says what they do now.
  */
 import type { Duplex } from 'node:stream';
+import type { Cluster, ClusterOptions, ExitState } from '../cluster/index.ts';
 import type { Exit, ExitIndex, Gateway, Target } from '../gateway/index.ts';
 import type { Hub } from '../hub/index.ts';
 import type {
@@ -18,6 +19,8 @@ export interface LiveNodesOptions {
   gateway: Pick<Gateway, 'nodeExitIps' | 'removeNodeExits'> & { exits: Pick<ExitIndex, 'get'> };
   upstreams: Pick<UpstreamExits, 'add' | 'remove'>;
   registry: Pick<UpstreamRegistry, 'register'>;
+  /** Nodes held by other instances, and how a deletion reaches their holder. */
+  cluster: Pick<Cluster, 'remote' | 'deleted'>;
 }
 
 /** One exit IP of a node as its operator sees it: proven or not, and where it was placed. */
@@ -45,7 +48,7 @@ export interface LiveNodes {
 }
 
 export function createLiveNodes(options: LiveNodesOptions): LiveNodes {
-  const { hub, gateway, upstreams, registry } = options;
+  const { hub, gateway, upstreams, registry, cluster } = options;
   return {
     status(nodeId) {
       const placed = (ip: string) => {
@@ -59,12 +62,16 @@ export function createLiveNodes(options: LiveNodesOptions): LiveNodes {
         return {
           online: true,
           exitIps: [...connected.hello.exitIps],
-          exits: connected.exits.map(({ ip, state, publicIp }) => ({
-            ip,
-            state,
-            ...(publicIp !== undefined ? { publicIp } : {}),
-            ...placed(ip),
-          })),
+          exits: exitStatesOf(connected).map((exit) => ({ ...exit, ...placed(exit.ip) })),
+        };
+      }
+      const held = cluster.remote(nodeId);
+      if (held) {
+        const exits = held.states as unknown as Array<Omit<NodeExitStatus, 'place'>>;
+        return {
+          online: true,
+          exitIps: exits.map((exit) => exit.ip),
+          exits: exits.map((exit) => ({ ...exit, ...placed(exit.ip) })),
         };
       }
       const exitIps = gateway.nodeExitIps(nodeId);
@@ -73,6 +80,7 @@ export function createLiveNodes(options: LiveNodesOptions): LiveNodes {
     },
     deleted(nodeId) {
       hub.disconnect(nodeId);
+      void cluster.deleted(nodeId);
       upstreams.remove(nodeId);
       gateway.removeNodeExits(nodeId);
     },
@@ -84,16 +92,53 @@ export function createLiveNodes(options: LiveNodesOptions): LiveNodes {
   };
 }
 
+/** An agent's exit IPs with their proof states, without their places. */
+function exitStatesOf(
+  node: NonNullable<ReturnType<Hub['node']>>,
+): Array<Omit<NodeExitStatus, 'place'>> {
+  return node.exits.map(({ ip, state, publicIp }) => ({
+    ip,
+    state,
+    ...(publicIp !== undefined ? { publicIp } : {}),
+  }));
+}
+
+/** The hub as the cluster sees it: which nodes it holds, and streams through them. */
+export function clusterHub(
+  hub: Pick<Hub, 'node' | 'openStream' | 'disconnect' | 'judgeProof'>,
+): ClusterOptions['hub'] {
+  return {
+    judgeProof: (claim) => hub.judgeProof(claim),
+    holds: (nodeId) => hub.node(nodeId) !== undefined,
+    exitStates: (nodeId) => {
+      const node = hub.node(nodeId);
+      return node ? (exitStatesOf(node) as unknown as ExitState[]) : [];
+    },
+    openStream: ({ nodeId, exitIp, host, port }, signal) =>
+      hub.openStream(nodeId, { host, port, exitIp, signal }),
+    disconnect: (nodeId) => {
+      hub.disconnect(nodeId);
+    },
+  };
+}
+
 /**
  * How the gateway opens a stream through an exit: through the supplier's proxy for an
- * upstream-proxy node, else through the node's tunnel at the hub. `signal` stops either.
+ * upstream-proxy node, through the node's tunnel when this instance's hub holds it, else
+ * over the hop to the instance that does. `signal` stops any of them.
  */
 export function streamOpener(
-  hub: Pick<Hub, 'openStream'>,
+  hub: Pick<Hub, 'openStream' | 'node'>,
   upstreams: Pick<UpstreamExits, 'has' | 'openStream'>,
+  cluster: () => Pick<Cluster, 'openStream'>,
 ): (exit: Exit, target: Target, signal: AbortSignal) => Promise<Duplex> {
-  return (exit, target, signal) =>
-    upstreams.has(exit.nodeId)
-      ? upstreams.openStream(exit.nodeId, exit.ip, target, signal)
-      : hub.openStream(exit.nodeId, { ...target, exitIp: exit.ip, signal });
+  return (exit, target, signal) => {
+    if (upstreams.has(exit.nodeId)) {
+      return upstreams.openStream(exit.nodeId, exit.ip, target, signal);
+    }
+    if (hub.node(exit.nodeId)) {
+      return hub.openStream(exit.nodeId, { ...target, exitIp: exit.ip, signal });
+    }
+    return cluster().openStream(exit, target, signal);
+  };
 }

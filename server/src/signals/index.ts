@@ -16,7 +16,18 @@ export interface SignalHandling {
 }
 
 /** Installed before start-up, so that a signal during start-up still shuts down cleanly. */
-export function stopOnSignals(logger: Logger, graceMs: number): SignalHandling {
+export function stopOnSignals(
+  logger: Logger,
+  graceMs: number,
+  options: {
+    /**
+     * A cluster worker: the primary sends this message instead of signals, and a lost
+     * primary stops the worker too; the signals themselves (a terminal's Ctrl-C reaches
+     * the whole process group) are left to the primary.
+     */
+    fromPrimary?: string | undefined;
+  } = {},
+): SignalHandling {
   let server: Stoppable | undefined;
   let signalled = false;
   const stopAndExit = (running: Stoppable) => {
@@ -47,8 +58,21 @@ export function stopOnSignals(logger: Logger, graceMs: number): SignalHandling {
     logger.info({ signal }, 'shutting down');
     if (server) stopAndExit(server);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const { fromPrimary } = options;
+  if (fromPrimary) {
+    const ignore = () => {};
+    process.on('SIGINT', ignore);
+    process.on('SIGTERM', ignore);
+    process.on('message', (message) => {
+      if (message === fromPrimary && !signalled) onSignal('SIGTERM');
+    });
+    process.on('disconnect', () => {
+      if (!signalled) onSignal('SIGTERM');
+    });
+  } else {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
   return {
     serve(running) {
       server = running;

@@ -11,6 +11,8 @@ export interface HotState {
   readonly counters: CounterStore;
   readonly registry: LiveRegistry;
   readonly allowances: AllowanceLedger;
+  /** Messages to every instance sharing this engine (in-process: this one only). */
+  readonly broadcast: Broadcast;
   /** A limiter sharing this engine's storage, e.g. auth failures per client IP. */
   rateLimiter(options: RateLimiterOptions): RateLimiterAbstract;
   /** Resolves when the engine answers. */
@@ -132,6 +134,17 @@ export interface LiveRegistry {
   get(kind: string, id: string): Promise<string | null>;
   /** Every live entry of a kind. */
   list(kind: string): Promise<Array<{ id: string; value: string }>>;
+}
+
+/**
+ * Fire-and-forget messages between instances (Redis pub/sub): a message sent while an
+ * instance is disconnected is lost to it, so every listener also has a way to resync
+ * (onReady fires on each (re)subscription).
+ */
+export interface Broadcast {
+  publish(topic: string, message: string): Promise<void>;
+  /** Hears every message on topic from now on; returns the unsubscribe. */
+  subscribe(topic: string, onMessage: (message: string) => void, onReady?: () => void): () => void;
 }
 
 export interface RateLimiterOptions {

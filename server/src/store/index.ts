@@ -3,6 +3,7 @@ export type { Database, Queryable } from './database.ts';
 export type {
   AllowanceBucket,
   AllowanceLedger,
+  Broadcast,
   CounterBatch,
   CounterStore,
   HotState,

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { RateLimiterMemory } from 'rate-limiter-flexible';
 import {
   type CounterBatch,
@@ -23,6 +24,8 @@ export function createMemoryHotState(now: () => number = Date.now): HotState {
   const settling = new Set<string>();
   let epoch = 0;
   let closed = false;
+  const topics = new EventEmitter<Record<string, [string]>>();
+  topics.setMaxListeners(0);
 
   const live = (entry: Expiring | undefined): entry is Expiring =>
     entry !== undefined && entry.expiresAt > now();
@@ -179,6 +182,17 @@ export function createMemoryHotState(now: () => number = Date.now): HotState {
         return result;
       },
     },
+    broadcast: {
+      async publish(topic, message) {
+        assertOpen();
+        topics.emit(topic, message);
+      },
+      subscribe(topic, onMessage, onReady) {
+        topics.on(topic, onMessage);
+        if (onReady) queueMicrotask(onReady);
+        return () => topics.off(topic, onMessage);
+      },
+    },
     rateLimiter: (options) =>
       new RateLimiterMemory({
         keyPrefix: options.name,
@@ -192,6 +206,7 @@ export function createMemoryHotState(now: () => number = Date.now): HotState {
     async close() {
       closed = true;
       clearInterval(sweep);
+      topics.removeAllListeners();
     },
   };
 }

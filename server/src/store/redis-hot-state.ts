@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Logger } from '../log/index.ts';
-import { type CounterBatch, type HotState, NEGLIGIBLE_AMOUNT, newBatchId } from './hot-state.ts';
+import {
+  type Broadcast,
+  type CounterBatch,
+  type HotState,
+  NEGLIGIBLE_AMOUNT,
+  newBatchId,
+} from './hot-state.ts';
 
 // Time comes from Redis itself so that every server instance agrees on expiry.
 const NOW_MS = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
@@ -234,6 +240,7 @@ export async function openRedisHotState(
     alivePrefix: `${allowanceTag}:alive:`,
     settled: (batchId: string) => `${allowanceTag}:settled:${batchId}`,
   };
+  const broadcast = redisBroadcast(redis, `${prefix}topic:`, logger);
   // This instance's name among holders: new on every start, so a restart never inherits a hold.
   const holder = randomUUID();
   const myHold = `${allowanceKeys.holdPrefix}${holder}`;
@@ -396,6 +403,7 @@ export async function openRedisHotState(
         return entries;
       },
     },
+    broadcast,
     rateLimiter(options) {
       const shape = {
         points: options.points,
@@ -414,11 +422,73 @@ export async function openRedisHotState(
       await redis.ping();
     },
     async close() {
+      await broadcast.close();
       try {
         await redis.quit();
       } catch {
         redis.disconnect();
       }
+    },
+  };
+}
+
+/**
+ * Pub/sub on a second connection (a subscribed connection takes no other command), opened
+ * on the first subscribe. ioredis subscribes again by itself after a reconnect.
+ */
+function redisBroadcast(
+  redis: Redis,
+  prefix: string,
+  logger: Logger,
+): Broadcast & { close(): Promise<void> } {
+  let subscriber: Redis | undefined;
+  const listeners = new Map<string, Set<{ onMessage(m: string): void; onReady?(): void }>>();
+  const open = (): Redis => {
+    if (subscriber) return subscriber;
+    const connection = redis.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null });
+    connection.on('error', () => {
+      // The command connection logs the outage once; this one only reconnects.
+    });
+    connection.on('message', (channel: string, message: string) => {
+      for (const listener of listeners.get(channel.slice(prefix.length)) ?? []) {
+        try {
+          listener.onMessage(message);
+        } catch (error) {
+          logger.error({ err: error, channel }, 'a broadcast listener failed');
+        }
+      }
+    });
+    connection.on('ready', () => {
+      for (const set of listeners.values()) for (const listener of set) listener.onReady?.();
+    });
+    subscriber = connection;
+    return connection;
+  };
+  return {
+    async publish(topic, message) {
+      await redis.publish(`${prefix}${topic}`, message);
+    },
+    subscribe(topic, onMessage, onReady) {
+      const connection = open();
+      let set = listeners.get(topic);
+      if (!set) {
+        set = new Set();
+        listeners.set(topic, set);
+        connection.subscribe(`${prefix}${topic}`).catch((error: unknown) => {
+          logger.warn({ err: error, topic }, 'subscribing to a broadcast topic failed');
+        });
+      }
+      const listener = { onMessage, ...(onReady ? { onReady } : {}) };
+      set.add(listener);
+      // Already subscribed and ready: this listener's first sync is now.
+      if (onReady && connection.status === 'ready') queueMicrotask(onReady);
+      return () => {
+        set.delete(listener);
+      };
+    },
+    async close() {
+      subscriber?.disconnect();
+      subscriber = undefined;
     },
   };
 }

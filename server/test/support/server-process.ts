@@ -27,6 +27,8 @@ export function serverEnv(overrides: Record<string, string | undefined>): NodeJS
     SOCKS_PORT: '0',
     HUB_PORT: '0',
     LOG_LEVEL: 'info',
+    // One instance per test server unless a test asks for workers.
+    WORKERS: '1',
     // Every answer the tests get is checked against the OpenAPI document.
     STRICT_API_ANSWERS: 'true',
     // Tests sign up many accounts from 127.0.0.1; the limit has a test of its own.
