@@ -167,15 +167,24 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
       res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
       res.end(`${message}\n`);
     };
-    if (req.method !== 'POST') return answer(405, 'exit proofs are POSTs');
+    if (req.method !== 'POST') {
+      answer(405, 'exit proofs are POSTs');
+      return;
+    }
     const nonce = req.headers[EXIT_PROOF_HEADER];
     const announced = req.headers[EXIT_IP_HEADER];
     const ip = typeof announced === 'string' ? canonicalIp(announced) : null;
     const unknown: ProofAnswer = [404, 'no connection of this agent announced that'];
-    if (typeof nonce !== 'string' || ip === null) return answer(...unknown);
+    if (typeof nonce !== 'string' || ip === null) {
+      answer(...unknown);
+      return;
+    }
     const claim = { nonce, ip, seenFrom: req.socket.remoteAddress ?? '' };
     const here = this.judgeProof(claim);
-    if (here || !this.#options.proveElsewhere) return answer(...(here ?? unknown));
+    if (here || !this.#options.proveElsewhere) {
+      answer(...(here ?? unknown));
+      return;
+    }
     this.#options.proveElsewhere(claim).then(
       (elsewhere) => answer(...(elsewhere ?? unknown)),
       (error: unknown) => {
