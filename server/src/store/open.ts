@@ -7,6 +7,7 @@ import { ConfigError, redactUrl } from '../config/index.ts';
 import type { Logger } from '../log/index.ts';
 import { claimDataDir } from './data-dir.ts';
 import type { Database } from './database.ts';
+import { deploymentName } from './deployment.ts';
 import type { HotState } from './hot-state.ts';
 import { createMemoryHotState } from './memory-hot-state.ts';
 import { migrate } from './migrate.ts';
@@ -36,7 +37,7 @@ export async function openStores(
     { engine: database.engine, applied },
     `database ready, ${applied.length} migration(s) applied`,
   );
-  const hotState = await openHotState(settings, logger);
+  const hotState = await openHotState(settings, logger, await deploymentName(database));
   keep(() => hotState.close());
   return { database, hotState };
 }
@@ -74,10 +75,16 @@ export async function openDatabase(
   }
 }
 
-export async function openHotState(settings: StoreSettings, logger: Logger): Promise<HotState> {
+export async function openHotState(
+  settings: StoreSettings,
+  logger: Logger,
+  deployment: string,
+): Promise<HotState> {
   if (!settings.redisUrl) return createMemoryHotState();
   try {
-    return await openRedisHotState(settings.redisUrl, logger.child({ role: 'store' }));
+    return await openRedisHotState(settings.redisUrl, logger.child({ role: 'store' }), {
+      prefix: `ipcola:${deployment}:`,
+    });
   } catch (error) {
     throw new ConfigError(
       'REDIS_URL',
