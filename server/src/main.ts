@@ -9,7 +9,7 @@ import { balanceWatcher, createPriceBook } from './billing/index.ts';
 import { type Config, ConfigError, loadConfig } from './config/index.ts';
 import { startDemoOn, wantsDemo } from './demo.ts';
 import { createGateway, followNodes } from './gateway/index.ts';
-import { closeHubServer, createHub, createHubServer, nodeHealthOptions } from './hub/index.ts';
+import { createHub, hubListener, nodeHealthOptions } from './hub/index.ts';
 import { createLeases } from './leases/index.ts';
 import { listenInTurn } from './listeners/index.ts';
 import { createLogger, type Logger } from './log/index.ts';
@@ -21,6 +21,7 @@ import { createSealingBox } from './secrets/index.ts';
 import { stopOnSignals } from './signals/index.ts';
 import { signupsPerHour } from './signup-limit/index.ts';
 import { MigrationError, openStores } from './store/index.ts';
+import { servedCertificate } from './tls/index.ts';
 import { openUpstreams } from './upstream/index.ts';
 import { startWebhooks } from './webhooks/index.ts';
 
@@ -45,6 +46,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
 
   try {
     const keep = (cleanup: Cleanup) => cleanups.push(cleanup);
+    const tls = config.tls && servedCertificate(config.tls, logger.child({ role: 'tls' }), keep);
     const { database, hotState } = await openStores(config, logger, keep);
     const accounts = createAccounts(database, {
       pepper: await loadOrCreatePepper(database),
@@ -127,6 +129,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
 
     const nodes = createLiveNodes({ hub, gateway, upstreams, registry: upstreamRegistry });
     const apiServer = await createApiServer({
+      tls,
       logger,
       dependencies: { database, hot_state: hotState },
       metrics: { registry: metrics.registry, token: config.metricsToken },
@@ -153,17 +156,16 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
           httpPort: ports.proxy,
           socksPort: ports.socks,
           hubPort: ports.hub,
+          hubTls: tls !== undefined,
         }),
         listRegions: async () => gateway.regions(),
         upstreamNodes: nodes,
       },
     });
-    const hubServer = createHubServer(hub);
     const graceMs = config.shutdownGraceMs;
-    const closeHub = () => closeHubServer(hub, hubServer, graceMs);
     await listenInTurn(
       {
-        hub: { server: hubServer, variable: 'HUB_PORT', port: config.hubPort, close: closeHub },
+        hub: hubListener(hub, { tls, port: config.hubPort, graceMs }),
         proxy: { server: gateway.httpServer, variable: 'PROXY_PORT', port: config.proxyPort },
         socks: { server: gateway.socksServer, variable: 'SOCKS_PORT', port: config.socksPort },
         api: { server: apiServer, variable: 'API_PORT', port: config.apiPort },
@@ -198,14 +200,9 @@ function fail(error: unknown): never {
 
 async function main(): Promise<void> {
   let demo: boolean;
-  try {
-    demo = wantsDemo(process.argv.slice(2));
-  } catch (error) {
-    fail(error);
-  }
-
   let config: Config;
   try {
+    demo = wantsDemo(process.argv.slice(2));
     config = loadConfig();
   } catch (error) {
     fail(error);
@@ -240,9 +237,9 @@ async function main(): Promise<void> {
   if (signals.stopIfSignalled()) return;
   const { ports } = server;
   logger.info(
-    { host: config.host, ports },
-    `IPCola is up: API http://${config.host}:${ports.api}, HTTP proxy ${config.host}:${ports.proxy}, ` +
-      `SOCKS5 ${config.host}:${ports.socks}, hub ${config.host}:${ports.hub}`,
+    { host: config.host, ports, tls: config.tls !== undefined },
+    `IPCola is up: API http${config.tls ? 's' : ''}://${config.host}:${ports.api}, HTTP proxy ` +
+      `${config.host}:${ports.proxy}, SOCKS5 ${config.host}:${ports.socks}, hub ${config.host}:${ports.hub}`,
   );
 }
 

@@ -11,4 +11,4 @@ export {
   nodeHealthOptions,
 } from './hub.ts';
 export type { ConnectedNode, NodeDownReason, StreamTarget } from './node-session.ts';
-export { closeHubServer, createHubServer, type HubServerOptions } from './server.ts';
+export { closeHubServer, createHubServer, type HubServerOptions, hubListener } from './server.ts';
