@@ -226,8 +226,8 @@ async function main(): Promise<void> {
   signals.serve(server);
   if (demo) {
     try {
-      const { dataDir, publicHost } = config;
-      server = await startDemoOn(server, { dataDir, publicHost, logger });
+      const { dataDir, publicHost, tls } = config;
+      server = await startDemoOn(server, { dataDir, publicHost, tls, logger });
       signals.serve(server);
     } catch (error) {
       await server.stop();

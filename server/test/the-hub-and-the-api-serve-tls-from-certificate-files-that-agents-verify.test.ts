@@ -7,13 +7,15 @@
  * variable.
  */
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, get as httpGet, type Server } from 'node:http';
 import { type AddressInfo, createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { type AgentProcess, spawnAgent } from '@ipcola/agent/testing';
 import { type Agent, ProxyAgent, request } from 'undici';
 import { eventually } from './support/engines.ts';
@@ -198,6 +200,26 @@ describe('the hub and the API serve TLS from certificate files', { skip }, () =>
     assert.ok(!server.logs.some((line) => line.msg === 'node up' && line.nodeId === nodeId));
   });
 
+  test('an agent dialling a name the certificate does not carry does not attach, and says why', async () => {
+    // The same hub through its IPv4-mapped IPv6 address, which the certificate does not name.
+    const { agent } = await startNode('127.0.0.34', [
+      '--hub',
+      `[::ffff:127.0.0.1]:${ports.hub}`,
+      '--ca',
+      ca.certFile,
+    ]);
+    const why = await agent.waitForLog(
+      (line) => /certificate is not for the name dialled/.test(line.msg),
+      'the refusal of the name',
+    );
+    assert.equal((why.err as { code?: string } | undefined)?.code, 'ERR_TLS_CERT_ALTNAME_INVALID');
+    await agent.waitForLog(
+      (line) => line.msg === 'hub connection failed; retrying' && Number(line.attempt) >= 2,
+      'a second round',
+    );
+    assert.ok(!agent.logs.some((line) => line.msg === 'connected to the hub'));
+  });
+
   test('an agent given a dead hub first attaches through the next one', async () => {
     const dead = await closedPort();
     const { nodeId, agent } = await startNode('127.0.0.33', [
@@ -223,6 +245,37 @@ describe('the hub and the API serve TLS from certificate files', { skip }, () =>
     const ms = Date.parse(String(connected.time)) - Date.parse(String(dialled?.time));
     console.log(`a dead hub first: attached through the second ${ms} ms after the first dial`);
   });
+
+  test('renewed files are served without a restart; a key that does not match yet is not', async () => {
+    const served = async (port: number) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, ca: ca.pem });
+      try {
+        await once(socket, 'secureConnect');
+        return socket.getPeerCertificate().serialNumber;
+      } finally {
+        socket.destroy();
+      }
+    };
+    const before = await served(ports.api);
+    const renewed = await ca.issue('hub-renewed', { dns: ['localhost'], ips: ['127.0.0.1'] });
+    const renewedSerial = new X509Certificate(renewed.pem).serialNumber;
+    // The certificate first, as a renewal writing one file after the other would.
+    await copyFile(renewed.certFile, leaf.certFile);
+    await eventually(
+      () => server.logs.some((line) => line.msg === 'TLS files not reloaded: kept the old'),
+      10_000,
+      'the half-renewed pair refused',
+    );
+    assert.equal(await served(ports.api), before);
+    await copyFile(renewed.keyFile, leaf.keyFile);
+    await eventually(
+      async () => (await served(ports.api)) === renewedSerial,
+      10_000,
+      'the renewed certificate on the API',
+    );
+    assert.equal(await served(ports.hub), renewedSerial, 'and on the hub');
+    assert.ok(server.logs.some((line) => line.msg === 'TLS certificate reloaded'));
+  });
 });
 
 describe('start-up stops on bad TLS files with one line naming the variable', { skip }, () => {
@@ -245,7 +298,12 @@ describe('start-up stops on bad TLS files with one line naming the variable', { 
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
-  const cases: Array<{ name: string; env: () => Record<string, string>; line: RegExp }> = [
+  const cases: Array<{
+    name: string;
+    env: () => Record<string, string>;
+    args?: string[];
+    line: RegExp;
+  }> = [
     {
       name: 'a certificate without its key',
       env: () => ({ TLS_CERT_FILE: files.cert as string }),
@@ -266,10 +324,19 @@ describe('start-up stops on bad TLS files with one line naming the variable', { 
       env: () => ({ TLS_CERT_FILE: files.notPem as string, TLS_KEY_FILE: files.key as string }),
       line: /TLS_CERT_FILE: ".*not\.pem" holds no PEM certificate/,
     },
+    {
+      name: 'the demo (its agents and banner are plain)',
+      env: () => ({ TLS_CERT_FILE: files.cert as string, TLS_KEY_FILE: files.key as string }),
+      args: ['--demo'],
+      line: /TLS_CERT_FILE: the demo runs in plain text/,
+    },
   ];
   for (const c of cases) {
     test(`${c.name}: exit 1 and one line`, async () => {
-      const spawned = spawnServer(serverEnv({ DATA_DIR: path.join(scratch, 'data'), ...c.env() }));
+      const spawned = spawnServer(
+        serverEnv({ DATA_DIR: path.join(scratch, 'data'), ...c.env() }),
+        c.args,
+      );
       assert.equal(await spawned.exited, 1);
       const lines = spawned.stderr().trimEnd().split('\n');
       assert.equal(lines.length, 1, spawned.stderr());
