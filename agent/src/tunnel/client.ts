@@ -8,9 +8,9 @@
  * way to the next one at once; when the whole round failed, the next round waits a
  * jittered delay that doubles per failed round. A connection that is lost (the hub died,
  * or sent GOAWAY because it is draining) starts a round at once with the next address, so
- * that the node is back on another hub within a dial's time; only when that happens again
- * before stableAfterMs does the loss wait the growing delay (a hub that accepts and drops
- * nodes cannot make them spin).
+ * that the node is back on another hub within a dial's time; when the connection that
+ * move led to is lost too before stableAfterMs, the loss waits the growing delay (a hub
+ * that accepts and drops nodes cannot make them spin).
  *
  * Refusals: a hub that answers 4xx (bad token, bad hello, unknown protocol version)
  * is reported with a 'rejected' event and retried at a slow, fixed pace
@@ -160,6 +160,8 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
   /** What went wrong in this round: a 4xx refusal sets the slow pace. */
   #roundError: Error | undefined;
   #roundRefused: HubRefusedError | undefined;
+  /** A lost connection moved on without waiting, and nothing since proved stable. */
+  #movedAtOnce = false;
   #nodeId: string | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #dialling: AbortController | undefined;
@@ -333,19 +335,23 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     this.#current = undefined;
     this.emit('disconnected', { error });
     if (this.#stopping) return;
-    if (performance.now() - this.#connectedAt >= this.#reconnect.stableAfterMs) this.#failures = 0;
+    if (performance.now() - this.#connectedAt >= this.#reconnect.stableAfterMs) {
+      this.#failures = 0;
+      this.#movedAtOnce = false;
+    }
     const why = error ?? new Error('the hub closed the tunnel');
-    if (this.#failures > 0) {
+    if (this.#movedAtOnce) {
+      // The hub it moved to at once was lost before it proved stable: no spinning.
       this.#retry(why);
       return;
     }
-    // The first loss after a good spell: the next hub address at once (the lost one last).
-    this.#failures = 1;
+    // The next hub address at once (the lost one last); a failed round still backs off.
+    this.#movedAtOnce = true;
     this.#log.warn(
       { hub: this.#last && hubLabel(this.#last), err: why },
       'lost the hub; dialling the next hub address',
     );
-    this.emit('retrying', { attempt: 1, delayMs: 0, error: why });
+    this.emit('retrying', { attempt: this.#failures + 1, delayMs: 0, error: why });
     this.#startRound();
   }
 

@@ -332,6 +332,26 @@ describe('the agent dials the hub', () => {
     assert.deepEqual([first.length, second.length], [1, 1]);
   });
 
+  test('a hub that keeps dropping the agent is not dialled in a tight loop', async () => {
+    const sessions: ClientHttp2Session[] = [];
+    const accept = acceptAs(sessions);
+    const port = await fakeHub((req, socket, head) => {
+      const index = sessions.length;
+      accept(req, socket, head);
+      const closeOnceSettled = () => {
+        const session = sessions[index];
+        if (!session) return void setImmediate(closeOnceSettled);
+        void settled.get(session)?.then(() => session.close());
+      };
+      closeOnceSettled();
+    });
+    const agent = startAgent(port);
+    const [first, second, third] = await retries(agent, 3);
+    assert.equal(first?.delayMs, 0, 'the first loss moves on at once');
+    assert.ok(Number(second?.delayMs) >= 4, `then it waits: ${second?.delayMs} ms`);
+    assert.ok(Number(third?.delayMs) >= 8, `longer: ${third?.delayMs} ms`);
+  });
+
   test('every round of failures waits longer, across the whole list', async () => {
     const hubs = [`127.0.0.1:${await closedPort()}`, `127.0.0.1:${await closedPort()}`];
     const dialled: string[] = [];
