@@ -31,6 +31,8 @@ describe('an agent moves to another server when its server stops', { skip }, () 
   let api: HttpsApi;
   let agent: AgentProcess;
   let target: Server;
+  let env: NodeJS.ProcessEnv;
+  let nodeId: string;
 
   before(async () => {
     folder = await certificateFolder();
@@ -39,7 +41,7 @@ describe('an agent moves to another server when its server stops', { skip }, () 
     caFile = ca.certFile;
     const leaf = await ca.issue('hub', { dns: ['localhost'], ips: ['127.0.0.1'] });
     scratch = await createScratchDatabase(required('DATABASE_URL'));
-    const env = serverEnv({
+    env = serverEnv({
       DATABASE_URL: scratch.url,
       REDIS_URL: required('REDIS_URL'),
       TLS_CERT_FILE: leaf.certFile,
@@ -79,6 +81,7 @@ describe('an agent moves to another server when its server stops', { skip }, () 
       id: string;
       token: string;
     };
+    nodeId = node.id;
     agent = spawnAgent(
       [
         '--hub',
@@ -134,5 +137,30 @@ describe('an agent moves to another server when its server stops', { skip }, () 
       `moved from server A to server B: ${agentMs} ms from the GOAWAY to attached (agent's log), ` +
         `${movedMs} ms from SIGTERM to online in B's API`,
     );
+  });
+
+  test('kill -9 of that one moves it back to the first, restarted on its ports', async () => {
+    const { api: apiPort, hub, proxy } = portsOf(a);
+    a = await startServer(
+      {
+        ...env,
+        API_PORT: String(apiPort),
+        HUB_PORT: String(hub),
+        PROXY_PORT: String(proxy),
+        SOCKS_PORT: '0',
+      },
+      [],
+      60_000,
+    );
+    const killed = performance.now();
+    await b.stop('SIGKILL');
+    await eventually(() => onlineOn(a, nodeId), MOVE_WITHIN_MS, 'the node online on server A');
+    const movedMs = Math.round(performance.now() - killed);
+    const connected = agent.logs.filter((line) => line.msg === 'connected to the hub');
+    assert.equal(connected.at(-1)?.hub, `127.0.0.1:${hub}`);
+    // It had just moved at once, so this time it waited a short, jittered delay first.
+    const retry = agent.logs.findLast((line) => line.msg === 'hub connection failed; retrying');
+    assert.ok(Number(retry?.delayMs) > 0);
+    console.log(`moved back to server A ${movedMs} ms after kill -9 of server B`);
   });
 });
