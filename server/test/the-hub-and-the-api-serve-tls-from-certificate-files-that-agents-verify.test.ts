@@ -220,6 +220,15 @@ describe('the hub and the API serve TLS from certificate files', { skip }, () =>
     assert.ok(!agent.logs.some((line) => line.msg === 'connected to the hub'));
   });
 
+  test('an agent dialling the TLS hub in plain text is told to add --tls or --ca', async () => {
+    const { agent } = await startNode('127.0.0.35', ['--hub', `127.0.0.1:${ports.hub}`]);
+    await agent.waitForLog(
+      (line) => /if it serves TLS, dial it with --tls or --ca/.test(line.msg),
+      'the hint',
+    );
+    assert.ok(!agent.logs.some((line) => line.msg === 'connected to the hub'));
+  });
+
   test('an agent given a dead hub first attaches through the next one', async () => {
     const dead = await closedPort();
     const { nodeId, agent } = await startNode('127.0.0.33', [

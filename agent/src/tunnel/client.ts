@@ -371,7 +371,13 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     this.#roundError = error;
     const problem = certificateProblem(error);
     if (problem) this.#log.error({ hub, err: error }, `${problem} (retrying)`);
-    else if (this.#next < this.#round.length) {
+    else if (!this.#options.tls && (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
+      // What a TLS hub does to a plain request (measured: ERR_SSL_HTTP_REQUEST on its side).
+      this.#log.warn(
+        { hub, err: error },
+        'the hub cut the connection without answering: if it serves TLS, dial it with --tls or --ca',
+      );
+    } else if (this.#next < this.#round.length) {
       this.#log.warn({ hub, err: error }, 'could not attach to this hub address; trying the next');
     }
     this.#dialNext();
