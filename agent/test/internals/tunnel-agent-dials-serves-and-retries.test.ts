@@ -393,6 +393,29 @@ describe('the agent dials the hub', () => {
     assert.deepEqual(asked, ['hubs.example']);
   });
 
+  test('a name that does not resolve is logged and the other hubs are dialled', async () => {
+    const sessions: ClientHttp2Session[] = [];
+    const live = await fakeHub(acceptAs(sessions));
+    const warnings: Array<{ details: Record<string, unknown>; message: string }> = [];
+    const agent = startAgent(0, {
+      hub: ['nowhere.example:7000', `127.0.0.1:${live}`],
+      lookup: async (host) => {
+        throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+      },
+      logger: {
+        debug: () => {},
+        info: () => {},
+        warn: (details, message) => warnings.push({ details, message }),
+        error: () => {},
+      },
+    });
+    const [connected] = await once(agent, 'connected');
+    assert.equal(connected.hub, `127.0.0.1:${live}`);
+    const [warning] = warnings;
+    assert.equal(warning?.message, 'the hub name did not resolve');
+    assert.equal(warning?.details.hub, 'nowhere.example:7000');
+  });
+
   test('options that cannot work throw at once', () => {
     const base = {
       token: 't',
