@@ -405,7 +405,8 @@ describe('the agent dials the hub', () => {
       logger: {
         debug: () => {},
         info: () => {},
-        warn: (details, message) => warnings.push({ details, message }),
+        warn: (details, message) =>
+          warnings.push({ details: details as Record<string, unknown>, message }),
         error: () => {},
       },
     });
