@@ -18,7 +18,7 @@ export interface Config {
   /** Unset: in-process hot state. */
   readonly redisUrl: string | undefined;
   /**
-   * The certificate (chain first) and private key the hub and the API serve TLS with
+   * The certificate (leaf first, then its chain) and key the hub and the API serve TLS with
    * (TLS_CERT_FILE, TLS_KEY_FILE, PEM); unset: both listen in plain text. The proxy ports
    * stay plain either way.
    */
