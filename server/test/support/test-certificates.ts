@@ -22,7 +22,10 @@ export interface TestCa extends Issued {
   issue(name: string, subjectAltNames: { dns?: string[]; ips?: string[] }): Promise<Issued>;
 }
 
-/** Whether the openssl CLI is there: `skip` for the tests that need it. */
+/**
+ * Whether the openssl CLI is there: `skip` for the tests that need it. node:crypto makes
+ * keys but cannot issue certificates, so without openssl these tests are skipped, saying why.
+ */
 export async function needsOpenssl(): Promise<string | false> {
   try {
     await run('openssl', ['version']);
