@@ -9,6 +9,8 @@
  * name the option it is about (its strict mode throws errors that name it only inside
  * their message text); the strictness is then applied here, token by token.
  */
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { networkInterfaces, platform } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -43,8 +45,8 @@ export const EXIT_REPLACED = 3;
 
 /** Its location fields are what the hello announces; absent when not given. */
 export interface AgentOptions extends ExitLocation {
-  /** `host:port` or `[v6]:port`, as given. */
-  readonly hub: string;
+  /** `host:port` or `[v6]:port` of each hub, as given, in the order given; at least one. */
+  readonly hubs: readonly string[];
   readonly token: string;
   /** Canonical addresses of this machine, in the order given, at least one. */
   readonly exitIps: readonly string[];
@@ -52,7 +54,8 @@ export interface AgentOptions extends ExitLocation {
   /** CIDRs the exit policy lets through although their range is refused by default. */
   readonly allowTargets: readonly string[];
   readonly maxStreams: number;
-  readonly tls: boolean;
+  /** Dial the hub with TLS: false, true (the system's CAs), or the CA certificates to trust. */
+  readonly tls: boolean | { readonly ca: readonly string[]; readonly caFile: string };
   readonly logLevel: LogLevel;
 }
 
@@ -85,7 +88,10 @@ An IPCola exit node: dials out to the hub and carries customer connections
 from this machine's exit IPs. It never listens on a port.
 
 Required:
-  --hub HOST:PORT          the hub to dial (HUB_PORT of the server, default 7000)
+  --hub HOST:PORT          the hub to dial (HUB_PORT of the server, default 7000);
+                           repeat it or give a comma-separated list for several
+                           hubs (--hub a:7000,b:7000), tried in that order; a name
+                           with several A/AAAA records stands for each address
   --token TOKEN            the node token from POST /v1/nodes; prefer the
                            ${TOKEN_ENV} environment variable, which keeps it out of
                            the process list (--token wins when both are set)
@@ -105,10 +111,17 @@ Exit policy:
 
 Running:
   --max-streams N          customer connections carried at once (default ${DEFAULT_MAX_STREAMS}, 1-${HELLO_MAX_STREAMS})
-  --tls                    dial the hub with TLS (trust a private CA with
-                           NODE_EXTRA_CA_CERTS=/path/to/ca.pem)
+  --tls                    dial the hub with TLS, trusting the system's CAs; the
+                           certificate must carry the --hub host name (or IP)
+  --ca FILE                dial the hub with TLS, trusting the CA certificates in
+                           this PEM file (a private CA) instead; implies --tls
   --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info)
   -h, --help               show this text
+
+Several hubs: the agent attaches to one at a time. When that connection is lost,
+or the hub says it is going away (a restart), it dials the next address at once;
+when every address failed, it waits 0.25-0.5 s and tries the list again, the wait
+doubling per failed round up to 15-30 s. Names are resolved again each round.
 
 Logs are JSON lines on stdout. SIGTERM or SIGINT drains: no new connections, open
 ones get up to 30 s to finish; a second signal exits at once.
@@ -123,7 +136,7 @@ ${EXIT_REPLACED} replaced by another agent with the same token, 128+N second sig
 `;
 
 const OPTIONS = {
-  hub: { type: 'string' },
+  hub: { type: 'string', multiple: true },
   token: { type: 'string' },
   'exit-ip': { type: 'string', multiple: true },
   country: { type: 'string' },
@@ -134,6 +147,7 @@ const OPTIONS = {
   'allow-target': { type: 'string', multiple: true },
   'max-streams': { type: 'string' },
   tls: { type: 'boolean' },
+  ca: { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -155,7 +169,8 @@ export function parseCli(
   if (values.has('help')) return { command: 'help' };
 
   const one = (name: OptionName): string | undefined => values.get(name)?.[0];
-  const hub = checkHub(one('hub'));
+  const hubs = checkHubs(values.get('hub') ?? []);
+  const ca = optional(one('ca'), checkCa);
   const token = checkToken(one('token'), env[TOKEN_ENV]);
   const exitIps = checkExitIps(values.get('exit-ip') ?? [], dependencies);
   const type = checkChoice('--type', one('type') ?? 'residential', EXIT_TYPES);
@@ -176,7 +191,7 @@ export function parseCli(
   return {
     command: 'run',
     options: {
-      hub,
+      hubs,
       token,
       exitIps,
       ...(country === undefined ? {} : { country }),
@@ -186,7 +201,7 @@ export function parseCli(
       type,
       allowTargets,
       maxStreams,
-      tls: values.has('tls'),
+      tls: ca ?? values.has('tls'),
       logLevel,
     },
   };
@@ -244,15 +259,57 @@ function optional<T>(value: string | undefined, check: (value: string) => T): T 
   return value === undefined ? undefined : check(value);
 }
 
-function checkHub(value: string | undefined): string {
-  if (value === undefined) throw new CliUsageError('--hub', 'required (HOST:PORT of the hub)');
-  if (!parseAuthority(value)) {
-    throw new CliUsageError(
-      '--hub',
-      `${JSON.stringify(value)} is not HOST:PORT (e.g. hub.example.com:7000 or [2001:db8::1]:7000)`,
-    );
+/** At most this many hub addresses given (names may stand for more). */
+const MAX_HUBS = 32;
+
+function checkHubs(values: readonly string[]): string[] {
+  const hubs = values.flatMap((value) => value.split(',')).map((part) => part.trim());
+  if (hubs.length === 0) {
+    throw new CliUsageError('--hub', 'required (HOST:PORT of the hub; several allowed)');
   }
-  return value;
+  if (hubs.length > MAX_HUBS) throw new CliUsageError('--hub', `at most ${MAX_HUBS} hubs`);
+  const seen = new Set<string>();
+  for (const hub of hubs) {
+    const parsed = parseAuthority(hub);
+    if (!parsed) {
+      throw new CliUsageError(
+        '--hub',
+        `${JSON.stringify(hub)} is not HOST:PORT (e.g. hub.example.com:7000 or [2001:db8::1]:7000)`,
+      );
+    }
+    const key = `${parsed.host.toLowerCase()}:${parsed.port}`;
+    if (seen.has(key)) throw new CliUsageError('--hub', `${hub} is given more than once`);
+    seen.add(key);
+  }
+  return hubs;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+
+/** The CA certificates of a PEM file, each checked, so that a wrong file fails here. */
+function checkCa(file: string): { ca: string[]; caFile: string } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new CliUsageError('--ca', `${JSON.stringify(file)} cannot be read (${code})`);
+  }
+  const ca = text.match(PEM_CERTIFICATE) ?? [];
+  if (ca.length === 0) {
+    throw new CliUsageError('--ca', `${JSON.stringify(file)} holds no PEM certificate`);
+  }
+  for (const pem of ca) {
+    try {
+      new X509Certificate(pem);
+    } catch {
+      throw new CliUsageError(
+        '--ca',
+        `${JSON.stringify(file)} holds a certificate that does not parse`,
+      );
+    }
+  }
+  return { ca, caFile: file };
 }
 
 /** Visible ASCII: the token travels in an HTTP header. */

@@ -74,8 +74,8 @@ function helloOf(options: AgentOptions, version: string): NodeHello {
   };
 }
 
-function logRefusal(log: Logger, status: number, message: string): void {
-  const details = { status, reason: message };
+function logRefusal(log: Logger, status: number, message: string, hub: string): void {
+  const details = { hub, status, reason: message };
   if (status === 401 || status === 403) {
     log.error(
       details,
@@ -109,8 +109,8 @@ function run(options: AgentOptions): void {
   log.info(
     {
       version,
-      hub: options.hub,
-      tls: options.tls,
+      hubs: options.hubs,
+      tls: typeof options.tls === 'object' ? { ca: options.tls.caFile } : options.tls,
       exitIps: options.exitIps,
       type: options.type,
       country: options.country,
@@ -125,10 +125,11 @@ function run(options: AgentOptions): void {
 
   const policy = createExitPolicy({ allowTargets: [...options.allowTargets] });
   const client: TunnelClient = connectToHub({
-    hub: options.hub,
+    hub: options.hubs,
     token: options.token,
     hello: helloOf(options, version),
-    tls: options.tls,
+    // The hub's certificate is checked against the name in --hub (servername) either way.
+    tls: typeof options.tls === 'object' ? { ca: [...options.tls.ca] } : options.tls,
     openEgress: createEgress({ policy }),
     idleTimeoutMs: STREAM_IDLE_TIMEOUT_MS,
     logger: tunnelLoggerOf(() => log),
@@ -136,7 +137,7 @@ function run(options: AgentOptions): void {
 
   // connectToHub logs 'connected to the hub' and each retry with its delay itself.
   let nodeId: string | undefined;
-  client.on('connecting', ({ attempt }) => log.debug({ attempt }, 'dialling the hub'));
+  client.on('connecting', ({ attempt, hub }) => log.debug({ attempt, hub }, 'dialling the hub'));
   client.on('connected', (event) => {
     if (event.nodeId !== undefined && event.nodeId !== nodeId) {
       nodeId = event.nodeId;
@@ -148,7 +149,7 @@ function run(options: AgentOptions): void {
     if (draining) log.info({ err: error }, 'disconnected from the hub');
     else log.warn({ err: error }, 'disconnected from the hub; reconnecting');
   });
-  client.on('rejected', ({ status, message }) => logRefusal(log, status, message));
+  client.on('rejected', ({ status, message, hub }) => logRefusal(log, status, message, hub));
   client.on('replaced', ({ message }) => {
     draining = true;
     log.error(

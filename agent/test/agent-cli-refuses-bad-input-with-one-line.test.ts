@@ -3,7 +3,12 @@
  * stderr naming the option, exit status 2, no stack, nothing dialled).
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { CliUsageError, DEFAULT_MAX_STREAMS, parseCli, TOKEN_ENV } from '../src/cli-options.ts';
 import { foreignAddress, spawnAgent } from './support/agent-process.ts';
 
@@ -108,6 +113,16 @@ function parse(args: readonly string[], env: NodeJS.ProcessEnv = {}) {
   return command.options;
 }
 
+/** A certificate made by the openssl CLI, as PEM. */
+async function selfSignedPem(): Promise<string> {
+  const { stdout } = await promisify(execFile)('sh', [
+    '-c',
+    'openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ' +
+      '-keyout /dev/null -days 1 -subj /CN=test-ca 2>/dev/null',
+  ]);
+  return stdout;
+}
+
 function refusal(args: readonly string[], env: NodeJS.ProcessEnv = {}): CliUsageError {
   try {
     parseCli(args, env, everyAddressLocal);
@@ -149,7 +164,7 @@ describe('parseCli', () => {
       'warn',
     ]);
     assert.deepEqual(options, {
-      hub: 'hub.example.com:7000',
+      hubs: ['hub.example.com:7000'],
       token: 'tok',
       exitIps: ['198.51.100.7', '2001:db8::7'],
       country: 'de',
@@ -167,7 +182,7 @@ describe('parseCli', () => {
   test('defaults: residential, no location, no exceptions to the policy, plain TCP', () => {
     const options = parse(['--hub', '[::1]:7000', '--token', 't', '--exit-ip', '127.0.0.12']);
     assert.deepEqual(options, {
-      hub: '[::1]:7000',
+      hubs: ['[::1]:7000'],
       token: 't',
       exitIps: ['127.0.0.12'],
       type: 'residential',
@@ -225,7 +240,10 @@ describe('parseCli', () => {
       '--allow-target',
     ],
     ['--tls with a value', [...base, '--tls=yes'], '--tls'],
-    ['--hub given twice', [...base, '--hub', 'h:2'], '--hub'],
+    ['the same hub given twice', [...base, '--hub', 'H:1'], '--hub'],
+    ['an empty hub in a list', [...base.slice(2), '--hub', 'a:1,,b:1'], '--hub'],
+    ['a --ca file that does not exist', [...base, '--ca', '/nonexistent/ca.pem'], '--ca'],
+    ['a --ca file without a certificate', [...base, '--ca', '/etc/hostname'], '--ca'],
     ['a positional argument', [...base, 'extra'], '"extra"'],
     ['a short option that does not exist', [...base, '-x'], '-x'],
   ];
@@ -234,6 +252,28 @@ describe('parseCli', () => {
       assert.equal(refusal(args).option, option);
     });
   }
+
+  test('several hubs: --hub repeated and comma-separated, in the order given', () => {
+    const args = ['--token', 't', '--exit-ip', '127.0.0.12', '--hub', 'a:7000, [::1]:7001'];
+    assert.deepEqual(parse([...args, '--hub', 'b.example:7000']).hubs, [
+      'a:7000',
+      '[::1]:7001',
+      'b.example:7000',
+    ]);
+  });
+
+  test('--ca reads the PEM bundle and implies TLS', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'ipcola-agent-ca-'));
+    try {
+      const file = path.join(dir, 'ca.pem');
+      const pem = await selfSignedPem();
+      await writeFile(file, `# a comment before\n${pem}\n${pem}`);
+      const options = parse([...base, '--ca', file]);
+      assert.deepEqual(options.tls, { ca: [pem.trim(), pem.trim()], caFile: file });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
   test('--help wins over everything else', () => {
     assert.deepEqual(parseCli(['--bogus', '-h'], {}, everyAddressLocal), { command: 'help' });

@@ -136,8 +136,20 @@ export interface DemoHost extends Pick<DemoOptions, 'accounts' | 'ports' | 'when
  */
 export async function startDemoOn<Running extends DemoHost>(
   running: Running,
-  options: Pick<DemoOptions, 'dataDir' | 'publicHost' | 'logger'>,
+  {
+    tls,
+    ...options
+  }: Pick<DemoOptions, 'dataDir' | 'publicHost' | 'logger'> & {
+    tls?: object | undefined;
+  },
 ): Promise<Running> {
+  if (tls) {
+    // Its agents would need the CA, and its banner prints plain http:// URLs.
+    throw new ConfigError(
+      'TLS_CERT_FILE',
+      'the demo runs in plain text: start --demo without TLS_CERT_FILE and TLS_KEY_FILE',
+    );
+  }
   const started = await startDemo({
     accounts: running.accounts,
     ports: running.ports,

@@ -9,7 +9,7 @@ import { balanceWatcher, createPriceBook } from './billing/index.ts';
 import { joinCluster } from './cluster/index.ts';
 import type { Config } from './config/index.ts';
 import { createGateway, followNodes } from './gateway/index.ts';
-import { closeHubServer, createHub, createHubServer, nodeHealthOptions } from './hub/index.ts';
+import { createHub, hubListener, nodeHealthOptions } from './hub/index.ts';
 import { createLeases } from './leases/index.ts';
 import { listenInTurn } from './listeners/index.ts';
 import type { Logger } from './log/index.ts';
@@ -21,6 +21,7 @@ import { type RunningInstance, runServer } from './process/index.ts';
 import { createSealingBox } from './secrets/index.ts';
 import { signupsPerHour } from './signup-limit/index.ts';
 import { openStores } from './store/index.ts';
+import { servedCertificate } from './tls/index.ts';
 import { openUpstreams } from './upstream/index.ts';
 import { startWebhooks } from './webhooks/index.ts';
 
@@ -38,6 +39,7 @@ async function start(config: Config, logger: Logger, worker: number): Promise<Ru
 
   try {
     const keep = (cleanup: Cleanup) => cleanups.push(cleanup);
+    const tls = config.tls && servedCertificate(config.tls, logger.child({ role: 'tls' }), keep);
     const { database, hotState } = await openStores(config, logger, keep);
     const accounts = createAccounts(database, {
       pepper: await loadOrCreatePepper(database),
@@ -131,6 +133,7 @@ async function start(config: Config, logger: Logger, worker: number): Promise<Ru
 
     const nodes = createLiveNodes({ hub, gateway, upstreams, registry: upstreamRegistry, cluster });
     const apiServer = await createApiServer({
+      tls,
       logger,
       dependencies: { database, hot_state: hotState },
       metrics: { registry: metrics.registry, token: config.metricsToken },
@@ -157,21 +160,17 @@ async function start(config: Config, logger: Logger, worker: number): Promise<Ru
           httpPort: ports.proxy,
           socksPort: ports.socks,
           hubPort: ports.hub,
+          hubTls: tls !== undefined,
         }),
         listRegions: async () => gateway.regions(),
         upstreamNodes: nodes,
       },
     });
-    const hubServer = createHubServer(hub);
     const graceMs = config.shutdownGraceMs;
-    // Nodes leaving with this instance are announced as moving: others wait for them.
-    const closeHub = () => {
-      cluster.draining();
-      return closeHubServer(hub, hubServer, graceMs);
-    };
     await listenInTurn(
       {
-        hub: { server: hubServer, variable: 'HUB_PORT', port: config.hubPort, close: closeHub },
+        // Nodes leaving with this instance are announced as moving: others wait for them.
+        hub: hubListener(hub, { tls, port: config.hubPort, graceMs, draining: cluster.draining }),
         proxy: { server: gateway.httpServer, variable: 'PROXY_PORT', port: config.proxyPort },
         socks: { server: gateway.socksServer, variable: 'SOCKS_PORT', port: config.socksPort },
         api: { server: apiServer, variable: 'API_PORT', port: config.apiPort },

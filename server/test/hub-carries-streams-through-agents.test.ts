@@ -204,7 +204,7 @@ describe('a node joins the hub', () => {
     assert.equal(node.nodeId, NODE_ID);
     assert.deepEqual(node.hello, { ...HELLO, country: 'de' });
     assert.equal(node.remoteAddress, '127.0.0.1');
-    assert.deepEqual(connected, { nodeId: NODE_ID });
+    assert.deepEqual(connected, { nodeId: NODE_ID, hub: `127.0.0.1:${port}` });
     assert.equal(agent.state, 'connected');
     assert.deepEqual(
       hub.nodes().map((n) => n.nodeId),

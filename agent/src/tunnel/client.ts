@@ -1,7 +1,16 @@
 /**
- * connectToHub: keeps an exit node attached to its hub. Dials out, serves the hub's
- * streams, and when the connection is lost or refused, dials again after a jittered,
- * growing delay; until drain() or close().
+ * connectToHub: keeps an exit node attached to one of its hubs. Dials out, serves the
+ * hub's streams, and when the connection is lost or refused, dials again; until drain()
+ * or close().
+ *
+ * Several hubs: the hub addresses (each one given, and every A/AAAA record of a name,
+ * resolved anew each round) are dialled in rounds. Within a round a failed address gives
+ * way to the next one at once; when the whole round failed, the next round waits a
+ * jittered delay that doubles per failed round. A connection that is lost (the hub died,
+ * or sent GOAWAY because it is draining) starts a round at once with the next address, so
+ * that the node is back on another hub within a dial's time; when the connection that
+ * move led to is lost too before stableAfterMs, the loss waits the growing delay (a hub
+ * that accepts and drops nodes cannot make them spin).
  *
  * Refusals: a hub that answers 4xx (bad token, bad hello, unknown protocol version)
  * is reported with a 'rejected' event and retried at a slow, fixed pace
@@ -21,6 +30,7 @@ import {
   DEFAULT_PING_INTERVAL_MS,
   DEFAULT_PING_TIMEOUT_MS,
   encodeHello,
+  type HostPort,
   type NodeHello,
   parseAuthority,
   REPLACED_STATUS,
@@ -31,22 +41,37 @@ import {
 import { AgentSession, type OpenEgress } from './agent-session.ts';
 import { backoffDelay } from './backoff.ts';
 import { type Dialled, dialHub, HubRefusedError } from './dial.ts';
+import {
+  type HubAddress,
+  hubLabel,
+  type LookupAll,
+  resolveHubs,
+  sameHub,
+} from './hub-addresses.ts';
 import { proveExits } from './prove-exits.ts';
 
 export interface ReconnectOptions {
-  /** First retry delay after a failure (jittered to [half, full]). */
+  /** First delay after a failed round (jittered to [half, full]). */
   readonly initialMs: number;
   /** Ceiling of the growing delay. */
   readonly maxMs: number;
-  /** A connection that lasted this long resets the delay to initialMs. */
+  /**
+   * A connection that lasted this long resets the delay; losing it dials the next hub at
+   * once.
+   */
   readonly stableAfterMs: number;
   /** Pace of retries after a 4xx refusal (jittered like the others). */
   readonly refusedRetryMs: number;
 }
 
 export interface ConnectOptions {
-  /** `host:port` or `[v6]:port` of the hub. */
-  readonly hub: string;
+  /**
+   * `host:port` or `[v6]:port` of the hub, or of each hub in the order to try them; a name
+   * stands for every address it resolves to.
+   */
+  readonly hub: string | readonly string[];
+  /** Resolves a hub name to all its addresses (dns.promises.lookup with all: true). */
+  readonly lookup?: LookupAll;
   readonly token: string;
   readonly hello: NodeHello;
   /** TLS to the hub: true for system CAs, or tls.connect options (ca, servername...). */
@@ -69,17 +94,18 @@ export interface ConnectOptions {
 export type TunnelState = 'connecting' | 'connected' | 'waiting' | 'draining' | 'closed';
 
 export interface TunnelClientEvents {
-  connecting: [event: { attempt: number }];
-  connected: [event: { nodeId: string | undefined }];
+  connecting: [event: { attempt: number; hub: string }];
+  connected: [event: { nodeId: string | undefined; hub: string }];
   /** The connection that took new streams is gone (closed, dead, or the hub sent GOAWAY). */
   disconnected: [event: { error: Error | undefined }];
   /** The hub answered the Upgrade with an error status. */
-  rejected: [event: { status: number; message: string }];
+  rejected: [event: { status: number; message: string; hub: string }];
   /**
    * Another agent with the same node token replaced this one (the hub's 409): the
    * client dials no more and drains (replacedDrainMs); 'closed' follows.
    */
   replaced: [event: { message: string }];
+  /** A round of dialling starts after delayMs (0: at once, after a lost connection). */
   retrying: [event: { attempt: number; delayMs: number; error: Error }];
   closed: [];
 }
@@ -116,7 +142,7 @@ export function connectToHub(options: ConnectOptions): TunnelClient {
 class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelClient {
   readonly #options: ConnectOptions;
   readonly #log: TunnelLogger;
-  readonly #hub: { host: string; port: number };
+  readonly #hubs: readonly HostPort[];
   readonly #hello: string;
   readonly #announced: NodeHello;
   readonly #reconnect: ReconnectOptions;
@@ -127,6 +153,15 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
   #current: AgentSession | undefined;
   #connectedAt = 0;
   #failures = 0;
+  /** This round's addresses, the next one to dial, and the last one dialled. */
+  #round: HubAddress[] = [];
+  #next = 0;
+  #last: HubAddress | undefined;
+  /** What went wrong in this round: a 4xx refusal sets the slow pace. */
+  #roundError: Error | undefined;
+  #roundRefused: HubRefusedError | undefined;
+  /** A lost connection moved on without waiting, and nothing since proved stable. */
+  #movedAtOnce = false;
   #nodeId: string | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #dialling: AbortController | undefined;
@@ -134,10 +169,14 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
 
   constructor(options: ConnectOptions) {
     super();
-    const hub = parseAuthority(options.hub);
-    if (!hub) throw new TypeError(`hub must be host:port, got "${options.hub}"`);
+    const given = typeof options.hub === 'string' ? [options.hub] : options.hub;
+    if (given.length === 0) throw new TypeError('hub must name at least one host:port');
+    this.#hubs = given.map((text) => {
+      const hub = parseAuthority(text);
+      if (!hub) throw new TypeError(`hub must be host:port, got "${text}"`);
+      return hub;
+    });
     this.#options = options;
-    this.#hub = hub;
     const checked = validateHello(options.hello);
     if (!checked.ok) throw new TypeError(`invalid hello: ${checked.reason}`);
     // The hello as the hub will see it (canonical exit IPs, lowercase country).
@@ -146,7 +185,7 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     this.#reconnect = { ...DEFAULT_RECONNECT, ...options.reconnect };
     this.#log = options.logger ?? silentLogger;
     // Let the caller attach listeners before the first event.
-    process.nextTick(() => this.#dial());
+    process.nextTick(() => this.#startRound());
   }
 
   get state(): TunnelState {
@@ -174,32 +213,65 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     return stopping;
   }
 
-  #dial(): void {
+  /** Resolves the hubs and dials their addresses, starting after the one dialled last. */
+  #startRound(): void {
     if (this.#stopping) return;
     this.#state = 'connecting';
-    this.emit('connecting', { attempt: this.#failures + 1 });
+    void resolveHubs(this.#hubs, this.#options.lookup).then(({ addresses, failures }) => {
+      if (this.#stopping) return;
+      for (const { hub, error } of failures) {
+        this.#log.warn({ hub, err: error }, 'the hub name did not resolve');
+      }
+      const last = this.#last;
+      const after = last ? addresses.findIndex((address) => sameHub(address, last)) + 1 : 0;
+      this.#round = [...addresses.slice(after), ...addresses.slice(0, after)];
+      this.#next = 0;
+      this.#roundError = failures[0]?.error;
+      this.#roundRefused = undefined;
+      this.#dialNext();
+    });
+  }
+
+  #dialNext(): void {
+    if (this.#stopping) return;
+    const address = this.#round[this.#next];
+    this.#next += 1;
+    if (!address) {
+      this.#roundFailed();
+      return;
+    }
+    this.#last = address;
+    this.#state = 'connecting';
+    const hub = hubLabel(address);
+    this.emit('connecting', { attempt: this.#failures + 1, hub });
     const dialling = new AbortController();
     this.#dialling = dialling;
-    const tls = this.#options.tls;
     dialHub({
-      ...this.#hub,
+      host: address.host,
+      port: address.port,
+      ...(address.address === address.host ? {} : { address }),
       token: this.#options.token,
       hello: this.#hello,
       agentVersion: this.#options.hello.agentVersion,
       instance: this.#instance,
-      tls: tls === true ? {} : tls || false,
+      tls: this.#tls(),
       timeoutMs: this.#options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS,
       signal: dialling.signal,
       ...(this.#options.createConnection
         ? { createConnection: this.#options.createConnection }
         : {}),
     }).then(
-      (dialled) => this.#onDialled(dialled),
-      (error: Error) => this.#onDialFailed(error),
+      (dialled) => this.#onDialled(dialled, address),
+      (error: Error) => this.#onDialFailed(error, address),
     );
   }
 
-  #onDialled({ socket, nodeId, proofNonce }: Dialled): void {
+  #tls(): false | ConnectionOptions {
+    const tls = this.#options.tls;
+    return tls === true ? {} : tls || false;
+  }
+
+  #onDialled({ socket, nodeId, proofNonce }: Dialled, address: HubAddress): void {
     this.#dialling = undefined;
     if (this.#stopping) {
       socket.destroy();
@@ -218,7 +290,7 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
       });
     } catch (error) {
       socket.destroy();
-      this.#onDialFailed(error as Error);
+      this.#onDialFailed(error as Error, address);
       return;
     }
     const closed = new Promise<void>((resolve) => {
@@ -238,15 +310,17 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     this.#connectedAt = performance.now();
     this.#nodeId = nodeId;
     this.#state = 'connected';
-    this.#log.info({ hub: this.#options.hub, nodeId }, 'connected to the hub');
-    this.emit('connected', { nodeId });
+    const hub = hubLabel(address);
+    this.#log.info({ hub, nodeId }, 'connected to the hub');
+    this.emit('connected', { nodeId, hub });
     if (proofNonce !== undefined) {
       const proving = new AbortController();
       session.once('close', () => proving.abort());
-      const tls = this.#options.tls;
       void proveExits({
-        ...this.#hub,
-        tls: tls === true ? {} : tls || false,
+        host: address.host,
+        port: address.port,
+        ...(address.address === address.host ? {} : { address }),
+        tls: this.#tls(),
         nonce: proofNonce,
         exitIps: this.#announced.exitIps,
         timeoutMs: this.#options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS,
@@ -261,27 +335,63 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     this.#current = undefined;
     this.emit('disconnected', { error });
     if (this.#stopping) return;
-    if (performance.now() - this.#connectedAt >= this.#reconnect.stableAfterMs) this.#failures = 0;
-    this.#retry(error ?? new Error('the hub closed the tunnel'));
+    if (performance.now() - this.#connectedAt >= this.#reconnect.stableAfterMs) {
+      this.#failures = 0;
+      this.#movedAtOnce = false;
+    }
+    const why = error ?? new Error('the hub closed the tunnel');
+    if (this.#movedAtOnce) {
+      // The hub it moved to at once was lost before it proved stable: no spinning.
+      this.#retry(why);
+      return;
+    }
+    // The next hub address at once (the lost one last); a failed round still backs off.
+    this.#movedAtOnce = true;
+    this.#log.warn(
+      { hub: this.#last && hubLabel(this.#last), err: why },
+      'lost the hub; dialling the next hub address',
+    );
+    this.emit('retrying', { attempt: this.#failures + 1, delayMs: 0, error: why });
+    this.#startRound();
   }
 
-  #onDialFailed(error: Error): void {
+  #onDialFailed(error: Error, address: HubAddress): void {
     this.#dialling = undefined;
     if (this.#stopping) return;
+    const hub = hubLabel(address);
     if (error instanceof HubRefusedError && error.status === REPLACED_STATUS) {
       this.emit('replaced', { message: error.reason });
       void this.drain(this.#options.replacedDrainMs ?? DEFAULT_REPLACED_DRAIN_MS);
       return;
     }
     if (error instanceof HubRefusedError) {
-      this.emit('rejected', { status: error.status, message: error.message });
-      if (error.status < 500) {
-        const pace = this.#reconnect.refusedRetryMs;
-        this.#retry(error, backoffDelay(1, { initialMs: pace, maxMs: pace }));
-        return;
-      }
+      this.emit('rejected', { status: error.status, message: error.message, hub });
+      if (error.status < 500) this.#roundRefused = error;
     }
-    this.#retry(error);
+    this.#roundError = error;
+    const problem = certificateProblem(error);
+    if (problem) this.#log.error({ hub, err: error }, `${problem} (retrying)`);
+    else if (!this.#options.tls && (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
+      // What a TLS hub does to a plain request (measured: ERR_SSL_HTTP_REQUEST on its side).
+      this.#log.warn(
+        { hub, err: error },
+        'the hub cut the connection without answering: if it serves TLS, dial it with --tls or --ca',
+      );
+    } else if (this.#next < this.#round.length) {
+      this.#log.warn({ hub, err: error }, 'could not attach to this hub address; trying the next');
+    }
+    this.#dialNext();
+  }
+
+  /** Every address of the round failed: the next round waits. */
+  #roundFailed(): void {
+    const refused = this.#roundRefused;
+    if (refused) {
+      const pace = this.#reconnect.refusedRetryMs;
+      this.#retry(refused, backoffDelay(1, { initialMs: pace, maxMs: pace }));
+      return;
+    }
+    this.#retry(this.#roundError ?? new Error('no hub address to dial'));
   }
 
   #retry(error: Error, delayMs?: number): void {
@@ -289,13 +399,13 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     const delay = delayMs ?? backoffDelay(this.#failures, this.#reconnect);
     this.#state = 'waiting';
     this.#log.warn(
-      { hub: this.#options.hub, attempt: this.#failures, delayMs: delay, err: error },
+      { hubs: this.#options.hub, attempt: this.#failures, delayMs: delay, err: error },
       'hub connection failed; retrying',
     );
     this.emit('retrying', { attempt: this.#failures, delayMs: delay, error });
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      this.#dial();
+      this.#startRound();
     }, delay);
   }
 
@@ -318,4 +428,33 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     this.#state = 'closed';
     this.emit('closed');
   }
+}
+
+/** Certificate checks that fail the same way on every retry until the operator acts. */
+const UNTRUSTED = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+]);
+
+/** What the operator should do about a TLS failure, or undefined when it is not one. */
+export function certificateProblem(error: Error): string | undefined {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return "the hub's TLS certificate is not for the name dialled: give --hub a name the certificate carries";
+  }
+  if (UNTRUSTED.has(code)) {
+    return "the hub's TLS certificate is not trusted: give the CA that issued it with --ca FILE";
+  }
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+    return "the hub's TLS certificate is out of its validity period: renew it on the server";
+  }
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+    return 'the hub does not answer in TLS on this port: drop --tls and --ca, or check the port';
+  }
+  return undefined;
 }

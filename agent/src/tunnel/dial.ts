@@ -5,7 +5,7 @@
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { Socket } from 'node:net';
+import type { LookupFunction, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
 import {
@@ -18,8 +18,11 @@ import {
 } from '@ipcola/shared/protocol';
 
 export interface DialOptions {
+  /** The name the certificate must carry and the Host header. */
   readonly host: string;
   readonly port: number;
+  /** The address to connect to when `host` is a name with several (see pinnedLookup). */
+  readonly address?: { readonly address: string; readonly family: 4 | 6 };
   readonly token: string;
   /** The encoded hello (encodeHello). */
   readonly hello: string;
@@ -66,6 +69,7 @@ export function dialHub(options: DialOptions): Promise<Dialled> {
     ...(tls || {}),
     host,
     port,
+    ...(options.address ? { lookup: pinnedLookup(options.address) } : {}),
     path: TUNNEL_PATH,
     method: 'GET',
     signal: AbortSignal.any([options.signal, timeout]),
@@ -118,6 +122,29 @@ export function dialHub(options: DialOptions): Promise<Dialled> {
     });
     req.end();
   });
+}
+
+/**
+ * A lookup that answers one address whatever it is asked: the connection goes to that
+ * address while the request keeps the hub's name, so that TLS checks the certificate
+ * against the name (servername) and the Host header carries it.
+ */
+export function pinnedLookup({
+  address,
+  family,
+}: {
+  address: string;
+  family: 4 | 6;
+}): LookupFunction {
+  return ((
+    _hostname: string,
+    options: { all?: boolean },
+    callback: (...args: unknown[]) => void,
+  ) => {
+    // Node 20's autoSelectFamily asks for every address ({ all: true }).
+    if (options?.all) callback(null, [{ address, family }]);
+    else callback(null, address, family);
+  }) as LookupFunction;
 }
 
 /** The first line of a refusal body, for the operator's log. */

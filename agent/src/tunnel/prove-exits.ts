@@ -13,10 +13,13 @@ import {
   EXIT_PROOF_PATH,
   type TunnelLogger,
 } from '@ipcola/shared/protocol';
+import { pinnedLookup } from './dial.ts';
 
 export interface ProofOptions {
   readonly host: string;
   readonly port: number;
+  /** The hub address the tunnel went to: the nonce is known only there. */
+  readonly address?: { readonly address: string; readonly family: 4 | 6 };
   readonly tls: false | ConnectionOptions;
   readonly nonce: string;
   readonly exitIps: readonly string[];
@@ -58,9 +61,11 @@ function proveOne(options: ProofOptions, ip: string): Promise<{ status: number; 
       path: EXIT_PROOF_PATH,
       method: 'POST',
       // The proof is where the connection comes from: bound to the exit IP, and the hub's
-      // name resolved in the exit IP's family.
+      // name resolved in the exit IP's family, unless the tunnel's hub address is of that
+      // family (another address of the name may be another hub that never gave the nonce).
       localAddress: ip,
       family: isIP(ip),
+      ...(options.address?.family === isIP(ip) ? { lookup: pinnedLookup(options.address) } : {}),
       agent: false,
       signal: AbortSignal.any([options.signal, AbortSignal.timeout(options.timeoutMs)]),
       headers: { [EXIT_PROOF_HEADER]: options.nonce, [EXIT_IP_HEADER]: ip, 'Content-Length': 0 },

@@ -113,6 +113,16 @@ function startAgent(port: number, overrides: Partial<ConnectOptions> = {}): Tunn
   return agent;
 }
 
+/** A port that nothing listens on: bound once, then released. */
+async function closedPort(): Promise<number> {
+  const server = createTcpServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
 /** Collects `count` 'retrying' events. */
 async function retries(agent: TunnelClient, count: number) {
   const seen: Array<{ attempt: number; delayMs: number; error: Error }> = [];
@@ -180,6 +190,7 @@ describe('the agent dials the hub', () => {
     assert.deepEqual(rejected, {
       status: 401,
       message: 'hub refused the tunnel with 401: the node token was not accepted',
+      hub: `127.0.0.1:${port}`,
     });
     for (const { delayMs } of await retries(agent, 2)) {
       assert.ok(delayMs >= 20 && delayMs <= 40, `refused retry after ${delayMs} ms`);
@@ -286,6 +297,124 @@ describe('the agent dials the hub', () => {
     await once(agent, 'disconnected');
     await once(agent, 'connected');
     assert.equal(sessions.length, 2);
+  });
+
+  test('several hubs: a dead first address gives way to the next at once, no waiting', async () => {
+    const dead = await closedPort();
+    const sessions: ClientHttp2Session[] = [];
+    const live = await fakeHub(acceptAs(sessions));
+    const agent = startAgent(0, { hub: [`127.0.0.1:${dead}`, `127.0.0.1:${live}`] });
+    let retried = false;
+    agent.on('retrying', () => {
+      retried = true;
+    });
+    const [connected] = await once(agent, 'connected');
+    assert.equal(connected.hub, `127.0.0.1:${live}`);
+    assert.equal(retried, false);
+  });
+
+  test('a GOAWAY moves the agent to the next hub at once, the lost one tried last', async () => {
+    const first: ClientHttp2Session[] = [];
+    const second: ClientHttp2Session[] = [];
+    const a = await fakeHub(acceptAs(first));
+    const b = await fakeHub(acceptAs(second));
+    const agent = startAgent(0, { hub: [`127.0.0.1:${a}`, `127.0.0.1:${b}`] });
+    assert.equal((await once(agent, 'connected'))[0].hub, `127.0.0.1:${a}`);
+    const session = first[0] as ClientHttp2Session;
+    await settled.get(session);
+    session.close();
+    const [[retrying], [connected]] = await Promise.all([
+      once(agent, 'retrying'),
+      once(agent, 'connected'),
+    ]);
+    assert.equal(retrying.delayMs, 0);
+    assert.equal(connected.hub, `127.0.0.1:${b}`);
+    assert.deepEqual([first.length, second.length], [1, 1]);
+  });
+
+  test('a hub that keeps dropping the agent is not dialled in a tight loop', async () => {
+    const sessions: ClientHttp2Session[] = [];
+    const accept = acceptAs(sessions);
+    const port = await fakeHub((req, socket, head) => {
+      const index = sessions.length;
+      accept(req, socket, head);
+      const closeOnceSettled = () => {
+        const session = sessions[index];
+        if (!session) return void setImmediate(closeOnceSettled);
+        void settled.get(session)?.then(() => session.close());
+      };
+      closeOnceSettled();
+    });
+    const agent = startAgent(port);
+    const [first, second, third] = await retries(agent, 3);
+    assert.equal(first?.delayMs, 0, 'the first loss moves on at once');
+    assert.ok(Number(second?.delayMs) >= 4, `then it waits: ${second?.delayMs} ms`);
+    assert.ok(Number(third?.delayMs) >= 8, `longer: ${third?.delayMs} ms`);
+  });
+
+  test('every round of failures waits longer, across the whole list', async () => {
+    const hubs = [`127.0.0.1:${await closedPort()}`, `127.0.0.1:${await closedPort()}`];
+    const dialled: string[] = [];
+    const agent = startAgent(0, { hub: hubs });
+    agent.on('connecting', ({ hub }) => dialled.push(hub));
+    const seen = await retries(agent, 3);
+    seen.forEach(({ attempt, delayMs }, index) => {
+      const step = Math.min(32, 8 * 2 ** index);
+      assert.equal(attempt, index + 1);
+      assert.ok(delayMs >= step / 2 && delayMs <= step, `round ${attempt}: ${delayMs} ms`);
+    });
+    // Each round dials both addresses, in order.
+    assert.deepEqual(dialled.slice(0, 6), [...hubs, ...hubs, ...hubs]);
+  });
+
+  test('a name with several addresses stands for each; the hub sees the name', async () => {
+    const hosts: string[] = [];
+    const sessions: ClientHttp2Session[] = [];
+    const accept = acceptAs(sessions);
+    const port = await fakeHub((req, socket, head) => {
+      hosts.push(String(req.headers.host));
+      accept(req, socket, head);
+    });
+    const asked: string[] = [];
+    const agent = startAgent(0, {
+      hub: `hubs.example:${port}`,
+      // Nothing listens on 127.0.0.2 (the fake hub is bound to 127.0.0.1 only).
+      lookup: async (host) => {
+        asked.push(host);
+        return [
+          { address: '127.0.0.2', family: 4 },
+          { address: '127.0.0.1', family: 4 },
+        ];
+      },
+    });
+    const [connected] = await once(agent, 'connected');
+    assert.equal(connected.hub, `hubs.example:${port} (127.0.0.1)`);
+    assert.deepEqual(hosts, [`hubs.example:${port}`]);
+    assert.deepEqual(asked, ['hubs.example']);
+  });
+
+  test('a name that does not resolve is logged and the other hubs are dialled', async () => {
+    const sessions: ClientHttp2Session[] = [];
+    const live = await fakeHub(acceptAs(sessions));
+    const warnings: Array<{ details: Record<string, unknown>; message: string }> = [];
+    const agent = startAgent(0, {
+      hub: ['nowhere.example:7000', `127.0.0.1:${live}`],
+      lookup: async (host) => {
+        throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+      },
+      logger: {
+        debug: () => {},
+        info: () => {},
+        warn: (details, message) =>
+          warnings.push({ details: details as Record<string, unknown>, message }),
+        error: () => {},
+      },
+    });
+    const [connected] = await once(agent, 'connected');
+    assert.equal(connected.hub, `127.0.0.1:${live}`);
+    const [warning] = warnings;
+    assert.equal(warning?.message, 'the hub name did not resolve');
+    assert.equal(warning?.details.hub, 'nowhere.example:7000');
   });
 
   test('options that cannot work throw at once', () => {

@@ -11,6 +11,8 @@ export interface ProxyEndpoint {
   hubPort: number;
   /** Host name or IP address exit nodes dial; default `host`. */
   hubHost?: string;
+  /** The hub serves TLS: the agent command says --tls. */
+  hubTls?: boolean;
 }
 
 export interface KeyConnection {
@@ -83,7 +85,8 @@ export function proxyLine(
 export function agentCommand(endpoint: ProxyEndpoint, token: string, type: NodeType): string {
   const hub = `${urlHost(endpoint.hubHost ?? endpoint.host)}:${port(endpoint.hubPort)}`;
   const typeFlag = type === 'residential' ? '' : ` --type ${type}`;
-  return `npm run agent -- --hub ${hub} --token ${token}${typeFlag}`;
+  const tlsFlag = endpoint.hubTls ? ' --tls' : '';
+  return `npm run agent -- --hub ${hub}${tlsFlag} --token ${token}${typeFlag}`;
 }
 
 /** An IPv6 address goes in brackets inside a URL or host:port. */

@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { type ErrorCode, ipcolaError, isIPColaError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
 import { portalRouter } from '../portal/index.ts';
+import { createTlsServer, type TlsServing } from '../tls/index.ts';
 import { autoTopUpRouter } from './auto-topup.ts';
 import { billingRouter } from './billing.ts';
 import { type ControlOptions, createControlShared } from './control.ts';
@@ -156,14 +157,16 @@ const OPENAPI_DOCUMENT = new URL('../../../openapi/openapi.yaml', import.meta.ur
  * The API's HTTP server over the OpenAPI document this server was built with. Slow or
  * idle clients cannot hold its connections (slow request headers get 408).
  */
-export async function createApiServer(
-  options: Omit<ApiOptions, 'openapiDocument'>,
-): Promise<Server> {
+export async function createApiServer({
+  tls,
+  ...options
+}: Omit<ApiOptions, 'openapiDocument'> & { tls?: TlsServing | undefined }): Promise<Server> {
   const app = createApiApp({
     ...options,
     openapiDocument: await readFile(OPENAPI_DOCUMENT, 'utf8'),
   });
-  const server = createServer({ headersTimeout: 10_000, requestTimeout: 30_000 }, app);
+  const serverOptions = { headersTimeout: 10_000, requestTimeout: 30_000 };
+  const server = tls ? createTlsServer(tls, serverOptions, app) : createServer(serverOptions, app);
   server.keepAliveTimeout = 5_000;
   return server;
 }

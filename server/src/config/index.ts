@@ -24,6 +24,12 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   /** Unset: in-process hot state. */
   readonly redisUrl: string | undefined;
+  /**
+   * The certificate (leaf first, then its chain) and key the hub and the API serve TLS with
+   * (TLS_CERT_FILE, TLS_KEY_FILE, PEM); unset: both listen in plain text. The proxy ports
+   * stay plain either way.
+   */
+  readonly tls: TlsFiles | undefined;
   readonly stripeSecretKey: string | undefined;
   readonly stripeWebhookSecret: string | undefined;
   /** Where the Stripe client sends its requests: Stripe's API, or a stand-in in tests. */
@@ -92,6 +98,11 @@ export interface Config {
   readonly webhookAllowTargets: readonly string[];
 }
 
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = [
   'fatal',
@@ -146,6 +157,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     dataDir: path.resolve(cwd, read('DATA_DIR') ?? 'data'),
     databaseUrl,
     redisUrl,
+    tls: tlsFiles(read, cwd),
     stripeSecretKey: prefixed('STRIPE_SECRET_KEY', read('STRIPE_SECRET_KEY'), ['sk_', 'rk_']),
     stripeWebhookSecret: prefixed('STRIPE_WEBHOOK_SECRET', read('STRIPE_WEBHOOK_SECRET'), [
       'whsec_',
@@ -383,6 +395,25 @@ function readableFiles(name: string, raw: string | undefined, cwd: string): stri
     if (!stats.isFile()) throw new ConfigError(name, `"${file}" is not a file`);
   }
   return Object.freeze(files) as string[];
+}
+
+/** Both files or neither; whether they hold a matching certificate and key is judged on loading. */
+function tlsFiles(read: (name: string) => string | undefined, cwd: string): TlsFiles | undefined {
+  const file = (name: string) => {
+    const raw = read(name);
+    if (raw?.includes(','))
+      throw new ConfigError(name, 'takes one file (a chain goes in one file)');
+    return readableFiles(name, raw, cwd)?.[0];
+  };
+  const certFile = file('TLS_CERT_FILE');
+  const keyFile = file('TLS_KEY_FILE');
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined) {
+    throw new ConfigError('TLS_CERT_FILE', 'is required with TLS_KEY_FILE');
+  }
+  if (keyFile === undefined)
+    throw new ConfigError('TLS_KEY_FILE', 'is required with TLS_CERT_FILE');
+  return Object.freeze({ certFile, keyFile });
 }
 
 /** Settings of earlier releases that would silently do nothing now. */

@@ -13,4 +13,4 @@ export {
   type ProofClaim,
 } from './hub.ts';
 export type { ConnectedNode, NodeDownReason, StreamTarget } from './node-session.ts';
-export { closeHubServer, createHubServer, type HubServerOptions } from './server.ts';
+export { closeHubServer, createHubServer, type HubServerOptions, hubListener } from './server.ts';

@@ -3,21 +3,23 @@
  * Upgrade requests to the hub and answers anything else with 426.
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { EXIT_PROOF_PATH, TUNNEL_UPGRADE_TOKEN } from '@ipcola/shared/protocol';
-import { closeServer } from '../listeners/index.ts';
+import { closeServer, type Listener } from '../listeners/index.ts';
+import { createTlsServer, type TlsServing } from '../tls/index.ts';
 import type { Hub } from './hub.ts';
 
 export interface HubServerOptions {
-  /** Serve TLS with this certificate and key (production); plain TCP when absent. */
-  readonly tls?: SecureContextOptions & TlsOptions;
+  /**
+   * Serve TLS with this certificate and key (production); plain TCP when absent. `serve`
+   * is handed the server, to give it renewed certificates (servedCertificate).
+   */
+  readonly tls?: TlsServing;
 }
 
 export function createHubServer(hub: Hub, options: HubServerOptions = {}): Server {
   const serverOptions = { headersTimeout: 10_000, requestTimeout: 15_000 };
   const server = options.tls
-    ? createHttpsServer({ ...options.tls, ...serverOptions })
+    ? createTlsServer(options.tls, serverOptions)
     : createHttpServer(serverOptions);
   server.on('upgrade', hub.handleUpgrade);
   server.on('request', (req, res) => {
@@ -41,4 +43,23 @@ export function createHubServer(hub: Hub, options: HubServerOptions = {}): Serve
 export async function closeHubServer(hub: Hub, server: Server, graceMs: number): Promise<void> {
   await hub.close(graceMs);
   await closeServer(server, 0);
+}
+
+/** The hub's entry for listenInTurn: its server on HUB_PORT, closed tunnels first. */
+export function hubListener(
+  hub: Hub,
+  options: {
+    tls?: TlsServing | undefined;
+    port: number;
+    graceMs: number;
+    /** Told first when the listener closes (shutdown): its nodes are about to move. */
+    draining?: () => void;
+  },
+): Listener {
+  const server = createHubServer(hub, { tls: options.tls });
+  const close = () => {
+    options.draining?.();
+    return closeHubServer(hub, server, options.graceMs);
+  };
+  return { server, variable: 'HUB_PORT', port: options.port, close };
 }

@@ -143,6 +143,8 @@ export interface CardPaymentSettings {
   readonly stripeApiUrl: string;
   readonly portalUrl: string | undefined;
   readonly publicHost: string;
+  /** Set when the API serves TLS: its own address is then https. */
+  readonly tls?: object | undefined;
 }
 
 /**
@@ -166,7 +168,8 @@ export function cardPaymentsFor(
     secretKey: stripeSecretKey,
     webhookSecret: stripeWebhookSecret,
     apiUrl: settings.stripeApiUrl,
-    portalUrl: () => settings.portalUrl ?? `http://${host}:${parts.ports.api}/`,
+    portalUrl: () =>
+      settings.portalUrl ?? `${settings.tls ? 'https' : 'http'}://${host}:${parts.ports.api}/`,
     payoutHoldDays: settings.payoutHoldDays,
     payoutMinimumMicro: settings.payoutMinimumMicro,
     meterIntervalMs: METER_INTERVAL_MS,

@@ -79,8 +79,8 @@ async function runInstance(
   signals.serve(server);
   if (demo) {
     try {
-      const { dataDir, publicHost } = config;
-      server = await startDemoOn(server, { dataDir, publicHost, logger });
+      const { dataDir, publicHost, tls } = config;
+      server = await startDemoOn(server, { dataDir, publicHost, tls, logger });
       signals.serve(server);
     } catch (error) {
       await server.stop();
@@ -90,9 +90,9 @@ async function runInstance(
   if (signals.stopIfSignalled()) return;
   const { ports } = server;
   logger.info(
-    { host: config.host, ports },
-    `IPCola is up: API http://${config.host}:${ports.api}, HTTP proxy ${config.host}:${ports.proxy}, ` +
-      `SOCKS5 ${config.host}:${ports.socks}, hub ${config.host}:${ports.hub}`,
+    { host: config.host, ports, tls: config.tls !== undefined },
+    `IPCola is up: API http${config.tls ? 's' : ''}://${config.host}:${ports.api}, HTTP proxy ` +
+      `${config.host}:${ports.proxy}, SOCKS5 ${config.host}:${ports.socks}, hub ${config.host}:${ports.hub}`,
   );
 }
 

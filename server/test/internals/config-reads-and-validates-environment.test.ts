@@ -51,6 +51,19 @@ describe('configuration', () => {
     assert.deepEqual(config.trustProxy, [], 'no proxy is believed');
     assert.equal(config.webhookRetryBaseMs, 30_000);
     assert.deepEqual(config.webhookAllowTargets, [], 'webhooks go to public https URLs only');
+    assert.equal(config.tls, undefined, 'the hub and the API in plain text');
+  });
+
+  test('TLS_CERT_FILE and TLS_KEY_FILE come together, relative to the working directory', () => {
+    const here = import.meta.dirname;
+    const config = loadConfig(
+      { TLS_CERT_FILE: '../../package.json', TLS_KEY_FILE: 'x/../../../tsconfig.json' },
+      here,
+    );
+    assert.deepEqual(config.tls, {
+      certFile: path.resolve(here, '../../package.json'),
+      keyFile: path.resolve(here, '../../tsconfig.json'),
+    });
   });
 
   test('WEBHOOK_RETRY_BASE_MS is a whole number of milliseconds; WEBHOOK_ALLOW_TARGETS lists CIDRs', () => {
@@ -217,6 +230,11 @@ describe('configuration', () => {
       /"\/nonexistent\/city.mmdb" cannot be read \(ENOENT\)/,
     ],
     ['ASN_DB', { ASN_DB: '/' }, /"\/" is not a file/],
+    ['TLS_KEY_FILE', { TLS_CERT_FILE: '/etc/hostname' }, /is required with TLS_CERT_FILE/],
+    ['TLS_CERT_FILE', { TLS_KEY_FILE: '/etc/hostname' }, /is required with TLS_KEY_FILE/],
+    ['TLS_CERT_FILE', { TLS_CERT_FILE: '/nonexistent.pem' }, /cannot be read \(ENOENT\)/],
+    ['TLS_KEY_FILE', { TLS_CERT_FILE: '/etc/hostname', TLS_KEY_FILE: '/' }, /is not a file/],
+    ['TLS_CERT_FILE', { TLS_CERT_FILE: 'a.pem,b.pem' }, /takes one file/],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /not one of/],
     ['PUBLIC_HOST', { PUBLIC_HOST: 'http://x' }, /not an IP address or host name/],
     ['TRIAL_CREDIT', { TRIAL_CREDIT: 'lots' }, /not an amount/],
