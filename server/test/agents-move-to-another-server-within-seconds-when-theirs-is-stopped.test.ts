@@ -2,7 +2,9 @@
  * Losing an instance: two servers share one PostgreSQL database and one Redis, both
  * serving TLS with a certificate from a private CA. An agent given both hub addresses
  * attaches to the first; SIGTERM on that server (it drains: GOAWAY to every node) moves the
- * agent to the second within seconds, where it carries traffic.
+ * agent to the second within seconds, where it carries traffic. A customer of the second
+ * server, whose sticky session uses that exit through the first, loses no request
+ * while the first drains and the agent moves.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -75,6 +77,11 @@ describe('an agent moves to another server when its server stops', { skip }, () 
     const { items } = (await answer.json()) as { items: Array<{ id: string; online: boolean }> };
     return items.find((node) => node.id === nodeId)?.online === true;
   };
+  /** Whether the node's agent is attached to this server's hub now (its last word on it is "up"). */
+  const heldBy = (server: ServerProcess, nodeId: string) =>
+    server.logs.findLast(
+      (line) => (line.msg === 'node up' || line.msg === 'node down') && line.nodeId === nodeId,
+    )?.msg === 'node up';
 
   test('SIGTERM on its server moves the agent to the other one, where it carries traffic', async () => {
     const node = (await (await api('/v1/nodes', { method: 'POST', body: {} })).json()) as {
@@ -97,14 +104,55 @@ describe('an agent moves to another server when its server stops', { skip }, () 
       ],
       { IPCOLA_NODE_TOKEN: node.token },
     );
-    await eventually(() => onlineOn(a, node.id), 30_000, 'the node online on server A');
-    assert.equal(await onlineOn(b, node.id), false, 'server B does not hold it');
+    await eventually(() => heldBy(a, node.id), 30_000, 'the node attached to server A');
+    assert.equal(heldBy(b, node.id), false, 'server B does not hold it');
+    // B leases it all the same, over the hop to A.
+    await eventually(() => onlineOn(b, node.id), 10_000, "the node online in B's API");
+
+    const key = (await (await api('/v1/keys', { method: 'POST', body: {} })).json()) as {
+      id: string;
+      secret: string;
+    };
+    const { port: targetPort } = target.address() as AddressInfo;
+    const sticky = new ProxyAgent(
+      `http://${key.id}-country-de-session-roll1:${key.secret}@127.0.0.1:${portsOf(b).proxy}`,
+    );
+    const answers: string[] = [];
+    const ask = async () => {
+      try {
+        const response = await request(`http://127.0.0.1:${targetPort}/`, {
+          dispatcher: sticky,
+          headers: { connection: 'close' },
+        });
+        answers.push(
+          response.statusCode === 200 ? await response.body.text() : `HTTP ${response.statusCode}`,
+        );
+      } catch (error) {
+        answers.push(String(error));
+      }
+    };
+    await ask();
+    assert.deepEqual(answers, ['127.0.0.41'], 'through B, over the hop to A');
 
     const stopped = performance.now();
     const exited = a.stop('SIGTERM');
+    // Four customers' requests one after the other, through the drain and the move (bounded).
+    let done = false;
+    void exited.then(() => {
+      done = true;
+    });
+    const asker = async () => {
+      for (let i = 0; i < 500 && !(done && heldBy(b, node.id)); i++) await ask();
+    };
+    await Promise.all([asker(), asker(), asker(), asker()]);
     await eventually(() => onlineOn(b, node.id), MOVE_WITHIN_MS, 'the node online on server B');
     const movedMs = Math.round(performance.now() - stopped);
     assert.equal(await exited, 0, 'server A drained and exited cleanly');
+    assert.ok(heldBy(b, node.id), 'the agent is attached to server B');
+    await ask();
+    await sticky.close();
+    const failed = answers.filter((answer) => answer !== '127.0.0.41');
+    assert.deepEqual(failed, [], `${answers.length} requests, none lost, one exit all along`);
 
     const connected = agent.logs.filter((line) => line.msg === 'connected to the hub');
     assert.deepEqual(
@@ -118,12 +166,12 @@ describe('an agent moves to another server when its server stops', { skip }, () 
 
     // Server A is gone: the session, kept in the shared database, works on B.
     const origin = `https://127.0.0.1:${b.ports.api}`;
-    const key = (await (await api('/v1/keys', { method: 'POST', body: {}, origin })).json()) as {
+    const fresh = (await (await api('/v1/keys', { method: 'POST', body: {}, origin })).json()) as {
       id: string;
       secret: string;
     };
     const proxy = new ProxyAgent(
-      `http://${key.id}-country-de:${key.secret}@127.0.0.1:${portsOf(b).proxy}`,
+      `http://${fresh.id}-country-de:${fresh.secret}@127.0.0.1:${portsOf(b).proxy}`,
     );
     try {
       const { port } = target.address() as AddressInfo;
@@ -135,7 +183,7 @@ describe('an agent moves to another server when its server stops', { skip }, () 
     const agentMs = Date.parse(String(connected[1]?.time)) - Date.parse(String(lost?.time));
     console.log(
       `moved from server A to server B: ${agentMs} ms from the GOAWAY to attached (agent's log), ` +
-        `${movedMs} ms from SIGTERM to online in B's API`,
+        `${movedMs} ms from SIGTERM to online in B's API; ${answers.length} requests through B, none lost`,
     );
   });
 
@@ -154,7 +202,7 @@ describe('an agent moves to another server when its server stops', { skip }, () 
     );
     const killed = performance.now();
     await b.stop('SIGKILL');
-    await eventually(() => onlineOn(a, nodeId), MOVE_WITHIN_MS, 'the node online on server A');
+    await eventually(() => heldBy(a, nodeId), MOVE_WITHIN_MS, 'the node attached to server A');
     const movedMs = Math.round(performance.now() - killed);
     const connected = agent.logs.filter((line) => line.msg === 'connected to the hub');
     assert.equal(connected.at(-1)?.hub, `127.0.0.1:${hub}`);

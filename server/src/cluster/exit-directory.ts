@@ -111,6 +111,10 @@ export interface ExitDirectory extends DirectoryIndex {
   ): Promise<'here' | RemoteNode | undefined>;
   /** From now on this instance's nodes are moving away (shutdown): others wait for them. */
   draining(): void;
+  /** Whether draining() was called. */
+  leaving(): boolean;
+  /** The node's holder said it is moving (its refusal crossed its broadcast): wait for it. */
+  moving(nodeId: string, fromInstance: string): void;
   /** The hop addresses of the other live instances. */
   peers(): string[];
   /** A peer did not answer: its nodes leave this instance's index until it is seen again. */
@@ -208,15 +212,7 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
       case 'down':
         if (remote.get(message.n)?.i !== message.i) return;
         if (message.m && !local.has(message.n)) {
-          // Its agent is moving: its exits stay leasable, and opens wait for it to land.
-          remote.delete(message.n);
-          const timer = setTimeout(() => {
-            moving.delete(message.n);
-            if (!remote.has(message.n) && !local.has(message.n)) index.removeNodeExits(message.n);
-            arrived(message.n);
-          }, MOVE_WAIT_MS);
-          timer.unref();
-          moving.set(message.n, timer);
+          startMove(message.n);
           return;
         }
         applyRemote(message.n, undefined);
@@ -228,6 +224,19 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
         forgetInstance(message.i);
         return;
     }
+  };
+
+  /** Its agent is moving: its exits stay leasable, and opens wait for it to land. */
+  const startMove = (nodeId: string) => {
+    remote.delete(nodeId);
+    if (moving.has(nodeId)) return;
+    const timer = setTimeout(() => {
+      moving.delete(nodeId);
+      if (!remote.has(nodeId) && !local.has(nodeId)) index.removeNodeExits(nodeId);
+      arrived(nodeId);
+    }, MOVE_WAIT_MS);
+    timer.unref();
+    moving.set(nodeId, timer);
   };
 
   const forgetInstance = (id: string) => {
@@ -352,6 +361,10 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
     },
     draining() {
       leaving = true;
+    },
+    leaving: () => leaving,
+    moving(nodeId, fromInstance) {
+      if (remote.get(nodeId)?.i === fromInstance && !local.has(nodeId)) startMove(nodeId);
     },
     peers: () =>
       [...instances]

@@ -23,6 +23,7 @@ import {
 import {
   createPeerClient,
   createPeerServer,
+  isMovingRefusal,
   type PeerTarget,
   PeerUnreachableError,
   type ProofAnswer,
@@ -101,6 +102,7 @@ export async function joinCluster(options: ClusterOptions): Promise<Cluster> {
     idleTimeoutMs: HOP_IDLE_MS,
     openLocal: (target, signal) => hub.openStream(target, signal),
     judgeProof: (claim) => hub.judgeProof(claim),
+    draining: () => directory.leaving(),
   });
   const sessions = new Set<import('node:http2').ServerHttp2Session>();
   server.on('session', (session) => {
@@ -143,17 +145,21 @@ export async function joinCluster(options: ClusterOptions): Promise<Cluster> {
     index: directory,
     remote: (nodeId) => directory.remote(nodeId),
     async openStream(exit, target, signal) {
-      const holder = await directory.holder(exit.nodeId, GATEWAY_OPEN_TIMEOUT_MS, signal);
-      if (signal.aborted) throw signal.reason;
       const peerTarget = { nodeId: exit.nodeId, exitIp: exit.ip, ...target };
-      // It moved here while we looked (a draining instance's agent landed on this hub).
-      if (holder === 'here') return hub.openStream(peerTarget, signal);
-      if (!holder) throw tunnelError('exit_failed', `no instance holds node ${exit.nodeId}`);
-      try {
-        return await client.open(holder.peerAddress, peerTarget, signal);
-      } catch (error) {
-        if (error instanceof PeerUnreachableError) directory.unreachable(holder.instanceId);
-        throw error;
+      // A second try only when the holder said the node is moving (it is draining).
+      for (let attempt = 0; ; attempt++) {
+        const holder = await directory.holder(exit.nodeId, GATEWAY_OPEN_TIMEOUT_MS, signal);
+        if (signal.aborted) throw signal.reason;
+        // It moved here while we looked (a draining instance's agent landed on this hub).
+        if (holder === 'here') return hub.openStream(peerTarget, signal);
+        if (!holder) throw tunnelError('exit_failed', `no instance holds node ${exit.nodeId}`);
+        try {
+          return await client.open(holder.peerAddress, peerTarget, signal);
+        } catch (error) {
+          if (error instanceof PeerUnreachableError) directory.unreachable(holder.instanceId);
+          if (attempt > 0 || !isMovingRefusal(error)) throw error;
+          directory.moving(exit.nodeId, holder.instanceId);
+        }
       }
     },
     draining: () => directory.draining(),

@@ -50,6 +50,8 @@ const SEEN_FROM_HEADER = 'x-ipcola-seen-from';
 const PROOF_NONCE_HEADER = 'x-ipcola-exit-proof';
 /** Set on a 404 that means "no connection here has this nonce". */
 const UNKNOWN_HEADER = 'x-ipcola-unknown';
+/** Set on a refusal from a draining instance: the node is moving, ask again where it went. */
+const MOVING_HEADER = 'x-ipcola-moving';
 
 /** An exit proof one instance received, and the answer of the one that judged it. */
 export interface ProofClaim {
@@ -73,6 +75,8 @@ export interface PeerServerOptions {
   openLocal(target: PeerTarget, signal: AbortSignal): Promise<Duplex>;
   /** Judges an exit proof for one of this hub's connections; null when none has the nonce. */
   judgeProof(claim: ProofClaim): ProofAnswer | null;
+  /** Whether this instance is draining: its nodes are moving to other instances. */
+  draining(): boolean;
   /** No byte either way for this long ends a hop (the customer's side has its own). */
   readonly idleTimeoutMs: number;
   /** TLS between instances, when the deployment gives certificates. */
@@ -197,6 +201,11 @@ export interface PeerClient {
 /** Error codes of a failed hop that say the peer itself is gone, not its node. */
 const PEER_GONE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ETIMEDOUT', 'EPIPE']);
 
+/** A refusal from a draining instance: its node is on its way to another instance. */
+export function isMovingRefusal(error: unknown): boolean {
+  return (error as { moving?: unknown } | null)?.moving === true;
+}
+
 export class PeerUnreachableError extends Error {
   readonly code = 'exit_failed';
   constructor(
@@ -272,7 +281,13 @@ export function createPeerClient(options: PeerClientOptions): PeerClient {
           }
           const header = headers[ERROR_HEADER];
           const code = isTunnelErrorCode(header) ? header : 'exit_failed';
-          settle(tunnelError(code, `the instance at ${address} answered ${String(status)}`));
+          const refusal = tunnelError(
+            code,
+            `the instance at ${address} answered ${String(status)}`,
+          );
+          settle(
+            headers[MOVING_HEADER] === '1' ? Object.assign(refusal, { moving: true }) : refusal,
+          );
         };
         const onClose = () => {
           // A session that failed cancels its streams with an error whose cause says why.
