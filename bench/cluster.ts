@@ -20,7 +20,11 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
 import pg from 'pg';
+import { createExitDirectory } from '../server/src/cluster/exit-directory.ts';
+import { createLogger } from '../server/src/log/index.ts';
+import { openRedisHotState } from '../server/src/store/index.ts';
 import { serverEnv, startServer } from '../server/test/support/server-process.ts';
 import type { Endpoint, Subject } from './lib/client.ts';
 import { log } from './lib/context.ts';
@@ -30,7 +34,8 @@ import { BENCH_DIR, procStats, ROOT, startTarget } from './lib/processes.ts';
 const { values: args } = parseArgs({
   options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } },
 });
-const wanted = (part: 'hop' | 'workers') => !args.only || args.only.split(',').includes(part);
+const wanted = (part: 'hop' | 'workers' | 'registry') =>
+  !args.only || args.only.split(',').includes(part);
 const SIZE = args.quick
   ? { serial: 200, churn: 600, concurrency: 16, downloads: 3, rounds: 2 }
   : { serial: 1_000, churn: 3_000, concurrency: 32, downloads: 5, rounds: 3 };
@@ -223,6 +228,7 @@ async function main(): Promise<void> {
   try {
     if (wanted('hop')) await measureHop(origin, results, cleanups);
     if (wanted('workers')) await measureWorkers(origin, results, cleanups);
+    if (wanted('registry')) await measureRegistry(results);
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
   }
@@ -237,6 +243,100 @@ async function main(): Promise<void> {
 }
 
 type Cleanups = Array<() => Promise<unknown>>;
+
+/**
+ * What each node costs the cluster's registry in Redis, and what a full resync costs:
+ * N nodes registered by one directory (as its hub would, with a placed exit each), read
+ * back by another. Under a prefix of its own, deleted at the end.
+ */
+async function measureRegistry(results: Record<string, unknown>) {
+  const count = args.quick ? 5_000 : 20_000;
+  const quiet = createLogger('silent');
+  const prefix = `ipcola:bench-${randomBytes(4).toString('hex')}:`;
+  const holder = await openRedisHotState(REDIS_URL, quiet, { prefix });
+  const reader = await openRedisHotState(REDIS_URL, quiet, { prefix });
+  const redis = new Redis(REDIS_URL);
+  const usedMemory = async () =>
+    Number(/used_memory:(\d+)/.exec(await redis.info('memory'))?.[1] ?? Number.NaN);
+  try {
+    const before = await usedMemory();
+    const sink = { addNodeExits() {}, removeNodeExits() {} };
+    const common = { clusterName: 'bench', logger: quiet, disconnectLocal() {} };
+    const held = createExitDirectory({
+      ...common,
+      registry: holder.registry,
+      broadcast: holder.broadcast,
+      instanceId: 'holder',
+      peerAddress: '127.0.0.1:1',
+      index: sink,
+      isLocalAgent: () => true,
+      exitStates: (nodeId) => [{ ip: '203.0.113.7', state: 'verified', node: nodeId }],
+    });
+    let heard = 0;
+    const added = new Set<string>();
+    const watcher = createExitDirectory({
+      ...common,
+      registry: reader.registry,
+      broadcast: reader.broadcast,
+      instanceId: 'reader',
+      peerAddress: '127.0.0.1:2',
+      index: {
+        addNodeExits(nodeId) {
+          heard++;
+          added.add(nodeId);
+        },
+        removeNodeExits() {},
+      },
+      isLocalAgent: () => false,
+      exitStates: () => [],
+    });
+    await held.resync();
+    await watcher.resync();
+    const exit = {
+      ip: '203.0.113.7',
+      type: 'residential',
+      capacity: 64,
+      country: 'de',
+      region: 'bavaria',
+      city: 'munich',
+      asn: 3320,
+      asOrganization: 'Deutsche Telekom AG',
+    };
+    const started = performance.now();
+    for (let i = 0; i < count; i++) held.addNodeExits(`node${String(i).padStart(8, '0')}`, [exit]);
+    // The registrations and broadcasts are sent without waiting; the reader hears them all.
+    while (added.size < count && performance.now() - started < 120_000) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const announceMs = performance.now() - started;
+    const after = await usedMemory();
+    const resyncStarted = performance.now();
+    await watcher.resync();
+    const resyncMs = performance.now() - resyncStarted;
+    results.registry = {
+      nodes: count,
+      heardByBroadcast: added.size,
+      redisBytesPerNode: (after - before) / count,
+      announceAllMs: announceMs,
+      resyncMs,
+      resyncUsPerNode: (resyncMs * 1000) / count,
+      note: `${heard} broadcasts applied`,
+    };
+    log(`registry: ${JSON.stringify(results.registry)}`);
+    await held.close();
+    await watcher.close();
+  } finally {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+    redis.disconnect();
+    await holder.close();
+    await reader.close();
+  }
+}
 
 async function measureHop(origin: Endpoint, results: Record<string, unknown>, cleanups: Cleanups) {
   {
