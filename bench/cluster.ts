@@ -22,9 +22,11 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { createAccounts } from '../server/src/accounts/index.ts';
 import { createExitDirectory } from '../server/src/cluster/exit-directory.ts';
 import { createLogger } from '../server/src/log/index.ts';
-import { openRedisHotState } from '../server/src/store/index.ts';
+import { startUsageFlusher, USAGE_GROUP, usageField } from '../server/src/metering/index.ts';
+import { migrate, openPostgres, openRedisHotState } from '../server/src/store/index.ts';
 import { serverEnv, startServer } from '../server/test/support/server-process.ts';
 import type { Endpoint, Subject } from './lib/client.ts';
 import { log } from './lib/context.ts';
@@ -34,7 +36,7 @@ import { BENCH_DIR, procStats, ROOT, startTarget } from './lib/processes.ts';
 const { values: args } = parseArgs({
   options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } },
 });
-const wanted = (part: 'hop' | 'workers' | 'registry') =>
+const wanted = (part: 'hop' | 'workers' | 'registry' | 'flush') =>
   !args.only || args.only.split(',').includes(part);
 const SIZE = args.quick
   ? { serial: 200, churn: 600, concurrency: 16, downloads: 3, rounds: 2 }
@@ -229,6 +231,7 @@ async function main(): Promise<void> {
     if (wanted('hop')) await measureHop(origin, results, cleanups);
     if (wanted('workers')) await measureWorkers(origin, results, cleanups);
     if (wanted('registry')) await measureRegistry(results);
+    if (wanted('flush')) await measureFlush(results, cleanups);
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
   }
@@ -243,6 +246,70 @@ async function main(): Promise<void> {
 }
 
 type Cleanups = Array<() => Promise<unknown>>;
+
+/**
+ * What PostgreSQL takes to write usage: one flush of a batch with N distinct (key, node,
+ * country, hour) rows across 100 keys, through the real flusher (rows, debits, journal),
+ * from Redis counters into a scratch database.
+ */
+async function measureFlush(results: Record<string, unknown>, cleanups: Cleanups) {
+  const quiet = createLogger('silent');
+  const db = await scratchDatabase();
+  cleanups.push(() => db.drop());
+  const database = await openPostgres(db.url, quiet);
+  const hot = await openRedisHotState(REDIS_URL, quiet, {
+    prefix: `ipcola:bench-${randomBytes(4).toString('hex')}:`,
+  });
+  try {
+    await migrate(database);
+    const accounts = createAccounts(database, {
+      pepper: randomBytes(32),
+      trialCredit: { currency: 'usd', micro: 1_000_000_000_000 },
+    });
+    await database.query(
+      `INSERT INTO prices (currency, exit_type, customer_micro_per_gb, operator_micro_per_gb,
+                           effective_from) VALUES ('usd', 'residential', 4000000, 1000000, '1970-01-01Z')`,
+    );
+    const keys: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const { account } = await accounts.signup(
+        `flush-${i}-${Date.now()}@example.com`,
+        'a long password',
+      );
+      keys.push((await accounts.issueKey(account.id, { name: 'flush' })).id);
+    }
+    const flusher = startUsageFlusher({
+      counters: hot.counters,
+      allowances: hot.allowances,
+      database,
+      currency: 'usd',
+      intervalMs: 3_600_000,
+    });
+    const figures: Record<string, number> = {};
+    const hour = Math.floor(Date.now() / 3_600_000);
+    for (const rows of args.quick ? [1_000, 10_000] : [1_000, 10_000, 50_000]) {
+      const deltas: Record<string, number> = {};
+      for (let i = 0; i < rows; i++) {
+        const owner = { keyId: keys[i % keys.length] as string, nodeId: `n${i}`, country: 'de' };
+        deltas[usageField(owner, hour, 'up')] = 1_000;
+        deltas[usageField(owner, hour, 'down')] = 100_000;
+        deltas[usageField(owner, hour, 'requests')] = 1;
+      }
+      await hot.counters.add(USAGE_GROUP, deltas);
+      const started = performance.now();
+      await flusher.flush();
+      const ms = performance.now() - started;
+      figures[`rows${rows}Ms`] = ms;
+      figures[`rows${rows}UsPerRow`] = (ms * 1000) / rows;
+      log(`flush: ${rows} rows in ${Math.round(ms)} ms`);
+    }
+    results.flush = figures;
+    await flusher.close();
+  } finally {
+    await hot.close();
+    await database.close();
+  }
+}
 
 /**
  * What each node costs the cluster's registry in Redis, and what a full resync costs:
