@@ -155,8 +155,12 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
     waiters.delete(nodeId);
   };
 
+  /** What failed since hot state last answered: said once each, not every round. */
+  const failing = new Set<string>();
   const warn = (what: string) => (error: unknown) => {
-    if (!closed) logger.warn({ err: error }, what);
+    if (closed || failing.has(what)) return;
+    failing.add(what);
+    logger.warn({ err: error }, what);
   };
   const send = (message: Message) =>
     broadcast.publish(TOPIC, JSON.stringify(message)).catch(warn('broadcasting a node failed'));
@@ -294,7 +298,7 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
     void resync().catch(warn('reading the node registry failed'));
   });
   const announcer = setInterval(() => {
-    announce().catch(warn('announcing this instance failed'));
+    announce().then(() => failing.clear(), warn('announcing this instance failed'));
     readInstances().catch(warn('reading instances failed'));
   }, timing.announceMs);
   const resyncer = setInterval(
