@@ -100,7 +100,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     });
     const gateway = createGateway({
       authFailures: authFailures('proxy-auth-failures'),
-      timeouts: { handshakeMs: config.proxyHandshakeTimeoutMs },
+      timeouts: config.gatewayTimeouts,
       observer: metrics.gateway,
       logger,
       sessions: hotState.sessions,

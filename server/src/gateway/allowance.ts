@@ -49,6 +49,11 @@ export interface AllowancesOptions {
   prices: Pick<PriceBook, 'customerRate' | 'highestCustomerRate'>;
   /** How long a key's limits read from the database are reused (a flush also renews them). */
   limitsTtlMs: number;
+  /**
+   * How long after they were read a key's limits still bound its grants while the
+   * database cannot be asked (see "When PostgreSQL or Redis is down" in the README); 0: never.
+   */
+  staleForMs?: number;
   /** A return or charge that could not reach hot state, or limits the database did not give. */
   onError(error: unknown): void;
   now?: () => number;
@@ -71,6 +76,8 @@ export interface Allowances {
    * when a flush ran meanwhile and the two readings cannot be compared.
    */
   judge(keyIds: readonly string[]): Promise<{ rows: KeyStanding[]; overdrawn: Set<string> | null }>;
+  /** Sends the returns and charges hot state could not take when they were made. */
+  retry(): void;
 }
 
 /** Allowances without limits: for a gateway built without a ledger (tests of other parts). */
@@ -87,6 +94,7 @@ export function unlimitedAllowances(chunkBytes: number): Allowances {
       });
     },
     judge: async () => ({ rows: [], overdrawn: null }),
+    retry: () => {},
   };
 }
 
@@ -134,10 +142,11 @@ export function createAllowances(options: AllowancesOptions): Allowances {
     try {
       return await readLimits(keyId);
     } catch (error) {
-      // The database is down: open connections go on under the last limits it gave, at
-      // the current epoch (no flush can commit while it is down, so none is missed but
-      // one that committed just before), and committed still bounds what they move.
-      if (!cached) throw error;
+      // The database is down: grants go on under the last limits it gave, for at most
+      // staleForMs after it gave them, at the current epoch. No flush can commit while it
+      // is down, so committed (every grant and every metered byte since the last flush)
+      // still bounds spend against those limits exactly as it does when it is up.
+      if (!cached || now() - cached.at > (options.staleForMs ?? 0)) throw error;
       options.onError(error);
       return { ...cached, epoch: await ledger.epoch() };
     }
@@ -166,19 +175,48 @@ export function createAllowances(options: AllowancesOptions): Allowances {
     return 0;
   };
 
+  /**
+   * Returns and charges hot state could not take yet, summed per bucket (so bounded by the
+   * buckets in use, not by time): sent with the next one that goes, and by retry().
+   */
+  let unsent = new Map<string, number>();
+  let sending = false;
+  const sendUnsent = () => {
+    if (sending || unsent.size === 0) return;
+    const batch = unsent;
+    unsent = new Map();
+    sending = true;
+    ledger
+      .adjust(Object.fromEntries(batch))
+      .catch((error: unknown) => {
+        for (const [bucket, amount] of batch)
+          unsent.set(bucket, (unsent.get(bucket) ?? 0) + amount);
+        options.onError(error);
+      })
+      .finally(() => {
+        sending = false;
+      });
+  };
+
   return {
     async open(key) {
       const buckets = allowanceBuckets(key.id, key.accountId);
+      let unreachable: unknown;
       const allowance = new Allowance({
         buckets,
         reserve: (want, microPerByte) =>
           reserve(key, want, microPerByte).catch((error: unknown) => {
-            // No grant without hot state: the connection is refused or cut (see README).
+            // No grant without hot state, nor past the outage bound without the database:
+            // the connection is refused or cut (see README).
+            unreachable = error;
             options.onError(error);
             throw error;
           }),
         commit: (amounts) => {
-          ledger.adjust(amounts).catch(options.onError);
+          for (const [bucket, amount] of Object.entries(amounts)) {
+            unsent.set(bucket, (unsent.get(bucket) ?? 0) + amount);
+          }
+          sendUnsent();
         },
         chunkBytes: options.chunkBytes,
         // The exit is not chosen yet: the dearest one bounds what the first grant may cost.
@@ -187,10 +225,19 @@ export function createAllowances(options: AllowancesOptions): Allowances {
       });
       if (!(await allowance.more())) {
         allowance.close();
+        // Out of credit is a verdict; a store that did not answer is not one.
+        if (unreachable !== undefined) {
+          throw ipcolaError(
+            'service_unavailable',
+            'no allowance can be granted now: the database or hot state is unavailable',
+            { cause: unreachable },
+          );
+        }
         throw ipcolaError('quota_exhausted');
       }
       return allowance;
     },
+    retry: sendUnsent,
     async judge(keyIds) {
       const quiet = await ledger.quietEpoch();
       const rows = await options.standing(keyIds, monthStart(now()));

@@ -76,6 +76,11 @@ export interface GatewayTimeouts {
   limitCheckMs: number;
   /** How often this instance renews its liveness and releases the allowances of stopped ones. */
   reconcileMs: number;
+  /**
+   * How long what the database last said of a key (its verification, standing and limits)
+   * still admits and grants while the database is down (OUTAGE_GRACE_MS).
+   */
+  outageGraceMs: number;
 }
 
 const DEFAULT_TIMEOUTS: GatewayTimeouts = {
@@ -86,6 +91,7 @@ const DEFAULT_TIMEOUTS: GatewayTimeouts = {
   keyCacheMs: 1_000,
   limitCheckMs: 500,
   reconcileMs: 5_000,
+  outageGraceMs: 0,
 };
 
 export interface Gateway {
@@ -117,6 +123,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const access: Access = createAccess({
     verifyKey: options.verifyKey,
     cacheTtlMs: timeouts.keyCacheMs,
+    staleForMs: timeouts.outageGraceMs,
     checkKey: async (key) => guard?.admit(key.id),
     ...(options.authFailures ? { failures: options.authFailures } : {}),
     ...(options.passwordlessKey ? { passwordlessKey: options.passwordlessKey } : {}),
@@ -143,9 +150,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       chunkBytes: limits.chunkBytes,
       prices: limits.prices,
       limitsTtlMs: timeouts.limitCheckMs * 2,
+      staleForMs: timeouts.outageGraceMs,
       onError,
     });
     const reconcile = () => {
+      allowances.retry();
       limits.allowances.reconcile().then((released) => {
         if (released > 0) {
           logger.warn({ instances: released }, 'allowances held by stopped instances released');
@@ -168,6 +177,7 @@ export function createGateway(options: GatewayOptions): Gateway {
           logger.info({ key: keyId, closed }, "connections outside a key's rules cut");
       },
       intervalMs: timeouts.limitCheckMs,
+      staleForMs: timeouts.outageGraceMs,
       onError: (error) => logger.warn({ err: error }, 'key limits check failed'),
     });
   }

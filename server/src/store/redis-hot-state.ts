@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis, ReplyError } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Logger } from '../log/index.ts';
 import { type CounterBatch, type HotState, NEGLIGIBLE_AMOUNT, newBatchId } from './hot-state.ts';
+import { StoreUnavailableError } from './unavailable.ts';
 
 // Time comes from Redis itself so that every server instance agrees on expiry.
 const NOW_MS = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
@@ -242,7 +243,7 @@ export async function openRedisHotState(
 
   return {
     engine: 'redis',
-    sessions: {
+    sessions: unavailableOnFailure({
       claim: async (key, value, ttlMs) =>
         (await redis.sessionClaim(sessionKey(key), value, Math.ceil(ttlMs))) as string,
       touch: (key, ttlMs) => redis.getex(sessionKey(key), 'PX', Math.ceil(ttlMs)),
@@ -258,8 +259,8 @@ export async function openRedisHotState(
       async release(key) {
         await redis.del(sessionKey(key));
       },
-    },
-    counters: {
+    }),
+    counters: unavailableOnFailure({
       async add(group, deltas, used = {}) {
         const entries = Object.entries(deltas).filter(([, by]) => by !== 0);
         if (entries.length === 0) return;
@@ -302,8 +303,8 @@ export async function openRedisHotState(
         const keys = counterKeys(group);
         await redis.multi().del(keys.batch(batchId)).zrem(keys.index, batchId).exec();
       },
-    },
-    allowances: {
+    }),
+    allowances: unavailableOnFailure({
       epoch: async () => (await redis.get(allowanceKeys.epoch)) ?? '0',
       async reserve(buckets, want, minimum, epoch) {
         if (buckets.length === 0) return want;
@@ -372,8 +373,8 @@ export async function openRedisHotState(
           ),
         );
       },
-    },
-    registry: {
+    }),
+    registry: unavailableOnFailure({
       async put(kind, id, value, ttlMs) {
         const keys = registryKeys(kind);
         await redis.registryPut(keys.expiry, keys.values, id, value, Math.ceil(ttlMs));
@@ -395,7 +396,7 @@ export async function openRedisHotState(
         }
         return entries;
       },
-    },
+    }),
     rateLimiter(options) {
       const shape = {
         points: options.points,
@@ -421,4 +422,26 @@ export async function openRedisHotState(
       }
     },
   };
+}
+
+/**
+ * The same methods, with every failure but Redis's own answer to a command (a ReplyError)
+ * or a bug of ours reported as Redis being unavailable: with the offline queue off, a
+ * command while the connection is down fails at once, and that is what the edges answer
+ * with 503.
+ */
+function unavailableOnFailure<T extends object>(methods: T): T {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(methods)) {
+    wrapped[name] = async (...args: unknown[]) => {
+      try {
+        return await (method as (...a: unknown[]) => Promise<unknown>)(...args);
+      } catch (error) {
+        if (error instanceof ReplyError || error instanceof TypeError) throw error;
+        if (error instanceof RangeError) throw error;
+        throw new StoreUnavailableError('redis', error);
+      }
+    };
+  }
+  return wrapped as T;
 }
