@@ -56,6 +56,8 @@ export interface AccessOptions {
    * for, connections are refused with service_unavailable. 0: never.
    */
   staleForMs?: number;
+  /** Told each time a last answer stands in for the database (a log line, throttled). */
+  onStale?: (what: 'key' | 'address', error: unknown) => void;
   /** Further admission checks of a verified key (credit, caps); throws the refusal. */
   checkKey?: (key: ProxyKey) => Promise<void>;
   /** Failed sign-ins per client address; past the allowance the address is refused. */
@@ -143,7 +145,10 @@ export function createAccess(options: AccessOptions): Access {
     } catch (error) {
       // The database is down: the last answer stands for a bounded time (README, "When
       // PostgreSQL or Redis is down"); a key it never answered for cannot be judged.
-      if (hit && usable(hit.at)) return hit.key;
+      if (hit && usable(hit.at)) {
+        options.onStale?.('key', error);
+        return hit.key;
+      }
       throw unavailable('the key cannot be checked now', error);
     }
     remember(cache, cacheKey, { key, until: now() + options.cacheTtlMs, at: now() });
@@ -177,7 +182,10 @@ export function createAccess(options: AccessOptions): Access {
         (error: unknown) => {
           // The database is down: its last answer for the address stands for a bounded
           // time; without one, the failed lookup is not remembered and the next asks again.
-          if (previous && usable(previous.at)) return previous.key;
+          if (previous && usable(previous.at)) {
+            options.onStale?.('address', error);
+            return previous.key;
+          }
           if (passwordless.get(address) === entry) passwordless.delete(address);
           throw unavailable('the client address cannot be checked now', error);
         },

@@ -54,6 +54,8 @@ export interface AllowancesOptions {
    * database cannot be asked (see "When PostgreSQL or Redis is down" in the README); 0: never.
    */
   staleForMs?: number;
+  /** Told each time a key's last limits stand in for the database's. */
+  onStale?: (error: unknown) => void;
   /** A return or charge that could not reach hot state, or limits the database did not give. */
   onError(error: unknown): void;
   now?: () => number;
@@ -147,7 +149,7 @@ export function createAllowances(options: AllowancesOptions): Allowances {
       // is down, so committed (every grant and every metered byte since the last flush)
       // still bounds spend against those limits exactly as it does when it is up.
       if (!cached || now() - cached.at > (options.staleForMs ?? 0)) throw error;
-      options.onError(error);
+      options.onStale?.(error);
       return { ...cached, epoch: await ledger.epoch() };
     }
   };

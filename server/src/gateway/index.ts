@@ -120,10 +120,13 @@ export function createGateway(options: GatewayOptions): Gateway {
   const exits = new ExitIndex();
   const nodeExits = new Map<string, string[]>();
   let guard: SpendGuard | undefined;
+  const logger = options.logger.child({ role: 'gateway' });
+  const onStale = staleLog(logger);
   const access: Access = createAccess({
     verifyKey: options.verifyKey,
     cacheTtlMs: timeouts.keyCacheMs,
     staleForMs: timeouts.outageGraceMs,
+    onStale: (what, error) => onStale(what, error),
     checkKey: async (key) => guard?.admit(key.id),
     ...(options.authFailures ? { failures: options.authFailures } : {}),
     ...(options.passwordlessKey ? { passwordlessKey: options.passwordlessKey } : {}),
@@ -137,7 +140,6 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
   const forwarder = createForwarder({ idleTimeoutMs: timeouts.idleMs });
   const tunnels = new OpenTunnels(options.usage, timeouts.idleMs, timeouts.meterMs);
-  const logger = options.logger.child({ role: 'gateway' });
   const { limits } = options;
   let allowances: Allowances = unlimitedAllowances(1024 * 1024);
   let reconciler: NodeJS.Timeout | undefined;
@@ -151,6 +153,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       prices: limits.prices,
       limitsTtlMs: timeouts.limitCheckMs * 2,
       staleForMs: timeouts.outageGraceMs,
+      onStale: (error) => onStale('limits', error),
       onError,
     });
     const reconcile = () => {
@@ -178,6 +181,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       },
       intervalMs: timeouts.limitCheckMs,
       staleForMs: timeouts.outageGraceMs,
+      onStale: (error) => onStale('verdict', error),
       onError: (error) => logger.warn({ err: error }, 'key limits check failed'),
     });
   }
@@ -310,5 +314,25 @@ export function createGateway(options: GatewayOptions): Gateway {
       tunnels.close();
       await forwarder.close();
     },
+  };
+}
+
+/** One warning per kind of stand-in answer and this long, however many connections use it. */
+const STALE_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * Logs that the gateway runs on the database's last answers (README, "When PostgreSQL or
+ * Redis is down"): once per kind (`key`, `address`, `verdict`, `limits`) and minute.
+ */
+function staleLog(logger: Logger): (what: string, error: unknown) => void {
+  const last = new Map<string, number>();
+  return (what, error) => {
+    const at = Date.now();
+    if (at - (last.get(what) ?? Number.NEGATIVE_INFINITY) < STALE_LOG_INTERVAL_MS) return;
+    last.set(what, at);
+    logger.warn(
+      { err: error, standIn: what },
+      'a store is unavailable: running on the last answers it gave',
+    );
   };
 }

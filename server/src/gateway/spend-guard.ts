@@ -39,6 +39,8 @@ export interface SpendGuardOptions {
    * with service_unavailable. Open ones go on under their allowance (allowance.ts).
    */
   staleForMs?: number;
+  /** Told each time a last verdict stands in for one that cannot be made. */
+  onStale?: (error: unknown) => void;
   onError?: (error: unknown) => void;
   now?: () => number;
 }
@@ -154,6 +156,7 @@ export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
               { cause: error },
             );
           }
+          options.onStale?.(error);
         }
         entry = verdicts.get(keyId);
       }
