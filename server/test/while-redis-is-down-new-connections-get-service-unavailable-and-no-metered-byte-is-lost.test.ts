@@ -214,6 +214,19 @@ describe('while Redis is down', { skip: needs('DATABASE_URL', 'REDIS_URL') }, ()
     assert.deepEqual([...socks.subarray(0, 6)], [0x05, 0x02, 0x01, 0x00, 0x05, 0x01]);
   });
 
+  test('the API answers what needs Redis with 503 not_ready, and the rest as usual', async () => {
+    const lease = await net.api('/v1/leases', {
+      method: 'POST',
+      body: JSON.stringify({ key_id: net.key.id, country: 'de', ttl_seconds: 60 }),
+    });
+    assert.equal(lease.status, 503);
+    assert.equal(lease.headers.get('retry-after'), '5');
+    const body = (await lease.json()) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, 'not_ready');
+    assert.match(body.error.message, /Hot state is unavailable/);
+    assert.equal((await net.api('/v1/keys')).status, 200);
+  });
+
   test('a tunnel opened before goes on within the allowance it holds, and ends cleanly', async () => {
     const logsBefore = net.server.logs.length;
     await tunnel.get(BODY_BYTES);
