@@ -100,6 +100,22 @@ export function unlimitedAllowances(chunkBytes: number): Allowances {
   };
 }
 
+/**
+ * The limits read with `settled` = [account, key] totals, as they stand now that the
+ * totals are `now`: what was settled since left committed and is spent from them instead.
+ */
+function lowered(limits: Limits, now: readonly number[]): KeyStanding | undefined {
+  const { row } = limits;
+  if (!row) return row;
+  const spentMicro = Math.max(0, (now[0] ?? 0) - (limits.settled[0] ?? 0));
+  const spentBytes = Math.max(0, (now[1] ?? 0) - (limits.settled[1] ?? 0));
+  return {
+    ...row,
+    balanceMicro: row.balanceMicro - spentMicro,
+    monthBytes: row.monthBytes + spentBytes,
+  };
+}
+
 /** Grants never go below this while there is that much room: smaller ones cost more calls than they save. */
 const MINIMUM_GRANT_BYTES = 16 * 1024;
 /** A monthly cap that is not set. */
@@ -109,6 +125,8 @@ const RESERVE_ATTEMPTS = 4;
 
 interface Limits {
   epoch: string;
+  /** The ledger's settled() of [account, key] before the database was read: see limitsOf(). */
+  settled: readonly number[];
   at: number;
   row: KeyStanding | undefined;
 }
@@ -119,16 +137,20 @@ export function createAllowances(options: AllowancesOptions): Allowances {
   const cache = new Map<string, Limits>();
   const reading = new Map<string, Promise<Limits>>();
 
-  const readLimits = (keyId: string): Promise<Limits> => {
+  const readLimits = (key: AllowanceOwner): Promise<Limits> => {
+    const keyId = key.id;
     let pending = reading.get(keyId);
     if (!pending) {
       pending = (async () => {
         // The epoch before the database: a flush between the two makes the reservation
         // come back null, so a debit is never missed by both the limit and committed.
-        const epoch = await ledger.epoch();
+        const [epoch, settled] = await Promise.all([
+          ledger.epoch(),
+          ledger.settled(allowanceBuckets(key.id, key.accountId)),
+        ]);
         const at = now();
         const [row] = await options.standing([keyId], monthStart(at));
-        const limits = { epoch, at, row };
+        const limits = { epoch, settled, at, row };
         if (cache.size >= 10_000) cache.clear();
         cache.set(keyId, limits);
         return limits;
@@ -138,26 +160,32 @@ export function createAllowances(options: AllowancesOptions): Allowances {
     return pending;
   };
 
-  const limitsOf = async (keyId: string, fresh: boolean): Promise<Limits> => {
-    const cached = cache.get(keyId);
+  const limitsOf = async (key: AllowanceOwner, fresh: boolean): Promise<Limits> => {
+    const cached = cache.get(key.id);
     if (!fresh && cached && now() - cached.at < options.limitsTtlMs) return cached;
     try {
-      return await readLimits(keyId);
+      return await readLimits(key);
     } catch (error) {
       // The database is down: grants go on under the last limits it gave, for at most
-      // staleForMs after it gave them, at the current epoch. No flush can commit while it
-      // is down, so committed (every grant and every metered byte since the last flush)
-      // still bounds spend against those limits exactly as it does when it is up.
+      // staleForMs after it gave them, at the current epoch. Committed holds every grant
+      // and every metered byte not flushed; what was flushed since the limits were read
+      // (a flush just before the outage, or other servers' when only this one lost the
+      // database) left committed for the database, so it comes off the limits here: they
+      // bound spend exactly as when the database is up.
       if (!cached || now() - cached.at > (options.staleForMs ?? 0)) throw error;
+      const [epoch, settled] = await Promise.all([
+        ledger.epoch(),
+        ledger.settled(allowanceBuckets(key.id, key.accountId)),
+      ]);
       options.onStale?.(error);
-      return { ...cached, epoch: await ledger.epoch() };
+      return { ...cached, epoch, row: lowered(cached, settled) };
     }
   };
 
   const reserve = async (key: AllowanceOwner, want: number, microPerByte: number) => {
     const [accountBucket, keyBucket] = allowanceBuckets(key.id, key.accountId);
     for (let attempt = 0; attempt < RESERVE_ATTEMPTS; attempt++) {
-      const { epoch, row } = await limitsOf(key.id, attempt > 0);
+      const { epoch, row } = await limitsOf(key, attempt > 0);
       if (!row?.usable) return 0;
       const granted = await ledger.reserve(
         [

@@ -80,15 +80,18 @@ const SCRIPTS = {
   },
   /**
    * KEYS: committed, epoch, the batch's marker (kept a day: replays come within
-   * minutes), batches settling. ARGV: batch id, then bucket id and amount...
+   * minutes), batches settling, settled totals. ARGV: batch id, then bucket id and amount...
    */
   allowanceSettle: {
-    numberOfKeys: 4,
+    numberOfKeys: 5,
     lua: `${ADD_OR_FORGET}
       redis.call('SREM', KEYS[4], ARGV[1])
       redis.call('INCR', KEYS[2])
       if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', 86400000) then return 0 end
-      for i = 2, #ARGV, 2 do add(KEYS[1], ARGV[i], -tonumber(ARGV[i + 1])) end
+      for i = 2, #ARGV, 2 do
+        add(KEYS[1], ARGV[i], -tonumber(ARGV[i + 1]))
+        if tonumber(ARGV[i + 1]) ~= 0 then redis.call('HINCRBYFLOAT', KEYS[5], ARGV[i], ARGV[i + 1]) end
+      end
       return 1`,
   },
   /**
@@ -230,6 +233,8 @@ export async function openRedisHotState(
     committed: `${allowanceTag}:committed`,
     epoch: `${allowanceTag}:epoch`,
     settling: `${allowanceTag}:settling`,
+    // One running total per bucket ever settled (a float per key and account).
+    settledTotals: `${allowanceTag}:settled-totals`,
     holders: `${allowanceTag}:holders`,
     holdPrefix: `${allowanceTag}:hold:`,
     alivePrefix: `${allowanceTag}:alive:`,
@@ -357,9 +362,15 @@ export async function openRedisHotState(
           allowanceKeys.epoch,
           allowanceKeys.settled(batchId),
           allowanceKeys.settling,
+          allowanceKeys.settledTotals,
           batchId,
           ...args,
         );
+      },
+      async settled(bucketIds) {
+        if (bucketIds.length === 0) return [];
+        const values = await redis.hmget(allowanceKeys.settledTotals, ...bucketIds);
+        return values.map((value) => Number(value ?? 0));
       },
       async reconcile() {
         return Number(
