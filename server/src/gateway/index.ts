@@ -200,8 +200,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
 
   const refusedOverSocks = (error: unknown): never => {
-    options.observer?.refused('socks5', asProxyRefusal(error).code);
-    throw error;
+    const refusal = asProxyRefusal(error);
+    options.observer?.refused('socks5', refusal.code);
+    // A store outage (a sticky session's pin) is answered as such; anything else unexpected
+    // stays unexpected, for the listener to log.
+    throw refusal.code === 'service_unavailable' ? refusal : error;
   };
 
   type SocksUpstream = Upstream & {
