@@ -216,16 +216,20 @@ export function createAllowances(options: AllowancesOptions): Allowances {
     const batch = unsent;
     unsent = new Map();
     sending = true;
-    ledger
-      .adjust(Object.fromEntries(batch))
-      .catch((error: unknown) => {
-        for (const [bucket, amount] of batch)
-          unsent.set(bucket, (unsent.get(bucket) ?? 0) + amount);
-        options.onError(error);
-      })
-      .finally(() => {
+    ledger.adjust(Object.fromEntries(batch)).then(
+      () => {
         sending = false;
-      });
+        // What came meanwhile goes at once: a return held back is room a key lacks.
+        sendUnsent();
+      },
+      (error: unknown) => {
+        sending = false;
+        for (const [bucket, amount] of batch) {
+          unsent.set(bucket, (unsent.get(bucket) ?? 0) + amount);
+        }
+        options.onError(error);
+      },
+    );
   };
 
   return {
