@@ -225,12 +225,26 @@ describe('while PostgreSQL is down', { skip: needs('DATABASE_URL', 'REDIS_URL') 
   });
 
   test('the API answers 503 not_ready with Retry-After instead of 500', async () => {
-    const answer = await net.api('/v1/keys');
-    assert.equal(answer.status, 503);
-    assert.equal(answer.headers.get('retry-after'), '5');
-    const body = (await answer.json()) as { error: { code: string; message: string } };
-    assert.equal(body.error.code, 'not_ready');
-    assert.match(body.error.message, /database is unavailable/);
+    const bearer = { authorization: `Bearer ${net.key.id}.${net.key.secret}` };
+    const asked: Array<[string, RequestInit]> = [
+      ['/v1/keys', {}],
+      ['/v1/me', {}],
+      ['/v1/usage', {}],
+      ['/v1/billing', {}],
+      ['/v1/nodes', {}],
+      ['/v1/webhooks', {}],
+      ['/v1/keys', { method: 'POST', body: '{"name":"during the outage"}' }],
+      // The same with an API key instead of the session cookie.
+      ['/v1/usage', { headers: bearer }],
+    ];
+    for (const [path, init] of asked) {
+      const answer = await net.api(path, init);
+      assert.equal(answer.status, 503, `${init.method ?? 'GET'} ${path}`);
+      assert.equal(answer.headers.get('retry-after'), '5');
+      const body = (await answer.json()) as { error: { code: string; message: string } };
+      assert.equal(body.error.code, 'not_ready');
+      assert.match(body.error.message, /database is unavailable/);
+    }
   });
 
   test('once PostgreSQL is back, the usage moved during the outage is reported to the byte', async () => {
