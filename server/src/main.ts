@@ -83,10 +83,7 @@ async function start(config: Config, logger: Logger): Promise<RunningServer> {
     const hub = createHub({
       logger: logger.child({ role: 'hub' }),
       ...nodeHealthOptions(config.nodeHealth),
-      async authenticate(token) {
-        const node = await accounts.verifyNodeToken(token);
-        return node && { nodeId: node.id, type: node.type };
-      },
+      authenticate: accounts.nodeAuthenticator(config.gatewayTimeouts.outageGraceMs),
     });
     const { registry: upstreamRegistry, exits: upstreams } = await openUpstreams(database, {
       allowProxies: config.upstreamAllowProxies,

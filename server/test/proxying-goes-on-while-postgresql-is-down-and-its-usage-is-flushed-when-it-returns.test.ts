@@ -247,6 +247,16 @@ describe('while PostgreSQL is down', { skip: needs('DATABASE_URL', 'REDIS_URL') 
     }
   });
 
+  test('an exit node whose agent reconnects during the outage is let in on its last answer', async () => {
+    // The node's token was verified when it first attached; its agent dies and comes back.
+    await net.restartAgent('127.0.0.12');
+    await eventually(
+      async () => (await tunnel(net.key)).startsWith('HTTP/1.1 200 '),
+      15_000,
+      'traffic through the exit again',
+    );
+  });
+
   test('once PostgreSQL is back, the usage moved during the outage is reported to the byte', async () => {
     await postgres.start();
     await everyByteReported();
