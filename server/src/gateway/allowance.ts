@@ -107,8 +107,8 @@ export function unlimitedAllowances(chunkBytes: number): Allowances {
 function lowered(limits: Limits, now: readonly number[]): KeyStanding | undefined {
   const { row } = limits;
   if (!row) return row;
-  const spentMicro = Math.max(0, (now[0] ?? 0) - (limits.settled[0] ?? 0));
-  const spentBytes = Math.max(0, (now[1] ?? 0) - (limits.settled[1] ?? 0));
+  const spentMicro = (now[0] ?? 0) - (limits.settled[0] ?? 0);
+  const spentBytes = (now[1] ?? 0) - (limits.settled[1] ?? 0);
   return {
     ...row,
     balanceMicro: row.balanceMicro - spentMicro,
@@ -177,6 +177,9 @@ export function createAllowances(options: AllowancesOptions): Allowances {
         ledger.epoch(),
         ledger.settled(allowanceBuckets(key.id, key.accountId)),
       ]);
+      // Totals only grow: one that shrank means hot state restarted empty, and committed
+      // with it; nothing then says what these limits no longer cover.
+      if (settled.some((total, i) => total < (cached.settled[i] ?? 0))) throw error;
       options.onStale?.(error);
       return { ...cached, epoch, row: lowered(cached, settled) };
     }
