@@ -1524,7 +1524,7 @@ export interface components {
          *     gateway sends in `X-IPCola-Error`; the others are the API's own.
          * @enum {string}
          */
-        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "target_unreachable" | "target_timeout" | "exit_failed" | "request_timeout" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "passwordless_cidr_taken" | "idempotency_conflict" | "payout_account_missing" | "payout_below_minimum" | "payout_exceeds_available" | "payload_too_large" | "unsupported_media_type" | "billing_disabled" | "not_ready" | "internal_error";
+        ErrorCode: "auth_required" | "auth_failed" | "bad_params" | "ip_not_allowed" | "target_forbidden" | "quota_exhausted" | "rate_limited" | "no_exit_available" | "session_exit_gone" | "service_unavailable" | "target_unreachable" | "target_timeout" | "exit_failed" | "request_timeout" | "invalid_request" | "unauthorized" | "csrf_failed" | "forbidden" | "not_found" | "method_not_allowed" | "email_taken" | "passwordless_cidr_taken" | "idempotency_conflict" | "payout_account_missing" | "payout_below_minimum" | "payout_exceeds_available" | "payload_too_large" | "unsupported_media_type" | "billing_disabled" | "not_ready" | "internal_error";
         Error: {
             error: {
                 code: components["schemas"]["ErrorCode"];

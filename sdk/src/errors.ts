@@ -91,6 +91,7 @@ export const QuotaExhaustedError = named('QuotaExhaustedError');
 export const RateLimitedError = named('RateLimitedError');
 export const NoExitAvailableError = named('NoExitAvailableError');
 export const SessionExitGoneError = named('SessionExitGoneError');
+export const ServiceUnavailableError = named('ServiceUnavailableError');
 export const TargetUnreachableError = named('TargetUnreachableError');
 export const TargetTimeoutError = named('TargetTimeoutError');
 export const ExitFailedError = named('ExitFailedError');
@@ -123,6 +124,7 @@ const CLASS_OF = {
   rate_limited: RateLimitedError,
   no_exit_available: NoExitAvailableError,
   session_exit_gone: SessionExitGoneError,
+  service_unavailable: ServiceUnavailableError,
   target_unreachable: TargetUnreachableError,
   target_timeout: TargetTimeoutError,
   exit_failed: ExitFailedError,

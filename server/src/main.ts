@@ -79,10 +79,7 @@ async function start(config: Config, logger: Logger, worker: number): Promise<Ru
       logger: logger.child({ role: 'hub' }),
       ...nodeHealthOptions(config.nodeHealth),
       proveElsewhere: (claim) => cluster.proveElsewhere(claim),
-      async authenticate(token) {
-        const node = await accounts.verifyNodeToken(token);
-        return node && { nodeId: node.id, type: node.type };
-      },
+      authenticate: accounts.nodeAuthenticator(config.gatewayTimeouts.outageGraceMs),
     });
     const { registry: upstreamRegistry, exits: upstreams } = await openUpstreams(database, {
       allowProxies: config.upstreamAllowProxies,
@@ -96,7 +93,7 @@ async function start(config: Config, logger: Logger, worker: number): Promise<Ru
     });
     const gateway = createGateway({
       authFailures: authFailures('proxy-auth-failures'),
-      timeouts: { handshakeMs: config.proxyHandshakeTimeoutMs },
+      timeouts: config.gatewayTimeouts,
       observer: metrics.gateway,
       logger,
       sessions: hotState.sessions,

@@ -1,7 +1,8 @@
 /**
  * `fetch` through the gateway: undici's fetch with a gateway dispatcher, a refusal thrown as
  * its typed error (not "fetch failed"), and the refusals a new exit may cure
- * (`no_exit_available`, `exit_failed`, `target_timeout`) retried with back-off when no
+ * (`no_exit_available`, `exit_failed`, `target_timeout`, and `service_unavailable`, a
+ * passing outage of the gateway's own services) retried with back-off when no
  * session pins the exit: each retry is a new connection or forwarded request, which the
  * gateway gives any matching exit.
  */
@@ -23,6 +24,8 @@ const RETRIED: ReadonlySet<IPColaError['code']> = new Set<ErrorCode>([
   'no_exit_available',
   'exit_failed',
   'target_timeout',
+  // The gateway lost its database or hot state for a moment: the same request may pass.
+  'service_unavailable',
 ]);
 
 /**

@@ -24,6 +24,8 @@ const ADVICE: Partial<Record<ErrorCode, string>> = {
   session_exit_gone:
     "the sticky session's exit went offline: rotate the session (session.rotate()) for a new exit",
   no_exit_available: 'no online exit matches the targeting',
+  service_unavailable:
+    'the gateway cannot reach its database or hot state right now: retry after Retry-After',
   quota_exhausted: "the key's monthly cap or the account's balance is used up",
   auth_failed: 'the key id or secret is wrong, or the key is revoked or disabled',
 };
@@ -40,6 +42,7 @@ const GATEWAY_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'rate_limited',
   'no_exit_available',
   'session_exit_gone',
+  'service_unavailable',
   'target_unreachable',
   'target_timeout',
   'exit_failed',

@@ -5,6 +5,7 @@
  * hashes: passwords with scrypt, key secrets and node tokens with HMAC-SHA-256 under
  * the pepper (see loadOrCreatePepper).
  */
+
 import { createHmac } from 'node:crypto';
 import type { Database, Queryable } from '../store/index.ts';
 import {
@@ -24,6 +25,7 @@ import {
   type VerifiedKey,
   verifyKey,
 } from './keys.ts';
+import { type NodeIdentity, nodeTokenCheck } from './node-token-check.ts';
 import {
   deleteNode,
   listNodes,
@@ -140,6 +142,11 @@ export interface Accounts {
   /** The node when it exists, is not deleted and the token matches, else null. */
   verifyNodeToken(token: string): Promise<VerifiedNode | null>;
   /**
+   * The hub's check of node tokens: verifyNodeToken, standing on the database's last yes
+   * for a token for graceMs while the database is down (node-token-check.ts).
+   */
+  nodeAuthenticator(graceMs: number): (token: string) => Promise<NodeIdentity | null>;
+  /**
    * A 32-byte secret for one purpose (e.g. signing session cookies), derived from the
    * pepper: stable across restarts and the same on every server sharing the database.
    */
@@ -171,6 +178,8 @@ export function createAccounts(db: Database, options: AccountsOptions): Accounts
     rotateKey: (accountId, keyId) => rotateKey(db, pepper, accountId, keyId),
     registerNode: (accountId, nodeOptions) => registerNode(db, pepper, accountId, nodeOptions),
     verifyNodeToken: (token) => verifyNodeToken(db, pepper, token),
+    nodeAuthenticator: (graceMs) =>
+      nodeTokenCheck((token) => verifyNodeToken(db, pepper, token), graceMs),
     listNodes: (accountId, page) => listNodes(db, accountId, page),
     deleteNode: (accountId, nodeId) => deleteNode(db, accountId, nodeId),
     deriveSecret: (purpose) =>

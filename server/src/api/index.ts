@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { type ErrorCode, ipcolaError, isIPColaError } from '../errors/index.ts';
 import type { Logger } from '../log/index.ts';
 import { portalRouter } from '../portal/index.ts';
+import { isStoreUnavailable } from '../store/index.ts';
 import { createTlsServer, type TlsServing } from '../tls/index.ts';
 import { autoTopUpRouter } from './auto-topup.ts';
 import { billingRouter } from './billing.ts';
@@ -249,6 +250,9 @@ function mayReadMetrics(req: Request, token: string | undefined): boolean {
   return offered.length === expected.length && timingSafeEqual(offered, expected);
 }
 
+/** Seconds a client is told to wait when a store is down. */
+const STORE_RETRY_AFTER_SECONDS = 5;
+
 /** Maps any error to the JSON error shape; internals and stacks stay in the log. */
 export const apiErrorHandler: ErrorRequestHandler = (error, req, res, _next) => {
   let code: ErrorCode;
@@ -261,6 +265,13 @@ export const apiErrorHandler: ErrorRequestHandler = (error, req, res, _next) => 
     }
   } else if (isBodyParserError(error)) {
     [code, message] = bodyParserRefusal(error);
+  } else if (isStoreUnavailable(error)) {
+    // The one place a store outage meets the API: 503 with a code and a time to come back,
+    // never a 500 (PostgreSQL restarts in seconds; Redis reconnects within 2 s).
+    code = 'not_ready';
+    message = `${error.engine === 'postgres' ? 'The database' : 'Hot state'} is unavailable; retry shortly`;
+    if (!res.headersSent) res.setHeader('Retry-After', String(STORE_RETRY_AFTER_SECONDS));
+    req.log?.warn({ err: error }, 'answered 503: a store is unavailable');
   } else {
     code = 'internal_error';
     message = 'Internal error';

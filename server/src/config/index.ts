@@ -82,8 +82,13 @@ export interface Config {
   readonly allowanceChunkBytes: number;
   /** Failed sign-ins (proxy or log-in) per client address and minute before it is refused. */
   readonly authFailureLimit: number;
-  /** From accept until a proxy request's headers (or the SOCKS5 handshake) are complete. */
-  readonly proxyHandshakeTimeoutMs: number;
+  /** The gateway's settings of time. */
+  readonly gatewayTimeouts: {
+    /** From accept until a proxy request's headers (or the SOCKS5 handshake) are complete. */
+    readonly handshakeMs: number;
+    /** How long the gateway runs on what PostgreSQL last said of a key while it is down. */
+    readonly outageGraceMs: number;
+  };
   /** Bearer token for GET /metrics; unset, only loopback clients may read it. */
   readonly metricsToken: string | undefined;
   /** An API answer off the OpenAPI document becomes a 500 (for tests); else it is only logged. */
@@ -207,12 +212,15 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       1,
       1_000_000,
     ),
-    proxyHandshakeTimeoutMs: integer(
-      'PROXY_HANDSHAKE_TIMEOUT_MS',
-      read('PROXY_HANDSHAKE_TIMEOUT_MS') ?? '10000',
-      100,
-      300_000,
-    ),
+    gatewayTimeouts: {
+      handshakeMs: integer(
+        'PROXY_HANDSHAKE_TIMEOUT_MS',
+        read('PROXY_HANDSHAKE_TIMEOUT_MS') ?? '10000',
+        100,
+        300_000,
+      ),
+      outageGraceMs: integer('OUTAGE_GRACE_MS', read('OUTAGE_GRACE_MS') ?? '300000', 0, 3_600_000),
+    },
     metricsToken: token('METRICS_TOKEN', read('METRICS_TOKEN')),
     strictApiAnswers: bool('STRICT_API_ANSWERS', read('STRICT_API_ANSWERS'), false),
     signupLimitPerHour: integer(

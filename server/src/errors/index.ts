@@ -59,6 +59,16 @@ export const PROXY_ERRORS = {
     false,
     "The sticky session's exit is offline",
   ),
+  // PostgreSQL or Redis did not answer and the gateway cannot judge the connection safely
+  // (README, "When PostgreSQL or Redis is down"): not the customer's fault, and not a
+  // verdict on the key or its credit, which quota_exhausted or auth_failed would claim.
+  service_unavailable: spec(
+    503,
+    0x01,
+    'proxy_internal_error',
+    true,
+    'The gateway cannot reach its database or hot state; retry shortly',
+  ),
   ...TUNNEL_ERRORS,
   // RFC 9209 has no type for a client that is too slow; http_request_error is the one for a
   // client (4xx) error the intermediary answers itself, which this is (not a denial, nor a

@@ -50,6 +50,14 @@ export interface AccessOptions {
   verifyKey(keyId: string, secret: string): Promise<ProxyKey | null>;
   /** How long a verification is reused: bounds how late a revocation takes effect. */
   cacheTtlMs: number;
+  /**
+   * How long after the database last answered for a key (or an address) that answer still
+   * admits it while the database cannot be asked; past it, or for a key it never answered
+   * for, connections are refused with service_unavailable. 0: never.
+   */
+  staleForMs?: number;
+  /** Told each time a last answer stands in for the database (a log line, throttled). */
+  onStale?: (what: 'key' | 'address', error: unknown) => void;
   /** Further admission checks of a verified key (credit, caps); throws the refusal. */
   checkKey?: (key: ProxyKey) => Promise<void>;
   /** Failed sign-ins per client address; past the allowance the address is refused. */
@@ -107,7 +115,10 @@ const CACHE_LIMIT = 10_000;
  */
 export function createAccess(options: AccessOptions): Access {
   const now = options.now ?? Date.now;
-  const cache = new Map<string, { key: ProxyKey | null; until: number }>();
+  const staleForMs = options.staleForMs ?? 0;
+  /** Whether an answer the database gave at `at` may still stand in for it. */
+  const usable = (at: number) => now() - at <= staleForMs;
+  const cache = new Map<string, { key: ProxyKey | null; until: number; at: number }>();
   /** The cut function and admission time of every open connection, per key. */
   const open = new Map<
     string,
@@ -128,9 +139,19 @@ export function createAccess(options: AccessOptions): Access {
     const cacheKey = `${keyId}:${createHash('sha256').update(secret).digest('base64url')}`;
     const hit = cache.get(cacheKey);
     if (hit && hit.until > now()) return hit.key;
-    const key = await options.verifyKey(keyId, secret);
-    if (cache.size >= CACHE_LIMIT) cache.clear();
-    cache.set(cacheKey, { key, until: now() + options.cacheTtlMs });
+    let key: ProxyKey | null;
+    try {
+      key = await options.verifyKey(keyId, secret);
+    } catch (error) {
+      // The database is down: the last answer stands for a bounded time (README, "When
+      // PostgreSQL or Redis is down"); a key it never answered for cannot be judged.
+      if (hit && usable(hit.at)) {
+        options.onStale?.('key', error);
+        return hit.key;
+      }
+      throw unavailable('the key cannot be checked now', error);
+    }
+    remember(cache, cacheKey, { key, until: now() + options.cacheTtlMs, at: now() });
     return key;
   };
 
@@ -138,7 +159,7 @@ export function createAccess(options: AccessOptions): Access {
    * Per client address: the lookup (shared by the connections that arrive while it runs,
    * so a burst from one address is one query) and until when its answer is reused.
    */
-  const passwordless = new Map<string, { key: Promise<PasswordlessKey | null>; until: number }>();
+  const passwordless = new Map<string, PasswordlessEntry>();
   /** The password-less key of the address, as the database said at most cacheTtlMs ago. */
   const passwordlessKeyOf = async (
     address: string | undefined,
@@ -147,13 +168,29 @@ export function createAccess(options: AccessOptions): Access {
     if (!passwordlessKey || address === undefined) return null;
     let hit = passwordless.get(address);
     if (!hit || hit.until <= now()) {
-      if (passwordless.size >= CACHE_LIMIT) passwordless.clear();
-      const entry = { key: passwordlessKey(address), until: now() + options.cacheTtlMs };
-      // A failed lookup is not remembered: the next connection asks again.
-      entry.key.catch(() => {
-        if (passwordless.get(address) === entry) passwordless.delete(address);
-      });
-      passwordless.set(address, entry);
+      const previous = hit?.answer;
+      const entry: PasswordlessEntry = {
+        key: Promise.resolve(null),
+        until: now() + options.cacheTtlMs,
+        answer: previous,
+      };
+      entry.key = passwordlessKey(address).then(
+        (key) => {
+          entry.answer = { key, at: now() };
+          return key;
+        },
+        (error: unknown) => {
+          // The database is down: its last answer for the address stands for a bounded
+          // time; without one, the failed lookup is not remembered and the next asks again.
+          if (previous && usable(previous.at)) {
+            options.onStale?.('address', error);
+            return previous.key;
+          }
+          if (passwordless.get(address) === entry) passwordless.delete(address);
+          throw unavailable('the client address cannot be checked now', error);
+        },
+      );
+      remember(passwordless, address, entry);
       hit = entry;
     }
     const key = await hit.key;
@@ -298,6 +335,30 @@ export function createAccess(options: AccessOptions): Access {
       return slots.length;
     },
   };
+}
+
+/** A password-less lookup of one address: under way or done, and the last answer it gave. */
+interface PasswordlessEntry {
+  key: Promise<PasswordlessKey | null>;
+  until: number;
+  answer: { key: PasswordlessKey | null; at: number } | undefined;
+}
+
+/**
+ * Sets an entry as the newest, dropping the oldest past CACHE_LIMIT: a full cache keeps
+ * the answers of the keys in use, which an outage needs, rather than starting empty.
+ */
+function remember<V>(cache: Map<string, V>, id: string, value: V): void {
+  cache.delete(id);
+  if (cache.size >= CACHE_LIMIT) {
+    const oldest = cache.keys().next();
+    if (!oldest.done) cache.delete(oldest.value);
+  }
+  cache.set(id, value);
+}
+
+function unavailable(message: string, cause: unknown): IPColaError {
+  return ipcolaError('service_unavailable', `${message}: the database is unavailable`, { cause });
 }
 
 function tooManyFailures(blockedMs: number): IPColaError {

@@ -49,6 +49,13 @@ export interface AllowancesOptions {
   prices: Pick<PriceBook, 'customerRate' | 'highestCustomerRate'>;
   /** How long a key's limits read from the database are reused (a flush also renews them). */
   limitsTtlMs: number;
+  /**
+   * How long after they were read a key's limits still bound its grants while the
+   * database cannot be asked (see "When PostgreSQL or Redis is down" in the README); 0: never.
+   */
+  staleForMs?: number;
+  /** Told each time a key's last limits stand in for the database's. */
+  onStale?: (error: unknown) => void;
   /** A return or charge that could not reach hot state, or limits the database did not give. */
   onError(error: unknown): void;
   now?: () => number;
@@ -71,6 +78,8 @@ export interface Allowances {
    * when a flush ran meanwhile and the two readings cannot be compared.
    */
   judge(keyIds: readonly string[]): Promise<{ rows: KeyStanding[]; overdrawn: Set<string> | null }>;
+  /** Sends the returns and charges hot state could not take when they were made. */
+  retry(): void;
 }
 
 /** Allowances without limits: for a gateway built without a ledger (tests of other parts). */
@@ -87,6 +96,23 @@ export function unlimitedAllowances(chunkBytes: number): Allowances {
       });
     },
     judge: async () => ({ rows: [], overdrawn: null }),
+    retry: () => {},
+  };
+}
+
+/**
+ * The limits read with `settled` = [account, key] totals, as they stand now that the
+ * totals are `now`: what was settled since left committed and is spent from them instead.
+ */
+function lowered(limits: Limits, now: readonly number[]): KeyStanding | undefined {
+  const { row } = limits;
+  if (!row) return row;
+  const spentMicro = (now[0] ?? 0) - (limits.settled[0] ?? 0);
+  const spentBytes = (now[1] ?? 0) - (limits.settled[1] ?? 0);
+  return {
+    ...row,
+    balanceMicro: row.balanceMicro - spentMicro,
+    monthBytes: row.monthBytes + spentBytes,
   };
 }
 
@@ -99,6 +125,8 @@ const RESERVE_ATTEMPTS = 4;
 
 interface Limits {
   epoch: string;
+  /** The ledger's settled() of [account, key] before the database was read: see limitsOf(). */
+  settled: readonly number[];
   at: number;
   row: KeyStanding | undefined;
 }
@@ -109,16 +137,20 @@ export function createAllowances(options: AllowancesOptions): Allowances {
   const cache = new Map<string, Limits>();
   const reading = new Map<string, Promise<Limits>>();
 
-  const readLimits = (keyId: string): Promise<Limits> => {
+  const readLimits = (key: AllowanceOwner): Promise<Limits> => {
+    const keyId = key.id;
     let pending = reading.get(keyId);
     if (!pending) {
       pending = (async () => {
         // The epoch before the database: a flush between the two makes the reservation
         // come back null, so a debit is never missed by both the limit and committed.
-        const epoch = await ledger.epoch();
+        const [epoch, settled] = await Promise.all([
+          ledger.epoch(),
+          ledger.settled(allowanceBuckets(key.id, key.accountId)),
+        ]);
         const at = now();
         const [row] = await options.standing([keyId], monthStart(at));
-        const limits = { epoch, at, row };
+        const limits = { epoch, settled, at, row };
         if (cache.size >= 10_000) cache.clear();
         cache.set(keyId, limits);
         return limits;
@@ -128,25 +160,35 @@ export function createAllowances(options: AllowancesOptions): Allowances {
     return pending;
   };
 
-  const limitsOf = async (keyId: string, fresh: boolean): Promise<Limits> => {
-    const cached = cache.get(keyId);
+  const limitsOf = async (key: AllowanceOwner, fresh: boolean): Promise<Limits> => {
+    const cached = cache.get(key.id);
     if (!fresh && cached && now() - cached.at < options.limitsTtlMs) return cached;
     try {
-      return await readLimits(keyId);
+      return await readLimits(key);
     } catch (error) {
-      // The database is down: open connections go on under the last limits it gave, at
-      // the current epoch (no flush can commit while it is down, so none is missed but
-      // one that committed just before), and committed still bounds what they move.
-      if (!cached) throw error;
-      options.onError(error);
-      return { ...cached, epoch: await ledger.epoch() };
+      // The database is down: grants go on under the last limits it gave, for at most
+      // staleForMs after it gave them, at the current epoch. Committed holds every grant
+      // and every metered byte not flushed; what was flushed since the limits were read
+      // (a flush just before the outage, or other servers' when only this one lost the
+      // database) left committed for the database, so it comes off the limits here: they
+      // bound spend exactly as when the database is up.
+      if (!cached || now() - cached.at > (options.staleForMs ?? 0)) throw error;
+      const [epoch, settled] = await Promise.all([
+        ledger.epoch(),
+        ledger.settled(allowanceBuckets(key.id, key.accountId)),
+      ]);
+      // Totals only grow: one that shrank means hot state restarted empty, and committed
+      // with it; nothing then says what these limits no longer cover.
+      if (settled.some((total, i) => total < (cached.settled[i] ?? 0))) throw error;
+      options.onStale?.(error);
+      return { ...cached, epoch, row: lowered(cached, settled) };
     }
   };
 
   const reserve = async (key: AllowanceOwner, want: number, microPerByte: number) => {
     const [accountBucket, keyBucket] = allowanceBuckets(key.id, key.accountId);
     for (let attempt = 0; attempt < RESERVE_ATTEMPTS; attempt++) {
-      const { epoch, row } = await limitsOf(key.id, attempt > 0);
+      const { epoch, row } = await limitsOf(key, attempt > 0);
       if (!row?.usable) return 0;
       const granted = await ledger.reserve(
         [
@@ -166,19 +208,52 @@ export function createAllowances(options: AllowancesOptions): Allowances {
     return 0;
   };
 
+  /**
+   * Returns and charges hot state could not take yet, summed per bucket (so bounded by the
+   * buckets in use, not by time): sent with the next one that goes, and by retry().
+   */
+  let unsent = new Map<string, number>();
+  let sending = false;
+  const sendUnsent = () => {
+    if (sending || unsent.size === 0) return;
+    const batch = unsent;
+    unsent = new Map();
+    sending = true;
+    ledger.adjust(Object.fromEntries(batch)).then(
+      () => {
+        sending = false;
+        // What came meanwhile goes at once: a return held back is room a key lacks.
+        sendUnsent();
+      },
+      (error: unknown) => {
+        sending = false;
+        for (const [bucket, amount] of batch) {
+          unsent.set(bucket, (unsent.get(bucket) ?? 0) + amount);
+        }
+        options.onError(error);
+      },
+    );
+  };
+
   return {
     async open(key) {
       const buckets = allowanceBuckets(key.id, key.accountId);
+      let unreachable: unknown;
       const allowance = new Allowance({
         buckets,
         reserve: (want, microPerByte) =>
           reserve(key, want, microPerByte).catch((error: unknown) => {
-            // No grant without hot state: the connection is refused or cut (see README).
+            // No grant without hot state, nor past the outage bound without the database:
+            // the connection is refused or cut (see README).
+            unreachable = error;
             options.onError(error);
             throw error;
           }),
         commit: (amounts) => {
-          ledger.adjust(amounts).catch(options.onError);
+          for (const [bucket, amount] of Object.entries(amounts)) {
+            unsent.set(bucket, (unsent.get(bucket) ?? 0) + amount);
+          }
+          sendUnsent();
         },
         chunkBytes: options.chunkBytes,
         // The exit is not chosen yet: the dearest one bounds what the first grant may cost.
@@ -187,10 +262,19 @@ export function createAllowances(options: AllowancesOptions): Allowances {
       });
       if (!(await allowance.more())) {
         allowance.close();
+        // Out of credit is a verdict; a store that did not answer is not one.
+        if (unreachable !== undefined) {
+          throw ipcolaError(
+            'service_unavailable',
+            'no allowance can be granted now: the database or hot state is unavailable',
+            { cause: unreachable },
+          );
+        }
         throw ipcolaError('quota_exhausted');
       }
       return allowance;
     },
+    retry: sendUnsent,
     async judge(keyIds) {
       const quiet = await ledger.quietEpoch();
       const rows = await options.standing(keyIds, monthStart(now()));

@@ -76,6 +76,11 @@ export interface GatewayTimeouts {
   limitCheckMs: number;
   /** How often this instance renews its liveness and releases the allowances of stopped ones. */
   reconcileMs: number;
+  /**
+   * How long what the database last said of a key (its verification, standing and limits)
+   * still admits and grants while the database is down (OUTAGE_GRACE_MS).
+   */
+  outageGraceMs: number;
 }
 
 const DEFAULT_TIMEOUTS: GatewayTimeouts = {
@@ -86,6 +91,7 @@ const DEFAULT_TIMEOUTS: GatewayTimeouts = {
   keyCacheMs: 1_000,
   limitCheckMs: 500,
   reconcileMs: 5_000,
+  outageGraceMs: 0,
 };
 
 export interface Gateway {
@@ -114,9 +120,13 @@ export function createGateway(options: GatewayOptions): Gateway {
   const exits = new ExitIndex();
   const nodeExits = new Map<string, string[]>();
   let guard: SpendGuard | undefined;
+  const logger = options.logger.child({ role: 'gateway' });
+  const onStale = staleLog(logger);
   const access: Access = createAccess({
     verifyKey: options.verifyKey,
     cacheTtlMs: timeouts.keyCacheMs,
+    staleForMs: timeouts.outageGraceMs,
+    onStale: (what, error) => onStale(what, error),
     checkKey: async (key) => guard?.admit(key.id),
     ...(options.authFailures ? { failures: options.authFailures } : {}),
     ...(options.passwordlessKey ? { passwordlessKey: options.passwordlessKey } : {}),
@@ -130,7 +140,6 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
   const forwarder = createForwarder({ idleTimeoutMs: timeouts.idleMs });
   const tunnels = new OpenTunnels(options.usage, timeouts.idleMs, timeouts.meterMs);
-  const logger = options.logger.child({ role: 'gateway' });
   const { limits } = options;
   let allowances: Allowances = unlimitedAllowances(1024 * 1024);
   let reconciler: NodeJS.Timeout | undefined;
@@ -143,9 +152,12 @@ export function createGateway(options: GatewayOptions): Gateway {
       chunkBytes: limits.chunkBytes,
       prices: limits.prices,
       limitsTtlMs: timeouts.limitCheckMs * 2,
+      staleForMs: timeouts.outageGraceMs,
+      onStale: (error) => onStale('limits', error),
       onError,
     });
     const reconcile = () => {
+      allowances.retry();
       limits.allowances.reconcile().then((released) => {
         if (released > 0) {
           logger.warn({ instances: released }, 'allowances held by stopped instances released');
@@ -168,6 +180,8 @@ export function createGateway(options: GatewayOptions): Gateway {
           logger.info({ key: keyId, closed }, "connections outside a key's rules cut");
       },
       intervalMs: timeouts.limitCheckMs,
+      staleForMs: timeouts.outageGraceMs,
+      onStale: (error) => onStale('verdict', error),
       onError: (error) => logger.warn({ err: error }, 'key limits check failed'),
     });
   }
@@ -186,8 +200,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
 
   const refusedOverSocks = (error: unknown): never => {
-    options.observer?.refused('socks5', asProxyRefusal(error).code);
-    throw error;
+    const refusal = asProxyRefusal(error);
+    options.observer?.refused('socks5', refusal.code);
+    // A store outage (a sticky session's pin) is answered as such; anything else unexpected
+    // stays unexpected, for the listener to log.
+    throw refusal.code === 'service_unavailable' ? refusal : error;
   };
 
   type SocksUpstream = Upstream & {
@@ -300,5 +317,25 @@ export function createGateway(options: GatewayOptions): Gateway {
       tunnels.close();
       await forwarder.close();
     },
+  };
+}
+
+/** One warning per kind of stand-in answer and this long, however many connections use it. */
+const STALE_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * Logs that the gateway runs on the database's last answers (README, "When PostgreSQL or
+ * Redis is down"): once per kind (`key`, `address`, `verdict`, `limits`) and minute.
+ */
+function staleLog(logger: Logger): (what: string, error: unknown) => void {
+  const last = new Map<string, number>();
+  return (what, error) => {
+    const at = Date.now();
+    if (at - (last.get(what) ?? Number.NEGATIVE_INFINITY) < STALE_LOG_INTERVAL_MS) return;
+    last.set(what, at);
+    logger.warn(
+      { err: error, standIn: what },
+      'a store is unavailable: running on the last answers it gave',
+    );
   };
 }

@@ -8,6 +8,7 @@ import {
   type ProxyErrorCode,
   proxySpec,
 } from '../errors/index.ts';
+import { isStoreUnavailable } from '../store/index.ts';
 
 /** Seconds a client should wait before retrying a retryable refusal whose wait is not known. */
 const RETRY_AFTER_SECONDS = 1;
@@ -40,12 +41,19 @@ export function refusalHeaders(
 }
 
 /**
- * The refusal for anything thrown on a proxy path: catalogue errors keep their code;
- * anything else means the exit or the stream behind it failed us.
+ * The refusal for anything thrown on a proxy path: catalogue errors keep their code; a
+ * store that did not answer is service_unavailable; anything else means the exit or the
+ * stream behind it failed us.
  */
 export function asProxyRefusal(error: unknown): IPColaError & { code: ProxyErrorCode } {
   if (isIPColaError(error) && isProxyErrorCode(error.code)) {
     return error as IPColaError & { code: ProxyErrorCode };
+  }
+  if (isStoreUnavailable(error)) {
+    // PostgreSQL or Redis did not answer (a sticky session's pin, say): not the exit's fault.
+    return ipcolaError('service_unavailable', undefined, { cause: error }) as IPColaError & {
+      code: 'service_unavailable';
+    };
   }
   const code = (error as { code?: unknown } | null)?.code;
   const mapped: ProxyErrorCode =

@@ -33,6 +33,14 @@ export interface SpendGuardOptions {
     rules: Pick<KeyStanding, 'maxConcurrency' | 'allowedCountries' | 'clientAllowlist'>,
   ): void;
   intervalMs: number;
+  /**
+   * How long after its last verdict a key is still admitted on it while its standing cannot
+   * be read (PostgreSQL or Redis down); past it, or without one, new connections are refused
+   * with service_unavailable. Open ones go on under their allowance (allowance.ts).
+   */
+  staleForMs?: number;
+  /** Told each time a last verdict stands in for one that cannot be made. */
+  onStale?: (error: unknown) => void;
   onError?: (error: unknown) => void;
   now?: () => number;
 }
@@ -45,11 +53,13 @@ export interface SpendGuard {
   close(): void;
 }
 
-/** Verdicts of keys no longer in use are forgotten after this long. */
+/** Verdicts of keys no longer in use are forgotten after this long (or staleForMs, if longer). */
 const FORGET_AFTER_MS = 60_000;
 
 export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
   const now = options.now ?? Date.now;
+  const staleForMs = options.staleForMs ?? 0;
+  const forgetAfterMs = Math.max(FORGET_AFTER_MS, staleForMs);
   const verdicts = new Map<
     string,
     {
@@ -99,7 +109,7 @@ export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
       if (entry) entry.usedAt = at;
     }
     for (const [keyId, entry] of verdicts) {
-      if (at - entry.usedAt > FORGET_AFTER_MS) verdicts.delete(keyId);
+      if (at - entry.usedAt > forgetAfterMs) verdicts.delete(keyId);
     }
     await judge(inUse);
     for (const keyId of inUse) {
@@ -135,7 +145,19 @@ export function createSpendGuard(options: SpendGuardOptions): SpendGuard {
           judging = judge([keyId]).finally(() => inFlight.delete(keyId));
           inFlight.set(keyId, judging);
         }
-        await judging;
+        try {
+          await judging;
+        } catch (error) {
+          // The standing cannot be read: the last verdict stands for a bounded time.
+          if (!entry || now() - entry.at > staleForMs) {
+            throw ipcolaError(
+              'service_unavailable',
+              "the key's standing cannot be read now: the database or hot state is unavailable",
+              { cause: error },
+            );
+          }
+          options.onStale?.(error);
+        }
         entry = verdicts.get(keyId);
       }
       if (!entry) return;

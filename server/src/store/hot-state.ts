@@ -115,6 +115,13 @@ export interface AllowanceLedger {
   beginSettle(batchId: string): Promise<void>;
   /** Flushed usage leaves the buckets, once per batch id; ends the batch's flush and moves the epoch. */
   settle(batchId: string, amounts: Readonly<Record<string, number>>): Promise<void>;
+  /**
+   * What settled batches have taken out of each bucket so far, in all (each batch once),
+   * in the order asked. Limits read from the database after this said s still bound
+   * grants without the database once lowered by what it grew since: that much left
+   * committed for the database, which the limits did not hold (the outage fallback).
+   */
+  settled(bucketIds: readonly string[]): Promise<number[]>;
   /** Renews this instance's liveness and releases the holds of stopped ones; returns how many. */
   reconcile(): Promise<number>;
 }

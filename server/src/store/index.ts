@@ -17,3 +17,4 @@ export { openDatabase, openHotState, openStores, type StoreSettings } from './op
 export { openPglite } from './pglite.ts';
 export { openPostgres } from './postgres.ts';
 export { openRedisHotState } from './redis-hot-state.ts';
+export { isStoreUnavailable, StoreUnavailableError } from './unavailable.ts';

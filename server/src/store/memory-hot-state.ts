@@ -23,6 +23,8 @@ export function createMemoryHotState(now: () => number = Date.now): HotState {
   const settled = new Set<string>();
   const settling = new Set<string>();
   let epoch = 0;
+  /** What settled batches took out of each bucket, in all. */
+  const settledTotals = new Map<string, number>();
   let closed = false;
   const topics = new EventEmitter<Record<string, [string]>>();
   topics.setMaxListeners(0);
@@ -152,7 +154,14 @@ export function createMemoryHotState(now: () => number = Date.now): HotState {
         settled.add(batchId);
         // Only a replay right after a failed acknowledgement settles a batch twice here.
         if (settled.size > 1_000) settled.delete(settled.values().next().value as string);
-        for (const [id, amount] of Object.entries(amounts)) add(committed, id, -amount);
+        for (const [id, amount] of Object.entries(amounts)) {
+          add(committed, id, -amount);
+          settledTotals.set(id, (settledTotals.get(id) ?? 0) + amount);
+        }
+      },
+      async settled(bucketIds) {
+        assertOpen();
+        return bucketIds.map((id) => settledTotals.get(id) ?? 0);
       },
       async reconcile() {
         assertOpen();

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Logger } from '../log/index.ts';
 import { type Database, INT8_OID, parseInt8, type Queryable } from './database.ts';
+import { isPostgresConnectionFailure, StoreUnavailableError } from './unavailable.ts';
 
 const types = new pg.TypeOverrides();
 types.setTypeParser(INT8_OID, parseInt8);
@@ -18,28 +19,33 @@ export async function openPostgres(url: string, logger: Logger): Promise<Databas
   // An idle client that loses its server emits 'error' on the pool; unhandled, it would kill the process.
   pool.on('error', (error) => logger.warn({ err: error }, 'postgres idle connection lost'));
 
+  // A server that is down or unreachable surfaces as StoreUnavailableError (503 at the
+  // edges, not 500); a query's own failure stays what pg threw.
+  const unavailable = (error: unknown): never => {
+    throw isPostgresConnectionFailure(error) ? new StoreUnavailableError('postgres', error) : error;
+  };
   const clientQueryable = (client: pg.PoolClient): Queryable => ({
     query: async <Row>(sql: string, params?: readonly unknown[]) =>
-      (await client.query(sql, params as unknown[])).rows as Row[],
+      (await client.query(sql, params as unknown[]).catch(unavailable)).rows as Row[],
     exec: async (sql: string) => {
-      await client.query(sql);
+      await client.query(sql).catch(unavailable);
     },
   });
 
   const database: Database = {
     engine: 'postgres',
     query: async <Row>(sql: string, params?: readonly unknown[]) =>
-      (await pool.query(sql, params as unknown[])).rows as Row[],
+      (await pool.query(sql, params as unknown[]).catch(unavailable)).rows as Row[],
     exec: async (sql) => {
-      await pool.query(sql);
+      await pool.query(sql).catch(unavailable);
     },
     async transaction(fn) {
-      const client = await pool.connect();
+      const client = await pool.connect().catch(unavailable);
       let broken: Error | undefined;
       try {
-        await client.query('BEGIN');
+        await client.query('BEGIN').catch(unavailable);
         const result = await fn(clientQueryable(client));
-        await client.query('COMMIT');
+        await client.query('COMMIT').catch(unavailable);
         return result;
       } catch (error) {
         try {

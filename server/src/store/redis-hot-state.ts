@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis, ReplyError } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Logger } from '../log/index.ts';
 import {
@@ -9,6 +9,7 @@ import {
   NEGLIGIBLE_AMOUNT,
   newBatchId,
 } from './hot-state.ts';
+import { StoreUnavailableError } from './unavailable.ts';
 
 // Time comes from Redis itself so that every server instance agrees on expiry.
 const NOW_MS = `local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
@@ -85,15 +86,18 @@ const SCRIPTS = {
   },
   /**
    * KEYS: committed, epoch, the batch's marker (kept a day: replays come within
-   * minutes), batches settling. ARGV: batch id, then bucket id and amount...
+   * minutes), batches settling, settled totals. ARGV: batch id, then bucket id and amount...
    */
   allowanceSettle: {
-    numberOfKeys: 4,
+    numberOfKeys: 5,
     lua: `${ADD_OR_FORGET}
       redis.call('SREM', KEYS[4], ARGV[1])
       redis.call('INCR', KEYS[2])
       if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', 86400000) then return 0 end
-      for i = 2, #ARGV, 2 do add(KEYS[1], ARGV[i], -tonumber(ARGV[i + 1])) end
+      for i = 2, #ARGV, 2 do
+        add(KEYS[1], ARGV[i], -tonumber(ARGV[i + 1]))
+        if tonumber(ARGV[i + 1]) ~= 0 then redis.call('HINCRBYFLOAT', KEYS[5], ARGV[i], ARGV[i + 1]) end
+      end
       return 1`,
   },
   /**
@@ -235,6 +239,8 @@ export async function openRedisHotState(
     committed: `${allowanceTag}:committed`,
     epoch: `${allowanceTag}:epoch`,
     settling: `${allowanceTag}:settling`,
+    // One running total per bucket ever settled (a float per key and account).
+    settledTotals: `${allowanceTag}:settled-totals`,
     holders: `${allowanceTag}:holders`,
     holdPrefix: `${allowanceTag}:hold:`,
     alivePrefix: `${allowanceTag}:alive:`,
@@ -249,7 +255,7 @@ export async function openRedisHotState(
 
   return {
     engine: 'redis',
-    sessions: {
+    sessions: unavailableOnFailure({
       claim: async (key, value, ttlMs) =>
         (await redis.sessionClaim(sessionKey(key), value, Math.ceil(ttlMs))) as string,
       touch: (key, ttlMs) => redis.getex(sessionKey(key), 'PX', Math.ceil(ttlMs)),
@@ -265,8 +271,8 @@ export async function openRedisHotState(
       async release(key) {
         await redis.del(sessionKey(key));
       },
-    },
-    counters: {
+    }),
+    counters: unavailableOnFailure({
       async add(group, deltas, used = {}) {
         const entries = Object.entries(deltas).filter(([, by]) => by !== 0);
         if (entries.length === 0) return;
@@ -309,8 +315,8 @@ export async function openRedisHotState(
         const keys = counterKeys(group);
         await redis.multi().del(keys.batch(batchId)).zrem(keys.index, batchId).exec();
       },
-    },
-    allowances: {
+    }),
+    allowances: unavailableOnFailure({
       epoch: async () => (await redis.get(allowanceKeys.epoch)) ?? '0',
       async reserve(buckets, want, minimum, epoch) {
         if (buckets.length === 0) return want;
@@ -363,9 +369,15 @@ export async function openRedisHotState(
           allowanceKeys.epoch,
           allowanceKeys.settled(batchId),
           allowanceKeys.settling,
+          allowanceKeys.settledTotals,
           batchId,
           ...args,
         );
+      },
+      async settled(bucketIds) {
+        if (bucketIds.length === 0) return [];
+        const values = await redis.hmget(allowanceKeys.settledTotals, ...bucketIds);
+        return values.map((value) => Number(value ?? 0));
       },
       async reconcile() {
         return Number(
@@ -379,8 +391,8 @@ export async function openRedisHotState(
           ),
         );
       },
-    },
-    registry: {
+    }),
+    registry: unavailableOnFailure({
       async put(kind, id, value, ttlMs) {
         const keys = registryKeys(kind);
         await redis.registryPut(keys.expiry, keys.values, id, value, Math.ceil(ttlMs));
@@ -402,7 +414,7 @@ export async function openRedisHotState(
         }
         return entries;
       },
-    },
+    }),
     broadcast,
     rateLimiter(options) {
       const shape = {
@@ -491,4 +503,26 @@ function redisBroadcast(
       subscriber = undefined;
     },
   };
+}
+
+/**
+ * The same methods, with every failure but Redis's own answer to a command (a ReplyError)
+ * or a bug of ours reported as Redis being unavailable: with the offline queue off, a
+ * command while the connection is down fails at once, and that is what the edges answer
+ * with 503.
+ */
+function unavailableOnFailure<T extends object>(methods: T): T {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(methods)) {
+    wrapped[name] = async (...args: unknown[]) => {
+      try {
+        return await (method as (...a: unknown[]) => Promise<unknown>)(...args);
+      } catch (error) {
+        if (error instanceof ReplyError || error instanceof TypeError) throw error;
+        if (error instanceof RangeError) throw error;
+        throw new StoreUnavailableError('redis', error);
+      }
+    };
+  }
+  return wrapped as T;
 }

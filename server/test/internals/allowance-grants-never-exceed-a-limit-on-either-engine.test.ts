@@ -123,13 +123,17 @@ for (const engine of hotStateEngines) {
       );
     });
 
-    test('settling one batch twice takes its bytes out once', async () => {
+    test('settling one batch twice takes its bytes out once, and adds them to settled once', async () => {
       const ledger = hot.allowances;
       const epoch = await ledger.epoch();
       await ledger.reserve([{ id: 'a:twice', limit: MIB, rate: 1 }], 5000, 1, epoch);
+      await ledger.beginSettle('batch-twice');
+      assert.deepEqual(await ledger.settled(['a:twice']), [0], 'beginning a flush settles nothing');
       await ledger.settle('batch-twice', { 'a:twice': 3000 });
       await ledger.settle('batch-twice', { 'a:twice': 3000 });
       assert.deepEqual(await ledger.committed(['a:twice']), [2000]);
+      await ledger.settle('batch-again', { 'a:twice': 500 });
+      assert.deepEqual(await ledger.settled(['a:twice', 'a:never']), [3500, 0]);
     });
 
     test('between a flush beginning and its settle, the epoch is not quiet', async () => {

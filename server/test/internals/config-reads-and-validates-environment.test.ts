@@ -44,7 +44,7 @@ describe('configuration', () => {
     assert.equal(config.usageFlushIntervalMs, 5_000);
     assert.equal(config.allowanceChunkBytes, 1_048_576);
     assert.equal(config.authFailureLimit, 30);
-    assert.equal(config.proxyHandshakeTimeoutMs, 10_000);
+    assert.deepEqual(config.gatewayTimeouts, { handshakeMs: 10_000, outageGraceMs: 300_000 });
     assert.equal(config.metricsToken, undefined);
     assert.equal(config.strictApiAnswers, false);
     assert.equal(config.signupLimitPerHour, 5);
@@ -258,6 +258,7 @@ describe('configuration', () => {
     ['USAGE_FLUSH_INTERVAL_MS', { USAGE_FLUSH_INTERVAL_MS: '1e3' }, /not a whole number/],
     ['AUTH_FAILURE_LIMIT', { AUTH_FAILURE_LIMIT: '0' }, /out of range/],
     ['PROXY_HANDSHAKE_TIMEOUT_MS', { PROXY_HANDSHAKE_TIMEOUT_MS: '99' }, /out of range/],
+    ['OUTAGE_GRACE_MS', { OUTAGE_GRACE_MS: '3600001' }, /out of range/],
     ['ALLOWANCE_CHUNK_BYTES', { ALLOWANCE_CHUNK_BYTES: '1024' }, /out of range/],
     ['ALLOWANCE_CHUNK_BYTES', { ALLOWANCE_CHUNK_BYTES: '1e6' }, /not a whole number/],
     ['ALLOWANCE_CHUNK_BYTES', { ALLOWANCE_CHUNK_BYTES: '999999999999' }, /out of range/],

@@ -53,8 +53,16 @@ test('retryable codes are exactly the ones the README marks for Retry-After', ()
     .filter(([, spec]) => spec.retryable)
     .map(([code]) => code)
     .sort();
-  assert.deepEqual(retryable, ['exit_failed', 'no_exit_available', 'rate_limited']);
-  assert.match(readme, /Retryable refusals \(`no_exit_available`, `rate_limited`, `exit_failed`\)/);
+  assert.deepEqual(retryable, [
+    'exit_failed',
+    'no_exit_available',
+    'rate_limited',
+    'service_unavailable',
+  ]);
+  assert.match(
+    readme,
+    /Retryable refusals \(`no_exit_available`, `rate_limited`, `exit_failed`, `service_unavailable`\)/,
+  );
 });
 
 test('the codes an exit answers a stream with read the same in the agent and the server catalogue', () => {

@@ -66,16 +66,24 @@ export async function privatePostgres(): Promise<PrivateService> {
   return service;
 }
 
-/** A throw-away redis-server that keeps nothing on disk. */
-export async function privateRedis(): Promise<PrivateService> {
+/**
+ * A throw-away redis-server. By default it keeps nothing on disk; `appendOnly` gives it an
+ * append-only file in a temporary directory, as production runs it, so that a restart (even
+ * after SIGKILL: every write reaches the file before its reply) finds everything again.
+ */
+export async function privateRedis({ appendOnly = false } = {}): Promise<PrivateService> {
   const port = await freePort();
+  const dir = appendOnly ? await mkdtemp(path.join(tmpdir(), 'ipcola-redis-')) : undefined;
+  const persistence = dir
+    ? ['--appendonly', 'yes', '--appendfsync', 'no', '--dir', dir]
+    : ['--appendonly', 'no'];
   let child: ChildProcess | undefined;
   const service: PrivateService = {
     url: `redis://127.0.0.1:${port}`,
     async start() {
       child = spawn(
         'redis-server',
-        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', ...persistence],
         { stdio: ['ignore', 'pipe', 'inherit'] },
       );
       let output = '';
@@ -94,6 +102,7 @@ export async function privateRedis(): Promise<PrivateService> {
     },
     async dispose() {
       await service.stop();
+      if (dir) await rm(dir, { recursive: true, force: true });
     },
   };
   await service.start();

@@ -50,6 +50,12 @@ export interface ProxyNetwork {
   socks(params?: string, localAddress?: string): ReturnType<typeof SocksClient.createConnection>;
   api(pathname: string, init?: RequestInit): Promise<Response>;
   stopAgent(ip: string, signal?: NodeJS.Signals): Promise<void>;
+  /**
+   * Kills the agent of this exit IP and starts it again with the same node token and
+   * options (no API call: it works while the database is down); resolves once the hub
+   * announces the node again.
+   */
+  restartAgent(ip: string): Promise<void>;
   /** Registers one more node and starts its agent; resolves once the hub announces it. */
   startAgent(exit: ExitSpec): Promise<{ nodeId: string }>;
   /**
@@ -75,6 +81,9 @@ export async function startProxyNetwork(
   const server = await startServer(serverEnv({ DATA_DIR: dataDir, ...env }), [], SERVER_START_MS);
   const ports = { ...server.ports } as ProxyNetwork['ports'];
   const agents = new Map<string, ChildProcess>();
+  /** How to start each exit IP's agent again, with the token it was registered with. */
+  const respawns = new Map<string, () => ChildProcess>();
+  const nodeIds = new Map<string, string>();
 
   const api = await signedInApi(ports.api, `e2e-${Date.now()}@example.com`);
   // Also a bearer token: some tests call the API with it (leases).
@@ -125,6 +134,18 @@ export async function startProxyNetwork(
       agent.kill(signal);
       await exited;
     },
+    async restartAgent(ip) {
+      const respawn = respawns.get(ip);
+      if (!respawn) throw new Error(`no agent for ${ip}`);
+      await network.stopAgent(ip, 'SIGKILL');
+      const nodeUps = () =>
+        network.server.logs.filter(
+          (line) => line.msg === 'node up' && line.nodeId === nodeIds.get(ip),
+        ).length;
+      const before = nodeUps();
+      agents.set(ip, respawn());
+      await eventually(() => nodeUps() > before, 60_000, `the agent of ${ip} to come back`);
+    },
     async restartServer(signal = 'SIGTERM', stopped) {
       const code = await network.server.stop(signal);
       if (signal === 'SIGTERM' && code !== 0) {
@@ -174,27 +195,30 @@ export async function startProxyNetwork(
         body: JSON.stringify(exit.type ? { type: exit.type } : {}),
       })
     ).json()) as { id: string; token: string };
-    const agent = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'src/main.ts',
-        '--hub',
-        `127.0.0.1:${ports.hub}`,
-        '--country',
-        exit.country,
-        '--exit-ip',
-        exit.ip,
-        ...(exit.allowTargets ?? ['127.0.0.1/32']).flatMap((cidr) => ['--allow-target', cidr]),
-        ...(exit.type ? ['--type', exit.type] : []),
-        ...(exit.args ?? []),
-        '--log-level',
-        'warn',
-      ],
-      { cwd: AGENT_DIR, env: { ...process.env, IPCOLA_NODE_TOKEN: node.token }, stdio: 'ignore' },
-    );
-    agents.set(exit.ip, agent);
+    const start = () =>
+      spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          'src/main.ts',
+          '--hub',
+          `127.0.0.1:${ports.hub}`,
+          '--country',
+          exit.country,
+          '--exit-ip',
+          exit.ip,
+          ...(exit.allowTargets ?? ['127.0.0.1/32']).flatMap((cidr) => ['--allow-target', cidr]),
+          ...(exit.type ? ['--type', exit.type] : []),
+          ...(exit.args ?? []),
+          '--log-level',
+          'warn',
+        ],
+        { cwd: AGENT_DIR, env: { ...process.env, IPCOLA_NODE_TOKEN: node.token }, stdio: 'ignore' },
+      );
+    agents.set(exit.ip, start());
+    respawns.set(exit.ip, start);
+    nodeIds.set(exit.ip, node.id);
     return node.id;
   }
   try {
