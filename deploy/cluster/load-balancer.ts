@@ -1,0 +1,121 @@
+/**
+ * HAProxy from the operating system in front of the instances: the generated
+ * configuration in the cluster's directory, run in the foreground, its servers' health
+ * read from its stats socket.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import path from 'node:path';
+import type { Ports, Role, Topology } from '../topology.ts';
+import { haproxyConfig } from './haproxy-config.ts';
+import { type Spawned, spawnLogged } from './process.ts';
+
+export type FrontendRole = Exclude<Role, 'hub'>;
+
+/** A server's state as HAProxy's health checks see it: `UP`, `DOWN`, `UP 1/2`, ... */
+export type ServerStates = Record<FrontendRole, Record<string, string>>;
+
+export interface LoadBalancer {
+  readonly ports: Record<FrontendRole, number>;
+  readonly configFile: string;
+  readonly pid: number | undefined;
+  /** What the health checks say of each instance, per frontend. */
+  states(): Promise<ServerStates>;
+  /** Resolves once `accept` holds for the states; fails after timeoutMs. */
+  waitFor(
+    accept: (states: ServerStates) => boolean,
+    timeoutMs: number,
+    what: string,
+  ): Promise<void>;
+  stop(): Promise<number | NodeJS.Signals>;
+}
+
+export async function startLoadBalancer(options: {
+  topology: Topology;
+  ports: Record<FrontendRole, number>;
+  instancePorts: Record<string, Ports>;
+  dir: string;
+}): Promise<LoadBalancer> {
+  const configFile = path.join(options.dir, 'haproxy.cfg');
+  const statsSocket = path.join(options.dir, 'haproxy.sock');
+  await writeFile(
+    configFile,
+    haproxyConfig(options.topology, {
+      bindHost: '127.0.0.1',
+      frontendPorts: options.ports,
+      serverAddress: (instance, role) => {
+        const ports = options.instancePorts[instance];
+        if (!ports) throw new Error(`no ports for ${instance}`);
+        return `127.0.0.1:${ports[role]}`;
+      },
+      statsSocket,
+    }),
+  );
+  // -db: stay in the foreground, so that the cluster owns the process and its signals.
+  const haproxy: Spawned = spawnLogged('haproxy', ['-db', '-f', configFile], {
+    cwd: options.dir,
+    env: { PATH: process.env.PATH },
+    logFile: path.join(options.dir, 'haproxy.log'),
+  });
+  const balancer: LoadBalancer = {
+    ports: options.ports,
+    configFile,
+    get pid() {
+      return haproxy.child.pid;
+    },
+    states: () => readStates(statsSocket),
+    async waitFor(accept, timeoutMs, what) {
+      const deadline = Date.now() + timeoutMs;
+      let last: ServerStates | string = 'nothing yet';
+      for (;;) {
+        if (!haproxy.running) {
+          const log = await readFile(path.join(options.dir, 'haproxy.log'), 'utf8');
+          throw new Error(`haproxy exited (${await haproxy.exited}): ${log.trim()}`);
+        }
+        try {
+          last = await readStates(statsSocket);
+          if (accept(last)) return;
+        } catch (error) {
+          last = (error as Error).message;
+        }
+        if (Date.now() > deadline) {
+          throw new Error(`timed out waiting for ${what}: ${JSON.stringify(last)}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    },
+    stop: () => haproxy.stop('SIGTERM'),
+  };
+  return balancer;
+}
+
+/** Every server of every frontend's backend is UP. */
+export const allUp = (states: ServerStates): boolean =>
+  Object.values(states).every((servers) => Object.values(servers).every((state) => state === 'UP'));
+
+/** `show stat` on the stats socket: CSV, one row per frontend, server and backend. */
+async function readStates(socketPath: string): Promise<ServerStates> {
+  const csv = await new Promise<string>((resolve, reject) => {
+    const socket = createConnection(socketPath);
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('connect', () => socket.end('show stat\n'));
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+    });
+    socket.on('end', () => resolve(text));
+    socket.on('error', reject);
+  });
+  const [header, ...rows] = csv.trim().split('\n');
+  const columns = (header ?? '').replace(/^# /, '').split(',');
+  const at = (name: string) => columns.indexOf(name);
+  const states: ServerStates = { api: {}, proxy: {}, socks: {} };
+  for (const row of rows) {
+    const cells = row.split(',');
+    const backend = cells[at('pxname')] as FrontendRole;
+    const server = cells[at('svname')] ?? '';
+    if (!(backend in states) || server === 'FRONTEND' || server === 'BACKEND') continue;
+    states[backend][server] = cells[at('status')] ?? '';
+  }
+  return states;
+}
