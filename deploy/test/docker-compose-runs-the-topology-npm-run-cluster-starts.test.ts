@@ -9,7 +9,6 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import ipaddr from 'ipaddr.js';
 import { parse } from 'yaml';
 import { composeHaproxyConfig } from '../cluster/index.ts';
 import { CONTAINER_PORTS, topology } from '../topology.ts';
@@ -38,6 +37,14 @@ const service = (name: string): Service => {
   const found = services[name];
   assert.ok(found, `docker-compose.yml has a service ${name}`);
   return found;
+};
+/** Whether an IPv4 address is in a CIDR block. */
+const inSubnet = (address: string, cidr: string) => {
+  const [base = '', bits = '32'] = cidr.split('/');
+  const number = (text: string) =>
+    text.split('.').reduce((sum, octet) => sum * 256 + Number(octet), 0);
+  const size = 2 ** (32 - Number(bits));
+  return Math.floor(number(address) / size) === Math.floor(number(base) / size);
 };
 const optionAfter = (command: string[] | undefined, option: string) =>
   command?.[command.indexOf(option) + 1];
@@ -89,14 +96,8 @@ describe('docker-compose.yml runs the topology npm run cluster starts', () => {
   });
 
   test('the agents are in the same countries, at their own addresses, on the same hubs', () => {
-    const subnet = ipaddr.parseCIDR(
-      compose.networks[topology.network.name]?.ipam.config[0]?.subnet ?? '',
-    );
-    assert.equal(
-      ipaddr.parseCIDR(topology.network.subnet).toString(),
-      subnet.toString(),
-      'the compose network is the topology’s',
-    );
+    const subnet = compose.networks[topology.network.name]?.ipam.config[0]?.subnet;
+    assert.equal(subnet, topology.network.subnet, 'the compose network is the topology’s');
     assert.deepEqual([...new Set(topology.agents.map((agent) => agent.country))].sort(), [
       'de',
       'us',
@@ -118,10 +119,7 @@ describe('docker-compose.yml runs the topology npm run cluster starts', () => {
       );
       const networks = container.networks as Record<string, { ipv4_address?: string }>;
       assert.equal(networks[topology.network.name]?.ipv4_address, agent.containerIp);
-      assert.ok(
-        ipaddr.IPv4.parse(agent.containerIp).match(ipaddr.IPv4.parseCIDR(topology.network.subnet)),
-        `${agent.containerIp} in ${subnet}`,
-      );
+      assert.ok(inSubnet(agent.containerIp, topology.network.subnet), agent.containerIp);
       // The cluster's exit IP ends like the container's: the same exit, on loopback.
       assert.equal(agent.exitIp.split('.').at(-1), agent.containerIp.split('.').at(-1));
       // The token is never written down here, only passed in.
