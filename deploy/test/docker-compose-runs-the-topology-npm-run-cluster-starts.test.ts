@@ -2,7 +2,8 @@
  * There is no Docker engine here, so the compose file is held to the one description of
  * the topology that `npm run cluster` starts and tests: the same services, instances,
  * agents (countries, exit addresses, hubs), balancer ports and health checks; and the
- * Dockerfile's runtime stage runs the node process itself, unprivileged.
+ * Dockerfile's runtime stage runs the node process itself, unprivileged, as do the
+ * example systemd units.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -10,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
+import { EXIT_REPLACED } from '../../agent/src/cli-options.ts';
 import { composeHaproxyConfig } from '../cluster/index.ts';
 import { CONTAINER_PORTS, topology } from '../topology.ts';
 
@@ -196,5 +198,38 @@ describe('the Dockerfile', () => {
       !runtime.lines.some((line) => /^RUN npm\b/.test(line)),
       'no npm in the runtime stage',
     );
+  });
+});
+
+describe('the systemd units', () => {
+  /** `Key=value` lines of a unit file (comments dropped), later ones after earlier ones. */
+  const settings = async (file: string) =>
+    (await read(file))
+      .split('\n')
+      .filter((line) => /^[A-Za-z]+=/.test(line))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]);
+  const value = (all: string[][], key: string) => all.filter(([name]) => name === key).at(-1)?.[1];
+
+  for (const [file, main] of [
+    ['deploy/systemd/ipcola-server.service', 'server/src/main.ts'],
+    ['deploy/systemd/ipcola-agent.service', 'agent/src/main.ts'],
+  ] as const) {
+    test(`${file} runs node itself, unprivileged and confined`, async () => {
+      const unit = await settings(file);
+      const exec = (value(unit, 'ExecStart') ?? '').split(' ');
+      assert.match(exec[0] ?? '', /\/node$/);
+      assert.ok(exec.includes(main) && !exec.some((word) => /\bnpm$/.test(word)), exec.join(' '));
+      assert.ok(!['', 'root', undefined].includes(value(unit, 'User')));
+      for (const hardening of ['NoNewPrivileges', 'ProtectHome', 'PrivateTmp']) {
+        assert.equal(value(unit, hardening), 'yes', hardening);
+      }
+      assert.equal(value(unit, 'ProtectSystem'), 'strict');
+      assert.equal(value(unit, 'KillSignal'), 'SIGTERM');
+    });
+  }
+
+  test('a replaced agent (exit status 3) is not started again', async () => {
+    const unit = await settings('deploy/systemd/ipcola-agent.service');
+    assert.ok(value(unit, 'RestartPreventExitStatus')?.split(' ').includes(String(EXIT_REPLACED)));
   });
 });

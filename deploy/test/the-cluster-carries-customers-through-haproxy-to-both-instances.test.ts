@@ -11,6 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
@@ -196,6 +197,36 @@ describe('the cluster carries customers through HAProxy to both instances', {
       'the usage of six requests to be flushed',
     );
     assert.deepEqual(last, { bytes_up: up, bytes_down: down, requests: 6 });
+  });
+
+  test('every metric the Grafana dashboard charts is one the instances export', async () => {
+    // One refusal, so that the refusal counter has a series to export.
+    const refused = await curl([
+      '-x',
+      cluster.proxyUrl('-country-us').replace(/:[^:@]+@/, ':wrong@'),
+      cluster.target.url,
+    ]);
+    assert.equal(refused.status, 407);
+    const dashboard = await readFile(
+      new URL('../grafana/ipcola-dashboard.json', import.meta.url),
+      'utf8',
+    );
+    const charted = new Set(
+      [...dashboard.matchAll(/\b(ipcola_[a-z0-9_]+)\{/g)].map((match) =>
+        (match[1] ?? '').replace(/_bucket$/, ''),
+      ),
+    );
+    assert.ok(charted.size >= 10, `${charted.size} metrics charted`);
+    const exported = new Set<string>();
+    for (const instance of cluster.instances) {
+      // Loopback clients may read /metrics without METRICS_TOKEN.
+      const text = await (await fetch(`http://127.0.0.1:${instance.ports.api}/metrics`)).text();
+      for (const match of text.matchAll(/^# TYPE (\S+) /gm)) exported.add(match[1] ?? '');
+    }
+    assert.deepEqual(
+      [...charted].filter((name) => !exported.has(name)),
+      [],
+    );
   });
 });
 
