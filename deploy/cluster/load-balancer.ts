@@ -27,6 +27,12 @@ export interface LoadBalancer {
     timeoutMs: number,
     what: string,
   ): Promise<void>;
+  /**
+   * An instance's administrative state on every frontend: `drain` takes no new
+   * connections and lets open ones finish, `maint` takes none at all, `ready` takes it
+   * back (once its health checks pass). The rolling-restart step an operator takes.
+   */
+  setState(instance: string, state: 'ready' | 'drain' | 'maint'): Promise<void>;
   stop(): Promise<number | NodeJS.Signals>;
 }
 
@@ -64,6 +70,15 @@ export async function startLoadBalancer(options: {
       return haproxy.child.pid;
     },
     states: () => readStates(statsSocket),
+    async setState(instance, state) {
+      for (const frontend of options.topology.loadBalancer.frontends) {
+        const answer = await command(
+          statsSocket,
+          `set server ${frontend.role}/${instance} state ${state}`,
+        );
+        if (answer.trim() !== '') throw new Error(`haproxy: ${answer.trim()}`);
+      }
+    },
     async waitFor(accept, timeoutMs, what) {
       const deadline = Date.now() + timeoutMs;
       let last: ServerStates | string = 'nothing yet';
@@ -93,19 +108,24 @@ export async function startLoadBalancer(options: {
 export const allUp = (states: ServerStates): boolean =>
   Object.values(states).every((servers) => Object.values(servers).every((state) => state === 'UP'));
 
-/** `show stat` on the stats socket: CSV, one row per frontend, server and backend. */
-async function readStates(socketPath: string): Promise<ServerStates> {
-  const csv = await new Promise<string>((resolve, reject) => {
+/** One command on the stats socket, and its whole answer. */
+function command(socketPath: string, text: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
     const socket = createConnection(socketPath);
-    let text = '';
+    let answer = '';
     socket.setEncoding('utf8');
-    socket.on('connect', () => socket.end('show stat\n'));
+    socket.on('connect', () => socket.end(`${text}\n`));
     socket.on('data', (chunk: string) => {
-      text += chunk;
+      answer += chunk;
     });
-    socket.on('end', () => resolve(text));
+    socket.on('end', () => resolve(answer));
     socket.on('error', reject);
   });
+}
+
+/** `show stat` on the stats socket: CSV, one row per frontend, server and backend. */
+async function readStates(socketPath: string): Promise<ServerStates> {
+  const csv = await command(socketPath, 'show stat');
   const [header, ...rows] = csv.trim().split('\n');
   const columns = (header ?? '').replace(/^# /, '').split(',');
   const at = (name: string) => columns.indexOf(name);
