@@ -3,12 +3,13 @@
 # overrides the command). docker-compose.yml runs the topology of deploy/topology.ts.
 
 # Build: `npm ci` installs every workspace and builds the SDK and the portal (and the
-# embedded database's template); then the development dependencies are dropped.
+# embedded database's template); then the development dependencies are dropped, without
+# scripts (the workspaces' prepare scripts would build again without their build tools).
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY . .
 RUN npm ci --no-audit --no-fund \
- && npm prune --omit=dev --no-audit --no-fund
+ && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
 # Runtime: only what runs (TypeScript runs through tsx, so there is no compile step),
 # as the unprivileged `node` user.
