@@ -28,8 +28,9 @@ export interface Instance {
   stop(): Promise<number | NodeJS.Signals>;
   /** Starts it again on the same ports; resolves once /readyz answers 200. */
   start(): Promise<void>;
-  /** Whether a node has come up on this instance's hub since its process started. */
+  /** Whether a node is up on this instance's hub now (its latest `node up` or `node down`). */
   hasNode(nodeId: string): boolean;
+  /** Resolves once the node is up on this instance's hub. */
   waitForNode(nodeId: string, timeoutMs: number): Promise<void>;
 }
 
@@ -41,8 +42,8 @@ export function createInstance(options: {
 }): Instance {
   const logFile = path.join(options.dir, `${options.name}.log`);
   let current: Spawned | undefined;
-  const isNodeUp = (nodeId: string) => (line: LogLine) =>
-    line.msg === 'node up' && line.nodeId === nodeId;
+  /** Each node's latest state on the current process's hub, from its log. */
+  let nodes = new Map<string, boolean>();
 
   const instance: Instance = {
     name: options.name,
@@ -75,6 +76,13 @@ export function createInstance(options: {
           logFile,
         },
       );
+      const states = new Map<string, boolean>();
+      nodes = states;
+      current.events.on('line', (line: LogLine) => {
+        if (typeof line.nodeId !== 'string') return;
+        if (line.msg === 'node up') states.set(line.nodeId, true);
+        if (line.msg === 'node down') states.set(line.nodeId, false);
+      });
       try {
         await waitForLine(
           current,
@@ -88,10 +96,16 @@ export function createInstance(options: {
         throw error;
       }
     },
-    hasNode: (nodeId) => instance.lines().some(isNodeUp(nodeId)),
+    hasNode: (nodeId) => nodes.get(nodeId) === true,
     async waitForNode(nodeId, timeoutMs) {
       if (!current) throw new Error(`${options.name} is not running`);
-      await waitForLine(current, isNodeUp(nodeId), timeoutMs, `node ${nodeId} on ${options.name}`);
+      if (instance.hasNode(nodeId)) return;
+      await waitForLine(
+        current,
+        (line) => line.nodeId === nodeId && instance.hasNode(nodeId),
+        timeoutMs,
+        `node ${nodeId} on ${options.name}`,
+      );
     },
   };
   return instance;

@@ -144,6 +144,28 @@ describe('the cluster carries customers through HAProxy to both instances', {
     }
   });
 
+  test('a stopped agent takes its exit away, and it is back when the agent starts again', async () => {
+    const server1 = cluster.instance('server-1');
+    const agent = cluster.agent('agent-de');
+    assert.equal(await agent.stop('SIGTERM'), 0, 'the agent drains and exits 0');
+    await eventually(() => !server1.hasNode(agent.nodeId), 10_000, 'the hub to see it leave');
+    const gone = await curl([
+      '-x',
+      cluster.proxyUrl('-country-de', server1.ports),
+      cluster.target.url,
+    ]);
+    assert.equal(gone.status, 503);
+    assert.match(gone.body, /no_exit_available/);
+    agent.start();
+    await cluster.agentsUp();
+    const back = await curl([
+      '-x',
+      cluster.proxyUrl('-country-de', server1.ports),
+      cluster.target.url,
+    ]);
+    assert.equal(back.body, 'you reached this target from 127.0.0.12\n');
+  });
+
   test('the API through the balancer answers with the customer key, on the shared database', async () => {
     const ready = await fetch(`http://127.0.0.1:${cluster.loadBalancer.ports.api}/readyz`);
     assert.equal(ready.status, 200);
