@@ -10,7 +10,6 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Redis } from 'ioredis';
 import {
   createScratchDatabase,
   eventually,
@@ -19,29 +18,9 @@ import {
 } from '../../server/test/support/engines.ts';
 import { exchange } from '../../server/test/support/raw-exchange.ts';
 import { allUp, type Cluster, startCluster } from '../cluster/index.ts';
+import { deleteIpcolaKeys, ownRedisDatabase } from './support.ts';
 
 const US_EXITS = ['127.0.0.13', '127.0.0.14'];
-
-/** A Redis database of its own: other tests' servers would apply this cluster's usage batches. */
-function ownRedisDatabase(): string {
-  const url = new URL(required('REDIS_URL'));
-  url.pathname = `/${1 + Math.floor(Math.random() * 15)}`;
-  return url.toString();
-}
-
-async function deleteIpcolaKeys(url: string): Promise<void> {
-  const redis = new Redis(url);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', 'ipcola:*', 'COUNT', 500);
-      if (keys.length > 0) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
-}
 
 interface Moved {
   up: number;

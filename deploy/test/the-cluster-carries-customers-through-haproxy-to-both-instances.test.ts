@@ -14,7 +14,6 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
 import {
   createScratchDatabase,
   eventually,
@@ -23,6 +22,7 @@ import {
 } from '../../server/test/support/engines.ts';
 import { exchange } from '../../server/test/support/raw-exchange.ts';
 import { type Cluster, startCluster } from '../cluster/index.ts';
+import { deleteIpcolaKeys, ownRedisDatabase } from './support.ts';
 
 const run = promisify(execFile);
 
@@ -38,27 +38,6 @@ async function curl(args: string[]): Promise<{ status: number; body: string }> {
   ]);
   const cut = stdout.lastIndexOf('\n');
   return { status: Number(stdout.slice(cut + 1)), body: stdout.slice(0, cut) };
-}
-
-/** A Redis database of its own: other tests' servers would apply this cluster's usage batches. */
-function ownRedisDatabase(): string {
-  const url = new URL(required('REDIS_URL'));
-  url.pathname = `/${1 + Math.floor(Math.random() * 15)}`;
-  return url.toString();
-}
-
-async function deleteIpcolaKeys(url: string): Promise<void> {
-  const redis = new Redis(url);
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', 'ipcola:*', 'COUNT', 500);
-      if (keys.length > 0) await redis.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
 }
 
 describe('the cluster carries customers through HAProxy to both instances', {
