@@ -14,7 +14,13 @@ import { type Agent, createAgent } from './agent.ts';
 import { banner } from './banner.ts';
 import { createFreshDatabase, type FreshDatabase, LOCAL_POSTGRES } from './database.ts';
 import { createInstance, type Instance } from './instance.ts';
-import { allUp, type FrontendRole, type LoadBalancer, startLoadBalancer } from './load-balancer.ts';
+import {
+  allUp,
+  checkHaproxy,
+  type FrontendRole,
+  type LoadBalancer,
+  startLoadBalancer,
+} from './load-balancer.ts';
 import { startTarget, type Target } from './target.ts';
 
 export type { ApiKey, Customer, Operator } from './accounts.ts';
@@ -71,6 +77,7 @@ export interface Cluster {
 
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
   const topology = options.topology ?? defaultTopology;
+  await checkHaproxy();
   const dir = await mkdtemp(path.join(tmpdir(), 'ipcola-cluster-'));
   const undo: Array<() => Promise<unknown>> = [];
   const unwind = async () => {

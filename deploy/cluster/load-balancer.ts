@@ -3,9 +3,11 @@
  * configuration in the cluster's directory, run in the foreground, its servers' health
  * read from its stats socket.
  */
+import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { Ports, Role, Topology } from '../topology.ts';
 import { haproxyConfig } from './haproxy-config.ts';
 import { type Spawned, spawnLogged } from './process.ts';
@@ -102,6 +104,20 @@ export async function startLoadBalancer(options: {
     stop: () => haproxy.stop('SIGTERM'),
   };
   return balancer;
+}
+
+/** Fails with what to do when there is no `haproxy` to run. */
+export async function checkHaproxy(): Promise<void> {
+  try {
+    await promisify(execFile)('haproxy', ['-v']);
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new Error(
+      missing
+        ? 'haproxy is not installed (Debian: apt-get install -y haproxy)'
+        : `haproxy -v failed: ${(error as Error).message}`,
+    );
+  }
 }
 
 /** Every server of every frontend's backend is UP. */
