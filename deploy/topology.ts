@@ -5,9 +5,10 @@
  *
  * Customers reach the load balancer; exit-node agents dial one instance's hub directly.
  * The hub is deliberately not behind the balancer: an exit IP is proven by a connection
- * from that address to the instance that gave the agent its nonce (README, Proven exit
- * IPs), and a TCP balancer both hides the source address (its own address arrives
- * instead: `mismatch`) and may send the proof to the other instance.
+ * from that address (README, Proven exit IPs), and a TCP balancer hides the source
+ * address (its own arrives instead). Tried with HAProxy in front of both hubs: the
+ * agent's proof also reached the other instance, which answered 404, and the exit
+ * stayed `pending`.
  */
 
 export type Role = 'api' | 'proxy' | 'socks' | 'hub';
