@@ -102,6 +102,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       // Behind a TCP balancer every client is the balancer's address: the per-address
       // sign-up limit (default 5 an hour) would otherwise stop the third run in an hour.
       SIGNUP_LIMIT_PER_HOUR: '1000',
+      // One process per instance: the balancer's servers are the topology's instances, and
+      // a test that kills one kills all of it (WORKERS would otherwise default to a process
+      // per core once DATABASE_URL and REDIS_URL are set).
+      WORKERS: '1',
       ...options.env,
       DATABASE_URL: databaseUrl,
       REDIS_URL: redisUrl,
