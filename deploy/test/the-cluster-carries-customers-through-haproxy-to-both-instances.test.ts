@@ -1,0 +1,240 @@
+/**
+ * `npm run cluster`'s topology, really running: two server instances on one PostgreSQL
+ * database and Redis, HAProxy in front, three agents. Customers' HTTP proxy, SOCKS5 and
+ * API traffic goes through the balancer to both instances, and the usage the API reports
+ * is every byte the clients moved, whichever instance carried it.
+ *
+ * Until any instance reaches any exit, an exit answers only through the instance its
+ * agent dialled. The `us` exits are on both instances (topology.ts), so `-country-us`
+ * through the balancer is asserted without retries; `de` is on server-1 alone and is
+ * asserted there directly.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import {
+  createScratchDatabase,
+  eventually,
+  needs,
+  required,
+} from '../../server/test/support/engines.ts';
+import { exchange } from '../../server/test/support/raw-exchange.ts';
+import { type Cluster, startCluster } from '../cluster/index.ts';
+import { deleteIpcolaKeys, ownRedisDatabase } from './support.ts';
+
+const run = promisify(execFile);
+
+/** curl's answer: the status and the body (the target names the exit it was reached from). */
+async function curl(args: string[]): Promise<{ status: number; body: string }> {
+  const { stdout } = await run('curl', [
+    '-sS',
+    '--max-time',
+    '15',
+    '-w',
+    '\n%{http_code}',
+    ...args,
+  ]);
+  const cut = stdout.lastIndexOf('\n');
+  return { status: Number(stdout.slice(cut + 1)), body: stdout.slice(0, cut) };
+}
+
+describe('the cluster carries customers through HAProxy to both instances', {
+  skip: needs('DATABASE_URL', 'REDIS_URL'),
+}, () => {
+  let cluster: Cluster;
+  let dropDatabase: () => Promise<void>;
+  const redisUrl = needs('DATABASE_URL', 'REDIS_URL') ? '' : ownRedisDatabase();
+
+  before(async () => {
+    const scratch = await createScratchDatabase(required('DATABASE_URL'));
+    dropDatabase = scratch.drop;
+    cluster = await startCluster({
+      ports: 'free',
+      databaseUrl: scratch.url,
+      redisUrl,
+      env: { USAGE_FLUSH_INTERVAL_MS: '300', LOG_LEVEL: 'info' },
+    });
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    await dropDatabase?.();
+    if (redisUrl) await deleteIpcolaKeys(redisUrl);
+  });
+
+  test('HAProxy sees both instances up on every frontend', async () => {
+    const states = await cluster.loadBalancer.states();
+    for (const role of ['api', 'proxy', 'socks'] as const) {
+      assert.deepEqual(states[role], { 'server-1': 'UP', 'server-2': 'UP' }, role);
+    }
+  });
+
+  test('each agent is up on the hub of the instance the topology gives it', () => {
+    for (const agent of cluster.agents) {
+      assert.ok(cluster.instance(agent.spec.instance).hasNode(agent.nodeId), agent.spec.name);
+      for (const other of cluster.instances.filter((i) => i.name !== agent.spec.instance)) {
+        assert.ok(!other.hasNode(agent.nodeId), `${agent.spec.name} is not on ${other.name}`);
+      }
+    }
+  });
+
+  test('the HTTP proxy through the balancer reaches the us exits of both instances', async () => {
+    const seen = new Set<string>();
+    // leastconn takes turns among equally loaded servers: six requests reach both.
+    for (let request = 0; request < 6; request += 1) {
+      const answer = await curl(['-x', cluster.proxyUrl('-country-us'), cluster.target.url]);
+      assert.equal(answer.status, 200, answer.body);
+      const exit = /from (\S+)/.exec(answer.body)?.[1] ?? '';
+      assert.ok(['127.0.0.13', '127.0.0.14'].includes(exit), answer.body);
+      seen.add(exit);
+    }
+    assert.deepEqual([...seen].sort(), ['127.0.0.13', '127.0.0.14']);
+  });
+
+  test('SOCKS5 through the balancer reaches the us exits of both instances', async () => {
+    const { id, secret } = cluster.customer.key;
+    const seen = new Set<string>();
+    for (let request = 0; request < 6; request += 1) {
+      const answer = await curl([
+        '--socks5-hostname',
+        `127.0.0.1:${cluster.loadBalancer.ports.socks}`,
+        '-U',
+        `${id}-country-us:${secret}`,
+        cluster.target.url,
+      ]);
+      assert.equal(answer.status, 200, answer.body);
+      seen.add(/from (\S+)/.exec(answer.body)?.[1] ?? answer.body);
+    }
+    assert.deepEqual([...seen].sort(), ['127.0.0.13', '127.0.0.14']);
+  });
+
+  test('the de exit answers through the instance its agent dialled', async () => {
+    const server1 = cluster.instance('server-1');
+    for (let request = 0; request < 3; request += 1) {
+      const answer = await curl([
+        '-x',
+        cluster.proxyUrl('-country-de', server1.ports),
+        cluster.target.url,
+      ]);
+      assert.equal(answer.status, 200, answer.body);
+      assert.equal(answer.body, 'you reached this target from 127.0.0.12\n');
+    }
+  });
+
+  test('a stopped agent takes its exit away, and it is back when the agent starts again', async () => {
+    const server1 = cluster.instance('server-1');
+    const agent = cluster.agent('agent-de');
+    assert.equal(await agent.stop('SIGTERM'), 0, 'the agent drains and exits 0');
+    await eventually(() => !server1.hasNode(agent.nodeId), 10_000, 'the hub to see it leave');
+    const gone = await curl([
+      '-x',
+      cluster.proxyUrl('-country-de', server1.ports),
+      cluster.target.url,
+    ]);
+    assert.equal(gone.status, 503);
+    assert.match(gone.body, /no_exit_available/);
+    agent.start();
+    await cluster.agentsUp();
+    const back = await curl([
+      '-x',
+      cluster.proxyUrl('-country-de', server1.ports),
+      cluster.target.url,
+    ]);
+    assert.equal(back.body, 'you reached this target from 127.0.0.12\n');
+  });
+
+  test('the API through the balancer answers with the customer key, on the shared database', async () => {
+    const ready = await fetch(`http://127.0.0.1:${cluster.loadBalancer.ports.api}/readyz`);
+    assert.equal(ready.status, 200);
+    const body = (await ready.json()) as { checks: Record<string, { engine: string }> };
+    assert.equal(body.checks.database?.engine, 'postgres');
+    assert.equal(body.checks.hot_state?.engine, 'redis');
+    // Several calls: whichever instance answers, the key and its account are the same.
+    for (let call = 0; call < 4; call += 1) {
+      const keys = await cluster.api('/v1/keys');
+      assert.equal(keys.status, 200);
+      const { items } = (await keys.json()) as { items: Array<{ id: string }> };
+      assert.deepEqual(
+        items.map((key) => key.id),
+        [cluster.customer.key.id],
+      );
+    }
+  });
+
+  test('the usage API reports every byte clients moved through either instance', async () => {
+    // A key of its own: nothing moved before it can still be on its way to the database.
+    const made = await cluster.api('/v1/keys', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'usage', scopes: ['proxy'] }),
+    });
+    assert.equal(made.status, 201);
+    const { id, secret } = (await made.json()) as { id: string; secret: string };
+    const authority = `127.0.0.1:${cluster.target.port}`;
+    const auth = Buffer.from(`${id}-country-us:${secret}`).toString('base64');
+    let up = 0;
+    let down = 0;
+    const exits = new Set<string>();
+    for (let request = 0; request < 6; request += 1) {
+      const bytes =
+        `GET http://${authority}/ HTTP/1.1\r\nHost: ${authority}\r\n` +
+        `Proxy-Authorization: Basic ${auth}\r\nConnection: close\r\n\r\n`;
+      const reply = await exchange(cluster.loadBalancer.ports.proxy, bytes);
+      assert.match(reply.toString('latin1'), /^HTTP\/1\.1 200 /);
+      exits.add(/from (\S+)/.exec(reply.toString('latin1'))?.[1] ?? '');
+      up += Buffer.byteLength(bytes);
+      down += reply.length;
+    }
+    assert.equal(exits.size, 2, 'both instances carried some of it');
+    let last = { bytes_up: 0, bytes_down: 0, requests: 0 };
+    await eventually(
+      async () => {
+        last = await totals(cluster, id);
+        return last.requests >= 6;
+      },
+      20_000,
+      'the usage of six requests to be flushed',
+    );
+    assert.deepEqual(last, { bytes_up: up, bytes_down: down, requests: 6 });
+  });
+
+  test('every metric the Grafana dashboard charts is one the instances export', async () => {
+    // One refusal, so that the refusal counter has a series to export.
+    const refused = await curl([
+      '-x',
+      cluster.proxyUrl('-country-us').replace(/:[^:@]+@/, ':wrong@'),
+      cluster.target.url,
+    ]);
+    assert.equal(refused.status, 407);
+    const dashboard = await readFile(
+      new URL('../grafana/ipcola-dashboard.json', import.meta.url),
+      'utf8',
+    );
+    const charted = new Set(
+      [...dashboard.matchAll(/\b(ipcola_[a-z0-9_]+)\{/g)].map((match) =>
+        (match[1] ?? '').replace(/_bucket$/, ''),
+      ),
+    );
+    assert.ok(charted.size >= 10, `${charted.size} metrics charted`);
+    const exported = new Set<string>();
+    for (const instance of cluster.instances) {
+      // Loopback clients may read /metrics without METRICS_TOKEN.
+      const text = await (await fetch(`http://127.0.0.1:${instance.ports.api}/metrics`)).text();
+      for (const match of text.matchAll(/^# TYPE (\S+) /gm)) exported.add(match[1] ?? '');
+    }
+    assert.deepEqual(
+      [...charted].filter((name) => !exported.has(name)),
+      [],
+    );
+  });
+});
+
+async function totals(cluster: Cluster, keyId: string) {
+  const answer = await cluster.api(`/v1/usage?key_id=${keyId}`);
+  assert.equal(answer.status, 200);
+  return (
+    (await answer.json()) as { totals: { bytes_up: number; bytes_down: number; requests: number } }
+  ).totals;
+}
