@@ -208,6 +208,8 @@ export function isMovingRefusal(error: unknown): boolean {
 
 export class PeerUnreachableError extends Error {
   readonly code = 'exit_failed';
+  /** Read by the gateway: no byte reached the target, another exit may be taken. */
+  readonly holderLost = true;
   constructor(
     readonly address: string,
     options: ErrorOptions,

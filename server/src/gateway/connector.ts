@@ -129,9 +129,22 @@ export function createConnector(options: ConnectorOptions): Connector {
     choose,
     openThrough,
     async open(admission, target, clientGone) {
+      const sessionId = admission.credentials.session?.id ?? null;
       const exit = await choose(admission);
-      const { stream, release } = await openThrough(exit, target, clientGone);
-      return { stream, exit, sessionId: admission.credentials.session?.id ?? null, release };
+      try {
+        const { stream, release } = await openThrough(exit, target, clientGone);
+        return { stream, exit, sessionId, release };
+      } catch (error) {
+        // The instance holding the exit is gone (it crashed): nothing reached the target,
+        // and its exits already left the index. A connection free to take any exit takes
+        // another once; a sticky one is told its exit is gone.
+        if (!heldByLostInstance(error)) throw error;
+        if (sessionId !== null) throw ipcolaError('session_exit_gone', undefined, { cause: error });
+        const other = await choose(admission);
+        if (other.id === exit.id) throw error;
+        const { stream, release } = await openThrough(other, target, clientGone);
+        return { stream, exit: other, sessionId, release };
+      }
     },
     async sessionExit(keyId, sessionId) {
       const pinned = await sessions.peek(sessionKey(keyId, sessionId));
@@ -158,4 +171,13 @@ export function createConnector(options: ConnectorOptions): Connector {
     },
     release: (keyId, sessionId) => sessions.release(sessionKey(keyId, sessionId)),
   };
+}
+
+/** Whether an open failed because the instance holding its exit did not answer at all. */
+function heldByLostInstance(error: unknown): boolean {
+  for (let at = error, depth = 0; at && depth < 4; depth++) {
+    if ((at as { holderLost?: unknown }).holderLost === true) return true;
+    at = (at as { cause?: unknown }).cause;
+  }
+  return false;
 }
