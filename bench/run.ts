@@ -69,24 +69,26 @@ async function main(selected: Measurement[]): Promise<void> {
     results.phases.push({ name, fromUs, toUs: Number(process.hrtime.bigint() / 1000n) });
   };
 
-  log(
-    `${results.meta.mode} run; starting target, IPCola (server + agent), Squid ${squid}, proxy-chain`,
-  );
-  const { stop, ...subjects } = await startSubjects(results, profileDir);
-  try {
-    log(`all subjects answer; pinning ${JSON.stringify(results.meta.pinning)}`);
-    const withSubjects: SubjectsContext = { ...ctx, ...subjects };
-    let warmedUp = false;
-    for (const measurement of selected) {
-      if (measurement.stage !== 'with-subjects') continue;
-      if (measurement.warmUp && !warmedUp) {
-        await phase('warm-up', () => warmUp(withSubjects));
-        warmedUp = true;
+  if (selected.some((m) => m.stage === 'with-subjects')) {
+    log(
+      `${results.meta.mode} run; starting target, IPCola (server + agent), Squid ${squid}, proxy-chain`,
+    );
+    const { stop, ...subjects } = await startSubjects(results, profileDir);
+    try {
+      log(`all subjects answer; pinning ${JSON.stringify(results.meta.pinning)}`);
+      const withSubjects: SubjectsContext = { ...ctx, ...subjects };
+      let warmedUp = false;
+      for (const measurement of selected) {
+        if (measurement.stage !== 'with-subjects') continue;
+        if (measurement.warmUp && !warmedUp) {
+          await phase('warm-up', () => warmUp(withSubjects));
+          warmedUp = true;
+        }
+        await phase(measurement.name, () => measurement.run(withSubjects));
       }
-      await phase(measurement.name, () => measurement.run(withSubjects));
+    } finally {
+      await stop();
     }
-  } finally {
-    await stop();
   }
 
   if (profileDir) await summariseProfiles(profileDir, ctx);

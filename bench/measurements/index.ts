@@ -9,6 +9,7 @@ import * as download from './download.ts';
 import * as forward from './forward.ts';
 import * as latency from './latency.ts';
 import * as memory from './memory.ts';
+import * as rest from './rest.ts';
 import * as selection from './selection.ts';
 import * as tunnel from './tunnel.ts';
 import * as wrk from './wrk.ts';
@@ -22,6 +23,7 @@ export const MEASUREMENTS: readonly Measurement[] = [
   churn.measurement,
   download.measurement,
   selection.measurement,
+  rest.measurement,
 ];
 
 /** `--only` named a measurement that is not in the registry. */
