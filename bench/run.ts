@@ -26,20 +26,26 @@ import { evaluateTargets, formatReport } from './lib/report.ts';
 import { startSubjects } from './lib/subjects.ts';
 import { warmUp } from './lib/warm-up.ts';
 import { wrkVersion } from './lib/wrk.ts';
-import { selectMeasurements, UnknownMeasurementError } from './measurements/index.ts';
+import {
+  parseDuration,
+  SOAK,
+  selectMeasurements,
+  UnknownMeasurementError,
+} from './measurements/index.ts';
 
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     only: { type: 'string' },
+    soak: { type: 'string' },
     out: { type: 'string' },
   },
 });
 
 async function main(selected: Measurement[]): Promise<void> {
   const startedAt = Date.now();
-  const config = args.quick ? QUICK : FULL;
+  const config = { ...(args.quick ? QUICK : FULL), soakSeconds: soakSeconds ?? 0 };
   const wrk = wrkVersion();
   const squid = squidVersion();
   if (!squid) throw new Error('squid is not installed (apt-get install squid)');
@@ -111,12 +117,22 @@ async function main(selected: Measurement[]): Promise<void> {
 // to the load core, with as many open files as allowed.
 let selected: Measurement[];
 try {
-  selected = selectMeasurements(args.only);
+  // --soak alone runs the soak only; with --only, those measurements and then the soak.
+  selected = args.soak && !args.only ? [] : selectMeasurements(args.only);
 } catch (error) {
   if (!(error instanceof UnknownMeasurementError)) throw error;
   process.stderr.write(`${error.message}\n`);
   process.exit(2);
 }
+const soakSeconds = args.soak === undefined ? undefined : parseDuration(args.soak);
+if (
+  soakSeconds === null ||
+  (soakSeconds !== undefined && (soakSeconds < 30 || soakSeconds > 6 * 3600))
+) {
+  process.stderr.write('--soak takes a duration from 30s to 6h, e.g. 90s, 3m or 1h\n');
+  process.exit(2);
+}
+if (soakSeconds !== undefined) selected.push(SOAK);
 if (process.env.IPCOLA_BENCH_CHILD !== '1') {
   const child = spawn(
     'sh',

@@ -304,6 +304,8 @@ export interface ServerProcess {
     what: string,
     ms: number,
   ): Promise<Record<string, unknown>>;
+  /** Calls `listener` with every log line from now on. */
+  onLog(listener: (line: Record<string, unknown>) => void): void;
   /** Stops the server and removes its DATA_DIR. */
   stop(): Promise<void>;
 }
@@ -387,7 +389,18 @@ export async function startServer(
   };
   try {
     const up = await seen((line) => typeof line.ports === 'object', 'the "up" log line', 60_000);
-    return { server, ports: up.ports as IpcolaStack['ports'], dataDir, problems, seen, stop };
+    const onLog = (listener: (line: Record<string, unknown>) => void) => {
+      listeners.add(listener);
+    };
+    return {
+      server,
+      ports: up.ports as IpcolaStack['ports'],
+      dataDir,
+      problems,
+      seen,
+      onLog,
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;

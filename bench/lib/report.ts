@@ -79,6 +79,11 @@ export interface SoakResult {
   rssMBPerHour: number;
   heapMBPerHour: number;
   externalMBPerHour: number;
+  agentHeapMBPerHour: number;
+  /** The gateway's ipcola_tunnels_open and open files once the load stopped. */
+  tunnelsOpenAfter: number;
+  fdsBefore: number;
+  fdsAfter: number;
   /** Gateway CPU per operation over the whole soak. */
   cpuUsPerOperation: number;
   suspects: string[];
@@ -300,13 +305,18 @@ function formatScale(r: Results, out: string[]): void {
       `10. soak: ${num(k.seconds)} s of steady mixed load (${Object.entries(k.operations)
         .map(([n, v]) => `${n} ${v.toLocaleString('en-US')}`)
         .join(', ')}; ${k.errors} errors${k.firstError ? `, first: ${k.firstError}` : ''}), ` +
-        `gateway ${num(k.cpuUsPerOperation)} µs CPU per operation`,
+        `gateway ${num(k.cpuUsPerOperation)} µs CPU per operation (with the sampling GCs)`,
     );
     const last = k.samples[k.samples.length - 1];
     out.push(
       `    growth after ${num(k.warmUpSeconds)} s of warm-up (least squares): RSS ${num(k.rssMBPerHour)} MB/h, ` +
         `JS heap ${num(k.heapMBPerHour)} MB/h, external ${num(k.externalMBPerHour)} MB/h; ` +
-        `at the end RSS ${mb(last?.rssBytes)} MB, heap ${mb(last?.heapUsedBytes)} MB`,
+        `at the end RSS ${mb(last?.rssBytes)} MB, heap ${mb(last?.heapUsedBytes)} MB; ` +
+        `agent JS heap ${num(k.agentHeapMBPerHour)} MB/h`,
+    );
+    out.push(
+      `    after the load: ${num(k.tunnelsOpenAfter)} tunnels counted open, ` +
+        `${k.fdsAfter} open files (${k.fdsBefore} before)`,
     );
     out.push(`    leak suspects: ${k.suspects.length ? k.suspects.join('; ') : 'none'}`);
   }
