@@ -57,15 +57,21 @@ export function deadlineOr(
   other: AbortSignal | undefined,
 ): { signal: AbortSignal; timedOut(): boolean; clear(): void } {
   const controller = new AbortController();
-  const timeout = new DOMException('The operation was aborted due to timeout', 'TimeoutError');
-  const timer = setTimeout(() => controller.abort(timeout), ms);
+  let timedOut = false;
+  // The reason is made only when it is needed: a DOMException captures a stack trace
+  // (2% of the gateway's self time per new tunnel when made up front).
+  const timer = setTimeout(() => {
+    if (controller.signal.aborted) return;
+    timedOut = true;
+    controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+  }, ms);
   timer.unref();
   const onAbort = () => controller.abort(other?.reason);
   if (other?.aborted) onAbort();
   else other?.addEventListener('abort', onAbort, { once: true });
   return {
     signal: controller.signal,
-    timedOut: () => controller.signal.reason === timeout,
+    timedOut: () => timedOut,
     clear() {
       clearTimeout(timer);
       other?.removeEventListener('abort', onAbort);
