@@ -87,7 +87,14 @@ async function collected(server: Managed): Promise<{ rss: number; heap: number }
 }
 
 export async function run({ config, results, warn }: RunContext): Promise<void> {
-  const wanted = Math.max(config.hubTunnels, WARM * 2);
+  // The server holds one descriptor per tunnel (and the swarm one per node).
+  const fdRoom = results.meta.fdLimit - 2_000;
+  const wanted = Math.max(Math.min(config.hubTunnels, fdRoom), WARM * 2);
+  if (wanted < config.hubTunnels) {
+    warn(
+      `hub: open-files limit ${results.meta.fdLimit}: ${wanted} tunnels, not ${config.hubTunnels}`,
+    );
+  }
   const started = await startServer({
     env: { HUB_PING_INTERVAL_MS: String(PING_INTERVAL_MS) },
   });
