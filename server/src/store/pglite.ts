@@ -33,11 +33,17 @@ const START_PARAMS = [
  * (Liftoff), then hot functions again with TurboFan, whose code stays beside the first:
  * about 60 MB of RSS. With Liftoff only, the store's queries measured no slower here
  * (2,000 INSERT + SELECT pairs: 1.24 s against 1.48 s; the time goes to the protocol
- * round trips, not the SQL). The flag concerns WebAssembly only, and only modules
- * compiled after it is set: it is set just before PGlite compiles its module.
+ * round trips, not the SQL). A module keeps the tiering it was compiled with, so the flag
+ * is set only while PGlite compiles its modules: undici's HTTP parser (WebAssembly too,
+ * compiled later, on the gateway's forwarding path) keeps TurboFan.
  */
-function useBaselineWasmCompiler(): void {
+async function withBaselineWasmCompiler<T>(compile: () => Promise<T>): Promise<T> {
   setFlagsFromString('--liftoff-only');
+  try {
+    return await compile();
+  } finally {
+    setFlagsFromString('--no-liftoff-only');
+  }
 }
 
 /**
@@ -55,29 +61,25 @@ export async function openPglite(
     await mkdir(location, { recursive: true });
   }
   const options = { parsers: { [INT8_OID]: parseInt8 }, startParams: START_PARAMS };
-  useBaselineWasmCompiler();
-  let db: PGlite;
-  if (location) {
-    if (holdsCluster(location)) {
-      db = await PGlite.create(location, options);
-    } else {
-      // An empty directory is unpacked from the template. A damaged template must not stop
-      // the server: then it starts from initdb as if the template were absent.
-      const unpacked = await extractPgliteTemplate(templateFile, location);
-      try {
-        db = await PGlite.create(location, options);
-      } catch (error) {
-        if (!unpacked) throw error;
-        await clearDirectory(location);
-        db = await PGlite.create(location, options);
-      }
+  const db = await withBaselineWasmCompiler(async () => {
+    if (!location) {
+      const template = await readPgliteTemplate(templateFile);
+      return template
+        ? await PGlite.create({ ...options, loadDataDir: template })
+        : await PGlite.create(options);
     }
-  } else {
-    const template = await readPgliteTemplate(templateFile);
-    db = template
-      ? await PGlite.create({ ...options, loadDataDir: template })
-      : await PGlite.create(options);
-  }
+    if (holdsCluster(location)) return await PGlite.create(location, options);
+    // An empty directory is unpacked from the template. A damaged template must not stop
+    // the server: then it starts from initdb as if the template were absent.
+    const unpacked = await extractPgliteTemplate(templateFile, location);
+    try {
+      return await PGlite.create(location, options);
+    } catch (error) {
+      if (!unpacked) throw error;
+      await clearDirectory(location);
+      return await PGlite.create(location, options);
+    }
+  });
 
   return {
     engine: 'pglite',
