@@ -26,20 +26,26 @@ import { evaluateTargets, formatReport } from './lib/report.ts';
 import { startSubjects } from './lib/subjects.ts';
 import { warmUp } from './lib/warm-up.ts';
 import { wrkVersion } from './lib/wrk.ts';
-import { selectMeasurements, UnknownMeasurementError } from './measurements/index.ts';
+import {
+  parseDuration,
+  SOAK,
+  selectMeasurements,
+  UnknownMeasurementError,
+} from './measurements/index.ts';
 
 const { values: args } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     only: { type: 'string' },
+    soak: { type: 'string' },
     out: { type: 'string' },
   },
 });
 
 async function main(selected: Measurement[]): Promise<void> {
   const startedAt = Date.now();
-  const config = args.quick ? QUICK : FULL;
+  const config = { ...(args.quick ? QUICK : FULL), soakSeconds: soakSeconds ?? 0 };
   const wrk = wrkVersion();
   const squid = squidVersion();
   if (!squid) throw new Error('squid is not installed (apt-get install squid)');
@@ -69,24 +75,26 @@ async function main(selected: Measurement[]): Promise<void> {
     results.phases.push({ name, fromUs, toUs: Number(process.hrtime.bigint() / 1000n) });
   };
 
-  log(
-    `${results.meta.mode} run; starting target, IPCola (server + agent), Squid ${squid}, proxy-chain`,
-  );
-  const { stop, ...subjects } = await startSubjects(results, profileDir);
-  try {
-    log(`all subjects answer; pinning ${JSON.stringify(results.meta.pinning)}`);
-    const withSubjects: SubjectsContext = { ...ctx, ...subjects };
-    let warmedUp = false;
-    for (const measurement of selected) {
-      if (measurement.stage !== 'with-subjects') continue;
-      if (measurement.warmUp && !warmedUp) {
-        await phase('warm-up', () => warmUp(withSubjects));
-        warmedUp = true;
+  if (selected.some((m) => m.stage === 'with-subjects')) {
+    log(
+      `${results.meta.mode} run; starting target, IPCola (server + agent), Squid ${squid}, proxy-chain`,
+    );
+    const { stop, ...subjects } = await startSubjects(results, profileDir);
+    try {
+      log(`all subjects answer; pinning ${JSON.stringify(results.meta.pinning)}`);
+      const withSubjects: SubjectsContext = { ...ctx, ...subjects };
+      let warmedUp = false;
+      for (const measurement of selected) {
+        if (measurement.stage !== 'with-subjects') continue;
+        if (measurement.warmUp && !warmedUp) {
+          await phase('warm-up', () => warmUp(withSubjects));
+          warmedUp = true;
+        }
+        await phase(measurement.name, () => measurement.run(withSubjects));
       }
-      await phase(measurement.name, () => measurement.run(withSubjects));
+    } finally {
+      await stop();
     }
-  } finally {
-    await stop();
   }
 
   if (profileDir) await summariseProfiles(profileDir, ctx);
@@ -109,12 +117,22 @@ async function main(selected: Measurement[]): Promise<void> {
 // to the load core, with as many open files as allowed.
 let selected: Measurement[];
 try {
-  selected = selectMeasurements(args.only);
+  // --soak alone runs the soak only; with --only, those measurements and then the soak.
+  selected = args.soak && !args.only ? [] : selectMeasurements(args.only);
 } catch (error) {
   if (!(error instanceof UnknownMeasurementError)) throw error;
   process.stderr.write(`${error.message}\n`);
   process.exit(2);
 }
+const soakSeconds = args.soak === undefined ? undefined : parseDuration(args.soak);
+if (
+  soakSeconds === null ||
+  (soakSeconds !== undefined && (soakSeconds < 30 || soakSeconds > 6 * 3600))
+) {
+  process.stderr.write('--soak takes a duration from 30s to 6h, e.g. 90s, 3m or 1h\n');
+  process.exit(2);
+}
+if (soakSeconds !== undefined) selected.push(SOAK);
 if (process.env.IPCOLA_BENCH_CHILD !== '1') {
   const child = spawn(
     'sh',

@@ -13,6 +13,12 @@ export interface Config {
   /** Warm-up per path per subject before the timed measurements. */
   warmupPassMs: number;
   selectionBatches: number;
+  /** Simulated node tunnels held by one hub (measurements/hub.ts). */
+  hubTunnels: number;
+  /** Seconds of idle heart-beats whose CPU is measured. */
+  hubIdleSeconds: number;
+  /** `--soak DURATION`: seconds of steady mixed load (measurements/soak.ts); 0 without it. */
+  soakSeconds: number;
 }
 
 export const FULL: Config = {
@@ -28,6 +34,9 @@ export const FULL: Config = {
   memoryPeers: true,
   warmupPassMs: 3_000,
   selectionBatches: 9,
+  hubTunnels: 10_000,
+  hubIdleSeconds: 20,
+  soakSeconds: 0,
 };
 
 export const QUICK: Config = {
@@ -43,4 +52,7 @@ export const QUICK: Config = {
   memoryPeers: false,
   warmupPassMs: 1_500,
   selectionBatches: 5,
+  hubTunnels: 2_000,
+  hubIdleSeconds: 10,
+  soakSeconds: 0,
 };

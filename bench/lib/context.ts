@@ -19,6 +19,8 @@ export interface Subjects {
   subjects: Record<SubjectName, Subject>;
   /** The processes under test behind each subject (none for direct). */
   procsOf: Record<SubjectName, Managed[]>;
+  /** Our server's API (for /metrics). */
+  ipcolaApi: Endpoint;
 }
 
 export type SubjectsContext = RunContext & Subjects;

@@ -58,6 +58,9 @@ export async function newResults(
     memory: null,
     memoryPeers: {},
     selection: null,
+    rest: {},
+    hub: null,
+    soak: null,
     phases: [],
     profiles: {},
   };

@@ -35,9 +35,9 @@ const running = new Set<Managed>();
 
 /** Node flags for every Node process under test: TypeScript, and a full GC on SIGUSR2. */
 /** The server's own V8 flags, as its `npm start` script passes them. */
-const SERVER_FLAGS = ['--initial-old-space-size=128'];
+export const SERVER_FLAGS = ['--initial-old-space-size=128'];
 
-const NODE_FLAGS = [
+export const NODE_FLAGS = [
   '--expose-gc',
   '--import',
   'tsx',
@@ -137,7 +137,7 @@ export function killAll(): void {
   running.clear();
 }
 
-function waitFor<T>(
+export function waitFor<T>(
   managed: Managed,
   what: string,
   timeoutMs: number,
@@ -291,38 +291,53 @@ function collectProblems(from: string, problems: string[], parsed: Record<string
     problems.push(`${from}: ${JSON.stringify(parsed).slice(0, 600)}`);
 }
 
+/** Our server process, up and answering, on fresh ports and its own DATA_DIR. */
+export interface ServerProcess {
+  server: Managed;
+  ports: IpcolaStack['ports'];
+  dataDir: string;
+  /** Log lines at warn level or above, as they came. */
+  problems: string[];
+  /** Resolves with the first log line that passes `test` (one already seen counts). */
+  seen(
+    test: (line: Record<string, unknown>) => boolean,
+    what: string,
+    ms: number,
+  ): Promise<Record<string, unknown>>;
+  /** Calls `listener` with every log line from now on. */
+  onLog(listener: (line: Record<string, unknown>) => void): void;
+  /** Stops the server and removes its DATA_DIR. */
+  stop(): Promise<void>;
+}
+
 /**
- * Our stack as `npm start` and `npm run agent` run it: the server process (gateway, hub,
- * API) on fresh ports and a temporary DATA_DIR, an account and key made through the API,
- * a node registered through the API, and one agent (exit IP 127.0.0.12, country de).
+ * The server as `npm start` runs it (`node --initial-old-space-size=128 --import tsx
+ * src/main.ts` in server/), pinned to the proxy core, on ports 0 and a temporary
+ * DATA_DIR; `env` adds variables (DATABASE_URL, REDIS_URL...). With the gc-on-signal
+ * preload, so that memory can be read on a collected heap.
  */
-export async function startIpcola(
+export async function startServer(
   options: {
     cpuProfileDir?: string;
-    /** The agent's --max-streams (the bench default, 10,000, lets 5,000 idle tunnels through). */
-    maxStreams?: number;
-    /** Extra Node flags for the server and the agent (e.g. --trace-gc), for investigations. */
     nodeFlags?: string[];
+    env?: NodeJS.ProcessEnv;
+    name?: string;
   } = {},
-): Promise<IpcolaStack> {
+): Promise<ServerProcess> {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'ipcola-bench-data-'));
   const logs: Array<Record<string, unknown>> = [];
   const problems: string[] = [];
   const listeners = new Set<(line: Record<string, unknown>) => void>();
-  // One directory per process: Node writes one profile per thread (tsx's loader runs in a
-  // worker thread), so a fixed file name would be overwritten by the wrong thread.
-  const profile = (name: string) =>
-    options.cpuProfileDir
-      ? ['--cpu-prof', '--cpu-prof-dir', path.join(options.cpuProfileDir, name)]
-      : [];
   const server = spawnPinned(
-    'ipcola-server',
+    options.name ?? 'ipcola-server',
     PROXY_CORE,
     process.execPath,
     [
       ...SERVER_FLAGS,
       ...(options.nodeFlags ?? []),
-      ...profile('gateway'),
+      ...(options.cpuProfileDir
+        ? ['--cpu-prof', '--cpu-prof-dir', path.join(options.cpuProfileDir, 'gateway')]
+        : []),
       ...NODE_FLAGS,
       'src/main.ts',
     ],
@@ -341,6 +356,7 @@ export async function startIpcola(
         // The run moves a few GB; the trial credit must not be what stops it.
         // The most TRIAL_CREDIT takes: 250 TB at the default residential price.
         TRIAL_CREDIT: '1000000',
+        ...options.env,
       },
       onLine: (line) => {
         let parsed: Record<string, unknown>;
@@ -355,7 +371,7 @@ export async function startIpcola(
       },
     },
   );
-  const seen = (test: (line: Record<string, unknown>) => boolean, what: string, ms: number) =>
+  const seen: ServerProcess['seen'] = (test, what, ms) =>
     waitFor<Record<string, unknown>>(server, what, ms, (resolve) => {
       const found = logs.find(test);
       if (found) return resolve(found);
@@ -367,10 +383,33 @@ export async function startIpcola(
       };
       listeners.add(listener);
     });
-  const up = await seen((line) => typeof line.ports === 'object', 'the "up" log line', 30_000);
-  const ports = up.ports as IpcolaStack['ports'];
-  const base = `http://127.0.0.1:${ports.api}`;
+  const stop = async () => {
+    await server.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  try {
+    const up = await seen((line) => typeof line.ports === 'object', 'the "up" log line', 60_000);
+    const onLog = (listener: (line: Record<string, unknown>) => void) => {
+      listeners.add(listener);
+    };
+    return {
+      server,
+      ports: up.ports as IpcolaStack['ports'],
+      dataDir,
+      problems,
+      seen,
+      onLog,
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
 
+/** A signed-up account's session on the API: POSTs with its cookie and CSRF token. */
+export async function signUp(apiPort: number) {
+  const base = `http://127.0.0.1:${apiPort}`;
   const signup = await fetch(`${base}/v1/auth/signup`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -382,17 +421,45 @@ export async function startIpcola(
   if (signup.status !== 201) throw new Error(`signup: ${signup.status} ${await signup.text()}`);
   const cookie = (signup.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
   const { csrf_token: csrf } = (await signup.json()) as { csrf_token: string };
-  const api = async (pathname: string) => {
+  return async (pathname: string, body: unknown = {}) => {
     const response = await fetch(`${base}${pathname}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', cookie, 'x-csrf-token': csrf },
-      body: '{}',
+      body: JSON.stringify(body),
     });
     if (response.status !== 201) {
       throw new Error(`POST ${pathname}: ${response.status} ${await response.text()}`);
     }
     return (await response.json()) as Record<string, string>;
   };
+}
+
+/**
+ * Our stack as `npm start` and `npm run agent` run it: the server process (gateway, hub,
+ * API) on fresh ports and a temporary DATA_DIR, an account and key made through the API,
+ * a node registered through the API, and one agent (exit IP 127.0.0.12, country de).
+ */
+export async function startIpcola(
+  options: {
+    cpuProfileDir?: string;
+    /** The agent's --max-streams (the bench default, 10,000, lets 5,000 idle tunnels through). */
+    maxStreams?: number;
+    /** Extra Node flags for the server and the agent (e.g. --trace-gc), for investigations. */
+    nodeFlags?: string[];
+  } = {},
+): Promise<IpcolaStack> {
+  const started = await startServer({
+    ...(options.cpuProfileDir ? { cpuProfileDir: options.cpuProfileDir } : {}),
+    ...(options.nodeFlags ? { nodeFlags: options.nodeFlags } : {}),
+  });
+  const { server, ports, dataDir, problems, seen } = started;
+  // One directory per process: Node writes one profile per thread (tsx's loader runs in a
+  // worker thread), so a fixed file name would be overwritten by the wrong thread.
+  const profile = (name: string) =>
+    options.cpuProfileDir
+      ? ['--cpu-prof', '--cpu-prof-dir', path.join(options.cpuProfileDir, name)]
+      : [];
+  const api = await signUp(ports.api);
   const key = await api('/v1/keys');
   const node = await api('/v1/nodes');
 
@@ -444,8 +511,7 @@ export async function startIpcola(
     problems,
     async stop() {
       await agent.stop();
-      await server.stop();
-      await rm(dataDir, { recursive: true, force: true });
+      await started.stop();
     },
   };
 }

@@ -39,6 +39,56 @@ export interface SelectionResult {
   results: Array<{ name: string; nsPerOp: number; opsPerBatch: number; batches: number[] }>;
 }
 
+/** The server's memory once started and collected (measurements/rest.ts). */
+export interface RestResult {
+  rssBytes: number;
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  externalBytes: number;
+}
+
+/** One hub holding many simulated node tunnels (measurements/hub.ts). */
+export interface HubResult {
+  /** Tunnels asked for, and those up at the hub when memory was read. */
+  wanted: number;
+  tunnels: number;
+  openSeconds: number;
+  rssBeforeBytes: number;
+  rssAfterBytes: number;
+  bytesPerTunnel: number;
+  heapBytesPerTunnel: number;
+  /** Server CPU while every tunnel is idle (heart-beats only), over idleSeconds. */
+  idleSeconds: number;
+  idleCpuMsPerSecond: number;
+  /** The hub's PING interval, so that the heart-beat cost can be read per PING. */
+  pingIntervalMs: number;
+  cpuUsPerPing: number;
+  /** The simulating process (all the agents' sessions). */
+  swarmRssBytes: number;
+}
+
+/** A steady mixed load for minutes (measurements/soak.ts). */
+export interface SoakResult {
+  seconds: number;
+  warmUpSeconds: number;
+  operations: Record<string, number>;
+  errors: number;
+  firstError: string | null;
+  samples: Array<{ s: number; rssBytes: number; heapUsedBytes: number; externalBytes: number }>;
+  /** Least-squares slopes after the warm-up, per hour. */
+  rssMBPerHour: number;
+  heapMBPerHour: number;
+  externalMBPerHour: number;
+  agentHeapMBPerHour: number;
+  /** The gateway's ipcola_tunnels_open and open files once the load stopped. */
+  tunnelsOpenAfter: number;
+  fdsBefore: number;
+  fdsAfter: number;
+  /** Gateway CPU per operation over the whole soak. */
+  cpuUsPerOperation: number;
+  suspects: string[];
+}
+
 export interface TargetCheck {
   target: string;
   met: boolean | null;
@@ -79,6 +129,9 @@ export interface Results {
   memory: MemoryResult | null;
   memoryPeers: PerSubject<MemoryResult>;
   selection: SelectionResult | null;
+  rest: { embedded?: RestResult; postgres?: RestResult };
+  hub: HubResult | null;
+  soak: SoakResult | null;
   /** When each measurement ran (monotonic µs, the clock of V8's CPU profiles). */
   phases: Array<{ name: string; fromUs: number; toUs: number }>;
   /** --profile: per process, the CPU profile's file and a summary per measurement. */
@@ -185,7 +238,88 @@ export function evaluateTargets(r: Results): TargetCheck[] {
         ? 'not measured'
         : `${num(gatewayKb)} KB per tunnel over ${r.memory?.tunnels} idle tunnels (agent: ${num(memoryKb(r.memory, AGENT))} KB)`,
   });
+  const rest = r.rest.embedded;
+  checks.push({
+    target: '`npm start` (embedded) RSS at rest < 200 MB',
+    met: rest ? rest.rssBytes < 200 * 2 ** 20 : null,
+    detail: rest
+      ? `${num(rest.rssBytes / 2 ** 20)} MB (on PostgreSQL+Redis: ${num((r.rest.postgres?.rssBytes ?? Number.NaN) / 2 ** 20)} MB)`
+      : 'not measured',
+  });
+  const hubKb = r.hub ? r.hub.bytesPerTunnel / 1024 : undefined;
+  checks.push({
+    target: 'hub RSS < 50 KB per node tunnel',
+    met: hubKb === undefined ? null : hubKb < 50,
+    detail:
+      hubKb === undefined
+        ? 'not measured'
+        : `${num(hubKb)} KB per tunnel over ${r.hub?.tunnels} node tunnels`,
+  });
   return checks;
+}
+
+/** Sections 8-10: RSS at rest, node tunnels at one hub, the soak. */
+function formatScale(r: Results, out: string[]): void {
+  const mb = (bytes: number | undefined) => num(bytes === undefined ? undefined : bytes / 2 ** 20);
+  if (r.rest.embedded || r.rest.postgres) {
+    out.push('');
+    out.push(
+      '8. RSS at rest of the server as `npm start` runs it (MB, after start-up and a full GC):',
+    );
+    out.push(
+      table(
+        ['stores', 'RSS', 'JS heap used', 'JS heap total', 'external (incl. WebAssembly)'],
+        (
+          [
+            ['embedded (PGlite, in-process)', r.rest.embedded],
+            ['PostgreSQL + Redis', r.rest.postgres],
+          ] as const
+        )
+          .filter(([, v]) => v)
+          .map(([label, v]) => [
+            label,
+            mb(v?.rssBytes),
+            mb(v?.heapUsedBytes),
+            mb(v?.heapTotalBytes),
+            mb(v?.externalBytes),
+          ]),
+      ),
+    );
+  }
+  if (r.hub) {
+    const h = r.hub;
+    out.push('');
+    out.push(
+      `9. one hub holding ${h.tunnels.toLocaleString('en-US')} of ${h.wanted.toLocaleString('en-US')} simulated node tunnels ` +
+        `(opened in ${num(h.openSeconds)} s): RSS ${mb(h.rssBeforeBytes)} -> ${mb(h.rssAfterBytes)} MB, ` +
+        `${num(h.bytesPerTunnel / 1024)} KB per tunnel (JS heap + external ${num(h.heapBytesPerTunnel / 1024)} KB); ` +
+        `idle heart-beats: ${num(h.idleCpuMsPerSecond)} ms CPU per second over ${num(h.idleSeconds)} s ` +
+        `(PING every ${num(h.pingIntervalMs / 1000)} s: ${num(h.cpuUsPerPing)} µs per PING); ` +
+        `the simulating process: ${mb(h.swarmRssBytes)} MB`,
+    );
+  }
+  if (r.soak) {
+    const k = r.soak;
+    out.push('');
+    out.push(
+      `10. soak: ${num(k.seconds)} s of steady mixed load (${Object.entries(k.operations)
+        .map(([n, v]) => `${n} ${v.toLocaleString('en-US')}`)
+        .join(', ')}; ${k.errors} errors${k.firstError ? `, first: ${k.firstError}` : ''}), ` +
+        `gateway ${num(k.cpuUsPerOperation)} µs CPU per operation (with the sampling GCs)`,
+    );
+    const last = k.samples[k.samples.length - 1];
+    out.push(
+      `    growth after ${num(k.warmUpSeconds)} s of warm-up (least squares): RSS ${num(k.rssMBPerHour)} MB/h, ` +
+        `JS heap ${num(k.heapMBPerHour)} MB/h, external ${num(k.externalMBPerHour)} MB/h; ` +
+        `at the end RSS ${mb(last?.rssBytes)} MB, heap ${mb(last?.heapUsedBytes)} MB; ` +
+        `agent JS heap ${num(k.agentHeapMBPerHour)} MB/h`,
+    );
+    out.push(
+      `    after the load: ${num(k.tunnelsOpenAfter)} tunnels counted open, ` +
+        `${k.fdsAfter} open files (${k.fdsBefore} before)`,
+    );
+    out.push(`    leak suspects: ${k.suspects.length ? k.suspects.join('; ') : 'none'}`);
+  }
 }
 
 export function formatReport(r: Results): string {
@@ -324,10 +458,12 @@ export function formatReport(r: Results): string {
     });
     row('   agent RSS at rest (MB)', { ours: restMb(r.memory, AGENT) });
   }
-  out.push(table(header, rows));
-  out.push(
-    'Ratios are ours/peer: above 1x is better for rates, below 1x is better for latency and memory.',
-  );
+  if (rows.length) {
+    out.push(table(header, rows));
+    out.push(
+      'Ratios are ours/peer: above 1x is better for rates, below 1x is better for latency and memory.',
+    );
+  }
 
   // Where the CPU goes: per operation, on the proxy core.
   const cpuRows: string[][] = [];
@@ -410,6 +546,8 @@ export function formatReport(r: Results): string {
       ),
     );
   }
+
+  formatScale(r, out);
 
   const targets = r.targets ?? evaluateTargets(r);
   out.push('');

@@ -68,7 +68,14 @@ export async function startSubjects(
     await stop();
     throw error;
   }
-  return { origin, target: target.managed, subjects, procsOf, stop };
+  return {
+    origin,
+    target: target.managed,
+    subjects,
+    procsOf,
+    ipcolaApi: local(ours.ports.api),
+    stop,
+  };
 }
 
 /** Each subject must answer, and ours from the agent's exit IP. */

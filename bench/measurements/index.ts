@@ -7,9 +7,12 @@ import type { Measurement } from '../lib/context.ts';
 import * as churn from './churn.ts';
 import * as download from './download.ts';
 import * as forward from './forward.ts';
+import * as hub from './hub.ts';
 import * as latency from './latency.ts';
 import * as memory from './memory.ts';
+import * as rest from './rest.ts';
 import * as selection from './selection.ts';
+import * as soak from './soak.ts';
 import * as tunnel from './tunnel.ts';
 import * as wrk from './wrk.ts';
 
@@ -22,7 +25,13 @@ export const MEASUREMENTS: readonly Measurement[] = [
   churn.measurement,
   download.measurement,
   selection.measurement,
+  hub.measurement,
+  rest.measurement,
 ];
+
+/** Run only when asked for (`--soak DURATION`), never by default. */
+export const SOAK: Measurement = soak.measurement;
+export { parseDuration } from './soak.ts';
 
 /** `--only` named a measurement that is not in the registry. */
 export class UnknownMeasurementError extends Error {}

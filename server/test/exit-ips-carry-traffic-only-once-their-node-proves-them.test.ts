@@ -74,6 +74,36 @@ describe('exit IPs carry traffic only once their node proves them', () => {
       req.end();
     });
 
+  /** A node made by hand: it dials from 127.0.0.1 and speaks HTTP/2 like an agent. */
+  const handmadeNode = async (exitIps: string[], country: string) => {
+    const created = await net.api('/v1/nodes', { method: 'POST', body: '{}' });
+    const { id: nodeId, token } = (await created.json()) as { id: string; token: string };
+    const hello = { exitIps, type: 'residential', maxStreams: 10, agentVersion: 'test', country };
+    const upgrade = httpRequest({
+      host: '127.0.0.1',
+      port: net.ports.hub,
+      path: TUNNEL_PATH,
+      localAddress: '127.0.0.1',
+      headers: {
+        Connection: 'Upgrade',
+        Upgrade: TUNNEL_UPGRADE_TOKEN,
+        Authorization: `Bearer ${token}`,
+        [HELLO_HEADER]: JSON.stringify(hello),
+      },
+    });
+    upgrade.end();
+    const [res, socket, head] = (await once(upgrade, 'upgrade')) as [
+      IncomingMessage,
+      Socket,
+      Buffer,
+    ];
+    // The hub's HTTP/2 preface may have come with the 101.
+    if (head.length > 0) socket.unshift(head);
+    const nonce = res.headers[EXIT_PROOF_HEADER];
+    assert.equal(typeof nonce, 'string', 'the hub hands out a proof nonce');
+    return { session: performServerHandshake(socket), nonce: nonce as string, nodeId };
+  };
+
   before(async () => {
     net = await startProxyNetwork([{ ip: '127.0.0.12', country: 'de' }]);
   });
@@ -125,40 +155,10 @@ describe('exit IPs carry traffic only once their node proves them', () => {
   });
 
   test('an exit IP never proven, or proven from another address, carries no traffic', async () => {
-    const created = await net.api('/v1/nodes', { method: 'POST', body: '{}' });
-    const { id: nodeId, token } = (await created.json()) as { id: string; token: string };
     // A node that announces two addresses (in Japan, which nobody else serves) and proves
     // neither itself: it dials from 127.0.0.1 and speaks HTTP/2 like an agent.
-    const hello = {
-      exitIps: ['127.0.0.20', '127.0.0.21'],
-      type: 'residential',
-      maxStreams: 10,
-      agentVersion: 'test',
-      country: 'jp',
-    };
-    const upgrade = httpRequest({
-      host: '127.0.0.1',
-      port: net.ports.hub,
-      path: TUNNEL_PATH,
-      localAddress: '127.0.0.1',
-      headers: {
-        Connection: 'Upgrade',
-        Upgrade: TUNNEL_UPGRADE_TOKEN,
-        Authorization: `Bearer ${token}`,
-        [HELLO_HEADER]: JSON.stringify(hello),
-      },
-    });
-    upgrade.end();
-    const [res, socket, head] = (await once(upgrade, 'upgrade')) as [
-      IncomingMessage,
-      Socket,
-      Buffer,
-    ];
-    // The hub's HTTP/2 preface may have come with the 101.
-    if (head.length > 0) socket.unshift(head);
-    const nonce = res.headers[EXIT_PROOF_HEADER];
-    assert.equal(typeof nonce, 'string', 'the hub hands out a proof nonce');
-    handmade = { session: performServerHandshake(socket), nonce: nonce as string, nodeId };
+    handmade = await handmadeNode(['127.0.0.20', '127.0.0.21'], 'jp');
+    const { nodeId } = handmade;
 
     await eventually(
       () => net.server.logs.some((line) => line.msg === 'node up' && line.nodeId === nodeId),
@@ -204,5 +204,31 @@ describe('exit IPs carry traffic only once their node proves them', () => {
       [1],
       'the mismatched address is not counted',
     );
+  });
+
+  test('an address is refused to a second node while held, and free once its node left', async () => {
+    const holder = handmade as NonNullable<typeof handmade>;
+    const second = await handmadeNode(['127.0.0.21'], 'jp');
+    try {
+      const held = await prove(second.nonce, '127.0.0.21', '127.0.0.21');
+      assert.deepEqual([held.status, held.text.trim()], [409, "127.0.0.21 is another node's exit"]);
+    } finally {
+      second.session.destroy();
+    }
+    holder.session.destroy();
+    handmade = undefined;
+    await eventually(
+      () =>
+        net.server.logs.some((line) => line.msg === 'node down' && line.nodeId === holder.nodeId),
+      30_000,
+      'the holder to leave',
+    );
+    const third = await handmadeNode(['127.0.0.21'], 'jp');
+    try {
+      const freed = await prove(third.nonce, '127.0.0.21', '127.0.0.21');
+      assert.deepEqual([freed.status, freed.text.trim()], [200, '127.0.0.21 is verified']);
+    } finally {
+      third.session.destroy();
+    }
   });
 });

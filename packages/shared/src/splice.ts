@@ -285,7 +285,21 @@ class StreamSplice implements Splice {
     this.#stopTimer();
     // Sockets destroy themselves here; other duplexes (HTTP/2 streams among them) may
     // wait for their peer, and destroying one that has ended both ways is clean.
-    for (const stream of [this.#a, this.#b]) if (!stream.destroyed) stream.destroy();
+    for (const stream of [this.#a, this.#b]) {
+      if (stream.destroyed) continue;
+      if (!isHttp2Stream(stream)) {
+        stream.destroy();
+        continue;
+      }
+      // Our END_STREAM is only queued yet: destroyed now, the stream is not closed in
+      // nghttp2, and Node sends an RST_STREAM besides (submitRstStream: 6% of the
+      // gateway's self time per new tunnel in the bench, 2026-12-06). The session writes
+      // the queued frame before this runs (its write is an earlier immediate); the stream
+      // then closes by itself, and destroying a closed stream sends nothing.
+      setImmediate(() => {
+        if (!stream.destroyed) stream.destroy();
+      });
+    }
     this.#maybeEnd();
   }
 
@@ -386,6 +400,11 @@ function abort(stream: Duplex, reason: Error): void {
 }
 
 /** The RST_STREAM code an HTTP/2 stream closed with; 0 for any other stream. */
+/** An HTTP/2 stream (only they carry an RST_STREAM code). */
+function isHttp2Stream(stream: Duplex): boolean {
+  return 'rstCode' in stream;
+}
+
 function resetCode(stream: Duplex): number {
   const code = (stream as { rstCode?: unknown }).rstCode;
   return typeof code === 'number' ? code : 0;

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { deadline, untilAborted } from '@ipcola/shared/protocol';
+import { deadlineOr, untilAborted } from '@ipcola/shared/protocol';
 import { ipcolaError } from '../errors/index.ts';
 import type { SessionTable } from '../store/index.ts';
 import type { Admission } from './access.ts';
@@ -100,8 +100,7 @@ export function createConnector(options: ConnectorOptions): Connector {
 
   const openThrough = async (exit: Exit, target: Target, clientGone?: AbortSignal) => {
     const release = exits.acquire(exit.id);
-    const { signal: timeout, clear } = deadline(options.openTimeoutMs);
-    const giveUp = clientGone ? AbortSignal.any([clientGone, timeout]) : timeout;
+    const { signal: giveUp, timedOut, clear } = deadlineOr(options.openTimeoutMs, clientGone);
     const started = performance.now();
     try {
       // Raced here too, so that an opener that does not listen still cannot hold us.
@@ -112,7 +111,7 @@ export function createConnector(options: ConnectorOptions): Connector {
       return { stream, release };
     } catch (error) {
       release();
-      if (giveUp.aborted && giveUp.reason === timeout.reason) {
+      if (giveUp.aborted && timedOut()) {
         throw ipcolaError('target_timeout', undefined, { cause: error });
       }
       if (giveUp.aborted) throw giveUp.reason;

@@ -36,6 +36,25 @@ export async function loadAddressTable(file: string): Promise<AddressTable> {
  * bits: routed prefixes are never longer than /64, so nothing is lost.
  */
 function asnCsvTable(text: string): AddressTable {
+  return rangeTable(parseAsnCsv(text));
+}
+
+interface AsnRanges {
+  family: 4 | 6;
+  starts: Float64Array | BigUint64Array;
+  ends: Float64Array | BigUint64Array;
+  asns: Uint32Array;
+  organizationOf: Uint32Array;
+  organizations: string[];
+}
+
+/*
+ * Parsing is apart from the table so that the lookup's closure holds the arrays only, not
+ * the parser's scope (its name index). Every organization name is copied out of the file's
+ * text: a slice of it would keep the whole 20 MB text alive (27 MB of heap for the
+ * packaged IPv4 file, measured on 2026-12-06).
+ */
+function parseAsnCsv(text: string): AsnRanges {
   const lines = text.split('\n').filter((line) => line.trim() !== '');
   const first = lines[0] ?? '';
   const family: 4 | 6 = first.slice(0, first.indexOf(',')).includes(':') ? 6 : 4;
@@ -67,12 +86,22 @@ function asnCsvTable(text: string): AddressTable {
     let index = organizationIndex.get(organization);
     if (index === undefined) {
       index = organizations.length;
-      organizations.push(organization);
+      organizations.push(Buffer.from(organization, 'utf8').toString('utf8'));
       organizationIndex.set(organization, index);
     }
     organizationOf[row] = index;
   });
+  return { family, starts, ends, asns, organizationOf, organizations };
+}
 
+function rangeTable({
+  family,
+  starts,
+  ends,
+  asns,
+  organizationOf,
+  organizations,
+}: AsnRanges): AddressTable {
   return {
     holds: (wanted) => wanted === family,
     get(address) {

@@ -6,7 +6,6 @@ import { type ClientHttp2Session, type ClientHttp2Stream, constants } from 'node
 import type { Duplex } from 'node:stream';
 import {
   canonicalIp,
-  deadline,
   ERROR_HEADER,
   EXIT_IP_HEADER,
   formatAuthority,
@@ -104,13 +103,14 @@ export function awaitConnectAnswer(
   judged: (verdict: OpenVerdict) => void = () => {},
 ): Promise<Duplex> {
   const { signal } = target;
-  const { signal: timeout, clear } = deadline(timeoutMs);
-  const stop = signal ? AbortSignal.any([signal, timeout]) : timeout;
+  // A plain timer and one listener on the caller's signal: a deadline signal joined to it
+  // with AbortSignal.any cost two AbortSignals, a WeakRef and their GC on every new
+  // tunnel (4% of the gateway's CPU in the bench's new-tunnel profile, 2026-12-06).
   return new Promise<Duplex>((resolve, reject) => {
     const settle = (error: unknown, verdict?: OpenVerdict) => {
-      clear();
+      clearTimeout(timer);
       if (verdict) judged(verdict);
-      stop.removeEventListener('abort', onStop);
+      signal?.removeEventListener('abort', onAbort);
       stream.off('response', onResponse);
       stream.off('close', onClose);
       if (error === undefined) {
@@ -139,16 +139,23 @@ export function awaitConnectAnswer(
         tunnelError('exit_failed', `node ${nodeId} dropped the stream (code ${stream.rstCode})`),
         'failed',
       );
-    // Whichever fired first: our own deadline is the node's fault, the caller's is not.
-    const onStop = () =>
-      stop.reason === timeout.reason
-        ? settle(
-            tunnelError('target_timeout', `node ${nodeId} did not answer in ${timeoutMs} ms`),
-            'failed',
-          )
-        : settle(stop.reason);
+    // Whichever fires first: our own deadline is the node's fault, the caller's is not.
+    const onAbort = () => settle(signal?.reason);
+    const timer = setTimeout(
+      () =>
+        settle(
+          tunnelError('target_timeout', `node ${nodeId} did not answer in ${timeoutMs} ms`),
+          'failed',
+        ),
+      timeoutMs,
+    );
+    timer.unref();
+    if (signal?.aborted) {
+      settle(signal.reason);
+      return;
+    }
     stream.once('response', onResponse);
     stream.once('close', onClose);
-    stop.addEventListener('abort', onStop, { once: true });
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

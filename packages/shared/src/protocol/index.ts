@@ -5,7 +5,7 @@
  * Nothing in this package may import from the agent or from the server.
  */
 
-export { deadline, untilAborted } from './abort.ts';
+export { deadline, deadlineOr, untilAborted } from './abort.ts';
 export {
   formatAuthority,
   type HostPort,
