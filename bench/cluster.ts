@@ -76,6 +76,8 @@ async function startInstance(env: Record<string, string>): Promise<Server> {
       TRIAL_CREDIT: '1000000',
       // The "up" line is at info; the bench's load logs nothing per connection.
       LOG_LEVEL: 'info',
+      // How the cluster primary hands out connections ('rr' by default, or 'none'), to compare.
+      NODE_CLUSTER_SCHED_POLICY: process.env.NODE_CLUSTER_SCHED_POLICY,
       ...env,
     }),
     [],
