@@ -122,8 +122,12 @@ async function carry(
   } catch (error) {
     const code = tunnelCodeOf(error);
     if (!stream.destroyed && !stream.headersSent) {
+      // Draining, its node has just left this hub on its way to another: the asker waits
+      // for it to land there (measured without this: a request for the `de` exit that
+      // reached a rolled instance within 2 ms of its hub closing got 502 exit_failed).
+      const moving = code === 'exit_failed' && options.draining() ? { [MOVING_HEADER]: '1' } : {};
       stream.respond(
-        { ':status': tunnelStatusOf(code), [ERROR_HEADER]: code },
+        { ':status': tunnelStatusOf(code), [ERROR_HEADER]: code, ...moving },
         { endStream: true },
       );
     }

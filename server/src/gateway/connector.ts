@@ -48,7 +48,13 @@ export interface Connector {
     target: Target,
     clientGone?: AbortSignal,
   ): Promise<{ stream: Duplex; release(): void }>;
-  /** choose() then openThrough(). */
+  /**
+   * The exit to take instead after opening through `exit` failed with `error`: another one,
+   * once, when the instance holding `exit` vanished (nothing reached the target); a sticky
+   * session is told its exit is gone; any other failure is thrown again.
+   */
+  instead(admission: Admission, exit: Exit, error: unknown): Promise<Exit>;
+  /** choose() then openThrough(), and openThrough() once more on instead()'s exit. */
   open(admission: Admission, target: Target, clientGone?: AbortSignal): Promise<Upstream>;
   /** The exit a sticky session is pinned to now, if any (for tests and the leases API). */
   sessionExit(keyId: string, sessionId: string): Promise<Exit | null>;
@@ -125,9 +131,23 @@ export function createConnector(options: ConnectorOptions): Connector {
     }
   };
 
+  // The instance holding the exit is gone (it crashed): nothing reached the target, and
+  // its exits already left the index. A connection free to take any exit takes another
+  // once; a sticky one is told its exit is gone.
+  const instead = async (admission: Admission, exit: Exit, error: unknown): Promise<Exit> => {
+    if (!heldByLostInstance(error)) throw error;
+    if (admission.credentials.session) {
+      throw ipcolaError('session_exit_gone', undefined, { cause: error });
+    }
+    const other = await choose(admission);
+    if (other.id === exit.id) throw error;
+    return other;
+  };
+
   return {
     choose,
     openThrough,
+    instead,
     async open(admission, target, clientGone) {
       const sessionId = admission.credentials.session?.id ?? null;
       const exit = await choose(admission);
@@ -135,13 +155,7 @@ export function createConnector(options: ConnectorOptions): Connector {
         const { stream, release } = await openThrough(exit, target, clientGone);
         return { stream, exit, sessionId, release };
       } catch (error) {
-        // The instance holding the exit is gone (it crashed): nothing reached the target,
-        // and its exits already left the index. A connection free to take any exit takes
-        // another once; a sticky one is told its exit is gone.
-        if (!heldByLostInstance(error)) throw error;
-        if (sessionId !== null) throw ipcolaError('session_exit_gone', undefined, { cause: error });
-        const other = await choose(admission);
-        if (other.id === exit.id) throw error;
+        const other = await instead(admission, exit, error);
         const { stream, release } = await openThrough(other, target, clientGone);
         return { stream, exit: other, sessionId, release };
       }
