@@ -49,11 +49,11 @@ export interface Connector {
     clientGone?: AbortSignal,
   ): Promise<{ stream: Duplex; release(): void }>;
   /**
-   * The exit to take instead after opening through `exit` failed with `error`: another one,
-   * once, when the instance holding `exit` vanished (nothing reached the target); a sticky
-   * session is told its exit is gone; any other failure is thrown again.
+   * The exit to take instead after an open failed with `error`: a fresh pick, once, when
+   * the instance holding the exit vanished (nothing reached the target); a sticky session
+   * is told its exit is gone; any other failure is thrown again.
    */
-  instead(admission: Admission, exit: Exit, error: unknown): Promise<Exit>;
+  instead(admission: Admission, error: unknown): Promise<Exit>;
   /** choose() then openThrough(), and openThrough() once more on instead()'s exit. */
   open(admission: Admission, target: Target, clientGone?: AbortSignal): Promise<Upstream>;
   /** The exit a sticky session is pinned to now, if any (for tests and the leases API). */
@@ -134,14 +134,16 @@ export function createConnector(options: ConnectorOptions): Connector {
   // The instance holding the exit is gone (it crashed): nothing reached the target, and
   // its exits already left the index. A connection free to take any exit takes another
   // once; a sticky one is told its exit is gone.
-  const instead = async (admission: Admission, exit: Exit, error: unknown): Promise<Exit> => {
+  const instead = async (admission: Admission, error: unknown): Promise<Exit> => {
     if (!heldByLostInstance(error)) throw error;
     if (admission.credentials.session) {
       throw ipcolaError('session_exit_gone', undefined, { cause: error });
     }
-    const other = await choose(admission);
-    if (other.id === exit.id) throw error;
-    return other;
+    // The same exit is fine: its agent may have landed on a live instance meanwhile (an
+    // agent moves within about 150 ms of a kill; refusing the same exit is the likely
+    // cause of a 502 exit_failed seen then). Still held by the lost instance, it fails
+    // the same way, once.
+    return choose(admission);
   };
 
   return {
@@ -155,7 +157,7 @@ export function createConnector(options: ConnectorOptions): Connector {
         const { stream, release } = await openThrough(exit, target, clientGone);
         return { stream, exit, sessionId, release };
       } catch (error) {
-        const other = await instead(admission, exit, error);
+        const other = await instead(admission, error);
         const { stream, release } = await openThrough(other, target, clientGone);
         return { stream, exit: other, sessionId, release };
       }

@@ -251,7 +251,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
         return;
       } catch (error) {
         if (attempt > 1 || !openFailed || res.headersSent) throw error;
-        exit = await connector.instead(admission, exit, openFailed.error);
+        exit = await connector.instead(admission, openFailed.error);
       }
     }
   }
