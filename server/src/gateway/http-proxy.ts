@@ -218,15 +218,17 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
         for (const [name, value] of exitDetailHeaders(exit)) res.setHeader(name, value);
       }
       const through = exit;
-      let openFailed: { error: unknown } | undefined;
+      /** How this request's open through the exit ended, once one was tried. */
+      let opening: Promise<{ error: unknown } | { opened: true }> | undefined;
       const open = async (to: { host: string; port: number }) => {
-        const opened = await connector
+        const pending = connector
           .openThrough(through, to, clientGone(socket))
-          .catch((error: unknown) => {
-            openFailed = { error };
-            throw error;
-          })
           .finally(() => stopWatchingClient(socket));
+        opening = pending.then(
+          () => ({ opened: true as const }),
+          (error: unknown) => ({ error }),
+        );
+        const opened = await pending;
         opened.stream.once('close', opened.release);
         return opened.stream;
       };
@@ -250,8 +252,12 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
         );
         return;
       } catch (error) {
-        if (attempt > 1 || !openFailed || res.headersSent) throw error;
-        exit = await connector.instead(admission, openFailed.error);
+        // Nothing answered and no open through the exit succeeded (it failed, or the exit's
+        // upstream was dropped while it was under way, as when its instance is found
+        // gone): no byte of the request left.
+        const outcome = attempt === 1 && !res.headersSent ? await opening : undefined;
+        if (!outcome || !('error' in outcome)) throw error;
+        exit = await connector.instead(admission, outcome.error);
       }
     }
   }
