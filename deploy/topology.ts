@@ -3,12 +3,11 @@
  * processes and what `docker-compose.yml` and `deploy/haproxy.cfg` declare. A test holds
  * the compose file and the HAProxy configuration equal to this description.
  *
- * Customers reach the load balancer; exit-node agents dial one instance's hub directly.
- * The hub is deliberately not behind the balancer: an exit IP is proven by a connection
- * from that address (README, Proven exit IPs), and a TCP balancer hides the source
- * address (its own arrives instead). Tried with HAProxy in front of both hubs: the
- * agent's proof also reached the other instance, which answered 404, and the exit
- * stayed `pending`.
+ * Customers reach the load balancer; exit-node agents dial the instances' hubs directly,
+ * their home instance first and the other when it is gone (`--hub a,b`), and any instance
+ * reaches any exit through the instance holding it. The hub is deliberately not behind
+ * the balancer: an exit IP is proven by a connection from that address (README, Proven
+ * exit IPs), and a TCP balancer hides the source address (its own arrives instead).
  */
 
 export type Role = 'api' | 'proxy' | 'socks' | 'hub';
@@ -32,13 +31,24 @@ export interface AgentSpec {
   readonly exitIp: string;
   /** The agent container's fixed address on the compose network, its exit IP there. */
   readonly containerIp: string;
-  /** The instance whose hub the agent dials. */
+  /** The instance whose hub the agent dials first (its home); the others follow in `--hub`. */
   readonly instance: string;
+}
+
+/** The hubs an agent dials, as `--hub` takes them: its home instance first, then the others. */
+export function hubsOf<T>(
+  agent: AgentSpec,
+  instances: readonly InstanceSpec[],
+  hub: (instance: InstanceSpec) => T,
+): T[] {
+  const home = instances.filter((instance) => instance.name === agent.instance);
+  return [...home, ...instances.filter((instance) => instance.name !== agent.instance)].map(hub);
 }
 
 /** How the balancer tells a server is fit to take connections. */
 export type HealthCheck =
-  | { readonly kind: 'http'; readonly path: string }
+  /** A GET answered 200, on the port of role `on` (the API's /readyz for every frontend). */
+  | { readonly kind: 'http'; readonly path: string; readonly on: Exclude<Role, 'hub'> }
   | { readonly kind: 'tcp' };
 
 export interface FrontendSpec {
@@ -66,16 +76,21 @@ export interface Topology {
   readonly redis: { readonly service: string };
 }
 
-const READY: HealthCheck = { kind: 'http', path: '/readyz' };
-const TCP: HealthCheck = { kind: 'tcp' };
+/**
+ * Every frontend checks the API's /readyz, the proxy ports too: a stopping instance
+ * answers it 503 `draining` for SHUTDOWN_DELAY_MS while it still serves, so the balancer
+ * takes it out before its ports close. With a TCP check on the proxy ports, a connection
+ * sent in the instant the port closed was reset (1 of 737 requests in a roll).
+ */
+const READY: HealthCheck = { kind: 'http', path: '/readyz', on: 'api' };
 
 export const topology: Topology = {
   instances: [
     { name: 'server-1', ports: { api: 8081, proxy: 8001, socks: 1081, hub: 7001 } },
     { name: 'server-2', ports: { api: 8082, proxy: 8002, socks: 1082, hub: 7002 } },
   ],
-  // Both instances hold a `us` exit, so `-country-us` works through either one even
-  // before any instance reaches every exit; `de` is held by server-1 alone.
+  // Each agent's home hub; any instance reaches every exit, and an agent whose instance
+  // is gone attaches to the other within a second (`--hub` names both, home first).
   agents: [
     {
       name: 'agent-de',
@@ -104,8 +119,8 @@ export const topology: Topology = {
     balance: 'leastconn',
     frontends: [
       { role: 'api', port: 8080, check: READY },
-      { role: 'proxy', port: 8000, check: TCP },
-      { role: 'socks', port: 1080, check: TCP },
+      { role: 'proxy', port: 8000, check: READY },
+      { role: 'socks', port: 1080, check: READY },
     ],
   },
   network: { name: 'ipcola', subnet: '172.28.0.0/24' },

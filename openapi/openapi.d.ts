@@ -30,7 +30,7 @@ export interface paths {
         };
         /**
          * Readiness, with the state of each dependency.
-         * @description 200 when every dependency answers, 503 when one does not.
+         * @description 200 when every dependency answers; 503 when one does not, or (`draining`) while the instance is shutting down and still serving for `SHUTDOWN_DELAY_MS`, so that a load balancer takes it out before it stops accepting.
          */
         get: operations["getReadiness"];
         put?: never;
@@ -840,7 +840,7 @@ export interface components {
         };
         Readiness: {
             /** @enum {string} */
-            status: "ready" | "not_ready";
+            status: "ready" | "not_ready" | "draining";
             checks: {
                 database: components["schemas"]["DependencyCheck"];
                 hot_state: components["schemas"]["DependencyCheck"];

@@ -1,6 +1,7 @@
 /**
- * One exit-node agent of the cluster: the real agent program dialling its instance's hub,
- * sending from a loopback exit IP. It can be stopped and started again with its token.
+ * One exit-node agent of the cluster: the real agent program dialling its home instance's
+ * hub (the other instances' when it is gone), sending from a loopback exit IP. It can be
+ * stopped and started again with its token.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +24,8 @@ export interface Agent {
 export function createAgent(options: {
   spec: AgentSpec;
   node: { id: string; token: string };
-  hubPort: number;
+  /** The hubs' ports, its home instance's first. */
+  hubPorts: readonly number[];
   /** Targets the agent may reach although the exit policy refuses them (loopback here). */
   allowTargets: readonly string[];
   env: NodeJS.ProcessEnv;
@@ -50,7 +52,7 @@ export function createAgent(options: {
           'tsx',
           'src/main.ts',
           '--hub',
-          `127.0.0.1:${options.hubPort}`,
+          options.hubPorts.map((port) => `127.0.0.1:${port}`).join(','),
           '--country',
           spec.country,
           '--exit-ip',

@@ -66,9 +66,13 @@ export function haproxyConfig(topology: Topology, options: HaproxyConfigOptions)
       );
     }
     for (const instance of topology.instances) {
-      lines.push(
-        `    server ${instance.name} ${options.serverAddress(instance.name, frontend.role)} check`,
-      );
+      const address = options.serverAddress(instance.name, frontend.role);
+      // Checked on another role's port (the API's /readyz): `check port`.
+      const checked =
+        frontend.check.kind === 'http' && frontend.check.on !== frontend.role
+          ? ` port ${options.serverAddress(instance.name, frontend.check.on).split(':').at(-1)}`
+          : '';
+      lines.push(`    server ${instance.name} ${address} check${checked}`);
     }
   }
   return `${lines.join('\n')}\n`;

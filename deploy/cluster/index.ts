@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { topology as defaultTopology, type Topology } from '../topology.ts';
+import { topology as defaultTopology, hubsOf, type Topology } from '../topology.ts';
 import { type Customer, createCustomer, createOperator, type Operator } from './accounts.ts';
 import { type Agent, createAgent } from './agent.ts';
 import { banner } from './banner.ts';
@@ -67,8 +67,10 @@ export interface Cluster {
   proxyUrl(params?: string, via?: { proxy: number }): string;
   /** The API through the balancer with the customer's key as a bearer token. */
   api(pathname: string, init?: RequestInit): Promise<Response>;
-  /** Resolves once every running agent's node is up on its instance's hub. */
+  /** Resolves once every running agent's node is up on a running instance's hub. */
   agentsUp(timeoutMs?: number): Promise<void>;
+  /** The running instance whose hub holds the agent's node now, if any. */
+  holderOf(agentName: string): Instance | undefined;
   /** What `npm run cluster` prints. */
   banner(): string;
   /** Agents, target, balancer, instances; then the fresh database and the directory. */
@@ -106,6 +108,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       // a test that kills one kills all of it (WORKERS would otherwise default to a process
       // per core once DATABASE_URL and REDIS_URL are set).
       WORKERS: '1',
+      // On SIGTERM, /readyz answers 503 `draining` for 3 s while the instance still
+      // serves: HAProxy's checks (every 1 s, out after 2 failures) take it out before its
+      // ports close, so no connection it sends meets a closed port.
+      SHUTDOWN_DELAY_MS: '3000',
       ...options.env,
       DATABASE_URL: databaseUrl,
       REDIS_URL: redisUrl,
@@ -159,7 +165,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         createAgent({
           spec,
           node,
-          hubPort: instance(spec.instance).ports.hub,
+          hubPorts: hubsOf(spec, topology.instances, (i) => instance(i.name).ports.hub),
           allowTargets: options.allowTargets ?? ['127.0.0.0/8'],
           env: { PATH: process.env.PATH, HOME: process.env.HOME },
           dir,
@@ -194,12 +200,23 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
           ...init,
           headers: { authorization: `Bearer ${key.id}.${key.secret}`, ...(init.headers ?? {}) },
         }),
+      holderOf(agentName) {
+        const { nodeId } = cluster.agent(agentName);
+        return instances.find((candidate) => candidate.running && candidate.hasNode(nodeId));
+      },
       async agentsUp(timeoutMs = NODE_UP_MS) {
-        await Promise.all(
-          agents
-            .filter((agent) => agent.running)
-            .map((agent) => instance(agent.spec.instance).waitForNode(agent.nodeId, timeoutMs)),
-        );
+        // Polled: an agent lands on whichever of its hubs answers (its home one first).
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          const away = agents
+            .filter((agent) => agent.running && !cluster.holderOf(agent.spec.name))
+            .map((agent) => agent.spec.name);
+          if (away.length === 0) return;
+          if (Date.now() > deadline) {
+            throw new Error(`timed out after ${timeoutMs} ms waiting for ${away.join(', ')}`);
+          }
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
       },
       banner: () => banner(cluster, topology),
       stop: unwind,

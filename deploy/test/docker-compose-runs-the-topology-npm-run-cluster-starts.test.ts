@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { EXIT_REPLACED } from '../../agent/src/cli-options.ts';
 import { composeHaproxyConfig } from '../cluster/index.ts';
-import { CONTAINER_PORTS, topology } from '../topology.ts';
+import { CONTAINER_PORTS, hubsOf, topology } from '../topology.ts';
 
 const ROOT = new URL('../../', import.meta.url);
 const read = (file: string) => readFile(new URL(file, ROOT), 'utf8');
@@ -115,10 +115,12 @@ describe('docker-compose.yml runs the topology npm run cluster starts', () => {
       ]);
       assert.equal(optionAfter(container.command, '--country'), agent.country);
       assert.equal(optionAfter(container.command, '--exit-ip'), agent.containerIp);
+      // Both hubs, its home instance's first: it moves to the other when its own is gone.
       assert.equal(
         optionAfter(container.command, '--hub'),
-        `${agent.instance}:${CONTAINER_PORTS.hub}`,
+        hubsOf(agent, topology.instances, (i) => `${i.name}:${CONTAINER_PORTS.hub}`).join(','),
       );
+      assert.equal(optionAfter(container.command, '--hub')?.split(',').length, 2);
       const networks = container.networks as Record<string, { ipv4_address?: string }>;
       assert.equal(networks[topology.network.name]?.ipv4_address, agent.containerIp);
       assert.ok(inSubnet(agent.containerIp, topology.network.subnet), agent.containerIp);
@@ -147,7 +149,10 @@ describe('docker-compose.yml runs the topology npm run cluster starts', () => {
     );
     // What the generator makes of the health checks, spelled out.
     assert.match(config, /backend api\n(.*\n)*?\s+http-check send meth GET uri \/readyz\n/);
-    assert.equal(config.match(/ check$/gm)?.length, 3 * topology.instances.length);
+    // Every backend checks /readyz on the API's port, the proxy ports' too (`check port`).
+    assert.equal(config.match(/ check$/gm)?.length, topology.instances.length);
+    assert.equal(config.match(/ check port 8080$/gm)?.length, 2 * topology.instances.length);
+    assert.equal(config.match(/http-check expect status 200$/gm)?.length, 3);
     assert.match(config, /^\s+mode tcp$/m);
     // HAProxy itself accepts it (the service names resolve only inside compose).
     await promisify(execFile)('haproxy', [

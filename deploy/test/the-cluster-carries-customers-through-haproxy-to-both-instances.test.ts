@@ -4,10 +4,9 @@
  * API traffic goes through the balancer to both instances, and the usage the API reports
  * is every byte the clients moved, whichever instance carried it.
  *
- * Until any instance reaches any exit, an exit answers only through the instance its
- * agent dialled. The `us` exits are on both instances (topology.ts), so `-country-us`
- * through the balancer is asserted without retries; `de` is on server-1 alone and is
- * asserted there directly.
+ * Any instance reaches any exit: `de`'s agent is on server-1's hub alone, and
+ * `-country-de` through the balancer answers on every connection of every protocol, with
+ * no retry, whichever instance took it; a sticky session keeps its exit on both.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -80,34 +79,81 @@ describe('the cluster carries customers through HAProxy to both instances', {
     }
   });
 
-  test('the HTTP proxy through the balancer reaches the us exits of both instances', async () => {
-    const seen = new Set<string>();
-    // leastconn takes turns among equally loaded servers: six requests reach both.
-    for (let request = 0; request < 6; request += 1) {
-      const answer = await curl(['-x', cluster.proxyUrl('-country-us'), cluster.target.url]);
-      assert.equal(answer.status, 200, answer.body);
-      const exit = /from (\S+)/.exec(answer.body)?.[1] ?? '';
-      assert.ok(['127.0.0.13', '127.0.0.14'].includes(exit), answer.body);
-      seen.add(exit);
+  /** What an instance counts of connections it carried, by protocol (its /metrics). */
+  const carried = async (instance: string): Promise<Record<string, number>> => {
+    const { ports } = cluster.instance(instance);
+    const text = await (await fetch(`http://127.0.0.1:${ports.api}/metrics`)).text();
+    const counts: Record<string, number> = {};
+    for (const match of text.matchAll(
+      /^ipcola_proxy_connections_total\{protocol="(\w+)"\} (\d+)$/gm,
+    )) {
+      counts[match[1] ?? ''] = Number(match[2]);
     }
-    assert.deepEqual([...seen].sort(), ['127.0.0.13', '127.0.0.14']);
-  });
+    return counts;
+  };
+  const carriedByEach = async () =>
+    Object.fromEntries(
+      await Promise.all(cluster.instances.map(async (i) => [i.name, await carried(i.name)])),
+    ) as Record<string, Record<string, number>>;
 
-  test('SOCKS5 through the balancer reaches the us exits of both instances', async () => {
-    const { id, secret } = cluster.customer.key;
-    const seen = new Set<string>();
-    for (let request = 0; request < 6; request += 1) {
-      const answer = await curl([
+  /** The exit each protocol reached through the balancer, one connection each. */
+  const through = {
+    forward: (params: string) => curl(['-x', cluster.proxyUrl(params), cluster.target.url]),
+    connect: (params: string) => curl(['-p', '-x', cluster.proxyUrl(params), cluster.target.url]),
+    socks5: (params: string) =>
+      curl([
         '--socks5-hostname',
         `127.0.0.1:${cluster.loadBalancer.ports.socks}`,
         '-U',
-        `${id}-country-us:${secret}`,
+        `${cluster.customer.key.id}${params}:${cluster.customer.key.secret}`,
         cluster.target.url,
-      ]);
-      assert.equal(answer.status, 200, answer.body);
-      seen.add(/from (\S+)/.exec(answer.body)?.[1] ?? answer.body);
+      ]),
+  };
+  const COUNTED = { forward: 'http', connect: 'connect', socks5: 'socks5' } as const;
+
+  // Any instance reaches any exit: de's agent is on server-1's hub alone, and every
+  // connection through the balancer reaches it, whichever instance took it, with no retry.
+  for (const protocol of ['forward', 'connect', 'socks5'] as const) {
+    test(`-country-de answers from the de exit on every ${protocol} connection through the balancer`, async () => {
+      const before = await carriedByEach();
+      for (let request = 0; request < 6; request += 1) {
+        const answer = await through[protocol]('-country-de');
+        assert.equal(answer.status, 200, answer.body);
+        assert.equal(answer.body, 'you reached this target from 127.0.0.12\n');
+      }
+      const after = await carriedByEach();
+      for (const instance of cluster.instances) {
+        const counted = COUNTED[protocol];
+        const more =
+          (after[instance.name]?.[counted] ?? 0) - (before[instance.name]?.[counted] ?? 0);
+        // leastconn takes turns among equally loaded servers: six connections reach both.
+        assert.ok(more > 0, `${instance.name} carried ${more} of them`);
+      }
+    });
+  }
+
+  test('-country-us answers from a us exit on every connection through the balancer', async () => {
+    for (const protocol of ['forward', 'connect', 'socks5'] as const) {
+      for (let request = 0; request < 4; request += 1) {
+        const answer = await through[protocol]('-country-us');
+        assert.equal(answer.status, 200, answer.body);
+        assert.match(answer.body, /^you reached this target from 127\.0\.0\.1[34]\n$/);
+      }
     }
-    assert.deepEqual([...seen].sort(), ['127.0.0.13', '127.0.0.14']);
+  });
+
+  test('a sticky session keeps its exit on both instances and through the balancer', async () => {
+    const session = `-country-us-session-both${Date.now()}`;
+    const exits = new Set<string>();
+    // Pinned through server-1, then used through server-2 and through the balancer.
+    for (const via of [...cluster.instances.map((i) => i.ports), cluster.loadBalancer.ports]) {
+      for (let request = 0; request < 3; request += 1) {
+        const answer = await curl(['-x', cluster.proxyUrl(session, via), cluster.target.url]);
+        assert.equal(answer.status, 200, answer.body);
+        exits.add(answer.body);
+      }
+    }
+    assert.equal(exits.size, 1, [...exits].join(', '));
   });
 
   test('the de exit answers through the instance its agent dialled', async () => {
@@ -176,18 +222,23 @@ describe('the cluster carries customers through HAProxy to both instances', {
     const auth = Buffer.from(`${id}-country-us:${secret}`).toString('base64');
     let up = 0;
     let down = 0;
-    const exits = new Set<string>();
+    const before = await carriedByEach();
     for (let request = 0; request < 6; request += 1) {
       const bytes =
         `GET http://${authority}/ HTTP/1.1\r\nHost: ${authority}\r\n` +
         `Proxy-Authorization: Basic ${auth}\r\nConnection: close\r\n\r\n`;
       const reply = await exchange(cluster.loadBalancer.ports.proxy, bytes);
       assert.match(reply.toString('latin1'), /^HTTP\/1\.1 200 /);
-      exits.add(/from (\S+)/.exec(reply.toString('latin1'))?.[1] ?? '');
       up += Buffer.byteLength(bytes);
       down += reply.length;
     }
-    assert.equal(exits.size, 2, 'both instances carried some of it');
+    // Which instance carried a request is what each counted, not which exit answered:
+    // either instance reaches either us exit.
+    const after = await carriedByEach();
+    for (const instance of cluster.instances) {
+      const more = (after[instance.name]?.http ?? 0) - (before[instance.name]?.http ?? 0);
+      assert.ok(more > 0, `${instance.name} carried ${more} of them`);
+    }
     let last = { bytes_up: 0, bytes_down: 0, requests: 0 };
     await eventually(
       async () => {

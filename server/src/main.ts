@@ -129,7 +129,9 @@ async function start(config: Config, logger: Logger, worker: number): Promise<Ru
     await upstreams.start();
 
     const nodes = createLiveNodes({ hub, gateway, upstreams, registry: upstreamRegistry, cluster });
+    let draining = false;
     const apiServer = await createApiServer({
+      draining: () => draining,
       tls,
       logger,
       dependencies: { database, hot_state: hotState },
@@ -181,7 +183,10 @@ async function start(config: Config, logger: Logger, worker: number): Promise<Ru
       accounts,
       whenNodesUp: (nodeIds, timeoutMs) => hub.whenNodesUp(nodeIds, timeoutMs),
       stop: () => {
-        stopping ??= undo();
+        // A balancer's health checks take the instance out (/readyz 503) while it still
+        // serves: a connection it sends until then is answered, not reset by a closed port.
+        draining = true;
+        stopping ??= new Promise((wait) => setTimeout(wait, config.shutdownDelayMs)).then(undo);
         return stopping;
       },
     };

@@ -41,6 +41,8 @@ type ErrorBody = components['schemas']['Error'];
 export interface ApiOptions {
   logger: Logger;
   dependencies: { database: Dependency; hot_state: Dependency };
+  /** Whether the instance is shutting down: /readyz answers 503 `draining` meanwhile. */
+  draining?: () => boolean;
   /** The OpenAPI document, served as it is; request bodies are validated against its schemas. */
   openapiDocument: string;
   /** The control API under `/v1` (accounts, keys, nodes, regions); without it, not served. */
@@ -108,6 +110,7 @@ export function createApiApp(options: ApiOptions): Express {
 
   app.get('/readyz', async (_req, res) => {
     const readiness = await checkReadiness(options.dependencies);
+    if (options.draining?.()) readiness.status = 'draining';
     res.status(readiness.status === 'ready' ? 200 : 503).json(readiness);
   });
 

@@ -122,8 +122,12 @@ async function carry(
   } catch (error) {
     const code = tunnelCodeOf(error);
     if (!stream.destroyed && !stream.headersSent) {
+      // Draining, its node has just left this hub on its way to another: the asker waits
+      // for it to land there (measured without this: a request for the `de` exit that
+      // reached a rolled instance within 2 ms of its hub closing got 502 exit_failed).
+      const moving = code === 'exit_failed' && options.draining() ? { [MOVING_HEADER]: '1' } : {};
       stream.respond(
-        { ':status': tunnelStatusOf(code), [ERROR_HEADER]: code },
+        { ':status': tunnelStatusOf(code), [ERROR_HEADER]: code, ...moving },
         { endStream: true },
       );
     }
@@ -296,8 +300,17 @@ export function createPeerClient(options: PeerClientOptions): PeerClient {
           const cause = (failures.get(session) ?? streamError?.cause ?? streamError) as
             | NodeJS.ErrnoException
             | undefined;
+          // Unanswered, the stream reached no target. Its whole session gone without an
+          // error is the peer gone too: a SIGKILLed instance's socket may close cleanly,
+          // and a forwarded request through the other instance then got 502 exit_failed
+          // where another exit could take it.
+          const peerGone =
+            (cause?.code !== undefined && PEER_GONE.has(cause.code)) ||
+            session.destroyed ||
+            session.closed ||
+            stream.rstCode === constants.NGHTTP2_REFUSED_STREAM;
           settle(
-            cause?.code && PEER_GONE.has(cause.code)
+            peerGone
               ? new PeerUnreachableError(address, { cause })
               : tunnelError('exit_failed', `the instance at ${address} dropped the stream`),
           );

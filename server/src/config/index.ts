@@ -58,6 +58,8 @@ export interface Config {
   readonly payoutMinimumMicro: number;
   /** How long shutdown waits for open connections before cutting them. */
   readonly shutdownGraceMs: number;
+  /** How long, once told to stop, the instance answers /readyz 503 and still serves. */
+  readonly shutdownDelayMs: number;
   /** CIDRs that upstream-proxy exits may reach although the exit policy refuses their range. */
   readonly upstreamAllowTargets: readonly string[];
   /** CIDRs where upstream proxies may be although the exit policy refuses their range. */
@@ -185,6 +187,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     payoutHoldDays: integer('PAYOUT_HOLD_DAYS', read('PAYOUT_HOLD_DAYS') ?? '14', 0, 365),
     payoutMinimumMicro: money('PAYOUT_MINIMUM', read('PAYOUT_MINIMUM') ?? '20.00'),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', read('SHUTDOWN_GRACE_MS') ?? '3000', 0, 60_000),
+    shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', read('SHUTDOWN_DELAY_MS') ?? '0', 0, 60_000),
     upstreamAllowTargets: cidrList('UPSTREAM_ALLOW_TARGETS', read('UPSTREAM_ALLOW_TARGETS')),
     upstreamAllowProxies: cidrList('UPSTREAM_ALLOW_PROXIES', read('UPSTREAM_ALLOW_PROXIES')),
     upstreamProbeIntervalMs: integer(

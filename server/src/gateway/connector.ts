@@ -48,7 +48,13 @@ export interface Connector {
     target: Target,
     clientGone?: AbortSignal,
   ): Promise<{ stream: Duplex; release(): void }>;
-  /** choose() then openThrough(). */
+  /**
+   * The exit to take instead after an open failed with `error`: a fresh pick, once, when
+   * the instance holding the exit vanished (nothing reached the target); a sticky session
+   * is told its exit is gone; any other failure is thrown again.
+   */
+  instead(admission: Admission, error: unknown): Promise<Exit>;
+  /** choose() then openThrough(), and openThrough() once more on instead()'s exit. */
   open(admission: Admission, target: Target, clientGone?: AbortSignal): Promise<Upstream>;
   /** The exit a sticky session is pinned to now, if any (for tests and the leases API). */
   sessionExit(keyId: string, sessionId: string): Promise<Exit | null>;
@@ -124,9 +130,25 @@ export function createConnector(options: ConnectorOptions): Connector {
     }
   };
 
+  // The instance holding the exit is gone (it crashed): nothing reached the target, and
+  // its exits already left the index. A connection free to take any exit takes another
+  // once; a sticky one is told its exit is gone.
+  const instead = async (admission: Admission, error: unknown): Promise<Exit> => {
+    if (!heldByLostInstance(error)) throw error;
+    if (admission.credentials.session) {
+      throw ipcolaError('session_exit_gone', undefined, { cause: error });
+    }
+    // The same exit is fine: its agent may have landed on a live instance meanwhile (an
+    // agent moves within about 150 ms of a kill; refusing the same exit is the likely
+    // cause of a 502 exit_failed seen then). Still held by the lost instance, it fails
+    // the same way, once.
+    return choose(admission);
+  };
+
   return {
     choose,
     openThrough,
+    instead,
     async open(admission, target, clientGone) {
       const sessionId = admission.credentials.session?.id ?? null;
       const exit = await choose(admission);
@@ -134,13 +156,7 @@ export function createConnector(options: ConnectorOptions): Connector {
         const { stream, release } = await openThrough(exit, target, clientGone);
         return { stream, exit, sessionId, release };
       } catch (error) {
-        // The instance holding the exit is gone (it crashed): nothing reached the target,
-        // and its exits already left the index. A connection free to take any exit takes
-        // another once; a sticky one is told its exit is gone.
-        if (!heldByLostInstance(error)) throw error;
-        if (sessionId !== null) throw ipcolaError('session_exit_gone', undefined, { cause: error });
-        const other = await choose(admission);
-        if (other.id === exit.id) throw error;
+        const other = await instead(admission, error);
         const { stream, release } = await openThrough(other, target, clientGone);
         return { stream, exit: other, sessionId, release };
       }

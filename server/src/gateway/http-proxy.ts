@@ -204,41 +204,62 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     });
     const got = allowanceFor(socket, admission.key);
     allowance = got instanceof Allowance ? got : await got;
-    const exit = await connector.choose(admission);
-    microPerByte = allowance.priceAt(exit);
-    owner = { keyId: admission.key.id, nodeId: exit.nodeId, country: exit.country ?? '' };
+    let exit = await connector.choose(admission);
     observer?.opened('http');
-    res.setHeader('X-IPCola-Exit-Country', exit.country ?? '');
-    if (wantsExitDetails(req)) {
-      for (const [name, value] of exitDetailHeaders(exit)) res.setHeader(name, value);
-    }
     if (admission.credentials.session)
       res.setHeader('X-IPCola-Session', admission.credentials.session.id);
-
-    const open = async (to: { host: string; port: number }) => {
-      const opened = await connector
-        .openThrough(exit, to, clientGone(socket))
-        .finally(() => stopWatchingClient(socket));
-      opened.stream.once('close', opened.release);
-      return opened.stream;
-    };
-    const route = {
-      exitId: exit.id,
-      keyId: admission.key.id,
-      sessionId: admission.credentials.session?.id ?? null,
-    };
-    await forwarder.forward(
-      route,
-      open,
-      req,
-      res,
-      {
-        origin: `http://${target.url.host}`,
-        path: target.path,
-        authority: target.url.host,
-      },
-      allowance,
-    );
+    // Once more on another exit when the first one's instance vanished (connector.instead):
+    // its open failed, so no byte of the request left and nothing was answered yet.
+    for (let attempt = 1; ; attempt++) {
+      microPerByte = allowance.priceAt(exit);
+      owner = { keyId: admission.key.id, nodeId: exit.nodeId, country: exit.country ?? '' };
+      res.setHeader('X-IPCola-Exit-Country', exit.country ?? '');
+      if (wantsExitDetails(req)) {
+        for (const [name, value] of exitDetailHeaders(exit)) res.setHeader(name, value);
+      }
+      const through = exit;
+      /** How this request's open through the exit ended, once one was tried. */
+      let opening: Promise<{ error: unknown } | { opened: true }> | undefined;
+      const open = async (to: { host: string; port: number }) => {
+        const pending = connector
+          .openThrough(through, to, clientGone(socket))
+          .finally(() => stopWatchingClient(socket));
+        opening = pending.then(
+          () => ({ opened: true as const }),
+          (error: unknown) => ({ error }),
+        );
+        const opened = await pending;
+        opened.stream.once('close', opened.release);
+        return opened.stream;
+      };
+      const route = {
+        exitId: exit.id,
+        keyId: admission.key.id,
+        sessionId: admission.credentials.session?.id ?? null,
+      };
+      try {
+        await forwarder.forward(
+          route,
+          open,
+          req,
+          res,
+          {
+            origin: `http://${target.url.host}`,
+            path: target.path,
+            authority: target.url.host,
+          },
+          allowance,
+        );
+        return;
+      } catch (error) {
+        // Nothing answered and no open through the exit succeeded (it failed, or the exit's
+        // upstream was dropped while it was under way, as when its instance is found
+        // gone): no byte of the request left.
+        const outcome = attempt === 1 && !res.headersSent ? await opening : undefined;
+        if (!outcome || !('error' in outcome)) throw error;
+        exit = await connector.instead(admission, outcome.error);
+      }
+    }
   }
 
   async function connect(

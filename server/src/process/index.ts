@@ -46,7 +46,7 @@ export async function runServer(start: StartInstance): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   if (cluster.isPrimary && config.workers > 1) {
-    superviseWorkers(config.workers, config.shutdownGraceMs, logger);
+    superviseWorkers(config.workers, config.shutdownDelayMs + config.shutdownGraceMs, logger);
     return;
   }
   const worker = cluster.isWorker ? (cluster.worker?.id ?? 1) : 1;
@@ -65,7 +65,7 @@ async function runInstance(
     logger.flush();
     process.exit(1);
   });
-  const signals = stopOnSignals(logger, config.shutdownGraceMs, {
+  const signals = stopOnSignals(logger, config.shutdownDelayMs + config.shutdownGraceMs, {
     fromPrimary: cluster.isWorker ? STOP_MESSAGE : undefined,
   });
 
