@@ -6,11 +6,13 @@
  * one instance and nothing to join.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import type { ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { GATEWAY_OPEN_TIMEOUT_MS } from '@ipcola/shared/protocol';
 import { tunnelError } from '@ipcola/shared/tunnel-errors';
+import { ConfigError } from '../config/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { HotState } from '../store/index.ts';
 import {
@@ -87,8 +89,6 @@ export interface Cluster {
   proveElsewhere(claim: ProofClaim): Promise<ProofAnswer | null>;
   /** Shutdown began: this instance's nodes are announced as moving, not gone. */
   draining(): void;
-  /** This instance's name and hop address (undefined alone). */
-  readonly instance?: { id: string; peerAddress: string };
   /** Leaves the cluster: other instances stop sending streams here. */
   close(): Promise<void>;
 }
@@ -104,7 +104,7 @@ export async function joinCluster(options: ClusterOptions): Promise<Cluster> {
     judgeProof: (claim) => hub.judgeProof(claim),
     draining: () => directory.leaving(),
   });
-  const sessions = new Set<import('node:http2').ServerHttp2Session>();
+  const sessions = new Set<ServerHttp2Session>();
   server.on('session', (session) => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
@@ -112,10 +112,15 @@ export async function joinCluster(options: ClusterOptions): Promise<Cluster> {
   const { host, worker, advertisedHost } = options.listen;
   const port = options.listen.port === 0 ? 0 : options.listen.port + worker - 1;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(new ConfigError('PEER_PORT', `cannot listen on ${host}:${port} (${error.code})`)),
+    );
     // Exclusive: workers sharing the public ports each need a hop port of their own.
     server.listen({ host, port, exclusive: true }, () => {
-      server.off('error', reject);
+      server.removeAllListeners('error');
+      server.on('error', (error) =>
+        logger.error({ err: error }, 'the instance hop listener failed'),
+      );
       resolve();
     });
   });
@@ -172,7 +177,6 @@ export async function joinCluster(options: ClusterOptions): Promise<Cluster> {
       for (const answer of await Promise.all(asked)) if (answer) return answer;
       return null;
     },
-    instance: { id, peerAddress },
     async close() {
       await directory.close();
       client.close();
