@@ -115,8 +115,8 @@ export interface ExitDirectory extends DirectoryIndex {
   leaving(): boolean;
   /** The node's holder said it is moving (its refusal crossed its broadcast): wait for it. */
   moving(nodeId: string, fromInstance: string): void;
-  /** The hop addresses of the other live instances. */
-  peers(): string[];
+  /** The hop addresses of the other live instances, read afresh from the registry. */
+  peers(): Promise<string[]>;
   /** A peer did not answer: its nodes leave this instance's index until it is seen again. */
   unreachable(instanceId: string): void;
   /** Tells every instance a node was deleted (its holder cuts it). */
@@ -370,10 +370,14 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
     moving(nodeId, fromInstance) {
       if (remote.get(nodeId)?.i === fromInstance && !local.has(nodeId)) startMove(nodeId);
     },
-    peers: () =>
-      [...instances]
+    async peers() {
+      // An instance that started a moment ago may not have been read yet (a proof reaching
+      // a new worker): the registry is the truth, and proofs are rare.
+      await readInstances().catch(warn('reading instances failed'));
+      return [...instances]
         .filter(([id]) => id !== instanceId && (unreachable.get(id) ?? 0) <= Date.now())
-        .map(([, peer]) => peer),
+        .map(([, peer]) => peer);
+    },
     unreachable(id) {
       if (unreachable.has(id)) return;
       // Still announced after this, it was a passing failure: the next resync brings it back.

@@ -171,9 +171,9 @@ export async function joinCluster(options: ClusterOptions): Promise<Cluster> {
     deleted: (nodeId) => directory.deleted(nodeId),
     async proveElsewhere(claim) {
       // Proofs come once per agent connection: asking every instance is cheap enough.
-      const asked = directory
-        .peers()
-        .map((address) => client.prove(address, claim, PROOF_ANSWER_MS).catch(() => null));
+      const asked = (await directory.peers()).map((address) =>
+        client.prove(address, claim, PROOF_ANSWER_MS).catch(() => null),
+      );
       for (const answer of await Promise.all(asked)) if (answer) return answer;
       return null;
     },
