@@ -3,15 +3,18 @@
 # overrides the command). docker-compose.yml runs the topology of deploy/topology.ts.
 
 # Build: `npm ci` installs every workspace and builds the SDK and the portal (and the
-# embedded database's template); then the development dependencies are dropped, without
-# scripts (the workspaces' prepare scripts would build again without their build tools).
+# embedded database's template); the server is bundled into server/dist/main.js (what
+# `npm start` runs: no TypeScript loader in the process, about 60 MB less RSS); then the
+# development dependencies are dropped, without scripts (the workspaces' prepare scripts
+# would build again without their build tools).
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY . .
 RUN npm ci --no-audit --no-fund \
+ && npm run build --workspace @ipcola/server \
  && npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 
-# Runtime: only what runs (TypeScript runs through tsx, so there is no compile step),
+# Runtime: only what runs (the server's bundle; the agent's TypeScript runs through tsx),
 # as the unprivileged `node` user.
 FROM node:20-bookworm-slim AS runtime
 # tini as PID 1 reaps zombies and passes SIGTERM to its one child, the node process
@@ -39,4 +42,4 @@ USER node
 EXPOSE 8080 8000 1080 7000
 ENTRYPOINT ["/usr/bin/tini", "--"]
 # --initial-old-space-size=128: see the README (Running it for real).
-CMD ["node", "--initial-old-space-size=128", "--import", "tsx", "server/src/main.ts"]
+CMD ["node", "--initial-old-space-size=128", "server/dist/main.js"]

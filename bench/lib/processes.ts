@@ -37,13 +37,26 @@ const running = new Set<Managed>();
 /** The server's own V8 flags, as its `npm start` script passes them. */
 export const SERVER_FLAGS = ['--initial-old-space-size=128'];
 
-export const NODE_FLAGS = [
-  '--expose-gc',
-  '--import',
-  'tsx',
-  '--import',
-  path.join(BENCH_DIR, 'gc-on-signal.ts'),
-];
+const GC_ON_SIGNAL = ['--expose-gc', '--import', path.join(BENCH_DIR, 'gc-on-signal.mjs')];
+
+export const NODE_FLAGS = ['--import', 'tsx', ...GC_ON_SIGNAL];
+
+let bundled: Promise<void> | undefined;
+
+/** What `npm start` runs: the server bundled by `npm run build` (once per bench run). */
+function bundleServer(): Promise<void> {
+  bundled ??= new Promise((resolve, reject) => {
+    const build = spawn(process.execPath, ['scripts/bundle.mjs'], {
+      cwd: SERVER_DIR,
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    build.once('error', reject);
+    build.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`server/scripts/bundle.mjs exited with ${code}`)),
+    );
+  });
+  return bundled;
+}
 
 export interface NodeMemory {
   rss: number;
@@ -54,7 +67,7 @@ export interface NodeMemory {
 }
 
 /**
- * Asks a Node process under test for a full collection (see gc-on-signal.ts) and resolves
+ * Asks a Node process under test for a full collection (see gc-on-signal.mjs) and resolves
  * with its process.memoryUsage() afterwards; null for other processes or no answer in 3 s.
  */
 export function collectGarbage(managed: Managed): Promise<NodeMemory | null> {
@@ -311,8 +324,8 @@ export interface ServerProcess {
 }
 
 /**
- * The server as `npm start` runs it (`node --initial-old-space-size=128 --import tsx
- * src/main.ts` in server/), pinned to the proxy core, on ports 0 and a temporary
+ * The server as `npm start` runs it (its bundle, `node --initial-old-space-size=128
+ * dist/main.js` in server/), pinned to the proxy core, on ports 0 and a temporary
  * DATA_DIR; `env` adds variables (DATABASE_URL, REDIS_URL...). With the gc-on-signal
  * preload, so that memory can be read on a collected heap.
  */
@@ -324,6 +337,7 @@ export async function startServer(
     name?: string;
   } = {},
 ): Promise<ServerProcess> {
+  await bundleServer();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'ipcola-bench-data-'));
   const logs: Array<Record<string, unknown>> = [];
   const problems: string[] = [];
@@ -338,8 +352,8 @@ export async function startServer(
       ...(options.cpuProfileDir
         ? ['--cpu-prof', '--cpu-prof-dir', path.join(options.cpuProfileDir, 'gateway')]
         : []),
-      ...NODE_FLAGS,
-      'src/main.ts',
+      ...GC_ON_SIGNAL,
+      'dist/main.js',
     ],
     {
       cwd: SERVER_DIR,

@@ -197,7 +197,12 @@ describe('the Dockerfile', () => {
     assert.deepEqual(entrypoint, ['/usr/bin/tini', '--']);
     assert.equal(command[0], 'node');
     assert.ok(!command.includes('npm') && !entrypoint.includes('npm'));
-    assert.deepEqual(command.slice(-3), ['--import', 'tsx', 'server/src/main.ts']);
+    // The bundle `npm start` runs, built in the build stage.
+    assert.equal(command.at(-1), 'server/dist/main.js');
+    assert.ok(!command.includes('tsx'));
+    assert.ok(
+      all[0]?.lines.some((line) => /\bnpm run build --workspace @ipcola\/server\b/.test(line)),
+    );
     assert.ok(runtime.lines.some((line) => /^ENV .*\bHOST=0\.0\.0\.0\b/.test(line)));
     assert.ok(
       !runtime.lines.some((line) => /^RUN npm\b/.test(line)),
@@ -216,7 +221,7 @@ describe('the systemd units', () => {
   const value = (all: string[][], key: string) => all.filter(([name]) => name === key).at(-1)?.[1];
 
   for (const [file, main] of [
-    ['deploy/systemd/ipcola-server.service', 'server/src/main.ts'],
+    ['deploy/systemd/ipcola-server.service', 'server/dist/main.js'],
     ['deploy/systemd/ipcola-agent.service', 'agent/src/main.ts'],
   ] as const) {
     test(`${file} runs node itself, unprivileged and confined`, async () => {

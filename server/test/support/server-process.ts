@@ -1,4 +1,4 @@
-/** Runs the real server as a child process, the way `npm start` does. */
+/** Runs the real server as a child process from its sources (tsx); `npm start` runs the same sources bundled (see npm-start-demo-…test.ts). */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
