@@ -95,8 +95,8 @@ await build({
   format: 'esm',
   target: 'node20',
   sourcemap: 'linked',
-  // The JSON logs name functions and classes (errors' names among them).
-  keepNames: true,
+  // No keepNames: its __name() runs each time a closure is made, 3% of the gateway's CPU
+  // on new tunnels in the profile. The errors set their own names.
   logLevel: 'warning',
   plugins: [ownImportMetaUrl, npmPackagesExternal],
 });
