@@ -61,6 +61,7 @@ export async function newResults(
     rest: {},
     hub: null,
     soak: null,
+    floor: null,
     phases: [],
     profiles: {},
   };

@@ -175,14 +175,20 @@ export function waitFor<T>(
   });
 }
 
-/** A Node child that prints `{"port":N}` once ready (target, proxy-chain). */
-async function startPortPrinter(name: string, core: number, script: string, args: string[] = []) {
+/** A Node child that prints `{"port":N}` once ready (target, proxy-chain, h2-floor). */
+export async function startPortPrinter(
+  name: string,
+  core: number,
+  script: string,
+  args: string[] = [],
+  scriptArgs: string[] = [],
+) {
   let onPort: ((port: number) => void) | undefined;
   const managed = spawnPinned(
     name,
     core,
     process.execPath,
-    [...args, ...NODE_FLAGS, path.join(BENCH_DIR, script)],
+    [...args, ...NODE_FLAGS, path.join(BENCH_DIR, script), ...scriptArgs],
     {
       onLine: (line) => {
         try {

@@ -89,6 +89,22 @@ export interface SoakResult {
   suspects: string[];
 }
 
+/** New CONNECT tunnels, CPU per tunnel on the proxy core (measurements/floor.ts). */
+export interface FloorResult {
+  /** The gateway (front) and the agent (back). */
+  ipcola: FloorRow;
+  /** h2-floor.ts: its relay (front) and exit (back). */
+  floor: FloorRow;
+  /** One process: front only. */
+  proxyChain: FloorRow;
+}
+
+export interface FloorRow {
+  perSec: number;
+  frontUs: number;
+  backUs: number;
+}
+
 export interface TargetCheck {
   target: string;
   met: boolean | null;
@@ -132,6 +148,7 @@ export interface Results {
   rest: { embedded?: RestResult; postgres?: RestResult };
   hub: HubResult | null;
   soak: SoakResult | null;
+  floor: FloorResult | null;
   /** When each measurement ran (monotonic µs, the clock of V8's CPU profiles). */
   phases: Array<{ name: string; fromUs: number; toUs: number }>;
   /** --profile: per process, the CPU profile's file and a summary per measurement. */
@@ -229,6 +246,16 @@ export function evaluateTargets(r: Results): TargetCheck[] {
       'req/s',
     );
   }
+  const gatewayUs = r.churn.ipcola?.cpuUsPerOp[GATEWAY];
+  const chainUs = r.churn['proxy-chain']?.cpuUsPerOp['proxy-chain'];
+  const cpuKnown = gatewayUs !== undefined && chainUs !== undefined;
+  checks.push({
+    target: 'gateway CPU per new CONNECT tunnel <= proxy-chain',
+    met: cpuKnown ? gatewayUs <= chainUs : null,
+    detail: cpuKnown
+      ? `${num(gatewayUs)} vs ${num(chainUs)} µs per tunnel (${ratio(gatewayUs, chainUs)})`
+      : 'not measured',
+  });
   const gatewayKb = memoryKb(r.memory, GATEWAY);
   checks.push({
     target: 'gateway memory < 30 KB per idle tunnel',
@@ -528,6 +555,41 @@ export function formatReport(r: Results): string {
         ],
         cpuRows,
       ),
+    );
+  }
+
+  if (r.floor) {
+    const f = r.floor;
+    out.push('');
+    out.push(
+      '3b. new CONNECT tunnel against the Node floor of the same architecture (h2-floor.ts: a\n' +
+        'relay whose tunnels are HTTP/2 streams to an exit process, nothing else), CPU µs per tunnel:',
+    );
+    out.push(
+      table(
+        ['', 'tunnels/s', 'front (gateway/relay)', 'back (agent/exit)', 'front/proxy-chain'],
+        [
+          [
+            'IPCola',
+            num(f.ipcola.perSec),
+            num(f.ipcola.frontUs),
+            num(f.ipcola.backUs),
+            ratio(f.ipcola.frontUs, f.proxyChain.frontUs),
+          ],
+          [
+            'Node HTTP/2 floor',
+            num(f.floor.perSec),
+            num(f.floor.frontUs),
+            num(f.floor.backUs),
+            ratio(f.floor.frontUs, f.proxyChain.frontUs),
+          ],
+          ['proxy-chain', num(f.proxyChain.perSec), num(f.proxyChain.frontUs), '-', '1.00x'],
+        ],
+      ),
+    );
+    out.push(
+      `   the gateway above the floor: ${num(f.ipcola.frontUs - f.floor.frontUs)} µs per tunnel ` +
+        '(authentication, exit selection, metering, limits, time-outs)',
     );
   }
 

@@ -6,6 +6,7 @@
 import type { Measurement } from '../lib/context.ts';
 import * as churn from './churn.ts';
 import * as download from './download.ts';
+import * as floor from './floor.ts';
 import * as forward from './forward.ts';
 import * as hub from './hub.ts';
 import * as latency from './latency.ts';
@@ -23,6 +24,7 @@ export const MEASUREMENTS: readonly Measurement[] = [
   wrk.measurement,
   tunnel.measurement,
   churn.measurement,
+  floor.measurement,
   download.measurement,
   selection.measurement,
   hub.measurement,
