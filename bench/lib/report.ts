@@ -95,6 +95,8 @@ export interface FloorResult {
   ipcola: FloorRow;
   /** h2-floor.ts: its relay (front) and exit (back). */
   floor: FloorRow;
+  /** mux-floor.ts: the same over a minimal JavaScript multiplexer. */
+  mux: FloorRow;
   /** One process: front only. */
   proxyChain: FloorRow;
 }
@@ -582,6 +584,13 @@ export function formatReport(r: Results): string {
             num(f.floor.frontUs),
             num(f.floor.backUs),
             ratio(f.floor.frontUs, f.proxyChain.frontUs),
+          ],
+          [
+            'minimal JS mux floor',
+            num(f.mux.perSec),
+            num(f.mux.frontUs),
+            num(f.mux.backUs),
+            ratio(f.mux.frontUs, f.proxyChain.frontUs),
           ],
           ['proxy-chain', num(f.proxyChain.perSec), num(f.proxyChain.frontUs), '-', '1.00x'],
         ],

@@ -2,8 +2,10 @@
  * 3b. Where the gateway's CPU per new tunnel stands against the Node floor of the same
  * architecture (h2-floor.ts: a CONNECT relay whose tunnels are HTTP/2 streams to an exit
  * process, and nothing else) and against proxy-chain (one hop, no multiplexing), in
- * rounds of the churn load of measurement 3 over the three in rotating order. The floor's
- * two processes run on the proxy core like the gateway and the agent.
+ * rounds of the churn load of measurement 3 over them in rotating order; mux-floor.ts,
+ * the same relay over a minimal JavaScript multiplexer, says what a lighter tunnel
+ * protocol could save. Each floor's two processes run on the proxy core like the
+ * gateway and the agent.
  */
 import type { Subject } from '../lib/client.ts';
 import type { Measurement, SubjectsContext } from '../lib/context.ts';
@@ -15,28 +17,44 @@ import { accounted } from '../lib/rounds.ts';
 
 export const name = 'floor';
 
+/** A floor's exit and relay, both on the proxy core. */
+async function startPair(script: string, prefix: string) {
+  const exit = await startPortPrinter(`${prefix}-exit`, PROXY_CORE, script, [], ['--role', 'exit']);
+  try {
+    const relay = await startPortPrinter(
+      `${prefix}-relay`,
+      PROXY_CORE,
+      script,
+      [],
+      ['--role', 'relay', '--exit', String(exit.port)],
+    );
+    return {
+      subject: {
+        name: prefix,
+        kind: 'http',
+        proxy: { host: '127.0.0.1', port: relay.port },
+      } satisfies Subject,
+      procs: [relay.managed, exit.managed],
+      stop: () => Promise.all([relay.managed.stop(), exit.managed.stop()]),
+    };
+  } catch (error) {
+    await exit.managed.stop();
+    throw error;
+  }
+}
+
 export async function run(ctx: SubjectsContext): Promise<void> {
   const { config, origin, results, subjects, procsOf, target, warn } = ctx;
-  const exit = await startPortPrinter('h2-exit', PROXY_CORE, 'h2-floor.ts', [], ['--role', 'exit']);
-  const relay = await startPortPrinter(
-    'h2-relay',
-    PROXY_CORE,
-    'h2-floor.ts',
-    [],
-    ['--role', 'relay', '--exit', String(exit.port)],
-  ).catch(async (error) => {
-    await exit.managed.stop();
+  const h2 = await startPair('h2-floor.ts', 'h2');
+  const mux = await startPair('mux-floor.ts', 'mux').catch(async (error) => {
+    await h2.stop();
     throw error;
   });
   try {
-    const floor: Subject = {
-      name: 'h2-floor',
-      kind: 'http',
-      proxy: { host: '127.0.0.1', port: relay.port },
-    };
     const runs = {
       ipcola: { subject: subjects.ipcola, procs: procsOf.ipcola },
-      floor: { subject: floor, procs: [relay.managed, exit.managed] },
+      floor: h2,
+      mux,
       'proxy-chain': { subject: subjects['proxy-chain'], procs: procsOf['proxy-chain'] },
     };
     const names = Object.keys(runs) as Array<keyof typeof runs>;
@@ -46,7 +64,7 @@ export async function run(ctx: SubjectsContext): Promise<void> {
         { ops: 0, errors: 0, perSec: [] as number[], cpuMs: {} as Record<string, number> },
       ]),
     );
-    log(`floor: ${config.rounds} rounds of ${config.churnTotal} new tunnels over 3 proxies`);
+    log(`floor: ${config.rounds} rounds of ${config.churnTotal} new tunnels over 4 proxies`);
     for (let r = 0; r < config.rounds; r++) {
       for (let i = 0; i < names.length; i++) {
         const which = names[(i + r) % names.length] as keyof typeof runs;
@@ -92,6 +110,11 @@ export async function run(ctx: SubjectsContext): Promise<void> {
         frontUs: perTunnel('floor', 'h2-relay'),
         backUs: perTunnel('floor', 'h2-exit'),
       },
+      mux: {
+        perSec: median((totals.mux as (typeof totals)[string]).perSec),
+        frontUs: perTunnel('mux', 'mux-relay'),
+        backUs: perTunnel('mux', 'mux-exit'),
+      },
       proxyChain: {
         perSec: median((totals['proxy-chain'] as (typeof totals)[string]).perSec),
         frontUs: perTunnel('proxy-chain', 'proxy-chain'),
@@ -100,7 +123,7 @@ export async function run(ctx: SubjectsContext): Promise<void> {
     };
     results.floor = result;
   } finally {
-    await Promise.all([relay.managed.stop(), exit.managed.stop()]);
+    await Promise.all([h2.stop(), mux.stop()]);
   }
 }
 
