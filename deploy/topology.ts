@@ -56,6 +56,13 @@ export interface FrontendSpec {
   /** Where the balancer listens, on this machine and published by compose. */
   readonly port: number;
   readonly check: HealthCheck;
+  /**
+   * The balancer starts each connection with a PROXY protocol v2 header (HAProxy's
+   * `send-proxy-v2`) and the servers trust it from the balancer (PROXY_PROTOCOL_FROM):
+   * they see each customer's address, not the balancer's, for per-address limits and
+   * password-less ranges. The API is left out: it reads no PROXY header.
+   */
+  readonly proxyProtocol: boolean;
 }
 
 export interface Topology {
@@ -69,6 +76,14 @@ export interface Topology {
      */
     readonly balance: 'leastconn' | 'roundrobin';
     readonly frontends: readonly FrontendSpec[];
+    /**
+     * The address the balancer dials the servers from, the one PROXY_PROTOCOL_FROM names:
+     * its fixed address on the compose network, and a loopback address of its own for
+     * `npm run cluster` (so that a client dialling an instance directly from 127.0.0.1
+     * still needs no header).
+     */
+    readonly containerIp: string;
+    readonly localIp: string;
   };
   /** The compose network the agents' fixed addresses are on. */
   readonly network: { readonly name: string; readonly subnet: string };
@@ -118,10 +133,12 @@ export const topology: Topology = {
     name: 'haproxy',
     balance: 'leastconn',
     frontends: [
-      { role: 'api', port: 8080, check: READY },
-      { role: 'proxy', port: 8000, check: READY },
-      { role: 'socks', port: 1080, check: READY },
+      { role: 'api', port: 8080, check: READY, proxyProtocol: false },
+      { role: 'proxy', port: 8000, check: READY, proxyProtocol: true },
+      { role: 'socks', port: 1080, check: READY, proxyProtocol: true },
     ],
+    containerIp: '172.28.0.5',
+    localIp: '127.0.0.60',
   },
   network: { name: 'ipcola', subnet: '172.28.0.0/24' },
   database: { service: 'postgres' },

@@ -17,6 +17,8 @@ export interface HaproxyConfigOptions {
   statsSocket?: string;
   /** A DNS server for service names that may not resolve yet when HAProxy starts. */
   nameserver?: string;
+  /** The address the servers are dialled from (the one their PROXY_PROTOCOL_FROM names). */
+  source?: string;
 }
 
 export function haproxyConfig(topology: Topology, options: HaproxyConfigOptions): string {
@@ -46,6 +48,7 @@ export function haproxyConfig(topology: Topology, options: HaproxyConfigOptions)
     '    option redispatch',
     // Checked every second: a killed instance leaves the pool within about 2 s.
     `    default-server inter 1s fall 2 rise 2${options.nameserver ? ' resolvers dns init-addr last,libc,none' : ''}`,
+    ...(options.source ? [`    source ${options.source}`] : []),
   ];
   for (const frontend of topology.loadBalancer.frontends) {
     const port = options.frontendPorts?.[frontend.role] ?? frontend.port;
@@ -72,7 +75,9 @@ export function haproxyConfig(topology: Topology, options: HaproxyConfigOptions)
         frontend.check.kind === 'http' && frontend.check.on !== frontend.role
           ? ` port ${options.serverAddress(instance.name, frontend.check.on).split(':').at(-1)}`
           : '';
-      lines.push(`    server ${instance.name} ${address} check${checked}`);
+      // The health check goes to /readyz without the header (no check-send-proxy).
+      const proxyProtocol = frontend.proxyProtocol ? ' send-proxy-v2' : '';
+      lines.push(`    server ${instance.name} ${address} check${checked}${proxyProtocol}`);
     }
   }
   return `${lines.join('\n')}\n`;

@@ -112,6 +112,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       // serves: HAProxy's checks (every 1 s, out after 2 failures) take it out before its
       // ports close, so no connection it sends meets a closed port.
       SHUTDOWN_DELAY_MS: '3000',
+      // The balancer's PROXY header gives the proxy and SOCKS5 ports each customer's
+      // address (per-address limits, password-less ranges); believed from it alone.
+      PROXY_PROTOCOL_FROM: `${topology.loadBalancer.localIp}/32`,
       ...options.env,
       DATABASE_URL: databaseUrl,
       REDIS_URL: redisUrl,

@@ -50,6 +50,7 @@ export async function startLoadBalancer(options: {
     configFile,
     haproxyConfig(options.topology, {
       bindHost: '127.0.0.1',
+      source: options.topology.loadBalancer.localIp,
       frontendPorts: options.ports,
       serverAddress: (instance, role) => {
         const ports = options.instancePorts[instance];

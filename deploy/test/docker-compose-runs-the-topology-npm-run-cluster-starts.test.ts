@@ -76,6 +76,8 @@ describe('docker-compose.yml runs the topology npm run cluster starts', () => {
       assert.match(env.DATABASE_URL ?? '', new RegExp(`@${topology.database.service}:5432/`));
       assert.equal(env.REDIS_URL, `redis://${topology.redis.service}:6379`);
       assert.equal(env.HOST, '0.0.0.0');
+      // The balancer's PROXY header is believed from the balancer's own address only.
+      assert.equal(env.PROXY_PROTOCOL_FROM, `${topology.loadBalancer.containerIp}/32`);
       urls.add(`${env.DATABASE_URL} ${env.REDIS_URL}`);
       const check = server.healthcheck?.test.join(' ') ?? '';
       assert.ok(check.includes(`http://127.0.0.1:${CONTAINER_PORTS.api}/readyz`), check);
@@ -133,6 +135,13 @@ describe('docker-compose.yml runs the topology npm run cluster starts', () => {
 
   test('the balancer publishes the topology’s ports with deploy/haproxy.cfg as generated', async () => {
     const balancer = service(topology.loadBalancer.name);
+    const networks = balancer.networks as Record<string, { ipv4_address?: string }>;
+    assert.equal(
+      networks[topology.network.name]?.ipv4_address,
+      topology.loadBalancer.containerIp,
+      'the address the servers believe PROXY headers from',
+    );
+    assert.ok(inSubnet(topology.loadBalancer.containerIp, topology.network.subnet));
     assert.deepEqual(
       balancer.ports,
       topology.loadBalancer.frontends.map((frontend) => `${frontend.port}:${frontend.port}`),
@@ -151,7 +160,10 @@ describe('docker-compose.yml runs the topology npm run cluster starts', () => {
     assert.match(config, /backend api\n(.*\n)*?\s+http-check send meth GET uri \/readyz\n/);
     // Every backend checks /readyz on the API's port, the proxy ports' too (`check port`).
     assert.equal(config.match(/ check$/gm)?.length, topology.instances.length);
-    assert.equal(config.match(/ check port 8080$/gm)?.length, 2 * topology.instances.length);
+    assert.equal(
+      config.match(/ check port 8080 send-proxy-v2$/gm)?.length,
+      2 * topology.instances.length,
+    );
     assert.equal(config.match(/http-check expect status 200$/gm)?.length, 3);
     assert.match(config, /^\s+mode tcp$/m);
     // HAProxy itself accepts it (the service names resolve only inside compose).

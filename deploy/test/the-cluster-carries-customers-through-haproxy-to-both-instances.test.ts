@@ -209,6 +209,37 @@ describe('the cluster carries customers through HAProxy to both instances', {
     }
   });
 
+  test('behind HAProxy each customer keeps its own address: a password-less range admits only its clients', async () => {
+    // HAProxy's PROXY header (send-proxy-v2) carries the client's address to the
+    // instances; without it every client would be the balancer (127.0.0.60).
+    const made = await cluster.api('/v1/keys', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'office', passwordless_cidrs: ['127.0.0.77/32'] }),
+    });
+    assert.equal(made.status, 201, await made.clone().text());
+    const office = (await made.json()) as { id: string };
+    const from = (address: string, protocol: 'http' | 'socks5h') =>
+      curl([
+        '--interface',
+        address,
+        ...(protocol === 'http'
+          ? ['-x', `http://${office.id}-country-de:@127.0.0.1:${cluster.loadBalancer.ports.proxy}`]
+          : ['--socks5-hostname', `127.0.0.1:${cluster.loadBalancer.ports.socks}`]),
+        cluster.target.url,
+      ]).catch((error: { stdout?: string }) => ({ status: 0, body: String(error.stdout ?? '') }));
+    // Several times: HAProxy spreads them over both instances.
+    for (let i = 0; i < 4; i += 1) {
+      assert.deepEqual(await from('127.0.0.77', 'http'), {
+        status: 200,
+        body: 'you reached this target from 127.0.0.12\n',
+      });
+      assert.equal((await from('127.0.0.78', 'http')).status, 407);
+      assert.equal((await from('127.0.0.77', 'socks5h')).status, 200);
+      assert.equal((await from('127.0.0.78', 'socks5h')).status, 0, 'SOCKS5 refused');
+    }
+  });
+
   test('the usage API reports every byte clients moved through either instance', async () => {
     // A key of its own: nothing moved before it can still be on its way to the database.
     const made = await cluster.api('/v1/keys', {

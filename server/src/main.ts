@@ -12,6 +12,7 @@ import { createGateway, followNodes } from './gateway/index.ts';
 import { createHub, hubListener, nodeHealthOptions } from './hub/index.ts';
 import { createLeases } from './leases/index.ts';
 import { listenInTurn } from './listeners/index.ts';
+import { acceptProxyProtocol } from './listeners/proxy-protocol.ts';
 import type { Logger } from './log/index.ts';
 import { startMetering } from './metering/index.ts';
 import { createMetrics } from './metrics/index.ts';
@@ -166,6 +167,13 @@ async function start(config: Config, logger: Logger, worker: number): Promise<Ru
       },
     });
     const graceMs = config.shutdownGraceMs;
+    for (const server of [gateway.httpServer, gateway.socksServer]) {
+      acceptProxyProtocol(server, {
+        from: config.proxyProtocolFrom,
+        timeoutMs: config.gatewayTimeouts.handshakeMs,
+        onRefused: (reason, peer) => logger.warn({ peer, reason }, 'balancer connection refused'),
+      });
+    }
     await listenInTurn(
       {
         // Nodes leaving with this instance are announced as moving: others wait for them.

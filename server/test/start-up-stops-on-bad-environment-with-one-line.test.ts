@@ -68,6 +68,11 @@ describe('start-up refuses a bad environment with one clear line', { concurrency
       line: () => /TRUST_PROXY: "proxy.internal" is not a CIDR/,
     },
     {
+      name: 'PROXY_PROTOCOL_FROM=haproxy',
+      env: () => ({ PROXY_PROTOCOL_FROM: 'haproxy' }),
+      line: () => /PROXY_PROTOCOL_FROM: "haproxy" is not a CIDR/,
+    },
+    {
       name: 'SIGNUP_LIMIT_PER_HOUR=0',
       env: () => ({ SIGNUP_LIMIT_PER_HOUR: '0' }),
       line: () => /SIGNUP_LIMIT_PER_HOUR: 0 is out of range/,

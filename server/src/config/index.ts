@@ -99,6 +99,8 @@ export interface Config {
   readonly signupLimitPerHour: number;
   /** CIDRs of TLS-terminating proxies whose X-Forwarded-For and X-Forwarded-Proto are believed. */
   readonly trustProxy: readonly string[];
+  /** CIDRs of TCP balancers that must start each proxy and SOCKS5 connection with a PROXY header. */
+  readonly proxyProtocolFrom: readonly string[];
   /** The first webhook retry's delay; the later ones are multiples of it. */
   readonly webhookRetryBaseMs: number;
   /** CIDRs webhooks may reach although not public, and the only places plain http may go. */
@@ -233,6 +235,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       1_000_000,
     ),
     trustProxy: cidrList('TRUST_PROXY', read('TRUST_PROXY')),
+    proxyProtocolFrom: cidrList('PROXY_PROTOCOL_FROM', read('PROXY_PROTOCOL_FROM')),
     webhookRetryBaseMs: integer(
       'WEBHOOK_RETRY_BASE_MS',
       read('WEBHOOK_RETRY_BASE_MS') ?? '30000',

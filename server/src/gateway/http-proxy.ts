@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { parseAuthority } from '@ipcola/shared/protocol';
 import { type IPColaError, ipcolaError, isIPColaError } from '../errors/index.ts';
+import { proxyHeaderLength } from '../listeners/proxy-protocol.ts';
 import { type Logger, newConnectionId } from '../log/index.ts';
 import { SocketMeter, type UsageMeter, type UsageOwner } from '../metering/index.ts';
 import type { GatewayObserver } from '../metrics/index.ts';
@@ -37,7 +38,7 @@ const meters = new WeakMap<Socket, SocketMeter>();
 function meterOf(socket: Socket): SocketMeter {
   let meter = meters.get(socket);
   if (!meter) {
-    meter = new SocketMeter(socket);
+    meter = new SocketMeter(socket, proxyHeaderLength(socket));
     meters.set(socket, meter);
   }
   return meter;

@@ -5,6 +5,7 @@ import { GATEWAY_OPEN_TIMEOUT_MS } from '@ipcola/shared/protocol';
 import type { KeyStanding } from '../accounts/index.ts';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
 import type { PriceBook } from '../billing/index.ts';
+import { proxyHeaderLength } from '../listeners/proxy-protocol.ts';
 import type { Logger } from '../log/index.ts';
 import { SocketMeter, type UsageMeter } from '../metering/index.ts';
 import type { GatewayObserver } from '../metrics/index.ts';
@@ -283,7 +284,7 @@ export function createGateway(options: GatewayOptions): Gateway {
             upstream.releaseSlot();
           },
         },
-        new SocketMeter(client),
+        new SocketMeter(client, proxyHeaderLength(client)),
       );
     },
   });

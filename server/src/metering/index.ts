@@ -116,9 +116,15 @@ function addBytes(bytes: Map<string, number>, field: string, value: number): voi
  * a keep-alive connection is attributed to exactly one request (or tunnel) and none twice.
  */
 export class SocketMeter {
-  #read = 0;
+  #read: number;
   #written = 0;
-  constructor(private readonly socket: Socket) {}
+  /** `alreadyRead`: bytes before the customer's (a balancer's PROXY header). */
+  constructor(
+    private readonly socket: Socket,
+    alreadyRead = 0,
+  ) {
+    this.#read = alreadyRead;
+  }
 
   take(): { up: number; down: number } {
     const read = this.socket.bytesRead;
