@@ -57,12 +57,14 @@ export interface FrontendSpec {
   readonly port: number;
   readonly check: HealthCheck;
   /**
-   * The balancer starts each connection with a PROXY protocol v2 header (HAProxy's
-   * `send-proxy-v2`) and the servers trust it from the balancer (PROXY_PROTOCOL_FROM):
-   * they see each customer's address, not the balancer's, for per-address limits and
-   * password-less ranges. The API is left out: it reads no PROXY header.
+   * How the balancer passes each customer's address on, so that the servers' per-address
+   * limits (failed sign-ins, sign-ups) and password-less ranges see the customer, not the
+   * balancer: `proxy-protocol` starts each connection with a PROXY v2 header (HAProxy's
+   * `send-proxy-v2`; the servers' PROXY_PROTOCOL_FROM), `forwarded-for` balances HTTP
+   * and sets X-Forwarded-For (the servers' TRUST_PROXY). Both are believed from the
+   * balancer's address alone.
    */
-  readonly proxyProtocol: boolean;
+  readonly clientAddress: 'proxy-protocol' | 'forwarded-for';
 }
 
 export interface Topology {
@@ -77,7 +79,8 @@ export interface Topology {
     readonly balance: 'leastconn' | 'roundrobin';
     readonly frontends: readonly FrontendSpec[];
     /**
-     * The address the balancer dials the servers from, the one PROXY_PROTOCOL_FROM names:
+     * The address the balancer dials the servers from, the one PROXY_PROTOCOL_FROM and
+     * TRUST_PROXY name:
      * its fixed address on the compose network, and a loopback address of its own for
      * `npm run cluster` (so that a client dialling an instance directly from 127.0.0.1
      * still needs no header).
@@ -133,9 +136,9 @@ export const topology: Topology = {
     name: 'haproxy',
     balance: 'leastconn',
     frontends: [
-      { role: 'api', port: 8080, check: READY, proxyProtocol: false },
-      { role: 'proxy', port: 8000, check: READY, proxyProtocol: true },
-      { role: 'socks', port: 1080, check: READY, proxyProtocol: true },
+      { role: 'api', port: 8080, check: READY, clientAddress: 'forwarded-for' },
+      { role: 'proxy', port: 8000, check: READY, clientAddress: 'proxy-protocol' },
+      { role: 'socks', port: 1080, check: READY, clientAddress: 'proxy-protocol' },
     ],
     containerIp: '172.28.0.5',
     localIp: '127.0.0.60',

@@ -36,7 +36,8 @@ export function haproxyConfig(topology: Topology, options: HaproxyConfigOptions)
       ? ['resolvers dns', `    nameserver dns ${options.nameserver}`, '    hold valid 10s', '']
       : []),
     'defaults',
-    // TCP throughout: the gateway reads the proxy protocols itself, and tunnels are opaque.
+    // TCP for the proxy ports: the gateway reads the proxy protocols itself, and tunnels
+    // are opaque. The API's frontend balances HTTP, to set X-Forwarded-For.
     '    mode tcp',
     '    timeout connect 5s',
     // Tunnels may sit idle for long; the gateway cuts idle half-open ones itself.
@@ -52,15 +53,23 @@ export function haproxyConfig(topology: Topology, options: HaproxyConfigOptions)
   ];
   for (const frontend of topology.loadBalancer.frontends) {
     const port = options.frontendPorts?.[frontend.role] ?? frontend.port;
+    lines.push('', `frontend ${frontend.role}`, `    bind ${options.bindHost}:${port}`);
+    const http = frontend.clientAddress === 'forwarded-for';
+    if (http) {
+      // Only the balancer's word counts: what a client wrote in these is dropped.
+      lines.push(
+        '    mode http',
+        '    http-request del-header x-forwarded-for',
+        '    http-request del-header x-forwarded-proto',
+      );
+    }
     lines.push(
-      '',
-      `frontend ${frontend.role}`,
-      `    bind ${options.bindHost}:${port}`,
       `    default_backend ${frontend.role}`,
       '',
       `backend ${frontend.role}`,
       `    balance ${topology.loadBalancer.balance}`,
     );
+    if (http) lines.push('    mode http', '    option forwardfor');
     if (frontend.check.kind === 'http') {
       lines.push(
         '    option httpchk',
@@ -76,7 +85,7 @@ export function haproxyConfig(topology: Topology, options: HaproxyConfigOptions)
           ? ` port ${options.serverAddress(instance.name, frontend.check.on).split(':').at(-1)}`
           : '';
       // The health check goes to /readyz without the header (no check-send-proxy).
-      const proxyProtocol = frontend.proxyProtocol ? ' send-proxy-v2' : '';
+      const proxyProtocol = frontend.clientAddress === 'proxy-protocol' ? ' send-proxy-v2' : '';
       lines.push(`    server ${instance.name} ${address} check${checked}${proxyProtocol}`);
     }
   }

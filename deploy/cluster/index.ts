@@ -101,7 +101,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       HOST: '127.0.0.1',
       // 127.x is in no geolocation database: take the agents' --country as given.
       TRUST_DECLARED_LOCATION: 'true',
-      // Behind a TCP balancer every client is the balancer's address: the per-address
+      // Every run signs its accounts up from this machine's address: the per-address
       // sign-up limit (default 5 an hour) would otherwise stop the third run in an hour.
       SIGNUP_LIMIT_PER_HOUR: '1000',
       // One process per instance: the balancer's servers are the topology's instances, and
@@ -115,6 +115,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       // The balancer's PROXY header gives the proxy and SOCKS5 ports each customer's
       // address (per-address limits, password-less ranges); believed from it alone.
       PROXY_PROTOCOL_FROM: `${topology.loadBalancer.localIp}/32`,
+      // And the API's X-Forwarded-For, which the balancer sets.
+      TRUST_PROXY: `${topology.loadBalancer.localIp}/32`,
       ...options.env,
       DATABASE_URL: databaseUrl,
       REDIS_URL: redisUrl,

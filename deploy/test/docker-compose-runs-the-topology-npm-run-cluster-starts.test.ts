@@ -78,6 +78,7 @@ describe('docker-compose.yml runs the topology npm run cluster starts', () => {
       assert.equal(env.HOST, '0.0.0.0');
       // The balancer's PROXY header is believed from the balancer's own address only.
       assert.equal(env.PROXY_PROTOCOL_FROM, `${topology.loadBalancer.containerIp}/32`);
+      assert.equal(env.TRUST_PROXY, `${topology.loadBalancer.containerIp}/32`);
       urls.add(`${env.DATABASE_URL} ${env.REDIS_URL}`);
       const check = server.healthcheck?.test.join(' ') ?? '';
       assert.ok(check.includes(`http://127.0.0.1:${CONTAINER_PORTS.api}/readyz`), check);

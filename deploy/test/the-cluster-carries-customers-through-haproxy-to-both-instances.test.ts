@@ -53,7 +53,7 @@ describe('the cluster carries customers through HAProxy to both instances', {
       ports: 'free',
       databaseUrl: scratch.url,
       redisUrl,
-      env: { USAGE_FLUSH_INTERVAL_MS: '300', LOG_LEVEL: 'info' },
+      env: { USAGE_FLUSH_INTERVAL_MS: '300', LOG_LEVEL: 'info', AUTH_FAILURE_LIMIT: '5' },
     });
   });
 
@@ -238,6 +238,32 @@ describe('the cluster carries customers through HAProxy to both instances', {
       assert.equal((await from('127.0.0.77', 'socks5h')).status, 200);
       assert.equal((await from('127.0.0.78', 'socks5h')).status, 0, 'SOCKS5 refused');
     }
+  });
+
+  test("behind HAProxy one client's failed log-ins lock out that client only", async () => {
+    // The API's frontend balances HTTP and sets X-Forwarded-For (the instances' TRUST_PROXY).
+    const login = async (from: string, password: string) =>
+      (
+        await curl([
+          '--interface',
+          from,
+          '-H',
+          'content-type: application/json',
+          // A client's own X-Forwarded-For is dropped by the balancer.
+          '-H',
+          'x-forwarded-for: 127.0.0.99',
+          '--data',
+          JSON.stringify({ email: cluster.customer.email, password }),
+          `http://127.0.0.1:${cluster.loadBalancer.ports.api}/v1/auth/login`,
+        ])
+      ).status;
+    for (let i = 0; i < 5; i += 1) assert.equal(await login('127.0.0.87', `wrong-${i}`), 401);
+    // Counted in Redis across both instances: past the limit every guess is refused,
+    // whichever instance takes it.
+    for (let i = 0; i < 4; i += 1) assert.equal(await login('127.0.0.87', `again-${i}`), 429);
+    // Another customer behind the same balancer is not: it is not the balancer's address
+    // that was blocked.
+    assert.equal(await login('127.0.0.88', cluster.customer.password), 200);
   });
 
   test('the usage API reports every byte clients moved through either instance', async () => {
