@@ -10,9 +10,9 @@
 import type { Subject } from '../lib/client.ts';
 import type { Measurement, SubjectsContext } from '../lib/context.ts';
 import { log } from '../lib/context.ts';
-import { type RateResult, tunnelChurn } from '../lib/load.ts';
-import { PROXY_CORE, startPortPrinter } from '../lib/processes.ts';
-import type { FloorResult } from '../lib/report.ts';
+import { median, tunnelChurn } from '../lib/load.ts';
+import { type Managed, PROXY_CORE, startPortPrinter } from '../lib/processes.ts';
+import type { FloorResult, FloorRow } from '../lib/report.ts';
 import { accounted } from '../lib/rounds.ts';
 
 export const name = 'floor';
@@ -34,13 +34,21 @@ async function startPair(script: string, prefix: string) {
         kind: 'http',
         proxy: { host: '127.0.0.1', port: relay.port },
       } satisfies Subject,
-      procs: [relay.managed, exit.managed],
+      front: relay.managed,
+      back: exit.managed,
       stop: () => Promise.all([relay.managed.stop(), exit.managed.stop()]),
     };
   } catch (error) {
     await exit.managed.stop();
     throw error;
   }
+}
+
+/** One proxy of the comparison: its subject, and its front and back processes. */
+interface Contender {
+  subject: Subject;
+  front: Managed;
+  back?: Managed;
 }
 
 export async function run(ctx: SubjectsContext): Promise<void> {
@@ -51,77 +59,59 @@ export async function run(ctx: SubjectsContext): Promise<void> {
     throw error;
   });
   try {
-    const runs = {
-      ipcola: { subject: subjects.ipcola, procs: procsOf.ipcola },
+    const [gateway, agent] = procsOf.ipcola;
+    const [chain] = procsOf['proxy-chain'];
+    if (!gateway || !agent || !chain) throw new Error('floor: the subjects are not running');
+    const contenders: Record<keyof FloorResult, Contender> = {
+      ipcola: { subject: subjects.ipcola, front: gateway, back: agent },
       floor: h2,
       mux,
-      'proxy-chain': { subject: subjects['proxy-chain'], procs: procsOf['proxy-chain'] },
+      proxyChain: { subject: subjects['proxy-chain'], front: chain },
     };
-    const names = Object.keys(runs) as Array<keyof typeof runs>;
-    const totals = Object.fromEntries(
-      names.map((n) => [
-        n,
-        { ops: 0, errors: 0, perSec: [] as number[], cpuMs: {} as Record<string, number> },
-      ]),
+    const names = Object.keys(contenders) as Array<keyof FloorResult>;
+    const tallies = new Map(
+      names.map((n) => [n, { ops: 0, errors: 0, perSec: [] as number[], frontMs: 0, backMs: 0 }]),
     );
-    log(`floor: ${config.rounds} rounds of ${config.churnTotal} new tunnels over 4 proxies`);
+    log(
+      `floor: ${config.rounds} rounds of ${config.churnTotal} new tunnels over ${names.length} proxies`,
+    );
     for (let r = 0; r < config.rounds; r++) {
+      // Rotated, so that none always runs first or last.
       for (let i = 0; i < names.length; i++) {
-        const which = names[(i + r) % names.length] as keyof typeof runs;
-        const { subject, procs } = runs[which];
-        const measured = await accounted(
-          procs,
-          target,
-          (): Promise<RateResult> =>
-            tunnelChurn(subject, origin, {
-              concurrency: config.churnConcurrency,
-              total: config.churnTotal,
-              warmup: 50,
-              maxMs: 20_000,
-            }),
+        const name = names[(i + r) % names.length] as keyof FloorResult;
+        const { subject, front, back } = contenders[name];
+        const measured = await accounted(back ? [front, back] : [front], target, () =>
+          tunnelChurn(subject, origin, {
+            concurrency: config.churnConcurrency,
+            total: config.churnTotal,
+            warmup: 50,
+            maxMs: 20_000,
+          }),
         );
-        const total = totals[which] as (typeof totals)[string];
-        total.ops += measured.result.ops;
-        total.errors += measured.result.errors;
-        total.perSec.push(measured.result.perSec);
-        for (const p of procs) {
-          total.cpuMs[p.name] = (total.cpuMs[p.name] ?? 0) + (measured.cpu.processMs[p.name] ?? 0);
-        }
+        const tally = tallies.get(name) as NonNullable<ReturnType<typeof tallies.get>>;
+        tally.ops += measured.result.ops;
+        tally.errors += measured.result.errors;
+        tally.perSec.push(measured.result.perSec);
+        tally.frontMs += measured.cpu.processMs[front.name] ?? 0;
+        tally.backMs += back ? (measured.cpu.processMs[back.name] ?? 0) : 0;
       }
     }
-    const perTunnel = (which: keyof typeof runs, process: string) => {
-      const total = totals[which] as (typeof totals)[string];
-      return total.ops > 0 ? ((total.cpuMs[process] ?? 0) * 1000) / total.ops : Number.NaN;
+    const row = (name: keyof FloorResult): FloorRow => {
+      const tally = tallies.get(name) as NonNullable<ReturnType<typeof tallies.get>>;
+      if (tally.errors > 0) warn(`floor: ${name} had ${tally.errors} failed tunnels`);
+      const perTunnelUs = (ms: number) => (tally.ops > 0 ? (ms * 1000) / tally.ops : Number.NaN);
+      return {
+        perSec: median(tally.perSec),
+        frontUs: perTunnelUs(tally.frontMs),
+        backUs: perTunnelUs(tally.backMs),
+      };
     };
-    const median = (values: number[]) =>
-      values.sort((a, b) => a - b)[values.length >> 1] ?? Number.NaN;
-    for (const which of names) {
-      const total = totals[which] as (typeof totals)[string];
-      if (total.errors > 0) warn(`floor: ${which} had ${total.errors} failed tunnels`);
-    }
-    const result: FloorResult = {
-      ipcola: {
-        perSec: median((totals.ipcola as (typeof totals)[string]).perSec),
-        frontUs: perTunnel('ipcola', 'ipcola-server'),
-        backUs: perTunnel('ipcola', 'ipcola-agent'),
-      },
-      floor: {
-        perSec: median((totals.floor as (typeof totals)[string]).perSec),
-        frontUs: perTunnel('floor', 'h2-relay'),
-        backUs: perTunnel('floor', 'h2-exit'),
-      },
-      mux: {
-        perSec: median((totals.mux as (typeof totals)[string]).perSec),
-        frontUs: perTunnel('mux', 'mux-relay'),
-        backUs: perTunnel('mux', 'mux-exit'),
-      },
-      proxyChain: {
-        perSec: median((totals['proxy-chain'] as (typeof totals)[string]).perSec),
-        frontUs: perTunnel('proxy-chain', 'proxy-chain'),
-        backUs: 0,
-      },
+    results.floor = {
+      ipcola: row('ipcola'),
+      floor: row('floor'),
+      mux: row('mux'),
+      proxyChain: row('proxyChain'),
     };
-    results.floor = result;
   } finally {
     await Promise.all([h2.stop(), mux.stop()]);
   }
