@@ -419,7 +419,9 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     this.#filling = undefined;
     const { worker } = dialled;
     if (worker === undefined || this.#workers.holds(worker.id)) {
-      // Only a hub that ignores the held list does this; its tunnel there is this one now.
+      // Only a hub that ignores the held list gets here (none does; an older hub says no
+      // worker). It took this for a reconnection and is closing the tunnel it had: that
+      // one's loss dials again.
       dialled.socket.destroy();
       this.#fillWorkers();
       return;
@@ -459,7 +461,7 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
         { hub: hubLabel(address), err: error },
         'could not attach to another worker of the hub; retrying',
       );
-      while (this.#workers.takeDial());
+      this.#workers.endRound();
     }
     this.#fillWorkers();
   }

@@ -97,4 +97,9 @@ export class HubWorkers<Session> {
   newRound(): void {
     this.#dials = 0;
   }
+
+  /** A dial failed for another reason than a held worker: the rest of the round waits. */
+  endRound(): void {
+    this.#dials = DIALS_PER_WORKER * this.#count;
+  }
 }

@@ -51,9 +51,14 @@ interface WorkerHub {
 
 /**
  * `workers` workers taking Upgrades in turn; `next` overrides which worker takes the next
- * one (e.g. always the same, for a host whose other worker never comes up).
+ * one (e.g. always the same, for a host whose other worker never comes up), and
+ * `unavailable` lists workers that answer 503 (starting, or shutting down).
  */
-async function workerHub(workers: number, next?: () => number): Promise<WorkerHub> {
+async function workerHub(
+  workers: number,
+  next?: () => number,
+  unavailable: ReadonlySet<number> = new Set(),
+): Promise<WorkerHub> {
   let turn = 0;
   const dials: Dial[] = [];
   const tunnels = new Map<number, ClientHttp2Session>();
@@ -67,7 +72,18 @@ async function workerHub(workers: number, next?: () => number): Promise<WorkerHu
     const worker = next ? next() : (turn++ % workers) + 1;
     const held = req.headers[HELD_WORKERS_HEADER] as string | undefined;
     const refused = (held ?? '').split(',').includes(String(worker));
-    dials.push({ worker, held, at: performance.now(), accepted: !refused });
+    dials.push({
+      worker,
+      held,
+      at: performance.now(),
+      accepted: !refused && !unavailable.has(worker),
+    });
+    if (unavailable.has(worker) && !refused) {
+      socket.end(
+        'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 9\r\n\r\nstarting\n',
+      );
+      return;
+    }
     if (refused) {
       socket.end(
         `HTTP/1.1 ${HELD_WORKER_STATUS} Misdirected Request\r\nConnection: close\r\nContent-Length: 5\r\n\r\nheld\n`,
@@ -225,6 +241,24 @@ test('a worker that never comes up is dialled in bounded rounds that wait longer
   const gaps = [6, 12].map((i) => (refused[i]?.at ?? 0) - (refused[i - 1]?.at ?? 0));
   assert.ok((gaps[0] ?? 0) >= 20 - 1, `first round waited ${gaps[0]} ms`);
   assert.ok((gaps[1] ?? 0) >= 40 - 1, `second round waited ${gaps[1]} ms`);
+});
+
+test('a worker that answers 503 ends the round at once: the next dial waits the back-off, the tunnel held serves on', async () => {
+  const hub = await workerHub(2, undefined, new Set([2]));
+  const agent = startAgent(`127.0.0.1:${hub.port}`);
+  let disconnected = 0;
+  agent.on('disconnected', () => {
+    disconnected += 1;
+  });
+  await until(() => hub.dials.filter((d) => d.worker === 2).length >= 3);
+  const toWorker2 = hub.dials.filter((d) => d.worker === 2);
+  // Each failed dial for worker 2 is followed by a back-off (40 ms, then 80, jittered to
+  // [half, full]); the dial in between reached worker 1, held, and was refused at once.
+  const gaps = [1, 2].map((i) => (toWorker2[i]?.at ?? 0) - (toWorker2[i - 1]?.at ?? 0));
+  assert.ok((gaps[0] ?? 0) >= 20 - 1, `first wait ${gaps[0]} ms`);
+  assert.ok((gaps[1] ?? 0) >= 40 - 1, `second wait ${gaps[1]} ms`);
+  assert.equal(agent.tunnels, 1);
+  assert.equal(disconnected, 0);
 });
 
 test('a hub that does not say it has workers gets one tunnel, as before', async () => {
