@@ -7,8 +7,9 @@
  *    load through A (the exit is local) and through B (every stream hops to A) gives the
  *    hop's extra latency per new tunnel and per request inside a tunnel, its CPU per
  *    tunnel (both processes' CPU time over the churn), and its MB/s.
- * 2. Workers: one `npm start` with WORKERS=1, then WORKERS=2, the same agent attached:
- *    new tunnels per second and MB/s through the shared ports.
+ * 2. Workers: one `npm start` with WORKERS=1, then WORKERS=2, the same agent attached
+ *    (to every worker): new tunnels per second and MB/s through the shared ports, and
+ *    the streams that hopped between the workers (ipcola_hop_streams_total: 0 expected).
  *
  * The load generator, target, agent and servers share this machine's cores: the figures
  * are ratios within one run, not capacity. Every loop is bounded.
@@ -17,6 +18,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -553,6 +555,7 @@ async function measureWorkers(
         cpuUsPerTunnel: median(cpu),
         MBps: median(mb),
         rssMB: (await rssOfTree(pid)) / 2 ** 20,
+        hopStreamsSeen: await hopStreamsSeen(server.ports.api),
       };
       workerAgent.kill('SIGKILL');
       await server.stop();
@@ -564,6 +567,33 @@ async function measureWorkers(
     };
     log(`workers: ${JSON.stringify(results.workers)}`);
   }
+}
+
+/**
+ * The most streams over the hop one worker counted (ipcola_hop_streams_total, both sides),
+ * over a few scrapes on new connections, which the workers take in turn.
+ */
+async function hopStreamsSeen(apiPort: number): Promise<number> {
+  let most = 0;
+  for (let i = 0; i < 6; i++) {
+    const text = await new Promise<string>((resolve, reject) => {
+      get({ host: '127.0.0.1', port: apiPort, path: '/metrics', agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          body += chunk;
+        });
+        res.on('end', () => resolve(body));
+        res.on('error', reject);
+      }).on('error', reject);
+    });
+    const counts = [...text.matchAll(/^ipcola_hop_streams_total\{side="(?:in|out)"\} (\d+)$/gm)];
+    most = Math.max(
+      most,
+      counts.reduce((sum, match) => sum + Number(match[1]), 0),
+    );
+  }
+  return most;
 }
 
 await main();

@@ -80,6 +80,8 @@ async function start(config: Config, logger: Logger, worker: number): Promise<Ru
       logger: logger.child({ role: 'hub' }),
       ...nodeHealthOptions(config.nodeHealth),
       proveElsewhere: (claim) => cluster.proveElsewhere(claim),
+      // Agents attach to every worker of this host: no customer tunnel is relayed within it.
+      worker: { id: worker, count: config.workers },
       authenticate: accounts.nodeAuthenticator(config.gatewayTimeouts.outageGraceMs),
     });
     const { registry: upstreamRegistry, exits: upstreams } = await openUpstreams(database, {
@@ -117,6 +119,7 @@ async function start(config: Config, logger: Logger, worker: number): Promise<Ru
       hub: clusterHub(hub),
       listen: { host: config.host, port: config.peerPort, worker, advertisedHost: config.peerHost },
       graceMs: config.shutdownGraceMs,
+      onHop: (side) => metrics.countHop(side),
       logger,
     });
     keep(() => cluster.close());

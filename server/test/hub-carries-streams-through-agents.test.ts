@@ -73,11 +73,24 @@ interface RunningHub {
   stop(): Promise<void>;
 }
 
+/** Token checks the hubs made, all tests together. */
+let tokenChecks = 0;
+
 async function startHub(
-  options: { port?: number; pingIntervalMs?: number; pingTimeoutMs?: number; tls?: boolean } = {},
+  options: {
+    port?: number;
+    pingIntervalMs?: number;
+    pingTimeoutMs?: number;
+    tls?: boolean;
+    worker?: { id: number; count: number };
+  } = {},
 ): Promise<RunningHub> {
   const hub = createHub({
-    authenticate: async (token) => (TOKENS[token] ? { nodeId: TOKENS[token] } : null),
+    authenticate: async (token) => {
+      tokenChecks += 1;
+      return TOKENS[token] ? { nodeId: TOKENS[token] } : null;
+    },
+    ...(options.worker ? { worker: options.worker } : {}),
     pingIntervalMs: options.pingIntervalMs ?? 200,
     pingTimeoutMs: options.pingTimeoutMs ?? 2_000,
   });
@@ -244,6 +257,33 @@ describe('a node joins the hub', () => {
     await secondUp;
     await firstLost;
     assert.equal(hub.nodes().length, 1);
+  });
+});
+
+describe('a hub that is one worker of several', () => {
+  test('it tells the agent which worker it is; a dial naming it as held is refused before any token check, and the tunnel held stays', async () => {
+    // One hub says it is worker 2 of 3: every dial for the other two lands on it again.
+    const { hub, server, port } = await startHub({ worker: { id: 2, count: 3 } });
+    let dials = 0;
+    server.on('upgrade', () => {
+      dials += 1;
+    });
+    const up = nextNodeUp(hub);
+    let down = 0;
+    hub.on('node-down', () => {
+      down += 1;
+    });
+    const checksBefore = tokenChecks;
+    const agent = startAgent(port);
+    await up;
+    await eventually(() => dials >= 1 + 9, 'the agent to dial for the workers it misses');
+    assert.equal(tokenChecks - checksBefore, 1, 'only the first dial had its token checked');
+    assert.equal(agent.tunnels, 1);
+    assert.equal(down, 0, 'the tunnel held was never replaced');
+    assert.deepEqual(
+      hub.nodes().map((node) => node.nodeId),
+      [NODE_ID],
+    );
   });
 });
 

@@ -21,6 +21,14 @@
  * One exception: 409 (REPLACED_STATUS) says that another agent presented the same node
  * token and replaced this one. Dialling again would only take the node back and start
  * a fight that never ends, so the client reports 'replaced' and drains instead.
+ *
+ * Workers: a hub that says it is one of N workers of its host (WORKER_HEADER) is dialled
+ * again at the same address until the agent holds a tunnel on every worker (hub-workers.ts),
+ * each a full one with its own exit proofs. A dial that reaches a worker already held is
+ * refused by it at once (HELD_WORKER_STATUS) and dialled again, a bounded number of times
+ * per round, then after the growing delay. Losing one of these tunnels dials for that one
+ * worker again; only losing the last moves the agent to the next hub address, and the
+ * tunnels belong to the address the agent is on.
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -30,6 +38,8 @@ import {
   DEFAULT_PING_INTERVAL_MS,
   DEFAULT_PING_TIMEOUT_MS,
   encodeHello,
+  formatWorker,
+  HELD_WORKER_STATUS,
   type HostPort,
   type NodeHello,
   parseAuthority,
@@ -40,7 +50,7 @@ import {
 } from '@ipcola/shared/protocol';
 import { AgentSession, type OpenEgress } from './agent-session.ts';
 import { backoffDelay } from './backoff.ts';
-import { type Dialled, dialHub, HubRefusedError } from './dial.ts';
+import { type Dialled, type DialOptions, dialHub, HubRefusedError } from './dial.ts';
 import {
   type HubAddress,
   hubLabel,
@@ -48,6 +58,7 @@ import {
   resolveHubs,
   sameHub,
 } from './hub-addresses.ts';
+import { HubWorkers } from './hub-workers.ts';
 import { proveExits } from './prove-exits.ts';
 
 export interface ReconnectOptions {
@@ -117,6 +128,11 @@ export interface TunnelClient extends EventEmitter<TunnelClientEvents> {
   /** Streams open on every connection, including one still draining after a GOAWAY. */
   readonly activeStreams: number;
   /**
+   * Connections that take new streams: one per worker of the hub's host once attached to
+   * all (1 with a hub without workers), 0 while none.
+   */
+  readonly tunnels: number;
+  /**
    * Stops taking streams (GOAWAY), waits up to timeoutMs for open ones to finish, then
    * closes. No reconnection after this.
    */
@@ -149,9 +165,14 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
   /** Sent with every dial: lets the hub tell this agent reconnecting from another agent. */
   readonly #instance = randomBytes(18).toString('base64url');
   readonly #sessions = new Map<AgentSession, Promise<void>>();
+  /** The connections that take new streams, one per worker of the hub address it is on. */
+  readonly #workers = new HubWorkers<AgentSession>();
   #state: TunnelState = 'connecting';
-  #current: AgentSession | undefined;
   #connectedAt = 0;
+  /** The dial for a missing worker in flight, and the wait before the next round of them. */
+  #filling: AbortController | undefined;
+  #fillTimer: NodeJS.Timeout | undefined;
+  #fillFailures = 0;
   #failures = 0;
   /** This round's addresses, the next one to dial, and the last one dialled. */
   #round: HubAddress[] = [];
@@ -194,6 +215,10 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
 
   get nodeId(): string | undefined {
     return this.#nodeId;
+  }
+
+  get tunnels(): number {
+    return this.#workers.size;
   }
 
   get activeStreams(): number {
@@ -246,7 +271,14 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     this.emit('connecting', { attempt: this.#failures + 1, hub });
     const dialling = new AbortController();
     this.#dialling = dialling;
-    dialHub({
+    dialHub(this.#dialOptions(address, dialling.signal)).then(
+      (dialled) => this.#onDialled(dialled, address),
+      (error: Error) => this.#onDialFailed(error, address),
+    );
+  }
+
+  #dialOptions(address: HubAddress, signal: AbortSignal): DialOptions {
+    return {
       host: address.host,
       port: address.port,
       ...(address.address === address.host ? {} : { address }),
@@ -256,14 +288,11 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
       instance: this.#instance,
       tls: this.#tls(),
       timeoutMs: this.#options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS,
-      signal: dialling.signal,
+      signal,
       ...(this.#options.createConnection
         ? { createConnection: this.#options.createConnection }
         : {}),
-    }).then(
-      (dialled) => this.#onDialled(dialled, address),
-      (error: Error) => this.#onDialFailed(error, address),
-    );
+    };
   }
 
   #tls(): false | ConnectionOptions {
@@ -271,12 +300,37 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     return tls === true ? {} : tls || false;
   }
 
-  #onDialled({ socket, nodeId, proofNonce }: Dialled, address: HubAddress): void {
+  #onDialled(dialled: Dialled, address: HubAddress): void {
     this.#dialling = undefined;
     if (this.#stopping) {
-      socket.destroy();
+      dialled.socket.destroy();
       return;
     }
+    const session = this.#serve(dialled, address);
+    if (session instanceof Error) {
+      this.#onDialFailed(session, address);
+      return;
+    }
+    this.#stopFilling();
+    this.#workers.attach(address, session, dialled.worker);
+    const { nodeId, worker } = dialled;
+    this.#connectedAt = performance.now();
+    this.#nodeId = nodeId;
+    this.#state = 'connected';
+    const hub = hubLabel(address);
+    this.#log.info(
+      { hub, nodeId, ...(worker ? { worker: formatWorker(worker) } : {}) },
+      'connected to the hub',
+    );
+    this.emit('connected', { nodeId, hub });
+    this.#fillWorkers();
+  }
+
+  /**
+   * Runs the tunnel over a connection the hub upgraded, and proves the exits on it; the
+   * error when no session could start (the dial failed, after all).
+   */
+  #serve({ socket, proofNonce }: Dialled, address: HubAddress): AgentSession | Error {
     let session: AgentSession;
     try {
       session = new AgentSession({
@@ -290,8 +344,7 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
       });
     } catch (error) {
       socket.destroy();
-      this.#onDialFailed(error as Error, address);
-      return;
+      return error as Error;
     }
     const closed = new Promise<void>((resolve) => {
       session.once('close', (error) => {
@@ -306,13 +359,6 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     session.once('goaway', (reason) =>
       this.#lost(session, reason ? new Error(`the hub closed the tunnel: ${reason}`) : undefined),
     );
-    this.#current = session;
-    this.#connectedAt = performance.now();
-    this.#nodeId = nodeId;
-    this.#state = 'connected';
-    const hub = hubLabel(address);
-    this.#log.info({ hub, nodeId }, 'connected to the hub');
-    this.emit('connected', { nodeId, hub });
     if (proofNonce !== undefined) {
       const proving = new AbortController();
       session.once('close', () => proving.abort());
@@ -328,11 +374,121 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
         logger: this.#log,
       });
     }
+    return session;
+  }
+
+  /**
+   * Dials the hub address the agent is on again while a worker of its host holds no
+   * tunnel of this agent. One dial at a time; a round's dials are bounded, then the next
+   * round waits the growing delay.
+   */
+  #fillWorkers(): void {
+    const address = this.#workers.address;
+    if (this.#stopping || this.#filling || this.#fillTimer || !address) return;
+    if (this.#workers.missing() === 0) return;
+    if (!this.#workers.takeDial()) {
+      this.#fillFailures += 1;
+      const delayMs = backoffDelay(this.#fillFailures, this.#reconnect);
+      this.#log.debug(
+        { hub: hubLabel(address), missing: this.#workers.missing(), delayMs },
+        'some workers of the hub hold no tunnel yet; dialling again later',
+      );
+      this.#fillTimer = setTimeout(() => {
+        this.#fillTimer = undefined;
+        this.#workers.newRound();
+        this.#fillWorkers();
+      }, delayMs);
+      return;
+    }
+    const dialling = new AbortController();
+    this.#filling = dialling;
+    dialHub({
+      ...this.#dialOptions(address, dialling.signal),
+      heldWorkers: this.#workers.heldWorkers(),
+    }).then(
+      (dialled) => this.#onWorkerDialled(dialled, address, dialling),
+      (error: Error) => this.#onWorkerDialFailed(error, address, dialling),
+    );
+  }
+
+  #onWorkerDialled(dialled: Dialled, address: HubAddress, dialling: AbortController): void {
+    if (this.#filling !== dialling) {
+      dialled.socket.destroy(); // given up meanwhile: the agent moved or is stopping
+      return;
+    }
+    this.#filling = undefined;
+    const { worker } = dialled;
+    if (worker === undefined || this.#workers.holds(worker.id)) {
+      // Only a hub that ignores the held list gets here (none does; an older hub says no
+      // worker). It took this for a reconnection and is closing the tunnel it had: that
+      // one's loss dials again.
+      dialled.socket.destroy();
+      this.#fillWorkers();
+      return;
+    }
+    const session = this.#serve(dialled, address);
+    if (session instanceof Error) {
+      this.#onWorkerDialFailed(session, address, undefined);
+      return;
+    }
+    this.#workers.add(session, worker);
+    this.#fillFailures = 0;
+    this.#log.info(
+      { hub: hubLabel(address), worker: formatWorker(worker), tunnels: this.#workers.size },
+      'attached to another worker of the hub',
+    );
+    this.#fillWorkers();
+  }
+
+  /** `dialling`: the dial that failed, or undefined when its tunnel failed to start. */
+  #onWorkerDialFailed(
+    error: Error,
+    address: HubAddress,
+    dialling: AbortController | undefined,
+  ): void {
+    if (dialling !== undefined) {
+      if (this.#filling !== dialling) return;
+      this.#filling = undefined;
+    }
+    if (this.#stopping) return;
+    if (error instanceof HubRefusedError && error.status === REPLACED_STATUS) {
+      this.#replaced(error);
+      return;
+    }
+    if (!(error instanceof HubRefusedError && error.status === HELD_WORKER_STATUS)) {
+      // The tunnels held keep serving; this round is over, the next waits.
+      this.#log.warn(
+        { hub: hubLabel(address), err: error },
+        'could not attach to another worker of the hub; retrying',
+      );
+      this.#workers.endRound();
+    }
+    this.#fillWorkers();
+  }
+
+  #stopFilling(): void {
+    this.#filling?.abort();
+    this.#filling = undefined;
+    clearTimeout(this.#fillTimer);
+    this.#fillTimer = undefined;
+    this.#fillFailures = 0;
   }
 
   #lost(session: AgentSession, error: Error | undefined): void {
-    if (this.#current !== session) return;
-    this.#current = undefined;
+    const address = this.#workers.address;
+    const held = this.#workers.remove(session);
+    if (!held || !address) return;
+    if (this.#workers.size > 0) {
+      // Other workers of this hub still serve: only this one is dialled again.
+      if (this.#stopping) return;
+      this.#log.warn(
+        { hub: hubLabel(address), worker: held.worker, err: error },
+        'lost the tunnel to one worker of the hub; dialling it again',
+      );
+      this.#fillWorkers();
+      return;
+    }
+    this.#stopFilling();
     this.emit('disconnected', { error });
     if (this.#stopping) return;
     if (performance.now() - this.#connectedAt >= this.#reconnect.stableAfterMs) {
@@ -360,8 +516,7 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     if (this.#stopping) return;
     const hub = hubLabel(address);
     if (error instanceof HubRefusedError && error.status === REPLACED_STATUS) {
-      this.emit('replaced', { message: error.reason });
-      void this.drain(this.#options.replacedDrainMs ?? DEFAULT_REPLACED_DRAIN_MS);
+      this.#replaced(error);
       return;
     }
     if (error instanceof HubRefusedError) {
@@ -381,6 +536,11 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
       this.#log.warn({ hub, err: error }, 'could not attach to this hub address; trying the next');
     }
     this.#dialNext();
+  }
+
+  #replaced(error: HubRefusedError): void {
+    this.emit('replaced', { message: error.reason });
+    void this.drain(this.#options.replacedDrainMs ?? DEFAULT_REPLACED_DRAIN_MS);
   }
 
   /** Every address of the round failed: the next round waits. */
@@ -413,6 +573,7 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
     this.#state = 'draining';
     clearTimeout(this.#retryTimer);
     this.#dialling?.abort();
+    this.#stopFilling();
     for (const session of this.#sessions.keys()) session.close();
     const allClosed = () => Promise.all(this.#sessions.values());
     if (graceMs > 0 && this.#sessions.size > 0) {

@@ -11,10 +11,15 @@ import type { ConnectionOptions } from 'node:tls';
 import {
   AGENT_INSTANCE_HEADER,
   EXIT_PROOF_HEADER,
+  formatHeldWorkers,
+  HELD_WORKERS_HEADER,
   HELLO_HEADER,
+  type HubWorker,
   NODE_ID_HEADER,
+  parseWorker,
   TUNNEL_PATH,
   TUNNEL_UPGRADE_TOKEN,
+  WORKER_HEADER,
 } from '@ipcola/shared/protocol';
 
 export interface DialOptions {
@@ -29,6 +34,11 @@ export interface DialOptions {
   readonly agentVersion: string;
   /** This agent process's id (AGENT_INSTANCE_HEADER). */
   readonly instance: string;
+  /**
+   * The workers of this hub address the agent holds a tunnel on: a hub that is one of
+   * them refuses (HELD_WORKER_STATUS) instead of taking the tunnel over.
+   */
+  readonly heldWorkers?: readonly number[];
   readonly tls: false | ConnectionOptions;
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
@@ -42,6 +52,8 @@ export interface Dialled {
   readonly nodeId: string | undefined;
   /** The nonce to prove the exit IPs with; undefined from a hub that asks for no proofs. */
   readonly proofNonce: string | undefined;
+  /** Which worker of its host the hub is; undefined from a hub that does not say (older). */
+  readonly worker: HubWorker | undefined;
 }
 
 /** The hub answered, but not with 101: the status says whether retrying can help. */
@@ -79,6 +91,9 @@ export function dialHub(options: DialOptions): Promise<Dialled> {
       Authorization: `Bearer ${options.token}`,
       [HELLO_HEADER]: options.hello,
       [AGENT_INSTANCE_HEADER]: options.instance,
+      ...(options.heldWorkers?.length
+        ? { [HELD_WORKERS_HEADER]: formatHeldWorkers(options.heldWorkers) }
+        : {}),
       'User-Agent': `ipcola-agent/${options.agentVersion}`,
     },
     // Node uses createConnection only without an agent; otherwise a fresh agent, so
@@ -112,6 +127,7 @@ export function dialHub(options: DialOptions): Promise<Dialled> {
         socket,
         nodeId: typeof nodeId === 'string' ? nodeId : undefined,
         proofNonce: typeof proofNonce === 'string' ? proofNonce : undefined,
+        worker: parseWorker(res.headers[WORKER_HEADER]),
       });
     });
     req.once('response', (res: IncomingMessage) => {

@@ -8,7 +8,10 @@
  *
  * A node's entries are keyed by node and instance (`node@instance`), so that a node moving
  * between instances never has one instance's removal delete the other's registration;
- * the newest live registration wins. Entries of an instance whose announcement lapsed
+ * the newest live registration wins. A node may also be held by several instances at once
+ * (an agent attaches to every worker of the host it dials): every holder is remembered,
+ * so that losing one leaves the node reachable through the others at once, and an
+ * instance that holds the node itself never looks elsewhere. Entries of an instance whose announcement lapsed
  * (it crashed) are ignored at once and deleted by whoever notices.
  */
 import type { Logger } from '../log/index.ts';
@@ -135,8 +138,8 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
   const TOPIC = `nodes:${options.clusterName}`;
   /** Nodes this instance's hub holds and published. */
   const local = new Map<string, Registration>();
-  /** Nodes other instances hold, as last heard. */
-  const remote = new Map<string, Registration>();
+  /** Nodes other instances hold, as last heard: node, then holding instance. */
+  const remote = new Map<string, Map<string, Registration>>();
   /** Live instances and their peer addresses. */
   const instances = new Map<string, string>();
   /** Instances a hop failed to reach, and until when they are set aside. */
@@ -166,29 +169,59 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
     broadcast.publish(TOPIC, JSON.stringify(message)).catch(warn('broadcasting a node failed'));
   const entryId = (nodeId: string, holder: string) => `${nodeId}@${holder}`;
 
-  const applyRemote = (nodeId: string, next: Registration | undefined) => {
-    const before = remote.get(nodeId);
-    if (next) remote.set(nodeId, next);
-    else remote.delete(nodeId);
-    if (local.has(nodeId) || options.isLocalAgent(nodeId)) return;
-    if (next) {
-      const wasMoving = moving.has(nodeId);
-      arrived(nodeId);
-      if (!wasMoving && before && before.at === next.at && before.i === next.i) return;
-      index.addNodeExits(nodeId, next.exits);
-    } else if (before) {
-      index.removeNodeExits(nodeId);
-    }
-  };
   const usable = (registration: Registration) =>
     registration.i !== instanceId &&
     instances.has(registration.i) &&
     (unreachable.get(registration.i) ?? 0) <= Date.now();
+  const newest = (nodeId: string, only: (registration: Registration) => boolean) => {
+    let best: Registration | undefined;
+    for (const registration of remote.get(nodeId)?.values() ?? []) {
+      if (only(registration) && (!best || best.at < registration.at)) best = registration;
+    }
+    return best;
+  };
+  /** The holder this instance's streams for the node go to: the newest usable one. */
+  const chosen = (nodeId: string) => newest(nodeId, usable);
+
+  /** Sets (or, undefined, drops) what one instance holds of a node. */
+  const applyRemote = (nodeId: string, holder: string, next: Registration | undefined) => {
+    const before = newest(nodeId, () => true);
+    const holders = remote.get(nodeId) ?? new Map<string, Registration>();
+    if (next) holders.set(holder, next);
+    else holders.delete(holder);
+    if (holders.size > 0) remote.set(nodeId, holders);
+    else remote.delete(nodeId);
+    reindex(nodeId, before);
+  };
+  /** Sets (or, undefined, drops) every holder of a node at once (a resync). */
+  const applyHolders = (nodeId: string, next: Map<string, Registration> | undefined) => {
+    const before = newest(nodeId, () => true);
+    if (next) remote.set(nodeId, next);
+    else remote.delete(nodeId);
+    reindex(nodeId, before);
+  };
+  /**
+   * Puts the node's exits in the index as the holder now chosen says, unless this
+   * instance holds the node itself. `before` is the newest holder before the change,
+   * usable or not: the instance that just became unusable is the one to take out.
+   */
+  const reindex = (nodeId: string, before: Registration | undefined) => {
+    if (local.has(nodeId) || options.isLocalAgent(nodeId)) return;
+    const after = chosen(nodeId);
+    if (after) {
+      const wasMoving = moving.has(nodeId);
+      arrived(nodeId);
+      if (!wasMoving && before && before.at === after.at && before.i === after.i) return;
+      index.addNodeExits(nodeId, after.exits);
+    } else if (before) {
+      index.removeNodeExits(nodeId);
+    }
+  };
 
   const remoteOf = (nodeId: string): RemoteNode | undefined => {
     if (local.has(nodeId)) return undefined;
-    const registration = remote.get(nodeId);
-    if (!registration || !usable(registration)) return undefined;
+    const registration = chosen(nodeId);
+    if (!registration) return undefined;
     const peerAddress = instances.get(registration.i);
     return peerAddress === undefined
       ? undefined
@@ -205,21 +238,18 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
     switch (message.t) {
       case 'up': {
         if (message.r.i === instanceId) return;
-        const before = remote.get(message.n);
+        const before = remote.get(message.n)?.get(message.r.i);
         if (before && before.at > message.r.at) return;
         // Heard before its announcement was read: it is alive, it just said so.
         if (!instances.has(message.r.i)) void readInstances().catch(warn('reading instances'));
         unreachable.delete(message.r.i);
-        applyRemote(message.n, message.r);
+        applyRemote(message.n, message.r.i, message.r);
         return;
       }
       case 'down':
-        if (remote.get(message.n)?.i !== message.i) return;
-        if (message.m && !local.has(message.n)) {
-          startMove(message.n);
-          return;
-        }
-        applyRemote(message.n, undefined);
+        if (!remote.get(message.n)?.has(message.i)) return;
+        if (message.m) leftMoving(message.n, message.i);
+        else applyRemote(message.n, message.i, undefined);
         return;
       case 'delete':
         options.disconnectLocal(message.n);
@@ -230,13 +260,23 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
     }
   };
 
-  /** Its agent is moving: its exits stay leasable, and opens wait for it to land. */
-  const startMove = (nodeId: string) => {
+  /**
+   * One holder of the node is draining. Another holder takes its streams at once; with
+   * none, its agent is moving: its exits stay leasable, and opens wait for it to land.
+   */
+  const leftMoving = (nodeId: string, fromInstance: string) => {
+    const others = [...(remote.get(nodeId)?.values() ?? [])].some(
+      (registration) => registration.i !== fromInstance && usable(registration),
+    );
+    if (others || local.has(nodeId)) {
+      applyRemote(nodeId, fromInstance, undefined);
+      return;
+    }
     remote.delete(nodeId);
     if (moving.has(nodeId)) return;
     const timer = setTimeout(() => {
       moving.delete(nodeId);
-      if (!remote.has(nodeId) && !local.has(nodeId)) index.removeNodeExits(nodeId);
+      if (!chosen(nodeId) && !local.has(nodeId)) index.removeNodeExits(nodeId);
       arrived(nodeId);
     }, MOVE_WAIT_MS);
     timer.unref();
@@ -245,8 +285,8 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
 
   const forgetInstance = (id: string) => {
     instances.delete(id);
-    for (const [nodeId, registration] of remote) {
-      if (registration.i === id) applyRemote(nodeId, undefined);
+    for (const [nodeId, holders] of [...remote]) {
+      if (holders.has(id)) applyRemote(nodeId, id, undefined);
     }
   };
 
@@ -264,7 +304,7 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
 
   const resync = async () => {
     await readInstances();
-    const newest = new Map<string, Registration>();
+    const held = new Map<string, Map<string, Registration>>();
     for (const { id, value } of await registry.list(NODES)) {
       const registration = JSON.parse(value) as Registration;
       const nodeId = id.slice(0, id.lastIndexOf('@'));
@@ -274,12 +314,12 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
         continue;
       }
       if (!usable(registration)) continue;
-      const best = newest.get(nodeId);
-      if (!best || best.at < registration.at) newest.set(nodeId, registration);
+      const holders = held.get(nodeId) ?? new Map<string, Registration>();
+      holders.set(registration.i, registration);
+      held.set(nodeId, holders);
     }
-    for (const nodeId of [...remote.keys()])
-      if (!newest.has(nodeId)) applyRemote(nodeId, undefined);
-    for (const [nodeId, registration] of newest) applyRemote(nodeId, registration);
+    for (const nodeId of [...remote.keys()]) if (!held.has(nodeId)) applyHolders(nodeId, undefined);
+    for (const [nodeId, holders] of held) applyHolders(nodeId, holders);
   };
 
   const announce = () =>
@@ -333,9 +373,10 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
         .remove(NODES, entryId(nodeId, instanceId))
         .catch(warn('withdrawing a node failed'));
       void send({ t: 'down', n: nodeId, i: instanceId, ...(leaving ? { m: true as const } : {}) });
-      // It may have moved to another instance already: lease it there.
-      const elsewhere = remote.get(nodeId);
-      if (elsewhere && usable(elsewhere)) index.addNodeExits(nodeId, elsewhere.exits);
+      // It may have moved to another instance already, or be held by another worker of
+      // this host: lease it there.
+      const elsewhere = chosen(nodeId);
+      if (elsewhere) index.addNodeExits(nodeId, elsewhere.exits);
     },
     remote: remoteOf,
     async holder(nodeId, waitMs, signal) {
@@ -368,7 +409,9 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
     },
     leaving: () => leaving,
     moving(nodeId, fromInstance) {
-      if (remote.get(nodeId)?.i === fromInstance && !local.has(nodeId)) startMove(nodeId);
+      if (remote.get(nodeId)?.has(fromInstance) && !local.has(nodeId)) {
+        leftMoving(nodeId, fromInstance);
+      }
     },
     async peers() {
       // An instance that started a moment ago may not have been read yet (a proof reaching
@@ -383,8 +426,8 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
       // Still announced after this, it was a passing failure: the next resync brings it back.
       unreachable.set(id, Date.now() + timing.instanceTtlMs);
       logger.warn({ instance: id }, 'an instance does not answer: its nodes are set aside');
-      for (const [nodeId, registration] of remote) {
-        if (registration.i === id) applyRemote(nodeId, undefined);
+      for (const [nodeId, holders] of [...remote]) {
+        if (holders.has(id)) applyRemote(nodeId, id, undefined);
       }
     },
     async deleted(nodeId) {

@@ -68,6 +68,8 @@ export interface ClusterOptions {
   };
   /** How long shutdown lets hops still open finish. */
   readonly graceMs: number;
+  /** A stream crossed the hop: relayed out to a holder, or served in for another instance. */
+  readonly onHop?: (side: 'out' | 'in') => void;
   readonly logger: Logger;
   readonly timing?: Partial<DirectoryTiming>;
 }
@@ -100,7 +102,10 @@ export async function joinCluster(options: ClusterOptions): Promise<Cluster> {
   const server = createPeerServer({
     secret: options.secret,
     idleTimeoutMs: HOP_IDLE_MS,
-    openLocal: (target, signal) => hub.openStream(target, signal),
+    openLocal: (target, signal) => {
+      options.onHop?.('in');
+      return hub.openStream(target, signal);
+    },
     judgeProof: (claim) => hub.judgeProof(claim),
     draining: () => directory.leaving(),
   });
@@ -159,6 +164,7 @@ export async function joinCluster(options: ClusterOptions): Promise<Cluster> {
         if (holder === 'here') return hub.openStream(peerTarget, signal);
         if (!holder) throw tunnelError('exit_failed', `no instance holds node ${exit.nodeId}`);
         try {
+          options.onHop?.('out');
           return await client.open(holder.peerAddress, peerTarget, signal);
         } catch (error) {
           if (error instanceof PeerUnreachableError) directory.unreachable(holder.instanceId);

@@ -13,7 +13,9 @@ import {
   DEFAULT_PING_TIMEOUT_MS,
   EXIT_IP_HEADER,
   EXIT_PROOF_HEADER,
+  HELD_WORKER_STATUS,
   HUB_OPEN_TIMEOUT_MS,
+  type HubWorker,
   REPLACED_STATUS,
   silentLogger,
   type TunnelLogger,
@@ -62,6 +64,12 @@ export interface HubOptions {
    * holds it either.
    */
   readonly proveElsewhere?: (proof: ProofClaim) => Promise<ProofAnswer | null>;
+  /**
+   * Which worker of its host this hub is (WORKERS): told to every agent in the 101, so
+   * that it attaches to every worker, and an agent's dial that reached this one again is
+   * refused before anything else (HELD_WORKER_STATUS). Undefined: nothing is said.
+   */
+  readonly worker?: HubWorker;
 }
 
 /** An exit proof as the hub that received it saw it. */
@@ -302,6 +310,19 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     if (this.#closing) return this.#refuse(socket, refusal(503, 'the hub is shutting down'));
     const check = checkUpgradeRequest(req);
     if (!check.ok) return this.#refuse(socket, check.refusal);
+    const worker = this.#options.worker;
+    if (worker && check.heldWorkers.has(worker.id)) {
+      // Its tunnel here is alive (a stale one would not be listed): keep it, and cost this
+      // dial no token check. Debug: every agent meets this a few times per attach.
+      return this.#refuse(
+        socket,
+        refusal(
+          HELD_WORKER_STATUS,
+          `this agent holds a tunnel on worker ${worker.id} already; dial again for another`,
+        ),
+        'debug',
+      );
+    }
 
     this.#pending.add(socket);
     let identity: { nodeId: string; type?: ExitType } | null;
@@ -351,7 +372,7 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
       (address) => this.#heldElsewhere(nodeId, address),
     );
     this.#addProofs({ nodeId, proofs });
-    writeSwitchingProtocols(socket, nodeId, proofs.nonce, (error) => {
+    writeSwitchingProtocols(socket, nodeId, proofs.nonce, this.#options.worker, (error) => {
       if (error || socket.destroyed || this.#closing) {
         this.#removeProofs(proofs.nonce);
         socket.destroy();
@@ -361,8 +382,8 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
     });
   }
 
-  #refuse(socket: Duplex, answer: Refusal): void {
-    this.#log.info({ status: answer.status, reason: answer.message }, 'node upgrade refused');
+  #refuse(socket: Duplex, answer: Refusal, level: 'info' | 'debug' = 'info'): void {
+    this.#log[level]({ status: answer.status, reason: answer.message }, 'node upgrade refused');
     writeRefusal(socket, answer);
   }
 

@@ -8,12 +8,17 @@ import {
   AGENT_INSTANCE_HEADER,
   AGENT_INSTANCE_PATTERN,
   EXIT_PROOF_HEADER,
+  formatWorker,
+  HELD_WORKERS_HEADER,
   HELLO_HEADER,
+  type HubWorker,
   NODE_ID_HEADER,
   type NodeHello,
+  parseHeldWorkers,
   parseHello,
   TUNNEL_PATH,
   TUNNEL_UPGRADE_TOKEN,
+  WORKER_HEADER,
 } from '@ipcola/shared/protocol';
 
 export interface Refusal {
@@ -30,6 +35,8 @@ export type UpgradeCheck =
       hello: NodeHello;
       /** The agent process's id; undefined from agents that send none (older versions). */
       instance: string | undefined;
+      /** The workers of this host the agent already holds a tunnel on (none from older agents). */
+      heldWorkers: ReadonlySet<number>;
     }
   | { ok: false; refusal: Refusal };
 
@@ -67,7 +74,8 @@ export function checkUpgradeRequest(req: IncomingMessage): UpgradeCheck {
   ) {
     return refuse(400, `the ${AGENT_INSTANCE_HEADER} header must be 16-64 base64url characters`);
   }
-  return { ok: true, token, hello: hello.hello, instance };
+  const heldWorkers = parseHeldWorkers(req.headers[HELD_WORKERS_HEADER]);
+  return { ok: true, token, hello: hello.hello, instance, heldWorkers };
 }
 
 export function refusal(status: number, message: string, headers?: Record<string, string>) {
@@ -102,6 +110,7 @@ export function writeSwitchingProtocols(
   socket: Duplex,
   nodeId: string,
   proofNonce: string,
+  worker: HubWorker | undefined,
   written: (error?: Error | null) => void,
 ): void {
   const lines = [
@@ -110,6 +119,7 @@ export function writeSwitchingProtocols(
     `Upgrade: ${TUNNEL_UPGRADE_TOKEN}`,
     `${NODE_ID_HEADER}: ${nodeId}`,
     `${EXIT_PROOF_HEADER}: ${proofNonce}`,
+    ...(worker ? [`${WORKER_HEADER}: ${formatWorker(worker)}`] : []),
   ];
   socket.write(`${lines.join('\r\n')}\r\n\r\n`, written);
 }

@@ -8,6 +8,8 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 
 export type ProxyProtocol = 'http' | 'connect' | 'socks5';
 
+export type HopSide = 'out' | 'in';
+
 /** What the gateway reports as it works. */
 export interface GatewayObserver {
   /** A forwarded request got an exit, or a tunnel opened. */
@@ -23,6 +25,8 @@ export interface Metrics {
   readonly gateway: GatewayObserver;
   /** Metered bytes, both directions, as they are recorded for billing. */
   countBytes(up: number, down: number): void;
+  /** A stream crossed the hop between instances: relayed out to the holder, or served in. */
+  countHop(side: HopSide): void;
   /** Read at each scrape. */
   watch(sources: { onlineExits(): number; openTunnels(): number; onlineNodes(): number }): void;
 }
@@ -49,6 +53,17 @@ export function createMetrics(): Metrics {
     labelNames: ['direction'],
     registers: [registry],
   });
+  const hops = new Counter({
+    name: 'ipcola_hop_streams_total',
+    help:
+      'Streams over the hop between instances: out, relayed to the instance holding the exit; ' +
+      'in, served for another instance. Within one host of WORKERS, non-zero only while an agent attaches.',
+    labelNames: ['side'],
+    registers: [registry],
+  });
+  // Both sides from the start: a zero says "no hop", an absent series says nothing.
+  hops.inc({ side: 'out' }, 0);
+  hops.inc({ side: 'in' }, 0);
   const selection = new Histogram({
     name: 'ipcola_exit_selection_seconds',
     help: 'Time to choose an exit for a connection.',
@@ -67,6 +82,7 @@ export function createMetrics(): Metrics {
       if (up > 0) bytes.inc({ direction: 'up' }, up);
       if (down > 0) bytes.inc({ direction: 'down' }, down);
     },
+    countHop: (side) => hops.inc({ side }),
     watch(sources) {
       new Gauge({
         name: 'ipcola_exits_online',

@@ -61,3 +61,14 @@ export {
   tunnelSettings,
   widenConnectionWindow,
 } from './tuning.ts';
+export {
+  formatHeldWorkers,
+  formatWorker,
+  HELD_WORKER_STATUS,
+  HELD_WORKERS_HEADER,
+  type HubWorker,
+  MAX_WORKERS,
+  parseHeldWorkers,
+  parseWorker,
+  WORKER_HEADER,
+} from './workers.ts';
