@@ -21,8 +21,11 @@ const V2_SIGNATURE = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
 const V1_PREFIX = Buffer.from('PROXY ');
 /** Version 1's longest line, CRLF included (section 2.1). */
 const V1_MAX = 107;
-/** Far above what balancers send (addresses and a few TLVs), bounding what is buffered. */
-const V2_MAX = 16 + 512;
+/**
+ * Above what balancers send (addresses and TLVs: HAProxy's SSL and unique-id ones stay
+ * well under 1 KB), bounding what is buffered before the client's first byte.
+ */
+const V2_MAX = 16 + 2048;
 
 export type ProxyHeader =
   | { readonly state: 'incomplete' }
