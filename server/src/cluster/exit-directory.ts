@@ -298,8 +298,17 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
       if (typeof peer === 'string') alive.set(id, peer);
     }
     for (const id of [...instances.keys()]) if (!alive.has(id)) forgetInstance(id);
+    // A node heard of before its holder's announcement was read waits in `remote`
+    // unindexed (its holder was not usable yet): it is indexed as its holder becomes known.
+    const waiting = new Map<string, Registration | undefined>();
+    for (const [nodeId, holders] of remote) {
+      if ([...holders.keys()].some((id) => alive.has(id) && !instances.has(id))) {
+        waiting.set(nodeId, chosen(nodeId));
+      }
+    }
     for (const [id, peer] of alive) instances.set(id, peer);
     for (const [id, until] of unreachable) if (until <= Date.now()) unreachable.delete(id);
+    for (const [nodeId, before] of waiting) reindex(nodeId, before);
   };
 
   const resync = async () => {
@@ -329,16 +338,52 @@ export function createExitDirectory(options: ExitDirectoryOptions): ExitDirector
       JSON.stringify({ peer: options.peerAddress }),
       timing.instanceTtlMs,
     );
+  const put = (nodeId: string, registration: Registration) =>
+    registry.put(
+      NODES,
+      entryId(nodeId, instanceId),
+      JSON.stringify(registration),
+      NODE_ENTRY_TTL_MS,
+    );
   const register = (nodeId: string, registration: Registration) =>
-    registry
-      .put(NODES, entryId(nodeId, instanceId), JSON.stringify(registration), NODE_ENTRY_TTL_MS)
-      .catch(warn('registering a node failed'));
+    put(nodeId, registration).catch(warn('registering a node failed'));
 
-  const unsubscribe = broadcast.subscribe(TOPIC, onMessage, () => {
-    void resync().catch(warn('reading the node registry failed'));
-  });
+  /**
+   * After Redis was out of reach: a Redis that restarted empty holds neither this
+   * instance's announcement nor its registrations (renewed only hourly), so both are
+   * written again and the nodes announced to the others, then the registry is read.
+   * Until all of it worked it is tried again at every announcement round: on the
+   * subscriber's reconnection the command connection may still be down.
+   */
+  let rejoinNeeded = false;
+  const rejoin = async () => {
+    await announce();
+    await Promise.all([...local].map(([nodeId, registration]) => put(nodeId, registration)));
+    for (const [nodeId, registration] of local) void send({ t: 'up', n: nodeId, r: registration });
+    await resync();
+  };
+  const tryRejoin = () =>
+    rejoin().then(
+      () => {
+        rejoinNeeded = false;
+      },
+      (error: unknown) => {
+        rejoinNeeded = true;
+        warn('registering this instance again failed')(error);
+      },
+    );
+  const unsubscribe = broadcast.subscribe(TOPIC, onMessage, () => void tryRejoin());
   const announcer = setInterval(() => {
-    announce().then(() => failing.clear(), warn('announcing this instance failed'));
+    announce().then(
+      () => {
+        failing.clear();
+        if (rejoinNeeded) void tryRejoin();
+      },
+      (error: unknown) => {
+        rejoinNeeded = true;
+        warn('announcing this instance failed')(error);
+      },
+    );
     readInstances().catch(warn('reading instances failed'));
   }, timing.announceMs);
   const resyncer = setInterval(
