@@ -14,29 +14,11 @@
 import { createServer as createHttpServer } from 'node:http';
 import { connect as connectHttp2, createServer as createHttp2Server } from 'node:http2';
 import { connect as connectTcp, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
-import { parseArgs } from 'node:util';
+import { floorRole, listening, pipeBoth } from './lib/floor-relay.ts';
 
-const { values } = parseArgs({ options: { role: { type: 'string' }, exit: { type: 'string' } } });
+const { role, exitPort } = floorRole();
 
-/** Both ways until either side ends or fails; then both are gone. */
-function pipeBoth(a: Duplex, b: Duplex): void {
-  const done = () => {
-    a.destroy();
-    b.destroy();
-  };
-  a.pipe(b);
-  b.pipe(a);
-  a.once('error', done).once('close', done);
-  b.once('error', done).once('close', done);
-}
-
-function listening(server: { address(): unknown }): void {
-  const { port } = server.address() as { port: number };
-  process.stdout.write(`${JSON.stringify({ port })}\n`);
-}
-
-if (values.role === 'exit') {
+if (role === 'exit') {
   const server = createHttp2Server();
   server.on('stream', (stream, headers) => {
     const [host, port] = String(headers[':authority']).split(':');
@@ -48,8 +30,8 @@ if (values.role === 'exit') {
     socket.once('error', () => stream.close());
   });
   server.listen(0, '127.0.0.1', () => listening(server));
-} else if (values.role === 'relay') {
-  const session = connectHttp2(`http://127.0.0.1:${values.exit}`);
+} else if (role === 'relay') {
+  const session = connectHttp2(`http://127.0.0.1:${exitPort}`);
   const server = createHttpServer();
   server.on('connect', (req, client: Socket, head: Buffer) => {
     const stream = session.request(

@@ -16,9 +16,9 @@
 import { createServer as createHttpServer } from 'node:http';
 import { connect as connectTcp, createServer as createTcpServer, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { parseArgs } from 'node:util';
+import { floorRole, listening, pipeBoth } from './lib/floor-relay.ts';
 
-const { values } = parseArgs({ options: { role: { type: 'string' }, exit: { type: 'string' } } });
+const { role, exitPort } = floorRole();
 
 const OPEN = 1;
 const OK = 2;
@@ -90,23 +90,7 @@ class MuxStream extends Duplex {
   }
 }
 
-function pipeBoth(a: Duplex, b: Duplex): void {
-  const done = () => {
-    a.destroy();
-    b.destroy();
-  };
-  a.pipe(b);
-  b.pipe(a);
-  a.once('error', done).once('close', done);
-  b.once('error', done).once('close', done);
-}
-
-function listening(server: { address(): unknown }): void {
-  const { port } = server.address() as { port: number };
-  process.stdout.write(`${JSON.stringify({ port })}\n`);
-}
-
-if (values.role === 'exit') {
+if (role === 'exit') {
   const server = createTcpServer((socket) => {
     const mux: Mux = new Mux(socket, (type, id, payload) => {
       if (type !== OPEN) {
@@ -124,10 +108,10 @@ if (values.role === 'exit') {
     });
   });
   server.listen(0, '127.0.0.1', () => listening(server));
-} else if (values.role === 'relay') {
+} else if (role === 'relay') {
   const waiting = new Map<number, () => void>();
   const mux: Mux = new Mux(
-    connectTcp({ host: '127.0.0.1', port: Number(values.exit) }),
+    connectTcp({ host: '127.0.0.1', port: exitPort }),
     (type, id, payload) => {
       if (type === OK) waiting.get(id)?.();
       else mux.streams.get(id)?.receive(type, payload);

@@ -7,13 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
-import {
-  createExitDirectory,
-  type ExitDirectory,
-  type PlacedExit,
-} from '../src/cluster/exit-directory.ts';
+import type { ExitDirectory, PlacedExit } from '../src/cluster/exit-directory.ts';
 import { createMemoryHotState } from '../src/store/index.ts';
-import { quietLogger } from './support/engines.ts';
+import { testDirectory } from './support/exit-directories.ts';
 
 const NODE = 'node-1';
 const EXITS: PlacedExit[] = [{ ip: '127.0.0.12', country: 'de' }];
@@ -37,30 +33,19 @@ interface Instance {
 async function threeInstances(): Promise<[Instance, Instance, Instance]> {
   const hotState = createMemoryHotState();
   const make = (id: string): Instance => {
-    const index = new Map<string, readonly PlacedExit[]>();
     let removals = 0;
+    const { directory, index } = testDirectory(hotState, id, {
+      isLocalAgent: () => instance.holds,
+      onRemoved: () => {
+        removals += 1;
+      },
+    });
     const instance: Instance = {
       id,
+      directory,
       exits: () => index.get(NODE),
       removals: () => removals,
       holds: false,
-      directory: createExitDirectory({
-        registry: hotState.registry,
-        broadcast: hotState.broadcast,
-        instanceId: id,
-        clusterName: 'test',
-        peerAddress: `${id}.invalid:9000`,
-        index: {
-          addNodeExits: (nodeId, exits) => index.set(nodeId, exits),
-          removeNodeExits: (nodeId) => {
-            if (index.delete(nodeId)) removals += 1;
-          },
-        },
-        isLocalAgent: () => instance.holds,
-        exitStates: () => [],
-        disconnectLocal: () => {},
-        logger: quietLogger,
-      }),
     };
     cleanups.push(() => instance.directory.close());
     return instance;

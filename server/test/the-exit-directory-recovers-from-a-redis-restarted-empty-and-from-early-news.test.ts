@@ -7,14 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
-import {
-  createExitDirectory,
-  type ExitDirectory,
-  type PlacedExit,
-} from '../src/cluster/exit-directory.ts';
+import type { PlacedExit } from '../src/cluster/exit-directory.ts';
 import { createMemoryHotState, type HotState } from '../src/store/index.ts';
 import { openRedisHotState } from '../src/store/redis-hot-state.ts';
 import { eventually, quietLogger } from './support/engines.ts';
+import { testDirectory } from './support/exit-directories.ts';
 import { privateRedis } from './support/private-services.ts';
 
 const NODE = 'node-1';
@@ -25,24 +22,9 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** One instance's directory over `hotState`, with its gateway index as a map. */
+/** One instance's directory over `hotState`, and the node's exits in its index. */
 function instance(hotState: HotState, id: string, holds: boolean) {
-  const index = new Map<string, readonly PlacedExit[]>();
-  const directory: ExitDirectory = createExitDirectory({
-    registry: hotState.registry,
-    broadcast: hotState.broadcast,
-    instanceId: id,
-    clusterName: 'test',
-    peerAddress: `${id}.invalid:9000`,
-    index: {
-      addNodeExits: (nodeId, exits) => index.set(nodeId, exits),
-      removeNodeExits: (nodeId) => index.delete(nodeId),
-    },
-    isLocalAgent: () => holds,
-    exitStates: () => [],
-    disconnectLocal: () => {},
-    logger: quietLogger,
-  });
+  const { directory, index } = testDirectory(hotState, id, { isLocalAgent: () => holds });
   cleanups.push(() => directory.close());
   return { directory, exits: () => index.get(NODE) };
 }

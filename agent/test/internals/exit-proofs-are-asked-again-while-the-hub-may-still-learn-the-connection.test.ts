@@ -53,22 +53,31 @@ after(() => {
   for (const server of servers) server.close();
 });
 
-async function prove(answers: number[], signal = new AbortController().signal) {
-  const hub = await proofHub(answers);
-  servers.push(hub.server);
+/** Proves 127.0.0.1 to a hub on `port`; what the agent logged. */
+async function proveTo(
+  port: number,
+  { signal = new AbortController().signal, retryDelaysMs = [10, 10, 10] } = {},
+) {
   const { lines, logger } = recordingLogger();
   await proveExits({
     host: '127.0.0.1',
-    port: hub.port,
+    port,
     tls: false,
     nonce: 'n0nce',
     exitIps: ['127.0.0.1'],
     timeoutMs: 2_000,
     signal,
     logger,
-    retryDelaysMs: [10, 10, 10],
+    retryDelaysMs,
   });
-  return { seen: hub.seen, lines };
+  return lines;
+}
+
+/** Proves to a hub answering `answers` in turn: what it saw, and what the agent logged. */
+async function prove(answers: number[]) {
+  const hub = await proofHub(answers);
+  servers.push(hub.server);
+  return { seen: hub.seen, lines: await proveTo(hub.port) };
 }
 
 describe('exit proofs', () => {
@@ -108,18 +117,7 @@ describe('exit proofs', () => {
     const closed = await proofHub([200]);
     const { port } = closed;
     await new Promise((resolve) => closed.server.close(resolve));
-    const { lines, logger } = recordingLogger();
-    await proveExits({
-      host: '127.0.0.1',
-      port,
-      tls: false,
-      nonce: 'n0nce',
-      exitIps: ['127.0.0.1'],
-      timeoutMs: 2_000,
-      signal: new AbortController().signal,
-      logger,
-      retryDelaysMs: [10, 10, 10],
-    });
+    const lines = await proveTo(port);
     const warnings = lines.filter((l) => l.level === 'warn');
     assert.equal(warnings.length, 1);
     assert.match(warnings[0]?.message ?? '', /could not prove/);
@@ -130,19 +128,8 @@ describe('exit proofs', () => {
     const hub = await proofHub([404]);
     servers.push(hub.server);
     hub.server.once('request', () => stop.abort());
-    const { logger } = recordingLogger();
-    await proveExits({
-      host: '127.0.0.1',
-      port: hub.port,
-      tls: false,
-      nonce: 'n0nce',
-      exitIps: ['127.0.0.1'],
-      timeoutMs: 2_000,
-      signal: stop.signal,
-      logger,
-      // Long enough that the test would time out if the abort did not end the wait.
-      retryDelaysMs: [60_000, 60_000, 60_000],
-    });
+    // Waits long enough that the test would time out if the abort did not end them.
+    await proveTo(hub.port, { signal: stop.signal, retryDelaysMs: [60_000, 60_000, 60_000] });
     assert.equal(hub.seen.length, 1);
   });
 });
