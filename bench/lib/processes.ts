@@ -33,12 +33,13 @@ export interface Managed {
 
 const running = new Set<Managed>();
 
-/** Node flags for every Node process under test: TypeScript, and a full GC on SIGUSR2. */
 /** The server's own V8 flags, as its `npm start` script passes them. */
 export const SERVER_FLAGS = ['--initial-old-space-size=128'];
 
+/** A full GC on SIGUSR2 (gc-on-signal.mjs), for every Node process under test. */
 const GC_ON_SIGNAL = ['--expose-gc', '--import', path.join(BENCH_DIR, 'gc-on-signal.mjs')];
 
+/** Node flags of the processes under test that run TypeScript (all but the server's bundle). */
 export const NODE_FLAGS = ['--import', 'tsx', ...GC_ON_SIGNAL];
 
 let bundled: Promise<void> | undefined;
