@@ -287,205 +287,233 @@ describe('a hub that is one worker of several', () => {
   });
 });
 
-describe('streams through a node', () => {
-  test('an echo server answers through the tunnel, bytes intact both ways', async () => {
-    const { hub, port } = await startHub();
-    const up = nextNodeUp(hub);
-    startAgent(port);
-    await up;
-    const echoPort = await startEcho();
-    const stream = await hub.openStream(NODE_ID, { ...echoTarget(echoPort), streamLabel: 'req-1' });
-    const payload = randomBytes(8 * MB + 5);
-    assert.ok((await roundTrip(stream, payload)).equals(payload));
-  });
+// v2 agents get the multiplexer; agents that offer only v1 (those in the field before
+// it) get HTTP/2 as before, and must see no difference.
+for (const [version, protocols] of [
+  ['v2, the multiplexer', undefined],
+  ['v1, HTTP/2', ['h2'] as const],
+] as const) {
+  const agentFor = (port: number, overrides: Partial<ConnectOptions> = {}) =>
+    startAgent(port, { ...(protocols ? { protocols } : {}), ...overrides });
 
-  test('100 concurrent streams on one node all echo their own bytes', async () => {
-    const { hub, port } = await startHub();
-    const up = nextNodeUp(hub);
-    startAgent(port);
-    await up;
-    const echoPort = await startEcho();
-    const results = await Promise.all(
-      Array.from({ length: 100 }, async (_, index) => {
-        const payload = randomBytes(64 * 1024 + index);
-        const stream = await hub.openStream(NODE_ID, echoTarget(echoPort));
-        return (await roundTrip(stream, payload)).equals(payload);
-      }),
-    );
-    assert.equal(results.filter(Boolean).length, 100);
-    await eventually(() => hub.node(NODE_ID)?.activeStreams === 0, 'all streams closed');
-  });
-
-  test('the half-close travels: the target sees EOF and can still answer', async () => {
-    const { hub, port } = await startHub();
-    const up = nextNodeUp(hub);
-    startAgent(port);
-    await up;
-    const targetPort = await listenTcp((socket) => {
-      const chunks: Buffer[] = [];
-      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-      socket.on('end', () => socket.end(`got ${Buffer.concat(chunks).length} bytes then EOF`));
+  describe(`streams through a node (${version})`, () => {
+    test('the hub speaks the newest protocol the agent offers', async () => {
+      const { hub, port } = await startHub();
+      const up = nextNodeUp(hub);
+      agentFor(port);
+      const node = await up;
+      assert.equal(node.protocol, protocols ? 'h2' : 'mux');
     });
-    const stream = await hub.openStream(NODE_ID, echoTarget(targetPort));
-    const answer = await roundTrip(stream, Buffer.alloc(1000));
-    assert.equal(answer.toString(), 'got 1000 bytes then EOF');
-  });
 
-  test('a reset at the target reaches the hub as an abort, never as a clean end', async () => {
-    const { hub, port } = await startHub();
-    const up = nextNodeUp(hub);
-    startAgent(port);
-    await up;
-    // The reset comes a round trip after the data: libuv reports a RST that arrives in
-    // the same read as data as a plain EOF, which no JavaScript can tell apart.
-    const targetPort = await listenTcp((socket) => {
-      socket.once('data', () => {
-        socket.write('partial answer');
-        socket.once('data', () => socket.resetAndDestroy());
+    test('an echo server answers through the tunnel, bytes intact both ways', async () => {
+      const { hub, port } = await startHub();
+      const up = nextNodeUp(hub);
+      agentFor(port);
+      await up;
+      const echoPort = await startEcho();
+      const stream = await hub.openStream(NODE_ID, {
+        ...echoTarget(echoPort),
+        streamLabel: 'req-1',
       });
+      const payload = randomBytes(8 * MB + 5);
+      assert.ok((await roundTrip(stream, payload)).equals(payload));
     });
-    const stream = await hub.openStream(NODE_ID, echoTarget(targetPort));
-    stream.write('go');
-    const chunks: Buffer[] = [];
-    let ended = false;
-    stream.once('data', () => stream.write('ack'));
-    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-    stream.on('end', () => {
-      ended = true;
-    });
-    const failed = new Promise<unknown>((resolve) => stream.once('error', resolve));
-    await new Promise<void>((resolve) => stream.once('close', () => resolve()));
-    assert.equal(Buffer.concat(chunks).toString(), 'partial answer');
-    assert.equal(ended, false, 'no clean EOF after a reset');
-    assert.match(String(await failed), /NGHTTP2_INTERNAL_ERROR/);
-  });
 
-  test('a stream the hub destroys resets the target connection', async () => {
-    const { hub, port } = await startHub();
-    const up = nextNodeUp(hub);
-    startAgent(port);
-    await up;
-    const targetError = deferred<NodeJS.ErrnoException>();
-    const targetPort = await listenTcp((socket) => {
-      socket.on('error', targetError.resolve);
-      socket.once('data', () => socket.write('hello'));
+    test('100 concurrent streams on one node all echo their own bytes', async () => {
+      const { hub, port } = await startHub();
+      const up = nextNodeUp(hub);
+      agentFor(port);
+      await up;
+      const echoPort = await startEcho();
+      const results = await Promise.all(
+        Array.from({ length: 100 }, async (_, index) => {
+          const payload = randomBytes(64 * 1024 + index);
+          const stream = await hub.openStream(NODE_ID, echoTarget(echoPort));
+          return (await roundTrip(stream, payload)).equals(payload);
+        }),
+      );
+      assert.equal(results.filter(Boolean).length, 100);
+      await eventually(() => hub.node(NODE_ID)?.activeStreams === 0, 'all streams closed');
     });
-    const stream = await hub.openStream(NODE_ID, echoTarget(targetPort));
-    stream.write('go');
-    await once(stream, 'data');
-    stream.destroy();
-    assert.equal((await targetError.promise).code, 'ECONNRESET');
-  });
 
-  test("the agent's egress refusal arrives as an error value with its code", async () => {
-    const { hub, port } = await startHub();
-    const up = nextNodeUp(hub);
-    const refusals: Record<number, unknown> = {
-      1: Object.assign(new Error('private address'), { code: 'target_forbidden' }),
-      2: Object.assign(new Error('no answer'), { code: 'target_timeout' }),
-      3: Object.assign(new Error('NXDOMAIN'), { code: 'target_unreachable' }),
-      4: new Error('something unexpected'),
-    };
-    startAgent(port, {
-      openEgress: async ({ port: targetPort }) => {
-        throw refusals[targetPort];
-      },
+    test('the half-close travels: the target sees EOF and can still answer', async () => {
+      const { hub, port } = await startHub();
+      const up = nextNodeUp(hub);
+      agentFor(port);
+      await up;
+      const targetPort = await listenTcp((socket) => {
+        const chunks: Buffer[] = [];
+        socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+        socket.on('end', () => socket.end(`got ${Buffer.concat(chunks).length} bytes then EOF`));
+      });
+      const stream = await hub.openStream(NODE_ID, echoTarget(targetPort));
+      const answer = await roundTrip(stream, Buffer.alloc(1000));
+      assert.equal(answer.toString(), 'got 1000 bytes then EOF');
     });
-    await up;
-    const open = (targetPort: number) =>
-      hub.openStream(NODE_ID, { host: 'example.com', port: targetPort, exitIp: '127.0.0.1' });
-    await assertTunnelCode(open(1), 'target_forbidden');
-    await assertTunnelCode(open(2), 'target_timeout');
-    await assertTunnelCode(open(3), 'target_unreachable');
-    await assertTunnelCode(open(4), 'exit_failed');
-  });
 
-  test('a node at its announced capacity refuses more streams at once', async () => {
-    const { hub, port } = await startHub();
-    const up = nextNodeUp(hub);
-    startAgent(port, { hello: { ...HELLO, maxStreams: 2 } });
-    await up;
-    const echoPort = await startEcho();
-    const held = [
-      await hub.openStream(NODE_ID, echoTarget(echoPort)),
-      await hub.openStream(NODE_ID, echoTarget(echoPort)),
-    ];
-    assert.equal(hub.node(NODE_ID)?.activeStreams, 2);
-    await assertTunnelCode(hub.openStream(NODE_ID, echoTarget(echoPort)), 'exit_failed');
-    const first = held[0] as Duplex;
-    const payload = Buffer.from('still carried');
-    assert.ok((await roundTrip(first, payload)).equals(payload));
-    await eventually(() => hub.node(NODE_ID)?.activeStreams === 1, 'one stream closed');
-    const again = await hub.openStream(NODE_ID, echoTarget(echoPort));
-    assert.ok((await roundTrip(again, payload)).equals(payload));
-    (held[1] as Duplex).destroy();
-  });
-
-  test('unknown nodes and exit IPs the node did not announce are exit_failed', async () => {
-    const { hub, port } = await startHub();
-    const up = nextNodeUp(hub);
-    startAgent(port);
-    await up;
-    await assertTunnelCode(hub.openStream('nobody', echoTarget(1)), 'exit_failed');
-    await assertTunnelCode(
-      hub.openStream(NODE_ID, { host: '127.0.0.1', port: 1, exitIp: '192.0.2.1' }),
-      'exit_failed',
-    );
-  });
-
-  test('a slow reader at the hub stops the agent reading the target', async () => {
-    const { hub, port } = await startHub();
-    const up = nextNodeUp(hub);
-    const total = 64 * MB;
-    let written = 0;
-    const sent = createHash('sha256');
-    const targetPort = await listenTcp(async (socket) => {
-      while (written < total) {
-        const chunk = randomBytes(256 * 1024);
-        sent.update(chunk);
-        written += chunk.length;
-        if (!socket.write(chunk)) await once(socket, 'drain');
-      }
-      socket.end();
+    test('a reset at the target reaches the hub as an abort, never as a clean end', async () => {
+      const { hub, port } = await startHub();
+      const up = nextNodeUp(hub);
+      agentFor(port);
+      await up;
+      // The reset comes a round trip after the data: libuv reports a RST that arrives in
+      // the same read as data as a plain EOF, which no JavaScript can tell apart.
+      const targetPort = await listenTcp((socket) => {
+        socket.once('data', () => {
+          socket.write('partial answer');
+          socket.once('data', () => socket.resetAndDestroy());
+        });
+      });
+      const stream = await hub.openStream(NODE_ID, echoTarget(targetPort));
+      stream.write('go');
+      const chunks: Buffer[] = [];
+      let ended = false;
+      stream.once('data', () => stream.write('ack'));
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => {
+        ended = true;
+      });
+      const failed = new Promise<unknown>((resolve) => stream.once('error', resolve));
+      await new Promise<void>((resolve) => stream.once('close', () => resolve()));
+      assert.equal(Buffer.concat(chunks).toString(), 'partial answer');
+      assert.equal(ended, false, 'no clean EOF after a reset');
+      assert.match(
+        String(await failed),
+        protocols ? /NGHTTP2_INTERNAL_ERROR/ : /the peer aborted the stream/,
+      );
     });
-    let egressPaused = 0;
-    startAgent(port, {
-      openEgress: async (target, signal) => {
-        const socket = (await tcpEgress(target, signal)) as Socket;
-        const pause = socket.pause.bind(socket);
-        socket.pause = () => {
-          egressPaused += 1;
-          return pause();
-        };
-        return socket;
-      },
-    });
-    await up;
-    const stream = await hub.openStream(NODE_ID, echoTarget(targetPort));
-    stream.end();
-    // Nobody reads the stream: the node must run out of stream window and stop.
-    const http2Stream = stream as Duplex & { state: { localWindowSize?: number } };
-    await eventually(
-      () => http2Stream.state.localWindowSize === 0 && egressPaused > 0,
-      'the stream window is used up and the agent paused the target',
-    );
-    assert.ok(
-      stream.readableLength <= STREAM_WINDOW_BYTES + 64 * 1024,
-      `${stream.readableLength} bytes held at the hub`,
-    );
-    assert.ok(written < total, 'the target could not write everything');
 
-    const received = createHash('sha256');
-    let receivedBytes = 0;
-    stream.on('data', (chunk: Buffer) => {
-      received.update(chunk);
-      receivedBytes += chunk.length;
+    test('a stream the hub destroys resets the target connection', async () => {
+      const { hub, port } = await startHub();
+      const up = nextNodeUp(hub);
+      agentFor(port);
+      await up;
+      const targetError = deferred<NodeJS.ErrnoException>();
+      const targetPort = await listenTcp((socket) => {
+        socket.on('error', targetError.resolve);
+        socket.once('data', () => socket.write('hello'));
+      });
+      const stream = await hub.openStream(NODE_ID, echoTarget(targetPort));
+      stream.write('go');
+      await once(stream, 'data');
+      stream.destroy();
+      assert.equal((await targetError.promise).code, 'ECONNRESET');
     });
-    await once(stream, 'end');
-    assert.equal(receivedBytes, total);
-    assert.equal(received.digest('hex'), sent.digest('hex'));
+
+    test("the agent's egress refusal arrives as an error value with its code", async () => {
+      const { hub, port } = await startHub();
+      const up = nextNodeUp(hub);
+      const refusals: Record<number, unknown> = {
+        1: Object.assign(new Error('private address'), { code: 'target_forbidden' }),
+        2: Object.assign(new Error('no answer'), { code: 'target_timeout' }),
+        3: Object.assign(new Error('NXDOMAIN'), { code: 'target_unreachable' }),
+        4: new Error('something unexpected'),
+      };
+      agentFor(port, {
+        openEgress: async ({ port: targetPort }) => {
+          throw refusals[targetPort];
+        },
+      });
+      await up;
+      const open = (targetPort: number) =>
+        hub.openStream(NODE_ID, { host: 'example.com', port: targetPort, exitIp: '127.0.0.1' });
+      await assertTunnelCode(open(1), 'target_forbidden');
+      await assertTunnelCode(open(2), 'target_timeout');
+      await assertTunnelCode(open(3), 'target_unreachable');
+      await assertTunnelCode(open(4), 'exit_failed');
+    });
+
+    test('a node at its announced capacity refuses more streams at once', async () => {
+      const { hub, port } = await startHub();
+      const up = nextNodeUp(hub);
+      agentFor(port, { hello: { ...HELLO, maxStreams: 2 } });
+      await up;
+      const echoPort = await startEcho();
+      const held = [
+        await hub.openStream(NODE_ID, echoTarget(echoPort)),
+        await hub.openStream(NODE_ID, echoTarget(echoPort)),
+      ];
+      assert.equal(hub.node(NODE_ID)?.activeStreams, 2);
+      await assertTunnelCode(hub.openStream(NODE_ID, echoTarget(echoPort)), 'exit_failed');
+      const first = held[0] as Duplex;
+      const payload = Buffer.from('still carried');
+      assert.ok((await roundTrip(first, payload)).equals(payload));
+      await eventually(() => hub.node(NODE_ID)?.activeStreams === 1, 'one stream closed');
+      const again = await hub.openStream(NODE_ID, echoTarget(echoPort));
+      assert.ok((await roundTrip(again, payload)).equals(payload));
+      (held[1] as Duplex).destroy();
+    });
+
+    test('unknown nodes and exit IPs the node did not announce are exit_failed', async () => {
+      const { hub, port } = await startHub();
+      const up = nextNodeUp(hub);
+      agentFor(port);
+      await up;
+      await assertTunnelCode(hub.openStream('nobody', echoTarget(1)), 'exit_failed');
+      await assertTunnelCode(
+        hub.openStream(NODE_ID, { host: '127.0.0.1', port: 1, exitIp: '192.0.2.1' }),
+        'exit_failed',
+      );
+    });
+
+    test('a slow reader at the hub stops the agent reading the target', async () => {
+      const { hub, port } = await startHub();
+      const up = nextNodeUp(hub);
+      const total = 64 * MB;
+      let written = 0;
+      const sent = createHash('sha256');
+      const targetPort = await listenTcp(async (socket) => {
+        while (written < total) {
+          const chunk = randomBytes(256 * 1024);
+          sent.update(chunk);
+          written += chunk.length;
+          if (!socket.write(chunk)) await once(socket, 'drain');
+        }
+        socket.end();
+      });
+      let egressPaused = 0;
+      agentFor(port, {
+        openEgress: async (target, signal) => {
+          const socket = (await tcpEgress(target, signal)) as Socket;
+          const pause = socket.pause.bind(socket);
+          socket.pause = () => {
+            egressPaused += 1;
+            return pause();
+          };
+          return socket;
+        },
+      });
+      await up;
+      const stream = await hub.openStream(NODE_ID, echoTarget(targetPort));
+      stream.end();
+      // Nobody reads the stream: the node must run out of stream window and stop.
+      const http2Stream = stream as Duplex & { state?: { localWindowSize?: number } };
+      const windowUsedUp = () =>
+        http2Stream.state
+          ? http2Stream.state.localWindowSize === 0
+          : stream.readableLength === STREAM_WINDOW_BYTES;
+      await eventually(
+        () => windowUsedUp() && egressPaused > 0,
+        'the stream window is used up and the agent paused the target',
+      );
+      assert.ok(
+        stream.readableLength <= STREAM_WINDOW_BYTES + 64 * 1024,
+        `${stream.readableLength} bytes held at the hub`,
+      );
+      assert.ok(written < total, 'the target could not write everything');
+
+      const received = createHash('sha256');
+      let receivedBytes = 0;
+      stream.on('data', (chunk: Buffer) => {
+        received.update(chunk);
+        receivedBytes += chunk.length;
+      });
+      await once(stream, 'end');
+      assert.equal(receivedBytes, total);
+      assert.equal(received.digest('hex'), sent.digest('hex'));
+    });
   });
-});
+}
 
 describe('nodes that go away', () => {
   test('killing the agent socket: node-down, and a pending openStream rejects with exit_failed', async () => {

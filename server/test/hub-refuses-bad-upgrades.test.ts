@@ -9,6 +9,7 @@ import {
   NODE_ID_HEADER,
   type NodeHello,
   TUNNEL_PATH,
+  TUNNEL_UPGRADE_OFFER,
   TUNNEL_UPGRADE_TOKEN,
 } from '@ipcola/shared/protocol';
 import { createHub, createHubServer, type Hub, type HubOptions } from '../src/hub/index.ts';
@@ -187,7 +188,7 @@ describe('the hub refuses what it should', () => {
     assert.equal((await upgrade(port, GOOD, { path: '/v1/other' })).status, 404);
     const wrongProtocol = await upgrade(port, GOOD, { upgrade: 'websocket' });
     assert.equal(wrongProtocol.status, 426);
-    assert.equal(wrongProtocol.headers.upgrade, TUNNEL_UPGRADE_TOKEN);
+    assert.equal(wrongProtocol.headers.upgrade, TUNNEL_UPGRADE_OFFER);
     assert.equal((await upgrade(port, GOOD, { method: 'POST' })).status, 405);
   });
 
@@ -195,7 +196,7 @@ describe('the hub refuses what it should', () => {
     const { port } = await startHub();
     const answer = await upgrade(port, {}, { upgrade: null });
     assert.equal(answer.status, 426);
-    assert.equal(answer.headers.upgrade, TUNNEL_UPGRADE_TOKEN);
+    assert.equal(answer.headers.upgrade, TUNNEL_UPGRADE_OFFER);
   });
 
   test('when tokens cannot be checked: 503', async () => {

@@ -1,34 +1,25 @@
 /**
- * The agent's end of one tunnel connection: an HTTP/2 server session over the socket
- * it dialled, answering the hub's CONNECT streams by opening egress connections and
- * splicing them to the streams.
+ * The agent's end of one tunnel connection: the hub's streams, over HTTP/2 or the
+ * multiplexer as the hub chose, answered by opening egress connections and splicing
+ * them to the streams.
  */
 import { EventEmitter } from 'node:events';
-import {
-  createServer,
-  type IncomingHttpHeaders,
-  type ServerHttp2Session,
-  type ServerHttp2Stream,
-} from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { TLSSocket } from 'node:tls';
 import {
   canonicalIp,
-  ERROR_HEADER,
-  EXIT_IP_HEADER,
   type Heartbeat,
-  MAX_SESSION_MEMORY_MB,
   type NodeHello,
   parseAuthority,
-  STREAM_LABEL_HEADER,
   startHeartbeat,
   type TunnelLogger,
-  tunnelSettings,
-  widenConnectionWindow,
+  type TunnelProtocol,
 } from '@ipcola/shared/protocol';
 import { spliceStreams } from '@ipcola/shared/splice';
 import { type TunnelErrorCode, tunnelCodeOf, tunnelStatusOf } from '@ipcola/shared/tunnel-errors';
+import type { IncomingStream, ServingCarrier } from './carriers/carrier.ts';
+import { H2ServingCarrier } from './carriers/h2-carrier.ts';
+import { MuxServingCarrier } from './carriers/mux-carrier.ts';
 
 export interface EgressTarget {
   readonly host: string;
@@ -48,6 +39,8 @@ export type OpenEgress = (target: EgressTarget, signal: AbortSignal) => Promise<
 
 export interface AgentSessionOptions {
   readonly socket: Socket;
+  /** What the hub's 101 switched to. */
+  readonly protocol: TunnelProtocol;
   readonly hello: NodeHello;
   readonly openEgress: OpenEgress;
   readonly idleTimeoutMs: number;
@@ -65,7 +58,7 @@ interface AgentSessionEvents {
 export class AgentSession extends EventEmitter<AgentSessionEvents> {
   readonly #options: AgentSessionOptions;
   readonly #log: TunnelLogger;
-  readonly #session: ServerHttp2Session;
+  readonly #carrier: ServingCarrier;
   readonly #exitIps: ReadonlySet<string>;
   #heartbeat: Heartbeat | undefined;
   #activeStreams = 0;
@@ -77,15 +70,18 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
     this.#options = options;
     this.#log = options.logger;
     this.#exitIps = new Set(options.hello.exitIps);
-    this.#session = serveHttp2(options.socket, options.hello.maxStreams);
+    this.#carrier =
+      options.protocol === 'mux'
+        ? new MuxServingCarrier(options.socket, options.hello.maxStreams)
+        : new H2ServingCarrier(options.socket, options.hello.maxStreams);
     // Node hands the socket's already-buffered bytes (the hub's preface, unshifted) to
-    // a new session on the next tick and throws (reading 'receive' of undefined) if the
+    // a new HTTP/2 session on the next tick and throws (reading 'receive' of undefined) if the
     // session was destroyed before: closing waits for that tick.
     process.nextTick(() => {
       this.#settled = true;
     });
     this.#watch();
-    // HTTP/2 has no half-closed connection: the hub's FIN ends the session, whatever
+    // A tunnel has no half-closed connection: the hub's FIN ends the session, whatever
     // allowHalfOpen the socket was made with.
     options.socket.once('end', () => this.destroy());
   }
@@ -100,20 +96,19 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
       process.nextTick(() => this.close());
       return;
     }
-    if (!this.#session.closed) this.#session.close();
+    this.#carrier.close();
   }
 
   destroy(error?: Error): void {
     if (error) this.#lastError ??= error;
-    if (this.#settled) this.#session.destroy();
-    else process.nextTick(() => this.#session.destroy());
+    if (this.#settled) this.#carrier.destroy();
+    else process.nextTick(() => this.#carrier.destroy());
   }
 
   #watch(): void {
-    const session = this.#session;
+    const carrier = this.#carrier;
     const { pingIntervalMs, pingTimeoutMs } = this.#options;
-    session.once('connect', () => widenConnectionWindow(session));
-    this.#heartbeat = startHeartbeat(session, {
+    this.#heartbeat = startHeartbeat(carrier.pingable, {
       intervalMs: pingIntervalMs,
       timeoutMs: pingTimeoutMs,
       onDead: (error) => {
@@ -121,25 +116,24 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
         this.destroy(error);
       },
     });
-    session.on('stream', (stream, headers) => {
-      this.#serve(stream, headers).catch((error: unknown) => {
+    carrier.on('stream', (incoming) => {
+      this.#serve(incoming).catch((error: unknown) => {
         this.#log.error({ err: error }, 'stream handling failed');
-        stream.destroy();
+        incoming.stream.destroy();
       });
     });
-    session.on('goaway', (_code, _lastStreamId, debug?: Buffer) =>
-      this.emit('goaway', goawayReason(debug)),
-    );
-    session.on('error', (error) => {
+    carrier.on('goaway', (reason) => this.emit('goaway', reason));
+    carrier.on('error', (error) => {
       this.#lastError ??= error;
     });
-    session.once('close', () => {
+    carrier.once('close', () => {
       this.#heartbeat?.stop();
       this.emit('close', this.#lastError);
     });
   }
 
-  async #serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+  async #serve(incoming: IncomingStream): Promise<void> {
+    const { stream } = incoming;
     // Errors are followed by 'close', which is what the code below acts on; an unheard
     // 'error' would crash the agent.
     stream.on('error', (error) => this.#log.debug({ err: error }, 'stream error'));
@@ -147,14 +141,14 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
     stream.once('close', () => {
       this.#activeStreams -= 1;
     });
-    if (this.#session.closed) {
+    if (this.#carrier.closed) {
       // Draining (a stream that crossed our GOAWAY): nothing was done, the hub may retry.
-      answerRefusal(stream, 503, 'exit_failed');
+      incoming.refuse(503, 'exit_failed');
       return;
     }
-    const target = this.#readTarget(headers);
+    const target = this.#readTarget(incoming);
     if ('refusal' in target) {
-      answerRefusal(stream, target.status, target.refusal);
+      incoming.refuse(target.status, target.refusal);
       return;
     }
 
@@ -168,7 +162,7 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
     } catch (error) {
       const code = tunnelCodeOf(error);
       this.#log.debug({ stream: target.streamLabel, code, err: error }, 'egress refused');
-      answerRefusal(stream, tunnelStatusOf(code), code);
+      incoming.refuse(tunnelStatusOf(code), code);
       return;
     } finally {
       stream.off('close', onGone);
@@ -177,7 +171,7 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
       egress.destroy();
       return;
     }
-    stream.respond({ ':status': 200 });
+    incoming.accept();
     spliceStreams(stream, egress, {
       idleTimeoutMs: this.#options.idleTimeoutMs,
       onEnd: (result) =>
@@ -194,18 +188,17 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
   }
 
   #readTarget(
-    headers: IncomingHttpHeaders,
+    incoming: IncomingStream,
   ): EgressTarget | { status: number; refusal: TunnelErrorCode } {
-    if (headers[':method'] !== 'CONNECT') return { status: 405, refusal: 'exit_failed' };
-    const authority = parseAuthority(headers[':authority'] ?? '');
+    if (!incoming.isConnect) return { status: 405, refusal: 'exit_failed' };
+    const authority = parseAuthority(incoming.authority ?? '');
     if (!authority) return { status: 400, refusal: 'target_unreachable' };
-    const exitIpHeader = headers[EXIT_IP_HEADER];
-    const exitIp = typeof exitIpHeader === 'string' ? canonicalIp(exitIpHeader) : null;
+    const exitIp = typeof incoming.exitIp === 'string' ? canonicalIp(incoming.exitIp) : null;
     // Only addresses this node announced: never bind what the hub made up.
     if (exitIp === null || !this.#exitIps.has(exitIp)) {
       return { status: 400, refusal: 'exit_failed' };
     }
-    const label = headers[STREAM_LABEL_HEADER];
+    const { label } = incoming;
     return {
       host: authority.host,
       port: authority.port,
@@ -213,43 +206,4 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
       ...(typeof label === 'string' ? { streamLabel: label } : {}),
     };
   }
-}
-
-/** The hub's GOAWAY debug data as one printable line, for the log (it carries no meaning). */
-function goawayReason(debug: Buffer | undefined): string | undefined {
-  if (!debug || debug.length === 0) return undefined;
-  return (
-    debug
-      .subarray(0, 200)
-      .toString('utf8')
-      .replace(/[^\x20-\x7e]+/g, ' ')
-      .trim() || undefined
-  );
-}
-
-function answerRefusal(stream: ServerHttp2Stream, status: number, code: TunnelErrorCode): void {
-  if (stream.destroyed || stream.closed || stream.headersSent) return;
-  stream.respond({ ':status': status, [ERROR_HEADER]: code }, { endStream: true });
-}
-
-/**
- * Runs an HTTP/2 server session over an already connected socket. Node only builds
- * server sessions from a server's 'connection' event, and it sends TLS sockets that
- * did not negotiate `h2` by ALPN to its HTTP/1 fallback; ours negotiated HTTP/1.1 and
- * then upgraded, so it is marked as h2 first.
- */
-function serveHttp2(socket: Socket, maxStreams: number): ServerHttp2Session {
-  socket.setNoDelay(true);
-  if (socket instanceof TLSSocket) socket.alpnProtocol = 'h2';
-  const server = createServer({
-    settings: tunnelSettings(maxStreams),
-    maxSessionMemory: MAX_SESSION_MEMORY_MB,
-  });
-  let session: ServerHttp2Session | undefined;
-  server.once('session', (created) => {
-    session = created;
-  });
-  server.emit('connection', socket);
-  if (!session) throw new Error('node:http2 did not start a session on the tunnel socket');
-  return session;
 }

@@ -46,6 +46,7 @@ import {
   REPLACED_STATUS,
   silentLogger,
   type TunnelLogger,
+  type TunnelProtocol,
   validateHello,
 } from '@ipcola/shared/protocol';
 import { AgentSession, type OpenEgress } from './agent-session.ts';
@@ -98,6 +99,11 @@ export interface ConnectOptions {
   readonly reconnect?: Partial<ReconnectOptions>;
   /** How long open streams may finish after the hub said this agent was replaced (30 s). */
   readonly replacedDrainMs?: number;
+  /**
+   * The tunnel protocols to offer the hub, newest first (default: both, so v2 with a hub
+   * that speaks it). ['h2'] makes the agent behave as a v1 agent does.
+   */
+  readonly protocols?: readonly TunnelProtocol[];
   /** Replaces the TCP/TLS dial (tests, or reaching the hub through a relay). */
   readonly createConnection?: (target: { host: string; port: number }) => Duplex;
 }
@@ -285,6 +291,7 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
       token: this.#options.token,
       hello: this.#hello,
       agentVersion: this.#options.hello.agentVersion,
+      ...(this.#options.protocols ? { protocols: this.#options.protocols } : {}),
       instance: this.#instance,
       tls: this.#tls(),
       timeoutMs: this.#options.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS,
@@ -330,11 +337,12 @@ class HubConnection extends EventEmitter<TunnelClientEvents> implements TunnelCl
    * Runs the tunnel over a connection the hub upgraded, and proves the exits on it; the
    * error when no session could start (the dial failed, after all).
    */
-  #serve({ socket, proofNonce }: Dialled, address: HubAddress): AgentSession | Error {
+  #serve({ socket, protocol, proofNonce }: Dialled, address: HubAddress): AgentSession | Error {
     let session: AgentSession;
     try {
       session = new AgentSession({
         socket,
+        protocol,
         hello: this.#announced,
         openEgress: this.#options.openEgress,
         idleTimeoutMs: this.#options.idleTimeoutMs,

@@ -1,6 +1,6 @@
 /**
  * Dialling the hub: one HTTP/1.1 Upgrade request out (the agent never listens). On 101
- * the socket is handed back, with any HTTP/2 bytes that arrived behind the response
+ * the socket is handed back, with any tunnel bytes that arrived behind the response
  * pushed back into it.
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http';
@@ -18,7 +18,10 @@ import {
   NODE_ID_HEADER,
   parseWorker,
   TUNNEL_PATH,
-  TUNNEL_UPGRADE_TOKEN,
+  TUNNEL_UPGRADE_OFFER,
+  type TunnelProtocol,
+  tunnelProtocolOf,
+  upgradeTokenOf,
   WORKER_HEADER,
 } from '@ipcola/shared/protocol';
 
@@ -39,6 +42,8 @@ export interface DialOptions {
    * them refuses (HELD_WORKER_STATUS) instead of taking the tunnel over.
    */
   readonly heldWorkers?: readonly number[];
+  /** The tunnel protocols to offer, newest first; every one this agent speaks by default. */
+  readonly protocols?: readonly TunnelProtocol[];
   readonly tls: false | ConnectionOptions;
   readonly timeoutMs: number;
   readonly signal: AbortSignal;
@@ -48,6 +53,8 @@ export interface DialOptions {
 
 export interface Dialled {
   readonly socket: Socket;
+  /** The tunnel protocol the hub switched to (the newest of ours it speaks). */
+  readonly protocol: TunnelProtocol;
   /** The node id the hub recognised the token as (for logs). */
   readonly nodeId: string | undefined;
   /** The nonce to prove the exit IPs with; undefined from a hub that asks for no proofs. */
@@ -77,6 +84,7 @@ export function dialHub(options: DialOptions): Promise<Dialled> {
   const request = tls ? httpsRequest : httpRequest;
   // Also cuts a hub that stalls in the middle of a refusal's body, like one that is silent.
   const timeout = AbortSignal.timeout(options.timeoutMs);
+  const offer = options.protocols?.map(upgradeTokenOf).join(', ') ?? TUNNEL_UPGRADE_OFFER;
   const req = request({
     ...(tls || {}),
     host,
@@ -87,7 +95,7 @@ export function dialHub(options: DialOptions): Promise<Dialled> {
     signal: AbortSignal.any([options.signal, timeout]),
     headers: {
       Connection: 'Upgrade',
-      Upgrade: TUNNEL_UPGRADE_TOKEN,
+      Upgrade: offer,
       Authorization: `Bearer ${options.token}`,
       [HELLO_HEADER]: options.hello,
       [AGENT_INSTANCE_HEADER]: options.instance,
@@ -115,9 +123,10 @@ export function dialHub(options: DialOptions): Promise<Dialled> {
     req.once('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
       req.off('error', fail);
       const upgrade = (res.headers.upgrade ?? '').trim().toLowerCase();
-      if (upgrade !== TUNNEL_UPGRADE_TOKEN) {
+      const protocol = tunnelProtocolOf(upgrade);
+      if (!protocol || !(options.protocols?.includes(protocol) ?? true)) {
         socket.destroy();
-        reject(new Error(`the hub switched to "${upgrade}", not ${TUNNEL_UPGRADE_TOKEN}`));
+        reject(new Error(`the hub switched to "${upgrade}", not one of ${offer}`));
         return;
       }
       if (head.length > 0) socket.unshift(head);
@@ -125,6 +134,7 @@ export function dialHub(options: DialOptions): Promise<Dialled> {
       const proofNonce = res.headers[EXIT_PROOF_HEADER];
       resolve({
         socket,
+        protocol,
         nodeId: typeof nodeId === 'string' ? nodeId : undefined,
         proofNonce: typeof proofNonce === 'string' ? proofNonce : undefined,
         worker: parseWorker(res.headers[WORKER_HEADER]),

@@ -172,7 +172,8 @@ describe('the agent dials the hub', () => {
     const [req] = seen;
     assert.ok(req);
     assert.equal(req.headers.authorization, 'Bearer node-token');
-    assert.equal(req.headers.upgrade, TUNNEL_UPGRADE_TOKEN);
+    // Newest first: a v1 hub (this fake one) picks the HTTP/2 tunnel it knows.
+    assert.equal(req.headers.upgrade, 'ipcola-tunnel.v2, ipcola-tunnel.v1');
     const hello = parseHello(String(req.headers[HELLO_HEADER]));
     assert.ok(hello.ok);
     assert.deepEqual(hello.hello.exitIps, ['127.0.0.1', '::1']);

@@ -2,19 +2,16 @@
  * One CONNECT stream through a node: the request the hub sends and the wait for the
  * node's answer, turned into a stream or an error value with a tunnel code.
  */
-import { type ClientHttp2Session, type ClientHttp2Stream, constants } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import {
   canonicalIp,
-  ERROR_HEADER,
-  EXIT_IP_HEADER,
   formatAuthority,
   isValidHost,
   isValidPort,
-  STREAM_LABEL_HEADER,
   STREAM_LABEL_MAX_LENGTH,
 } from '@ipcola/shared/protocol';
 import { isTunnelErrorCode, type TunnelErrorCode, tunnelError } from '@ipcola/shared/tunnel-errors';
+import type { Carrier, Opening } from './carriers/carrier.ts';
 import type { OpenVerdict } from './stream-health.ts';
 
 export interface StreamTarget {
@@ -71,21 +68,9 @@ export function checkTarget(
   return { exitIp };
 }
 
-/** Sends the CONNECT request; throws when the session takes no new stream. */
-export function requestConnect(
-  session: ClientHttp2Session,
-  target: StreamTarget,
-  exitIp: string,
-): ClientHttp2Stream {
-  return session.request(
-    {
-      ':method': 'CONNECT',
-      ':authority': formatAuthority(target.host, target.port),
-      [EXIT_IP_HEADER]: exitIp,
-      ...(target.streamLabel ? { [STREAM_LABEL_HEADER]: target.streamLabel } : {}),
-    },
-    { endStream: false },
-  );
+/** Asks the node for the stream; throws when the connection takes no new stream. */
+export function requestConnect(carrier: Carrier, target: StreamTarget, exitIp: string): Opening {
+  return carrier.open(formatAuthority(target.host, target.port), exitIp, target.streamLabel);
 }
 
 /**
@@ -96,7 +81,7 @@ export function requestConnect(
  * `judged` hears how the node handled it (not called when the signal aborted it).
  */
 export function awaitConnectAnswer(
-  stream: ClientHttp2Stream,
+  opening: Opening,
   target: StreamTarget,
   nodeId: string,
   timeoutMs: number,
@@ -106,27 +91,27 @@ export function awaitConnectAnswer(
   // A plain timer and one listener on the caller's signal: a deadline signal joined to it
   // with AbortSignal.any cost two AbortSignals, a WeakRef and their GC on every new
   // tunnel (4% of the gateway's CPU in the bench's new-tunnel profile, 2026-12-06).
+  const { stream } = opening;
   return new Promise<Duplex>((resolve, reject) => {
+    let unlisten = () => {};
     const settle = (error: unknown, verdict?: OpenVerdict) => {
       clearTimeout(timer);
       if (verdict) judged(verdict);
       signal?.removeEventListener('abort', onAbort);
-      stream.off('response', onResponse);
+      unlisten();
       stream.off('close', onClose);
       if (error === undefined) {
         resolve(stream);
         return;
       }
-      if (!stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
+      opening.cancel();
       reject(error);
     };
-    const onResponse = (headers: Record<string, unknown>) => {
-      const status = headers[':status'];
+    const onAnswer = (status: number, header: unknown) => {
       if (status === 200) {
         settle(undefined, 'answered');
         return;
       }
-      const header = headers[ERROR_HEADER];
       const code = isTunnelErrorCode(header) ? header : 'exit_failed';
       const where = formatAuthority(target.host, target.port);
       settle(
@@ -136,7 +121,7 @@ export function awaitConnectAnswer(
     };
     const onClose = () =>
       settle(
-        tunnelError('exit_failed', `node ${nodeId} dropped the stream (code ${stream.rstCode})`),
+        tunnelError('exit_failed', `node ${nodeId} dropped the stream (code ${opening.resetCode})`),
         'failed',
       );
     // Whichever fires first: our own deadline is the node's fault, the caller's is not.
@@ -154,7 +139,7 @@ export function awaitConnectAnswer(
       settle(signal.reason);
       return;
     }
-    stream.once('response', onResponse);
+    unlisten = opening.whenAnswered(onAnswer);
     stream.once('close', onClose);
     signal?.addEventListener('abort', onAbort, { once: true });
   });

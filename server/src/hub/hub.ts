@@ -27,6 +27,7 @@ import {
   type ConnectedNode,
   type NodeDownReason,
   NodeSession,
+  type NodeSessionOptions,
   type StreamTarget,
 } from './node-session.ts';
 import { DEFAULT_STREAM_HEALTH, type StreamHealthPolicy } from './stream-health.ts';
@@ -372,14 +373,27 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
       (address) => this.#heldElsewhere(nodeId, address),
     );
     this.#addProofs({ nodeId, proofs });
-    writeSwitchingProtocols(socket, nodeId, proofs.nonce, this.#options.worker, (error) => {
-      if (error || socket.destroyed || this.#closing) {
-        this.#removeProofs(proofs.nonce);
-        socket.destroy();
-        return;
-      }
-      this.#startSession(nodeId, check.hello, check.instance, socket, head, proofs);
-    });
+    const { protocol } = check;
+    writeSwitchingProtocols(
+      socket,
+      protocol,
+      nodeId,
+      proofs.nonce,
+      this.#options.worker,
+      (error) => {
+        if (error || socket.destroyed || this.#closing) {
+          this.#removeProofs(proofs.nonce);
+          socket.destroy();
+          return;
+        }
+        this.#startSession(
+          { nodeId, hello: check.hello, instance: check.instance, protocol },
+          socket,
+          head,
+          proofs,
+        );
+      },
+    );
   }
 
   #refuse(socket: Duplex, answer: Refusal, level: 'info' | 'debug' = 'info'): void {
@@ -388,18 +402,14 @@ class TunnelHub extends EventEmitter<HubEvents> implements Hub {
   }
 
   #startSession(
-    nodeId: string,
-    hello: NodeSession['hello'],
-    instance: string | undefined,
+    arrival: Pick<NodeSessionOptions, 'nodeId' | 'hello' | 'instance' | 'protocol'>,
     socket: Duplex,
     head: Buffer,
     proofs: ExitProofs,
   ): void {
     const session = new NodeSession({
+      ...arrival,
       proofs,
-      nodeId,
-      hello,
-      instance,
       socket,
       head,
       pingIntervalMs: this.#options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,

@@ -1,21 +1,22 @@
 /**
- * One connected exit node: the HTTP/2 client session the hub runs over the node's
- * upgraded socket, its heart-beat, and the CONNECT streams opened through it.
+ * One connected exit node: the tunnel connection the hub runs over the node's upgraded
+ * socket (HTTP/2 or the multiplexer, as the agent's version speaks), its heart-beat,
+ * and the streams opened through it.
  */
 import { EventEmitter } from 'node:events';
-import { type ClientHttp2Session, type ClientHttp2Stream, connect, constants } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   type Heartbeat,
-  MAX_SESSION_MEMORY_MB,
   type NodeHello,
   startHeartbeat,
   type TunnelLogger,
-  tunnelSettings,
-  widenConnectionWindow,
+  type TunnelProtocol,
 } from '@ipcola/shared/protocol';
 import { tunnelError } from '@ipcola/shared/tunnel-errors';
+import type { Carrier, Opening } from './carriers/carrier.ts';
+import { H2Carrier } from './carriers/h2-carrier.ts';
+import { MuxCarrier } from './carriers/mux-carrier.ts';
 import {
   awaitConnectAnswer,
   checkTarget,
@@ -53,6 +54,8 @@ export interface ConnectedNode {
   readonly rttMs: number | undefined;
   /** Each announced exit IP and whether it is proven (only verified ones carry traffic). */
   readonly exits: readonly ExitProof[];
+  /** What its tunnel speaks: 'mux' from v2 agents, 'h2' from older ones. */
+  readonly protocol: TunnelProtocol;
 }
 
 export interface NodeSessionOptions {
@@ -60,6 +63,8 @@ export interface NodeSessionOptions {
   readonly hello: NodeHello;
   /** The agent process's id from its Upgrade request, when it sent one. */
   readonly instance: string | undefined;
+  /** What the tunnel speaks after the 101. */
+  readonly protocol: TunnelProtocol;
   readonly socket: Duplex;
   readonly head: Buffer;
   readonly pingIntervalMs: number;
@@ -72,12 +77,12 @@ export interface NodeSessionOptions {
 }
 
 interface NodeSessionEvents {
-  /** The node's SETTINGS arrived: it speaks HTTP/2 and can take streams. */
+  /** The node's settings arrived: it speaks the protocol and can take streams. */
   ready: [];
   /** The node sent GOAWAY (it is draining): no new streams, open ones carry on. */
   goaway: [];
   /**
-   * destroy() was called: the node is done for at once, although its HTTP/2 session may
+   * destroy() was called: the node is done for at once, although an HTTP/2 session may
    * not close for a while (Node waits for a write in progress, which a node that stopped
    * reading never lets finish).
    */
@@ -98,7 +103,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
   #activeStreams = 0;
   #rttMs: number | undefined;
   readonly #exitIps: ReadonlySet<string>;
-  readonly #session: ClientHttp2Session;
+  readonly #carrier: Carrier;
   readonly #socket: Duplex;
   readonly #options: NodeSessionOptions;
   readonly #log: TunnelLogger;
@@ -128,24 +133,19 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     // Bytes the node sent right behind our 101 (its SETTINGS) were read with the request.
     if (options.head.length > 0) socket.unshift(options.head);
 
-    // The authority is only a default for requests; every CONNECT carries its own.
-    this.#session = connect('http://exit-node.invalid', {
-      createConnection: () => socket,
-      settings: tunnelSettings(),
-      maxSessionMemory: MAX_SESSION_MEMORY_MB,
-      // Until the node's SETTINGS say otherwise, do not open more than it announced.
-      peerMaxConcurrentStreams: options.hello.maxStreams,
-    });
-    // Node hands the socket's already-buffered bytes to a new session on the next tick
-    // and throws (reading 'receive' of undefined) if the session was destroyed before:
-    // closing waits for that tick.
+    this.#carrier =
+      options.protocol === 'mux'
+        ? new MuxCarrier(socket)
+        : new H2Carrier(socket, options.hello.maxStreams);
+    // Node hands the socket's already-buffered bytes to a new HTTP/2 session on the next
+    // tick and throws (reading 'receive' of undefined) if the session was destroyed
+    // before: closing waits for that tick.
     process.nextTick(() => {
       this.#settled = true;
     });
-    this.#watchSession();
-    // HTTP/2 has no half-closed connection, but the HTTP server made this socket with
-    // allowHalfOpen, so the node's FIN alone would leave the session open until PINGs
-    // failed.
+    this.#watchCarrier();
+    // The HTTP server made this socket with allowHalfOpen, so the node's FIN alone would
+    // leave an HTTP/2 session open until PINGs failed.
     socket.once('end', () => this.destroy('closed'));
   }
 
@@ -160,7 +160,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
 
   /** Whether destroy() was called or the session is closing or closed. */
   get ending(): boolean {
-    return this.#downReason !== undefined || this.#session.closed || this.#session.destroyed;
+    return this.#downReason !== undefined || this.#carrier.ending;
   }
 
   /** The node's SETTINGS arrived ('ready' was emitted). */
@@ -181,6 +181,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
       activeStreams: this.#activeStreams,
       rttMs: this.#rttMs,
       exits: this.#options.proofs.list(),
+      protocol: this.#options.protocol,
     };
   }
 
@@ -189,49 +190,51 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     const checked = checkTarget(target, this.nodeId, this.#exitIps);
     if ('error' in checked) return Promise.reject(checked.error);
     if (target.signal?.aborted) return Promise.reject(target.signal.reason);
-    if (this.#session.closed || this.#session.destroyed) {
+    if (this.#carrier.ending) {
       return Promise.reject(tunnelError('exit_failed', `node ${this.nodeId} is going away`));
     }
-    // Past the node's SETTINGS_MAX_CONCURRENT_STREAMS, Node would queue the stream until
-    // another closes, and the open would end as a misleading target_timeout.
-    const capacity = this.#session.remoteSettings.maxConcurrentStreams ?? this.hello.maxStreams;
+    // Past the node's limit, HTTP/2 would queue the stream until another closes (and the
+    // open would end as a misleading target_timeout); the multiplexer's node would reset it.
+    const capacity = this.#carrier.maxStreams ?? this.hello.maxStreams;
     if (this.#activeStreams >= capacity) {
       return Promise.reject(
         tunnelError('exit_failed', `node ${this.nodeId} carries ${capacity} streams already`),
       );
     }
-    let stream: ClientHttp2Stream;
+    let opening: Opening;
     try {
-      stream = requestConnect(this.#session, target, checked.exitIp);
+      opening = requestConnect(this.#carrier, target, checked.exitIp);
     } catch (error) {
       return Promise.reject(
         tunnelError('exit_failed', `node ${this.nodeId} refused a new stream`, { cause: error }),
       );
     }
-    this.#track(stream, target.streamLabel);
-    return awaitConnectAnswer(stream, target, this.nodeId, this.#options.openTimeoutMs, (verdict) =>
-      this.#judge(verdict),
+    this.#track(opening.stream, target.streamLabel);
+    return awaitConnectAnswer(
+      opening,
+      target,
+      this.nodeId,
+      this.#options.openTimeoutMs,
+      (verdict) => this.#judge(verdict),
     );
   }
 
   /**
-   * Stops new streams (GOAWAY) and lets open ones finish. `why` travels in the GOAWAY's
-   * debug data, for the node's log only.
+   * Stops new streams (GOAWAY) and lets open ones finish. `why` travels in the GOAWAY,
+   * for the node's log only.
    */
   close(why?: string): void {
     if (!this.#settled) {
       process.nextTick(() => this.close(why));
       return;
     }
-    if (this.#session.closed || this.#session.destroyed) return;
-    if (why) this.#session.goaway(constants.NGHTTP2_NO_ERROR, 0, Buffer.from(why, 'utf8'));
-    this.#session.close();
+    this.#carrier.close(why);
   }
 
   /**
-   * Ends the node now: 'down' at once, then the HTTP/2 session and its socket. The
-   * socket is destroyed as well because Node closes a session only once a write in
-   * progress has finished, and a node that stopped reading never lets it.
+   * Ends the node now: 'down' at once, then the tunnel connection and its socket. The
+   * socket is destroyed as well because Node closes an HTTP/2 session only once a write
+   * in progress has finished, and a node that stopped reading never lets it.
    */
   destroy(reason: NodeDownReason, error?: Error): void {
     const first = this.#downReason === undefined;
@@ -239,7 +242,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     if (error) this.#lastError ??= error;
     clearTimeout(this.#probeTimer);
     const cut = () => {
-      this.#session.destroy();
+      this.#carrier.destroy();
       this.#socket.destroy();
     };
     if (this.#settled) cut();
@@ -289,10 +292,10 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     const target: StreamTarget = { ...PROBE_TARGET, exitIp, streamLabel: 'ipcola-health-probe' };
     let verdict: OpenVerdict = 'failed';
     try {
-      const stream = requestConnect(this.#session, target, exitIp);
-      this.#track(stream, target.streamLabel);
+      const opening = requestConnect(this.#carrier, target, exitIp);
+      this.#track(opening.stream, target.streamLabel);
       const opened = await awaitConnectAnswer(
-        stream,
+        opening,
         target,
         this.nodeId,
         this.#options.pingTimeoutMs,
@@ -307,16 +310,15 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     return verdict;
   }
 
-  #watchSession(): void {
-    const session = this.#session;
+  #watchCarrier(): void {
+    const carrier = this.#carrier;
     const { pingIntervalMs, pingTimeoutMs } = this.#options;
-    // The node has as long as one PING to show it speaks HTTP/2.
+    // The node has as long as one PING to show it speaks the protocol.
     this.#handshakeTimer = setTimeout(() => this.destroy('handshake_timeout'), pingTimeoutMs);
     this.#handshakeTimer.unref();
-    session.once('connect', () => widenConnectionWindow(session));
-    session.once('remoteSettings', () => {
+    carrier.once('ready', () => {
       clearTimeout(this.#handshakeTimer);
-      this.#heartbeat = startHeartbeat(session, {
+      this.#heartbeat = startHeartbeat(carrier.pingable, {
         intervalMs: pingIntervalMs,
         timeoutMs: pingTimeoutMs,
         onDead: (error) => {
@@ -330,12 +332,12 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
       this.#ready = true;
       this.emit('ready');
     });
-    session.on('goaway', () => this.emit('goaway'));
-    session.on('error', (error) => {
+    carrier.on('goaway', () => this.emit('goaway'));
+    carrier.on('error', (error) => {
       this.#lastError ??= error;
       this.#log.debug({ nodeId: this.nodeId, err: error }, 'node session error');
     });
-    session.once('close', () => {
+    carrier.once('close', () => {
       clearTimeout(this.#handshakeTimer);
       clearTimeout(this.#probeTimer);
       this.#heartbeat?.stop();
@@ -344,7 +346,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     });
   }
 
-  #track(stream: ClientHttp2Stream, label: string | undefined): void {
+  #track(stream: Duplex, label: string | undefined): void {
     this.#activeStreams += 1;
     // Whoever holds the stream later may not listen for errors at every moment (between
     // our resolve and their splice, say); an unheard 'error' would crash the process.

@@ -3,7 +3,7 @@
  * Upgrade requests to the hub and answers anything else with 426.
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { EXIT_PROOF_PATH, TUNNEL_UPGRADE_TOKEN } from '@ipcola/shared/protocol';
+import { EXIT_PROOF_PATH, TUNNEL_UPGRADE_OFFER } from '@ipcola/shared/protocol';
 import { closeServer, type Listener } from '../listeners/index.ts';
 import { createTlsServer, type TlsServing } from '../tls/index.ts';
 import type { Hub } from './hub.ts';
@@ -29,7 +29,7 @@ export function createHubServer(hub: Hub, options: HubServerOptions = {}): Serve
     }
     const body = 'This port carries exit-node tunnels only.\n';
     res.writeHead(426, {
-      Upgrade: TUNNEL_UPGRADE_TOKEN,
+      Upgrade: TUNNEL_UPGRADE_OFFER,
       Connection: 'close',
       'Content-Type': 'text/plain; charset=utf-8',
       'Content-Length': Buffer.byteLength(body),

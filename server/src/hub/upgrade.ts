@@ -1,6 +1,6 @@
 /**
  * The HTTP/1.1 half of a node's arrival: checking its Upgrade request and answering it
- * on the raw socket (101 to switch to HTTP/2, or a one-line refusal).
+ * on the raw socket (101 to switch to the tunnel protocol, or a one-line refusal).
  */
 import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -17,7 +17,10 @@ import {
   parseHeldWorkers,
   parseHello,
   TUNNEL_PATH,
-  TUNNEL_UPGRADE_TOKEN,
+  TUNNEL_UPGRADE_OFFER,
+  type TunnelProtocol,
+  tunnelProtocolOf,
+  upgradeTokenOf,
   WORKER_HEADER,
 } from '@ipcola/shared/protocol';
 
@@ -37,6 +40,8 @@ export type UpgradeCheck =
       instance: string | undefined;
       /** The workers of this host the agent already holds a tunnel on (none from older agents). */
       heldWorkers: ReadonlySet<number>;
+      /** The newest tunnel protocol both speak. */
+      protocol: TunnelProtocol;
     }
   | { ok: false; refusal: Refusal };
 
@@ -51,10 +56,15 @@ export function checkUpgradeRequest(req: IncomingMessage): UpgradeCheck {
   const path = (req.url ?? '').split('?', 1)[0];
   if (path !== TUNNEL_PATH) return refuse(404, `no tunnel at ${path}; use ${TUNNEL_PATH}`);
   if (req.method !== 'GET') return refuse(405, 'the tunnel upgrade is a GET', { Allow: 'GET' });
-  const offered = (req.headers.upgrade ?? '').split(',').map((token) => token.trim().toLowerCase());
-  if (!offered.includes(TUNNEL_UPGRADE_TOKEN)) {
-    return refuse(426, `this hub speaks ${TUNNEL_UPGRADE_TOKEN}`, {
-      Upgrade: TUNNEL_UPGRADE_TOKEN,
+  const offered = new Set(
+    (req.headers.upgrade ?? '')
+      .split(',')
+      .map((token) => tunnelProtocolOf(token.trim().toLowerCase())),
+  );
+  const protocol = offered.has('mux') ? 'mux' : offered.has('h2') ? 'h2' : undefined;
+  if (!protocol) {
+    return refuse(426, `this hub speaks ${TUNNEL_UPGRADE_OFFER}`, {
+      Upgrade: TUNNEL_UPGRADE_OFFER,
     });
   }
   const token = BEARER.exec(req.headers.authorization ?? '')?.[1];
@@ -75,7 +85,7 @@ export function checkUpgradeRequest(req: IncomingMessage): UpgradeCheck {
     return refuse(400, `the ${AGENT_INSTANCE_HEADER} header must be 16-64 base64url characters`);
   }
   const heldWorkers = parseHeldWorkers(req.headers[HELD_WORKERS_HEADER]);
-  return { ok: true, token, hello: hello.hello, instance, heldWorkers };
+  return { ok: true, token, hello: hello.hello, instance, heldWorkers, protocol };
 }
 
 export function refusal(status: number, message: string, headers?: Record<string, string>) {
@@ -108,6 +118,7 @@ export function writeRefusal(socket: Duplex, { status, message, headers }: Refus
  */
 export function writeSwitchingProtocols(
   socket: Duplex,
+  protocol: TunnelProtocol,
   nodeId: string,
   proofNonce: string,
   worker: HubWorker | undefined,
@@ -116,7 +127,7 @@ export function writeSwitchingProtocols(
   const lines = [
     'HTTP/1.1 101 Switching Protocols',
     'Connection: Upgrade',
-    `Upgrade: ${TUNNEL_UPGRADE_TOKEN}`,
+    `Upgrade: ${upgradeTokenOf(protocol)}`,
     `${NODE_ID_HEADER}: ${nodeId}`,
     `${EXIT_PROOF_HEADER}: ${proofNonce}`,
     ...(worker ? [`${WORKER_HEADER}: ${formatWorker(worker)}`] : []),

@@ -7,10 +7,35 @@
 export const TUNNEL_PATH = '/v1/tunnel';
 
 /**
- * The Upgrade token. The version lives here rather than in a header so that a hub
- * that does not speak an agent's version refuses with 426 before anything else.
+ * The Upgrade tokens, one per tunnel protocol. The version lives here rather than in a
+ * header so that a hub that speaks none of an agent's versions refuses with 426 before
+ * anything else. An agent offers every version it speaks, newest first; the hub answers
+ * with the newest it speaks too.
+ *
+ * v1 carries the streams over HTTP/2; v2 over the multiplexer in ../mux, which costs
+ * the hub less per new stream. Agents in the field speak v1 until their operators
+ * upgrade them, so hubs keep speaking it.
  */
 export const TUNNEL_UPGRADE_TOKEN = 'ipcola-tunnel.v1';
+export const TUNNEL_MUX_UPGRADE_TOKEN = 'ipcola-tunnel.v2';
+
+/** Which protocol a tunnel speaks after the 101: 'h2' (v1) or 'mux' (v2). */
+export type TunnelProtocol = 'h2' | 'mux';
+
+/** Every version this code speaks, newest first, as an Upgrade header lists them. */
+export const TUNNEL_UPGRADE_OFFER = `${TUNNEL_MUX_UPGRADE_TOKEN}, ${TUNNEL_UPGRADE_TOKEN}`;
+
+/** The protocol an Upgrade token names; undefined for a token this code does not speak. */
+export function tunnelProtocolOf(token: string): TunnelProtocol | undefined {
+  if (token === TUNNEL_MUX_UPGRADE_TOKEN) return 'mux';
+  if (token === TUNNEL_UPGRADE_TOKEN) return 'h2';
+  return undefined;
+}
+
+/** The Upgrade token of a protocol. */
+export function upgradeTokenOf(protocol: TunnelProtocol): string {
+  return protocol === 'mux' ? TUNNEL_MUX_UPGRADE_TOKEN : TUNNEL_UPGRADE_TOKEN;
+}
 
 /** Upgrade request: the node's hello, as JSON (see hello.ts). */
 export const HELLO_HEADER = 'x-ipcola-hello';

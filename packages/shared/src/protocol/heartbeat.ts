@@ -1,9 +1,16 @@
 /**
- * HTTP/2 PING heart-beats, run by both ends: the hub to find frozen or vanished
+ * PING heart-beats over the tunnel (HTTP/2's or the multiplexer's), run by both ends: the hub to find frozen or vanished
  * nodes, the agent to find a hub that vanished without a FIN (NAT timeouts, power
  * cuts). TCP alone would notice only after minutes, if at all.
  */
-import type { Http2Session } from 'node:http2';
+/** A tunnel connection that can PING its peer: an HTTP/2 session or a MuxSession. */
+export interface Pingable {
+  readonly destroyed: boolean;
+  readonly closed: boolean;
+  ping(callback: (error: Error | null, durationMs: number) => void): boolean;
+  once(event: 'close', listener: () => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
+}
 
 export interface HeartbeatOptions {
   readonly intervalMs: number;
@@ -33,7 +40,7 @@ export class PingTimeoutError extends Error {
  * The PING answer queues behind whatever the peer is sending, so timeoutMs must allow
  * for a full socket buffer on a slow uplink.
  */
-export function startHeartbeat(session: Http2Session, options: HeartbeatOptions): Heartbeat {
+export function startHeartbeat(session: Pingable, options: HeartbeatOptions): Heartbeat {
   let stopped = false;
   let deadline: NodeJS.Timeout | undefined;
 

@@ -25,12 +25,18 @@ export {
   REPLACED_STATUS,
   STREAM_LABEL_HEADER,
   STREAM_LABEL_MAX_LENGTH,
+  TUNNEL_MUX_UPGRADE_TOKEN,
   TUNNEL_PATH,
+  TUNNEL_UPGRADE_OFFER,
   TUNNEL_UPGRADE_TOKEN,
+  type TunnelProtocol,
+  tunnelProtocolOf,
+  upgradeTokenOf,
 } from './constants.ts';
 export {
   type Heartbeat,
   type HeartbeatOptions,
+  type Pingable,
   PingTimeoutError,
   startHeartbeat,
 } from './heartbeat.ts';
