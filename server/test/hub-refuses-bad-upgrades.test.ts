@@ -8,11 +8,18 @@ import {
   HELLO_HEADER,
   NODE_ID_HEADER,
   type NodeHello,
+  TUNNEL_MUX_UPGRADE_TOKEN,
   TUNNEL_PATH,
   TUNNEL_UPGRADE_OFFER,
   TUNNEL_UPGRADE_TOKEN,
 } from '@ipcola/shared/protocol';
-import { createHub, createHubServer, type Hub, type HubOptions } from '../src/hub/index.ts';
+import {
+  createHub,
+  createHubServer,
+  type Hub,
+  type HubOptions,
+  type NodeDownEvent,
+} from '../src/hub/index.ts';
 
 const HELLO: NodeHello = {
   exitIps: ['127.0.0.1', '::1'],
@@ -217,11 +224,50 @@ describe('the hub refuses what it should', () => {
     const { port, ups } = await startHub();
     const answer = await upgrade(port, GOOD);
     assert.equal(answer.status, 101);
+    assert.equal(answer.headers.upgrade, TUNNEL_UPGRADE_TOKEN);
     assert.equal(answer.headers[NODE_ID_HEADER], 'node-1');
     assert.ok(answer.socket);
     // Nothing is sent: the hub gives up after its handshake deadline (pingTimeoutMs).
     answer.socket.resume();
     await once(answer.socket, 'close');
     assert.deepEqual(ups, []);
+  });
+
+  test('a v2 client that never sends its SETTINGS is dropped, never up', async () => {
+    const { port, ups } = await startHub();
+    const answer = await upgrade(port, GOOD, { upgrade: TUNNEL_UPGRADE_OFFER });
+    assert.equal(answer.status, 101);
+    assert.equal(answer.headers.upgrade, TUNNEL_MUX_UPGRADE_TOKEN);
+    assert.ok(answer.socket);
+    answer.socket.resume();
+    await once(answer.socket, 'close');
+    assert.deepEqual(ups, []);
+  });
+
+  test('a v2 node that breaks the framing is cut at once, and the hub takes it back later', async () => {
+    const { hub, port } = await startHub({ pingTimeoutMs: 60_000 });
+    const answer = await upgrade(port, GOOD, { upgrade: TUNNEL_UPGRADE_OFFER });
+    assert.ok(answer.socket);
+    answer.socket.resume();
+    const settings = Buffer.alloc(17);
+    settings.writeUInt32BE(8, 5);
+    settings.writeUInt32BE(64, 9);
+    settings.writeUInt32BE(1024 * 1024, 13);
+    const up = once(hub, 'node-up');
+    answer.socket.write(settings);
+    await up;
+    // A frame type no version has: the hub ends the node with a protocol error at once,
+    // long before its 60 s PING deadline.
+    const down = once(hub, 'node-down') as Promise<[NodeDownEvent]>;
+    const closed = once(answer.socket, 'close');
+    answer.socket.write(Buffer.from([99, 0, 0, 0, 0, 0, 0, 0, 0]));
+    const [event] = await down;
+    assert.equal(event.nodeId, 'node-1');
+    assert.equal(event.reason, 'error');
+    assert.match(String(event.error), /unknown frame type 99/);
+    await closed;
+    assert.deepEqual(hub.nodes(), []);
+    const again = await upgrade(port, GOOD, { upgrade: TUNNEL_UPGRADE_OFFER });
+    assert.equal(again.status, 101);
   });
 });

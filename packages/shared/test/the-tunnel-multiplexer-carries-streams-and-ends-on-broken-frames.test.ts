@@ -324,6 +324,41 @@ describe('the tunnel multiplexer ends the connection on a broken peer', () => {
     });
   }
 
+  test('a peer that floods PINGs and reads nothing gets a bounded number of PONGs queued', async () => {
+    const [hubSocket, agentSocket] = await tcpPair();
+    const agent = new MuxSession({
+      socket: agentSocket,
+      role: 'acceptor',
+      maxStreams: 10,
+      windowBytes: 64 * 1024,
+    });
+    cleanups.push(() => agent.destroy());
+    hubSocket.pause();
+    const pings = 1_000_000;
+    const flood = Buffer.concat(Array.from({ length: pings }, () => frame(7, 0, Buffer.alloc(8))));
+    let most = 0;
+    const watch = setInterval(() => {
+      most = Math.max(most, agentSocket.writableLength);
+    }, 5);
+    hubSocket.write(Buffer.concat([settings(0, 65536), flood]));
+    // Each PING is read once the one before it was: a PING of our own, sent after the
+    // flood, is read after all of them.
+    await new Promise<void>((resolve, reject) => {
+      hubSocket.write(frame(7, 0, Buffer.alloc(8)), (error) => (error ? reject(error) : resolve()));
+    });
+    let rounds = 0;
+    while (agentSocket.bytesRead < 17 * (pings + 1) + 17 && rounds < 10_000) {
+      await new Promise((resolve) => setImmediate(resolve));
+      rounds += 1;
+    }
+    clearInterval(watch);
+    most = Math.max(most, agentSocket.writableLength);
+    assert.ok(agentSocket.bytesRead >= 17 * (pings + 1), 'the acceptor read every PING');
+    // The socket's high-water mark (16 KiB) and the few PONGs past it, whatever the flood.
+    assert.ok(most <= 64 * 1024, `${most} bytes of PONGs queued in the acceptor`);
+    assert.equal(agent.destroyed, false);
+  });
+
   test('frames split into single bytes read the same as whole ones', async () => {
     const [hubSocket, agentSocket] = await tcpPair();
     const agent = new MuxSession({

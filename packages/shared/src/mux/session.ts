@@ -60,6 +60,8 @@ interface MuxSessionEvents {
 const MIN_WINDOW = 16 * 1024;
 const MAX_WINDOW = 16 * 1024 * 1024;
 const MAX_PINGS_IN_FLIGHT = 10;
+/** PONGs answered while the socket waits for 'drain'; a heart-beat needs a few at most. */
+const MAX_PONGS_QUEUED = 16;
 const GOAWAY_REASON_MAX_BYTES = 256;
 /** How long a closed connection waits for the peer's FIN before it is cut. */
 const CLOSE_GRACE_MS = 2_000;
@@ -84,6 +86,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   #goawaySent = false;
   #needDrain = false;
   #corked = false;
+  #pongsQueued = 0;
   #drainWaiters: (() => void)[] = [];
 
   constructor(options: MuxSessionOptions) {
@@ -281,7 +284,14 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
         break;
       case PING:
         if (id !== 0 || payload.length !== 8) throw new FrameError('a PING carries 8 bytes');
-        this.#write(smallFrame(PONG, 0, payload));
+        // A peer that PINGs without reading would have us queue PONGs without end. One
+        // heart-beat PINGs once per interval: past a few PONGs queued behind a full socket
+        // the peer gets no more (and its heart-beat, if it has one, gives up on us).
+        if (!this.#needDrain) this.#pongsQueued = 0;
+        if (this.#pongsQueued < MAX_PONGS_QUEUED) {
+          if (this.#needDrain) this.#pongsQueued += 1;
+          this.#write(smallFrame(PONG, 0, payload));
+        }
         break;
       case PONG:
         this.#onPong(payload);
