@@ -111,6 +111,7 @@ export class AgentSession extends EventEmitter<AgentSessionEvents> {
     this.#heartbeat = startHeartbeat(carrier.pingable, {
       intervalMs: pingIntervalMs,
       timeoutMs: pingTimeoutMs,
+      whenSilent: true,
       onDead: (error) => {
         this.#log.warn({ err: error }, 'the hub stopped answering PINGs');
         this.destroy(error);

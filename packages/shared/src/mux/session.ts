@@ -87,6 +87,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   #needDrain = false;
   #corked = false;
   #pongsQueued = 0;
+  #lastHeardAt = performance.now();
   #drainWaiters: (() => void)[] = [];
 
   constructor(options: MuxSessionOptions) {
@@ -110,6 +111,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     };
     const socket = this.#socket;
     socket.on('data', (chunk: Buffer) => {
+      this.#lastHeardAt = performance.now();
       try {
         this.#reader.push(chunk);
       } catch (error) {
@@ -139,6 +141,11 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
   /** The peer's stream limit, once its SETTINGS arrived (0 from an opener). */
   get peerMaxStreams(): number | undefined {
     return this.#peer?.maxStreams;
+  }
+
+  /** performance.now() when the peer last sent anything (or the session started). */
+  get lastHeardAt(): number {
+    return this.#lastHeardAt;
   }
 
   get streamCount(): number {

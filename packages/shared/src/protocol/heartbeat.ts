@@ -1,12 +1,16 @@
 /**
- * PING heart-beats over the tunnel (HTTP/2's or the multiplexer's), run by both ends: the hub to find frozen or vanished
- * nodes, the agent to find a hub that vanished without a FIN (NAT timeouts, power
- * cuts). TCP alone would notice only after minutes, if at all.
+ * PING heart-beats over the tunnel (HTTP/2's or the multiplexer's), run by both ends:
+ * the hub to find frozen or vanished nodes, the agent to find a hub that vanished
+ * without a FIN (NAT timeouts, power cuts). TCP alone would notice only after
+ * minutes, if at all.
  */
+
 /** A tunnel connection that can PING its peer: an HTTP/2 session or a MuxSession. */
 export interface Pingable {
   readonly destroyed: boolean;
   readonly closed: boolean;
+  /** performance.now() when the peer last sent anything, where the connection knows. */
+  readonly lastHeardAt?: number;
   ping(callback: (error: Error | null, durationMs: number) => void): boolean;
   once(event: 'close', listener: () => void): unknown;
   off(event: 'close', listener: () => void): unknown;
@@ -20,6 +24,14 @@ export interface HeartbeatOptions {
   readonly onDead: (error: Error) => void;
   /** Called with each measured round trip. */
   readonly onRtt?: (rttMs: number) => void;
+  /**
+   * PING only after a whole interval in which the peer sent nothing (where the connection
+   * says when it last heard from it): a peer that PINGs us itself, or sends data, is
+   * alive. The agent's beat: its hub PINGs it every 2 s, and answering the agents' own
+   * PINGs as well cost a hub of 10,000 idle v2 nodes 29% more CPU (bench, 2026-12-06).
+   * A dead peer is then found within two intervals and the timeout.
+   */
+  readonly whenSilent?: boolean;
 }
 
 export interface Heartbeat {
@@ -53,6 +65,10 @@ export function startHeartbeat(session: Pingable, options: HeartbeatOptions): He
 
   const beat = () => {
     if (stopped || deadline || session.destroyed || session.closed) return;
+    const heardAt = session.lastHeardAt;
+    if (options.whenSilent && heardAt !== undefined) {
+      if (performance.now() - heardAt < options.intervalMs) return;
+    }
     deadline = setTimeout(() => {
       stop();
       options.onDead(new PingTimeoutError(options.timeoutMs));
