@@ -126,7 +126,11 @@ async function start(config: Config, logger: Logger, worker: number): Promise<Ru
     followNodes(cluster.index, { hub, upstreams, logger, ...config }, keep);
     metrics.watch({
       onlineExits: () => gateway.exits.size,
-      onlineNodes: () => hub.nodes().length,
+      onlineNodes: () => {
+        const nodes = hub.nodes();
+        const v1 = nodes.filter((node) => node.protocol === 'h2').length;
+        return { v1, v2: nodes.length - v1 };
+      },
       openTunnels: () => gateway.openTunnels(),
     });
     keep(async () => upstreams.close());

@@ -89,7 +89,8 @@ describe('metrics count what the proxy carries and refuses', () => {
     assert.equal(sample(text, 'ipcola_proxy_bytes_total{direction="down"}'), usage.bytes_down);
     assert.equal(sample(text, 'ipcola_exit_selection_seconds_count'), 4);
     assert.equal(sample(text, 'ipcola_exits_online'), 1);
-    assert.equal(sample(text, 'ipcola_nodes_online'), 1);
+    assert.equal(sample(text, 'ipcola_nodes_online{tunnel="v2"}'), 1);
+    assert.equal(sample(text, 'ipcola_nodes_online{tunnel="v1"}'), 0);
     assert.equal(sample(text, 'ipcola_tunnels_open'), 0);
     assert.ok((sample(text, 'ipcola_process_resident_memory_bytes') ?? 0) > 0);
     assert.ok(!text.includes(net.key.id), 'no label names a key');

@@ -28,7 +28,12 @@ export interface Metrics {
   /** A stream crossed the hop between instances: relayed out to the holder, or served in. */
   countHop(side: HopSide): void;
   /** Read at each scrape. */
-  watch(sources: { onlineExits(): number; openTunnels(): number; onlineNodes(): number }): void;
+  watch(sources: {
+    onlineExits(): number;
+    openTunnels(): number;
+    /** Connected nodes by the tunnel version they speak. */
+    onlineNodes(): { v1: number; v2: number };
+  }): void;
 }
 
 export function createMetrics(): Metrics {
@@ -94,10 +99,13 @@ export function createMetrics(): Metrics {
       });
       new Gauge({
         name: 'ipcola_nodes_online',
-        help: 'Exit-node agents connected to this hub.',
+        help: 'Exit-node agents connected to this hub, by tunnel version (v1: HTTP/2, older agents).',
+        labelNames: ['tunnel'],
         registers: [registry],
         collect() {
-          this.set(sources.onlineNodes());
+          const { v1, v2 } = sources.onlineNodes();
+          this.set({ tunnel: 'v1' }, v1);
+          this.set({ tunnel: 'v2' }, v2);
         },
       });
       new Gauge({

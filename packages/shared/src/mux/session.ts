@@ -165,6 +165,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> {
     this.#streams.set(id, stream);
     const text = `${request.authority}\n${request.exitIp}${request.label ? `\n${request.label}` : ''}`;
     this.#write(smallFrame(OPEN, id, Buffer.from(text, 'latin1')));
+    // The last id (after 2^30 streams): this connection drains, the agent dials a new one.
+    if (this.#nextId > MAX_STREAM_ID) this.close('stream ids used up');
     return stream;
   }
 
