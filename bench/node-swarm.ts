@@ -1,8 +1,8 @@
 /**
  * Many simulated exit nodes in one process, for the hub measurement: each is the agent's
  * own tunnel client (`connectToHub` from agent/src/tunnel), so the hub sees exactly what a
- * real agent does: an HTTP Upgrade with the node token and hello, HTTP/2 over the
- * upgraded socket, its exit IP proven from that address, PINGs both ways. Only the
+ * real agent does: an HTTP Upgrade with the node token and hello, the tunnel protocol
+ * over the upgraded socket, its exit IP proven from that address, PINGs. Only the
  * egress is missing: these nodes never carry traffic.
  *
  *   node --import tsx bench/node-swarm.ts --hub 127.0.0.1:PORT --tokens FILE [--parallel 100]
