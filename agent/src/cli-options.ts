@@ -33,6 +33,10 @@ import {
 import ipaddr from 'ipaddr.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** `--tunnel`: which tunnel versions the agent offers the hub. */
+export const TUNNEL_CHOICES = ['auto', 'v1', 'v2'] as const;
+export type TunnelChoice = (typeof TUNNEL_CHOICES)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** The environment variable that may carry the node token instead of `--token`. */
@@ -56,6 +60,8 @@ export interface AgentOptions extends ExitLocation {
   readonly maxStreams: number;
   /** Dial the hub with TLS: false, true (the system's CAs), or the CA certificates to trust. */
   readonly tls: boolean | { readonly ca: readonly string[]; readonly caFile: string };
+  /** auto: v2 with a hub that speaks it, else v1; v1 or v2: that one only. */
+  readonly tunnel: TunnelChoice;
   readonly logLevel: LogLevel;
 }
 
@@ -115,6 +121,8 @@ Running:
                            certificate must carry the --hub host name (or IP)
   --ca FILE                dial the hub with TLS, trusting the CA certificates in
                            this PEM file (a private CA) instead; implies --tls
+  --tunnel VERSION         auto (default: v2 with a hub that speaks it, else v1),
+                           v1 (HTTP/2, as agents before v2) or v2 only
   --log-level LEVEL        ${LOG_LEVELS.join(', ')} (default info)
   -h, --help               show this text
 
@@ -148,6 +156,7 @@ const OPTIONS = {
   'max-streams': { type: 'string' },
   tls: { type: 'boolean' },
   ca: { type: 'string' },
+  tunnel: { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -181,6 +190,7 @@ export function parseCli(
     1,
     HELLO_MAX_STREAMS,
   );
+  const tunnel = checkChoice('--tunnel', one('tunnel') ?? 'auto', TUNNEL_CHOICES);
   const logLevel = checkChoice('--log-level', one('log-level') ?? 'info', LOG_LEVELS);
 
   const country = optional(one('country'), checkCountry);
@@ -202,6 +212,7 @@ export function parseCli(
       allowTargets,
       maxStreams,
       tls: ca ?? values.has('tls'),
+      tunnel,
       logLevel,
     },
   };

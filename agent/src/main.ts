@@ -131,6 +131,7 @@ function run(options: AgentOptions): void {
     // The hub's certificate is checked against the name in --hub (servername) either way.
     tls: typeof options.tls === 'object' ? { ca: [...options.tls.ca] } : options.tls,
     openEgress: createEgress({ policy }),
+    ...(options.tunnel === 'auto' ? {} : { protocols: [options.tunnel === 'v1' ? 'h2' : 'mux'] }),
     idleTimeoutMs: STREAM_IDLE_TIMEOUT_MS,
     logger: tunnelLoggerOf(() => log),
   });

@@ -160,6 +160,8 @@ describe('parseCli', () => {
       '--max-streams',
       '1000',
       '--tls',
+      '--tunnel',
+      'v1',
       '--log-level',
       'warn',
     ]);
@@ -175,6 +177,7 @@ describe('parseCli', () => {
       allowTargets: ['10.0.0.0/8', 'fd00::/8'],
       maxStreams: 1000,
       tls: true,
+      tunnel: 'v1',
       logLevel: 'warn',
     });
   });
@@ -189,6 +192,7 @@ describe('parseCli', () => {
       allowTargets: [],
       maxStreams: DEFAULT_MAX_STREAMS,
       tls: false,
+      tunnel: 'auto',
       logLevel: 'info',
     });
   });
@@ -233,6 +237,7 @@ describe('parseCli', () => {
     ['max-streams of 0', [...base, '--max-streams', '0'], '--max-streams'],
     ['max-streams above the protocol limit', [...base, '--max-streams', '10001'], '--max-streams'],
     ['an unknown log level', [...base, '--log-level', 'verbose'], '--log-level'],
+    ['an unknown tunnel version', [...base, '--tunnel', 'v3'], '--tunnel'],
     ['an allow-target without a prefix', [...base, '--allow-target', '10.0.0.1'], '--allow-target'],
     [
       'an allow-target prefix too long for IPv6',

@@ -170,6 +170,23 @@ describe('the agent process joins a hub', { timeout: 60_000 }, () => {
     assert.equal(await readAll(second), '127.0.0.13');
   });
 
+  test('--tunnel v1 speaks HTTP/2 as agents before v2 did; by default it is v2', async () => {
+    const { hub: h, port } = await hub();
+    const firstUp = nextNodeUp(h);
+    const first = agent(port);
+    assert.equal((await firstUp).protocol, 'mux');
+    await first.stop();
+    const up = nextNodeUp(h);
+    agent(port, ['--tunnel', 'v1']);
+    assert.equal((await up).protocol, 'h2');
+    const stream = await h.openStream(NODE_ID, {
+      host: '127.0.0.1',
+      port: await whoAmI(),
+      exitIp: '127.0.0.12',
+    });
+    assert.equal(await readAll(stream), '127.0.0.12');
+  });
+
   test('the exit policy and connect failures answer with their codes', async () => {
     const { hub: h, port } = await hub();
     const up = nextNodeUp(h);

@@ -18,6 +18,8 @@ export interface HubNode {
   readonly hello: NodeHello;
   readonly remoteAddress: string | undefined;
   readonly activeStreams: number;
+  /** The tunnel protocol the hub chose: 'mux' (v2) or 'h2' (v1). */
+  readonly protocol: 'h2' | 'mux';
 }
 
 export interface HubNodeDown {
