@@ -564,8 +564,9 @@ export function formatReport(r: Results): string {
     const f = r.floor;
     out.push('');
     out.push(
-      '3b. new CONNECT tunnel against the Node floor of the same architecture (h2-floor.ts: a\n' +
-        'relay whose tunnels are HTTP/2 streams to an exit process, nothing else), CPU µs per tunnel:',
+      '3b. new CONNECT tunnel against the floors of the same architecture (a relay whose tunnels\n' +
+        'are streams to an exit process, nothing else: over HTTP/2, h2-floor.ts, and over a minimal\n' +
+        'multiplexer, mux-floor.ts), CPU µs per tunnel:',
     );
     out.push(
       table(
@@ -596,9 +597,10 @@ export function formatReport(r: Results): string {
         ],
       ),
     );
+    // The gateway's tunnels are multiplexer streams (tunnel v2): that floor is its own.
     out.push(
-      `   the gateway above the floor: ${num(f.ipcola.frontUs - f.floor.frontUs)} µs per tunnel ` +
-        '(authentication, exit selection, metering, limits, time-outs)',
+      `   the gateway above the multiplexer floor: ${num(f.ipcola.frontUs - f.mux.frontUs)} µs ` +
+        'per tunnel (authentication, exit selection, metering, limits, time-outs, flow control)',
     );
   }
 

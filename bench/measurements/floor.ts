@@ -1,11 +1,11 @@
 /**
- * 3b. Where the gateway's CPU per new tunnel stands against the Node floor of the same
- * architecture (h2-floor.ts: a CONNECT relay whose tunnels are HTTP/2 streams to an exit
- * process, and nothing else) and against proxy-chain (one hop, no multiplexing), in
- * rounds of the churn load of measurement 3 over them in rotating order; mux-floor.ts,
- * the same relay over a minimal JavaScript multiplexer, says what a lighter tunnel
- * protocol could save. Each floor's two processes run on the proxy core like the
- * gateway and the agent.
+ * 3b. Where the gateway's CPU per new tunnel stands against the floors of its own
+ * architecture (a CONNECT relay whose tunnels are streams to an exit process, and
+ * nothing else: over Node's HTTP/2 in h2-floor.ts, the tunnel v1; over a minimal
+ * JavaScript multiplexer in mux-floor.ts, the lower bound of v2) and against
+ * proxy-chain (one hop, no multiplexing), in rounds of the churn load of measurement 3
+ * over them in rotating order. Each floor's two processes run on the proxy core like
+ * the gateway and the agent.
  */
 import type { Subject } from '../lib/client.ts';
 import type { Measurement, SubjectsContext } from '../lib/context.ts';
