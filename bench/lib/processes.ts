@@ -549,19 +549,30 @@ const CLK_TCK = (() => {
 export interface ProcStats {
   rssBytes: number;
   cpuMs: number;
+  /** The part of cpuMs spent in the kernel (system calls: on loopback, most of a write). */
+  sysMs: number;
+  /** Write system calls made so far (write, writev, send...: /proc/PID/io's syscw). */
+  writeCalls: number;
 }
 
 /** RSS (VmRSS) and user+system CPU time of a process, from /proc. */
 export async function procStats(pid: number): Promise<ProcStats> {
-  const [status, stat] = await Promise.all([
+  const [status, stat, io] = await Promise.all([
     readFile(`/proc/${pid}/status`, 'utf8'),
     readFile(`/proc/${pid}/stat`, 'utf8'),
+    readFile(`/proc/${pid}/io`, 'utf8').catch(() => ''),
   ]);
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
   // Fields after "(comm)": state is field 3, utime 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return { rssBytes: rssKb * 1024, cpuMs: (ticks * 1000) / CLK_TCK };
+  const sysTicks = Number(fields[12]);
+  const ticks = Number(fields[11]) + sysTicks;
+  return {
+    rssBytes: rssKb * 1024,
+    cpuMs: (ticks * 1000) / CLK_TCK,
+    sysMs: (sysTicks * 1000) / CLK_TCK,
+    writeCalls: Number(/syscw:\s+(\d+)/.exec(io)?.[1] ?? Number.NaN),
+  };
 }
 
 /** CPU ms of this process's children that have exited and been waited for (wrk). */

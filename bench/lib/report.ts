@@ -104,6 +104,10 @@ export interface FloorResult {
 export interface FloorRow {
   perSec: number;
   frontUs: number;
+  /** Of frontUs, the kernel's part (socket calls), from /proc's stime. */
+  frontSysUs: number;
+  /** Write system calls of the front process per tunnel (each a pass through loopback TCP). */
+  frontWrites: number;
   backUs: number;
 }
 
@@ -570,31 +574,31 @@ export function formatReport(r: Results): string {
     );
     out.push(
       table(
-        ['', 'tunnels/s', 'front (gateway/relay)', 'back (agent/exit)', 'front/proxy-chain'],
         [
-          [
-            'IPCola',
-            num(f.ipcola.perSec),
-            num(f.ipcola.frontUs),
-            num(f.ipcola.backUs),
-            ratio(f.ipcola.frontUs, f.proxyChain.frontUs),
-          ],
-          [
-            'Node HTTP/2 floor',
-            num(f.floor.perSec),
-            num(f.floor.frontUs),
-            num(f.floor.backUs),
-            ratio(f.floor.frontUs, f.proxyChain.frontUs),
-          ],
-          [
-            'minimal JS mux floor',
-            num(f.mux.perSec),
-            num(f.mux.frontUs),
-            num(f.mux.backUs),
-            ratio(f.mux.frontUs, f.proxyChain.frontUs),
-          ],
-          ['proxy-chain', num(f.proxyChain.perSec), num(f.proxyChain.frontUs), '-', '1.00x'],
+          '',
+          'tunnels/s',
+          'front (gateway/relay)',
+          'of it kernel',
+          'writes',
+          'back (agent/exit)',
+          'front/proxy-chain',
         ],
+        (
+          [
+            ['IPCola', f.ipcola],
+            ['Node HTTP/2 floor', f.floor],
+            ['minimal JS mux floor', f.mux],
+            ['proxy-chain', f.proxyChain],
+          ] as const
+        ).map(([label, row]) => [
+          label,
+          num(row.perSec),
+          num(row.frontUs),
+          num(row.frontSysUs),
+          row.frontWrites.toFixed(2),
+          row === f.proxyChain ? '-' : num(row.backUs),
+          ratio(row.frontUs, f.proxyChain.frontUs),
+        ]),
       ),
     );
     // The gateway's tunnels are multiplexer streams (tunnel v2): that floor is its own.

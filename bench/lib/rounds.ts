@@ -9,6 +9,7 @@ import {
   LOAD_CORE,
   type Managed,
   PROXY_CORE,
+  type ProcStats,
   procStats,
   reapedChildrenCpuMs,
 } from './processes.ts';
@@ -19,6 +20,10 @@ export interface CpuAccount {
   wallMs: number;
   /** CPU ms per process name (our server, agent, squid, proxy-chain, target, harness). */
   processMs: Record<string, number>;
+  /** Of processMs, the kernel's part, per subject process (not the harness). */
+  processSysMs: Record<string, number>;
+  /** Write system calls per subject process. */
+  processWrites: Record<string, number>;
   /** Share of the proxy core used by anything but the subject's own processes. */
   proxyCoreForeignPct: number;
   /** Share of the load core used by anything but the harness and the target. */
@@ -43,9 +48,13 @@ export async function accounted<T>(
   const coresAfter = await cpuTimes();
   const after = await Promise.all(procs.map((p) => procStats(p.pid)));
   const processMs: Record<string, number> = {};
+  const processSysMs: Record<string, number> = {};
+  const processWrites: Record<string, number> = {};
   procs.forEach((p, i) => {
-    processMs[p.name] =
-      (after[i] as { cpuMs: number }).cpuMs - (before[i] as { cpuMs: number }).cpuMs;
+    const [a, b] = [after[i], before[i]] as [ProcStats, ProcStats];
+    processMs[p.name] = a.cpuMs - b.cpuMs;
+    processSysMs[p.name] = a.sysMs - b.sysMs;
+    processWrites[p.name] = a.writeCalls - b.writeCalls;
   });
   // The harness, and wrk when it is the load generator.
   processMs.harness = (self.user + self.system) / 1000 + childrenMs;
@@ -63,6 +72,8 @@ export async function accounted<T>(
     cpu: {
       wallMs,
       processMs,
+      processSysMs,
+      processWrites,
       proxyCoreForeignPct: PROXY_CORE === LOAD_CORE ? 0 : pct(busyMs(PROXY_CORE) - subjectMs),
       loadCoreForeignPct: pct(busyMs(LOAD_CORE) - loadOwnMs),
     },

@@ -70,7 +70,18 @@ export async function run(ctx: SubjectsContext): Promise<void> {
     };
     const names = Object.keys(contenders) as Array<keyof FloorResult>;
     const tallies = new Map(
-      names.map((n) => [n, { ops: 0, errors: 0, perSec: [] as number[], frontMs: 0, backMs: 0 }]),
+      names.map((n) => [
+        n,
+        {
+          ops: 0,
+          errors: 0,
+          perSec: [] as number[],
+          frontMs: 0,
+          frontSysMs: 0,
+          frontWrites: 0,
+          backMs: 0,
+        },
+      ]),
     );
     log(
       `floor: ${config.rounds} rounds of ${config.churnTotal} new tunnels over ${names.length} proxies`,
@@ -93,6 +104,8 @@ export async function run(ctx: SubjectsContext): Promise<void> {
         tally.errors += measured.result.errors;
         tally.perSec.push(measured.result.perSec);
         tally.frontMs += measured.cpu.processMs[front.name] ?? 0;
+        tally.frontSysMs += measured.cpu.processSysMs[front.name] ?? 0;
+        tally.frontWrites += measured.cpu.processWrites[front.name] ?? 0;
         tally.backMs += back ? (measured.cpu.processMs[back.name] ?? 0) : 0;
       }
     }
@@ -103,6 +116,8 @@ export async function run(ctx: SubjectsContext): Promise<void> {
       return {
         perSec: median(tally.perSec),
         frontUs: perTunnelUs(tally.frontMs),
+        frontSysUs: perTunnelUs(tally.frontSysMs),
+        frontWrites: tally.ops > 0 ? tally.frontWrites / tally.ops : Number.NaN,
         backUs: perTunnelUs(tally.backMs),
       };
     };
