@@ -78,11 +78,14 @@ function answerOf(stream: MuxStream): Promise<[number, string | undefined]> {
   return once(stream, ANSWER_EVENT) as Promise<[number, string | undefined]>;
 }
 
-/** Everything the stream reads until its end, hashed, with the byte count. */
+/**
+ * Everything the stream reads until its end, hashed, with the byte count. The stream is
+ * left open: its other half may still be writing (a plain for-await destroys it at the end).
+ */
 async function drain(stream: MuxStream): Promise<{ bytes: number; sha: string }> {
   const hash = createHash('sha256');
   let bytes = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
+  for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     hash.update(chunk);
     bytes += chunk.length;
   }
