@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { plainAddress } from '@ipcola/shared/addresses';
 import ipaddr from 'ipaddr.js';
 import type { AuthFailureLimit } from '../auth-failures/index.ts';
@@ -135,8 +135,9 @@ export function createAccess(options: AccessOptions): Access {
 
   const verify = async (keyId: string, secret: string): Promise<ProxyKey | null> => {
     // The cache key holds a digest of the secret, never the secret, and a wrong secret
-    // can only ever hit its own (negative) entry.
-    const cacheKey = `${keyId}:${createHash('sha256').update(secret).digest('base64url')}`;
+    // can only ever hit its own (negative) entry. One-shot hash(): half the time of a
+    // Hash object on every new connection.
+    const cacheKey = `${keyId}:${hash('sha256', secret, 'base64url')}`;
     const hit = cache.get(cacheKey);
     if (hit && hit.until > now()) return hit.key;
     let key: ProxyKey | null;

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { deadlineOr, untilAborted } from '@ipcola/shared/protocol';
+import { type AbortNotice, deadlineOr, untilAborted } from '@ipcola/shared/protocol';
 import { ipcolaError } from '../errors/index.ts';
 import type { SessionTable } from '../store/index.ts';
 import type { Admission } from './access.ts';
@@ -46,7 +46,7 @@ export interface Connector {
   openThrough(
     exit: Exit,
     target: Target,
-    clientGone?: AbortSignal,
+    clientGone?: AbortNotice,
   ): Promise<{ stream: Duplex; release(): void }>;
   /**
    * The exit to take instead after an open failed with `error`: a fresh pick, once, when
@@ -55,7 +55,7 @@ export interface Connector {
    */
   instead(admission: Admission, error: unknown): Promise<Exit>;
   /** choose() then openThrough(), and openThrough() once more on instead()'s exit. */
-  open(admission: Admission, target: Target, clientGone?: AbortSignal): Promise<Upstream>;
+  open(admission: Admission, target: Target, clientGone?: AbortNotice): Promise<Upstream>;
   /** The exit a sticky session is pinned to now, if any (for tests and the leases API). */
   sessionExit(keyId: string, sessionId: string): Promise<Exit | null>;
   /** Pins a new sticky session to a matching exit now (a lease); throws no_exit_available. */
@@ -104,7 +104,7 @@ export function createConnector(options: ConnectorOptions): Connector {
     return exit;
   };
 
-  const openThrough = async (exit: Exit, target: Target, clientGone?: AbortSignal) => {
+  const openThrough = async (exit: Exit, target: Target, clientGone?: AbortNotice) => {
     const release = exits.acquire(exit.id);
     const { signal: giveUp, timedOut, clear } = deadlineOr(options.openTimeoutMs, clientGone);
     const started = performance.now();

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { parseAuthority } from '@ipcola/shared/protocol';
 import { type IPColaError, ipcolaError, isIPColaError } from '../errors/index.ts';
 import { proxyHeaderLength } from '../listeners/proxy-protocol.ts';
-import { type Logger, newConnectionId } from '../log/index.ts';
+import { type ConnectionLog, type Logger, lazyChild, newConnectionId } from '../log/index.ts';
 import { SocketMeter, type UsageMeter, type UsageOwner } from '../metering/index.ts';
 import type { GatewayObserver } from '../metrics/index.ts';
 import type { Access, ProxyKey } from './access.ts';
@@ -121,10 +121,10 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     responses.track(req, res);
-    const log = options.logger.child({
+    const log = lazyChild(options.logger, () => ({
       conn: connectionId(req.socket),
       client: req.socket.remoteAddress,
-    });
+    }));
     void forward(req, res, log).catch((error) => {
       if (isIPColaError(error)) log.debug({ code: error.code }, 'request refused');
       else log.error({ err: error }, 'forwarding failed');
@@ -135,7 +135,10 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
   });
 
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const log = options.logger.child({ conn: connectionId(socket), client: socket.remoteAddress });
+    const log = lazyChild(options.logger, () => ({
+      conn: connectionId(socket),
+      client: socket.remoteAddress,
+    }));
     // A refused or abandoned socket can still emit errors (a reset after our answer): keep a
     // listener until it closes so that none reaches the process.
     const onError = (error: Error) => log.debug({ err: error }, 'client socket error');
@@ -175,7 +178,11 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     );
   });
 
-  async function forward(req: IncomingMessage, res: ServerResponse, _log: Logger): Promise<void> {
+  async function forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    _log: ConnectionLog,
+  ): Promise<void> {
     const socket = req.socket;
     const meter = meterOf(socket);
     // Whatever happens to this request, its bytes leave the socket's meter when it ends:
@@ -267,7 +274,7 @@ export function createHttpProxyServer(options: HttpProxyOptions): Server {
     req: IncomingMessage,
     socket: Socket,
     head: Buffer,
-    log: Logger,
+    log: ConnectionLog,
   ): Promise<void> {
     const target = parseAuthority(req.url ?? '');
     if (!target) throw ipcolaError('bad_params', 'CONNECT needs host:port');

@@ -64,8 +64,9 @@
  * address and port; never the username or the password.
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import type { AbortNotice } from '@ipcola/shared/protocol';
 import { isIPColaError, isProxyErrorCode, PROXY_ERRORS } from '../errors/index.ts';
-import { type Logger, newConnectionId } from '../log/index.ts';
+import { type ConnectionLog, type Logger, lazyChild, newConnectionId } from '../log/index.ts';
 import { clientGone, stopWatchingClient } from './client-gone.ts';
 import {
   authReply,
@@ -91,7 +92,7 @@ export interface SocksClient {
   address: string;
   port: number;
   /** Aborts once the client's socket has closed (what connect() opens for it may stop). */
-  gone: AbortSignal;
+  gone: AbortNotice;
 }
 
 /** What connect() opens: the module only ever destroys it (when the client has left). */
@@ -157,11 +158,11 @@ function acceptConnection<Auth, Upstream extends Destroyable>(
     return;
   }
   const client: SocksClient = { address, port, gone: clientGone(socket) };
-  const log = options.logger.child({
+  const log = lazyChild(options.logger, () => ({
     conn: newConnectionId(),
     client: address,
     clientPort: port,
-  });
+  }));
   new Socks5Connection(socket, options, client, log).start();
 }
 
@@ -194,7 +195,7 @@ class Socks5Connection<Auth, Upstream extends Destroyable> {
   readonly #socket: Socket;
   readonly #options: Socks5Options<Auth, Upstream>;
   readonly #client: SocksClient;
-  readonly #log: Logger;
+  readonly #log: ConnectionLog;
   #phase: Phase = 'greeting';
   /** Bytes received and not yet consumed by a parser. */
   #buffer: Buffer = EMPTY;
@@ -206,7 +207,7 @@ class Socks5Connection<Auth, Upstream extends Destroyable> {
     socket: Socket,
     options: Socks5Options<Auth, Upstream>,
     client: SocksClient,
-    log: Logger,
+    log: ConnectionLog,
   ) {
     this.#socket = socket;
     this.#options = options;
@@ -523,7 +524,7 @@ class Socks5Connection<Auth, Upstream extends Destroyable> {
   }
 }
 
-function destroyQuietly(upstream: Destroyable, log: Logger): void {
+function destroyQuietly(upstream: Destroyable, log: ConnectionLog): void {
   try {
     upstream.destroy();
   } catch (error) {

@@ -6,7 +6,8 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-export type ProxyProtocol = 'http' | 'connect' | 'socks5';
+const PROXY_PROTOCOLS = ['http', 'connect', 'socks5'] as const;
+export type ProxyProtocol = (typeof PROXY_PROTOCOLS)[number];
 
 export type HopSide = 'out' | 'in';
 
@@ -40,11 +41,22 @@ export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'ipcola_' });
 
-  const opened = new Counter({
+  // Counted in plain numbers as connections come and go, and handed to prom-client when
+  // scraped: its inc() hashes the labels on every call, 4 µs of every new tunnel (bench
+  // profile of the new-tunnel path, 2026-12-06).
+  const openedSince = { http: 0, connect: 0, socks5: 0 } satisfies Record<ProxyProtocol, number>;
+  const bytesSince = { up: 0, down: 0 };
+  new Counter({
     name: 'ipcola_proxy_connections_total',
     help: 'Forwarded requests that got an exit, and tunnels opened, by protocol.',
     labelNames: ['protocol'],
     registers: [registry],
+    collect() {
+      for (const protocol of PROXY_PROTOCOLS) {
+        this.inc({ protocol }, openedSince[protocol]);
+        openedSince[protocol] = 0;
+      }
+    },
   });
   const refused = new Counter({
     name: 'ipcola_proxy_refusals_total',
@@ -52,11 +64,17 @@ export function createMetrics(): Metrics {
     labelNames: ['protocol', 'code'],
     registers: [registry],
   });
-  const bytes = new Counter({
+  new Counter({
     name: 'ipcola_proxy_bytes_total',
     help: 'Bytes on the customer side of the gateway, metered for billing, by direction.',
     labelNames: ['direction'],
     registers: [registry],
+    collect() {
+      this.inc({ direction: 'up' }, bytesSince.up);
+      this.inc({ direction: 'down' }, bytesSince.down);
+      bytesSince.up = 0;
+      bytesSince.down = 0;
+    },
   });
   const hops = new Counter({
     name: 'ipcola_hop_streams_total',
@@ -79,13 +97,15 @@ export function createMetrics(): Metrics {
   return {
     registry,
     gateway: {
-      opened: (protocol) => opened.inc({ protocol }),
+      opened: (protocol) => {
+        openedSince[protocol] += 1;
+      },
       refused: (protocol, code) => refused.inc({ protocol, code }),
       selected: (seconds) => selection.observe(seconds),
     },
     countBytes(up, down) {
-      if (up > 0) bytes.inc({ direction: 'up' }, up);
-      if (down > 0) bytes.inc({ direction: 'down' }, down);
+      bytesSince.up += up;
+      bytesSince.down += down;
     },
     countHop: (side) => hops.inc({ side }),
     watch(sources) {

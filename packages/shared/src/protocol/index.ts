@@ -5,7 +5,7 @@
  * Nothing in this package may import from the agent or from the server.
  */
 
-export { deadline, deadlineOr, untilAborted } from './abort.ts';
+export { type AbortNotice, deadline, deadlineOr, untilAborted } from './abort.ts';
 export {
   formatAuthority,
   type HostPort,
