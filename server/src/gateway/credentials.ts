@@ -6,6 +6,7 @@
  * this module only refuses what can never be valid, and never ignores anything.
  */
 
+import { isUtf8 } from 'node:buffer';
 import {
   ASN_MAX,
   checkCountry,
@@ -150,12 +151,10 @@ export function parseBasicProxyAuthorization(header: string | undefined): {
   if (token === '' || !BASE64.test(token) || bytes.toString('base64') !== token) {
     throw ipcolaError('auth_failed', 'Proxy-Authorization Basic credentials are not valid base64');
   }
-  let decoded: string;
-  try {
-    decoded = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
+  if (!isUtf8(bytes)) {
     throw ipcolaError('auth_failed', 'Proxy-Authorization Basic credentials are not valid UTF-8');
   }
+  const decoded = bytes.toString('utf8');
   const colon = decoded.indexOf(':');
   if (colon === -1) {
     throw ipcolaError('auth_failed', 'Proxy-Authorization Basic credentials have no colon');

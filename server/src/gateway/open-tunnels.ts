@@ -89,7 +89,8 @@ export class OpenTunnels {
     const delta = entry.meter.take();
     // At the tunnel's price: its exit was chosen before it opened, and never changes.
     const used = entry.allowance.settle(delta.up + delta.down);
-    this.usage.record({ ...entry.owner, ...delta, requests, used });
+    const { keyId, nodeId, country } = entry.owner;
+    this.usage.record({ keyId, nodeId, country, up: delta.up, down: delta.down, requests, used });
   }
 
   close(): void {

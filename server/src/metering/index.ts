@@ -6,7 +6,7 @@ import {
   USAGE_GROUP,
   type UsageMetric,
   type UsageOwner,
-  usageField,
+  usageFieldPrefix,
 } from './usage-field.ts';
 import { startUsageFlusher } from './usage-flusher.ts';
 
@@ -75,17 +75,22 @@ export function createUsageMeter(
 
   return {
     record(usage) {
-      const hour = Math.floor(now() / 3_600_000);
-      const add = (metric: UsageMetric, by: number) => {
-        if (by <= 0) return;
-        const field = usageField(usage, hour, metric);
-        increase(pending, field, by);
-      };
-      add('up', usage.up);
-      add('down', usage.down);
-      add('requests', usage.requests);
-      for (const [bucket, amount] of Object.entries(usage.used ?? {})) {
-        if (amount > 0) increase(pendingUsed, bucket, amount);
+      // Runs as every tunnel and request ends: the field's prefix is built once.
+      const prefix = usageFieldPrefix(usage, Math.floor(now() / 3_600_000));
+      const metrics: Array<[UsageMetric, number]> = [
+        ['up', usage.up],
+        ['down', usage.down],
+        ['requests', usage.requests],
+      ];
+      for (const [metric, by] of metrics) {
+        if (by > 0) increase(pending, `${prefix}${metric}`, by);
+      }
+      const { used } = usage;
+      if (used) {
+        for (const bucket in used) {
+          const amount = used[bucket] ?? 0;
+          if (amount > 0) increase(pendingUsed, bucket, amount);
+        }
       }
     },
     unpushed() {

@@ -19,9 +19,14 @@ const COUNTRY = /^([a-z]{2})?$/;
  * parse, with country '', so counters left in Redis across an upgrade are not lost.
  */
 export function usageField(owner: UsageOwner, hour: number, metric: UsageMetric): string {
+  return `${usageFieldPrefix(owner, hour)}${metric}`;
+}
+
+/** A usage field up to its metric (`key|node|country|hour|`): one per record, not per metric. */
+export function usageFieldPrefix(owner: UsageOwner, hour: number): string {
   // A country the parser below would refuse must not cost the bytes: it is kept as unknown.
   const country = COUNTRY.test(owner.country) ? owner.country : '';
-  return `${owner.keyId}|${owner.nodeId}|${country}|${hour}|${metric}`;
+  return `${owner.keyId}|${owner.nodeId}|${country}|${hour}|`;
 }
 
 export function parseUsageField(field: string):
