@@ -174,17 +174,27 @@ async function start(config: Config, logger: Logger, worker: number): Promise<Ru
       },
     });
     const graceMs = config.shutdownGraceMs;
-    for (const server of [gateway.httpServer, gateway.socksServer]) {
+    // Nodes leaving with this instance are announced as moving: others wait for them.
+    const hubListening = hubListener(hub, {
+      tls,
+      port: config.hubPort,
+      graceMs,
+      draining: cluster.draining,
+    });
+    for (const [server, from] of [
+      [gateway.httpServer, config.proxyProtocolFrom],
+      [gateway.socksServer, config.proxyProtocolFrom],
+      [hubListening.server, config.hubProxyProtocolFrom],
+    ] as const) {
       acceptProxyProtocol(server, {
-        from: config.proxyProtocolFrom,
+        from,
         timeoutMs: config.gatewayTimeouts.handshakeMs,
         onRefused: (reason, peer) => logger.warn({ peer, reason }, 'balancer connection refused'),
       });
     }
     await listenInTurn(
       {
-        // Nodes leaving with this instance are announced as moving: others wait for them.
-        hub: hubListener(hub, { tls, port: config.hubPort, graceMs, draining: cluster.draining }),
+        hub: hubListening,
         proxy: { server: gateway.httpServer, variable: 'PROXY_PORT', port: config.proxyPort },
         socks: { server: gateway.socksServer, variable: 'SOCKS_PORT', port: config.socksPort },
         api: { server: apiServer, variable: 'API_PORT', port: config.apiPort },

@@ -73,6 +73,11 @@ describe('start-up refuses a bad environment with one clear line', { concurrency
       line: () => /PROXY_PROTOCOL_FROM: "haproxy" is not a CIDR/,
     },
     {
+      name: 'HUB_PROXY_PROTOCOL_FROM=10.0.0.0/33',
+      env: () => ({ HUB_PROXY_PROTOCOL_FROM: '10.0.0.0/33' }),
+      line: () => /HUB_PROXY_PROTOCOL_FROM: "10.0.0.0\/33" is not a CIDR/,
+    },
+    {
       name: 'SIGNUP_LIMIT_PER_HOUR=0',
       env: () => ({ SIGNUP_LIMIT_PER_HOUR: '0' }),
       line: () => /SIGNUP_LIMIT_PER_HOUR: 0 is out of range/,

@@ -101,6 +101,11 @@ export interface Config {
   readonly trustProxy: readonly string[];
   /** CIDRs of TCP balancers that must start each proxy and SOCKS5 connection with a PROXY header. */
   readonly proxyProtocolFrom: readonly string[];
+  /**
+   * CIDRs of TCP balancers in front of the hub that must start each agent's connection
+   * with a PROXY header: the hub proves exit IPs by the address a connection comes from.
+   */
+  readonly hubProxyProtocolFrom: readonly string[];
   /** The first webhook retry's delay; the later ones are multiples of it. */
   readonly webhookRetryBaseMs: number;
   /** CIDRs webhooks may reach although not public, and the only places plain http may go. */
@@ -236,6 +241,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     ),
     trustProxy: cidrList('TRUST_PROXY', read('TRUST_PROXY')),
     proxyProtocolFrom: cidrList('PROXY_PROTOCOL_FROM', read('PROXY_PROTOCOL_FROM')),
+    hubProxyProtocolFrom: cidrList('HUB_PROXY_PROTOCOL_FROM', read('HUB_PROXY_PROTOCOL_FROM')),
     webhookRetryBaseMs: integer(
       'WEBHOOK_RETRY_BASE_MS',
       read('WEBHOOK_RETRY_BASE_MS') ?? '30000',

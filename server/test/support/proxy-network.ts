@@ -27,6 +27,8 @@ export interface ExitSpec {
   args?: string[];
   /** The node's type, registered and announced (`--type`); residential by default. */
   type?: 'residential' | 'datacenter' | 'mobile';
+  /** Where the agent dials (`--hub`); the server's hub port by default. */
+  hub?: string;
 }
 
 /** How long a server process may take to start (PGlite migrations on a busy machine). */
@@ -203,7 +205,7 @@ export async function startProxyNetwork(
           'tsx',
           'src/main.ts',
           '--hub',
-          `127.0.0.1:${ports.hub}`,
+          exit.hub ?? `127.0.0.1:${ports.hub}`,
           '--country',
           exit.country,
           '--exit-ip',
