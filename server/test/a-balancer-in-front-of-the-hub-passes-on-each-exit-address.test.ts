@@ -7,36 +7,15 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { ProxyAgent, request } from 'undici';
 import { eventually } from './support/engines.ts';
+import { proxyLineFor, startProxyHeaderRelay } from './support/proxy-header-relay.ts';
 import { type ProxyNetwork, startProxyNetwork } from './support/proxy-network.ts';
 
 const BALANCER = '127.0.0.50';
 const EXIT = '127.0.0.14';
-
-/** A TCP relay to `port` from the balancer's address; `header` says what it sends first. */
-async function startBalancer(
-  port: number,
-  header: (client: Socket) => string,
-): Promise<{ server: Server; port: number }> {
-  const server = createServer((client) => {
-    const upstream = connect({ host: '127.0.0.1', port, localAddress: BALANCER });
-    upstream.write(header(client));
-    client.pipe(upstream).pipe(client);
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { server, port: (server.address() as { port: number }).port };
-}
-
-const proxyLine = (client: Socket) =>
-  `PROXY TCP4 ${client.remoteAddress} 127.0.0.1 ${client.remotePort} 7000\r\n`;
 
 describe('a balancer in front of the hub passes on each exit address', () => {
   let net: ProxyNetwork;
@@ -54,7 +33,11 @@ describe('a balancer in front of the hub passes on each exit address', () => {
   });
 
   test('an agent behind the balancer proves its exit IP and carries traffic from it', async () => {
-    const balancer = await startBalancer(net.ports.hub, proxyLine);
+    const balancer = await startProxyHeaderRelay({
+      port: net.ports.hub,
+      from: BALANCER,
+      header: (client) => proxyLineFor(client, net.ports.hub),
+    });
     balancers.push(balancer.server);
     const { nodeId } = await net.startAgent({
       ip: EXIT,
@@ -73,7 +56,11 @@ describe('a balancer in front of the hub passes on each exit address', () => {
   });
 
   test('a connection from the balancer without the header is refused', async () => {
-    const balancer = await startBalancer(net.ports.hub, () => '');
+    const balancer = await startProxyHeaderRelay({
+      port: net.ports.hub,
+      from: BALANCER,
+      header: () => '',
+    });
     balancers.push(balancer.server);
     const socket = connect({ host: '127.0.0.1', port: balancer.port });
     socket.on('error', () => {});

@@ -20,6 +20,7 @@ import { type AgentProcess, spawnAgent } from '@ipcola/agent/testing';
 import { type Agent, ProxyAgent, request } from 'undici';
 import { eventually } from './support/engines.ts';
 import { type HttpsApi, signedInOverHttps } from './support/https-api.ts';
+import { proxyLineFor, startProxyHeaderRelay } from './support/proxy-header-relay.ts';
 import {
   type ServerProcess,
   serverEnv,
@@ -34,6 +35,8 @@ import {
 } from './support/test-certificates.ts';
 
 const skip = await needsOpenssl();
+/** A TCP balancer in front of the hub, passing TLS through after its PROXY header. */
+const BALANCER = '127.0.0.50';
 
 /** A port that nothing listens on: bound once, then released. */
 async function closedPort(): Promise<number> {
@@ -66,7 +69,12 @@ describe('the hub and the API serve TLS from certificate files', { skip }, () =>
     leaf = await ca.issue('hub', { dns: ['localhost'], ips: ['127.0.0.1'] });
     dataDir = await mkdtemp(path.join(tmpdir(), 'ipcola-tls-'));
     server = await startServer(
-      serverEnv({ DATA_DIR: dataDir, TLS_CERT_FILE: leaf.certFile, TLS_KEY_FILE: leaf.keyFile }),
+      serverEnv({
+        DATA_DIR: dataDir,
+        TLS_CERT_FILE: leaf.certFile,
+        TLS_KEY_FILE: leaf.keyFile,
+        HUB_PROXY_PROTOCOL_FROM: `${BALANCER}/32`,
+      }),
       [],
       60_000,
     );
@@ -177,6 +185,36 @@ describe('the hub and the API serve TLS from certificate files', { skip }, () =>
       items: Array<{ id: string; online: boolean }>;
     };
     assert.equal(items.find((node) => node.id === nodeId)?.online, true);
+  });
+
+  test('behind a balancer sending the PROXY protocol, the TLS hub sees the agent', async () => {
+    const balancer = await startProxyHeaderRelay({
+      port: ports.hub,
+      from: BALANCER,
+      header: (client) => proxyLineFor(client, ports.hub),
+    });
+    try {
+      const { nodeId } = await startNode('127.0.0.34', [
+        '--hub',
+        `localhost:${balancer.port}`,
+        '--ca',
+        ca.certFile,
+      ]);
+      await nodeUp(nodeId);
+      const up = server.logs.find((line) => line.msg === 'node up' && line.nodeId === nodeId);
+      assert.equal(up?.remoteAddress, '127.0.0.1', 'the agent, not the balancer');
+      // Its exit-IP proof went through the balancer too, and was seen from the exit.
+      const { items } = (await (await api('/v1/nodes')).json()) as {
+        items: Array<{ id: string; exits: Array<{ ip: string; state: string }> }>;
+      };
+      const exits = items.find((node) => node.id === nodeId)?.exits;
+      assert.deepEqual(
+        exits?.map(({ ip, state }) => ({ ip, state })),
+        [{ ip: '127.0.0.34', state: 'verified' }],
+      );
+    } finally {
+      balancer.server.close();
+    }
   });
 
   test('an agent with another CA does not attach, says why, and keeps retrying', async () => {

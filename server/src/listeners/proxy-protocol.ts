@@ -1,5 +1,6 @@
 /**
- * The PROXY protocol (HAProxy's, versions 1 and 2) on the customer-facing ports: behind
+ * The PROXY protocol (HAProxy's, versions 1 and 2) on the customer-facing ports (and on
+ * the hub's, where exit IPs are proven by the address a connection comes from): behind
  * a TCP balancer every client would otherwise look like the balancer, so per-address
  * limits (failed sign-ins) would lock every customer out at once and password-less
  * address ranges would admit everyone or no one. Only the balancers named by
@@ -14,6 +15,7 @@
  * Spec: https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt
  */
 import { BlockList, isIP, type Server, type Socket } from 'node:net';
+import { type TLSSocket, Server as TlsServer } from 'node:tls';
 import { plainAddress } from '@ipcola/shared/addresses';
 import ipaddr from 'ipaddr.js';
 
@@ -166,18 +168,34 @@ export function acceptProxyProtocol(server: Server, options: ProxyProtocolOption
       }
       headerLengths.set(socket, outcome.length);
       if (outcome.source) {
-        // Own properties over net.Socket's getters: every later reader (limits,
-        // password-less ranges, logs) sees the client.
-        const { address, port } = outcome.source;
-        Object.defineProperty(socket, 'remoteAddress', { value: address });
-        Object.defineProperty(socket, 'remotePort', { value: port });
-        Object.defineProperty(socket, 'remoteFamily', {
-          value: isIP(address) === 6 ? 'IPv6' : 'IPv4',
-        });
+        sources.set(socket, outcome.source);
+        claimAddress(socket, outcome.source);
       }
       for (const handler of handlers) handler.call(server, socket);
     });
   });
+  // A TLS server's sockets are TLSSockets over the TCP one, whose address they read from
+  // the connection itself (the balancer): they are given the client too, before the
+  // server's own handler (HTTP over TLS: the hub with a certificate) sees them.
+  if (server instanceof TlsServer) {
+    server.prependListener('secureConnection', (secure: TLSSocket) => {
+      const source = sources.get((secure as TLSSocket & { _parent?: Socket })._parent as Socket);
+      if (source) claimAddress(secure, source);
+    });
+  }
+}
+
+/** The client a balancer's header named, per TCP socket. */
+const sources = new WeakMap<Socket, { address: string; port: number }>();
+
+/**
+ * Own properties over net.Socket's getters: every later reader (limits, password-less
+ * ranges, exit-IP proofs, logs) sees the client.
+ */
+function claimAddress(socket: Socket, { address, port }: { address: string; port: number }) {
+  Object.defineProperty(socket, 'remoteAddress', { value: address });
+  Object.defineProperty(socket, 'remotePort', { value: port });
+  Object.defineProperty(socket, 'remoteFamily', { value: isIP(address) === 6 ? 'IPv6' : 'IPv4' });
 }
 
 type HeaderOutcome = Error | { length: number; source: { address: string; port: number } | null };
