@@ -18,8 +18,7 @@ class ClientGone implements AbortNotice {
   constructor(socket: Socket) {
     this.#socket = socket;
     if (socket.destroyed) this.#onClose();
-    // First of the socket's 'close' listeners added here: the reason is set before any
-    // listener below hears of it.
+    // Before any listener that addEventListener adds: the reason is set when they hear.
     else socket.once('close', this.#onClose);
   }
 
