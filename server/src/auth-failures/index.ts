@@ -4,12 +4,15 @@
  * block duration, correct credentials or not, so that guessing stays slow and cheap.
  *
  * Only failures reach the limiter's store; whether an address is blocked is answered
- * from what this process learnt when it counted a failure, so that a successful
- * sign-in never waits for Redis.
+ * from what this process learnt, so that a successful sign-in never waits for Redis: a
+ * block it counted itself, or one another instance counted and broadcast. Without the
+ * broadcast, an instance that never saw the address fail would judge a right secret
+ * from a blocked address until its own next failure there (a guess per instance and
+ * block).
  */
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { RateLimiterRes } from 'rate-limiter-flexible';
-import type { HotState } from '../store/index.ts';
+import type { Broadcast, HotState } from '../store/index.ts';
 
 export interface AuthFailureLimit {
   /** Milliseconds the address stays blocked, 0 when it is not blocked. */
@@ -20,6 +23,8 @@ export interface AuthFailureLimit {
 
 export interface AuthFailureLimitOptions {
   limiter: RateLimiterAbstract;
+  /** Where blocks are told to the other instances, and theirs heard (one topic per limit). */
+  blocks?: { broadcast: Broadcast; topic: string };
   /** A store that does not answer (Redis down): counted as no block, reported here. */
   onError?: (error: unknown) => void;
   now?: () => number;
@@ -31,6 +36,16 @@ const MAX_REMEMBERED = 100_000;
 export function createAuthFailureLimit(options: AuthFailureLimitOptions): AuthFailureLimit {
   const now = options.now ?? Date.now;
   const blockedUntil = new Map<string, number>();
+  const block = (address: string, ms: number) => {
+    if (blockedUntil.size >= MAX_REMEMBERED) blockedUntil.clear();
+    blockedUntil.set(address, Math.max(blockedUntil.get(address) ?? 0, now() + ms));
+  };
+  const { blocks } = options;
+  // For as long as the hot state runs: its close ends the subscription.
+  blocks?.broadcast.subscribe(blocks.topic, (message) => {
+    const told = parseBlock(message);
+    if (told) block(told.address, told.ms);
+  });
 
   const blockedFor = (address: string): number => {
     const until = blockedUntil.get(address);
@@ -46,8 +61,13 @@ export function createAuthFailureLimit(options: AuthFailureLimitOptions): AuthFa
     async recordFailure(address) {
       const blocked = await consumePoint(options.limiter, address, options.onError);
       if (blocked > 0) {
-        if (blockedUntil.size >= MAX_REMEMBERED) blockedUntil.clear();
-        blockedUntil.set(address, now() + blocked);
+        const known = blockedFor(address) > 0;
+        block(address, blocked);
+        // Relative, not a time: the instances' clocks need not agree.
+        if (!known && blocks) {
+          const message = JSON.stringify({ address, ms: blocked } satisfies Block);
+          blocks.broadcast.publish(blocks.topic, message).catch(options.onError ?? (() => {}));
+        }
       }
       return blocked;
     },
@@ -57,13 +77,33 @@ export function createAuthFailureLimit(options: AuthFailureLimitOptions): AuthFa
 /** How long an address that used up its failed sign-ins is refused. */
 const AUTH_FAILURE_BLOCK_SECONDS = 300;
 
+/** A block another instance counted: the address, and the milliseconds it has left. */
+interface Block {
+  address: string;
+  ms: number;
+}
+
+/** A block as broadcast, or null for anything else (the topic is ours, but checked all the same). */
+function parseBlock(message: string): Block | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(message);
+  } catch {
+    return null;
+  }
+  const { address, ms } = (value ?? {}) as Partial<Block>;
+  if (typeof address !== 'string' || address.length === 0 || address.length > 64) return null;
+  if (typeof ms !== 'number' || !(ms > 0 && ms <= AUTH_FAILURE_BLOCK_SECONDS * 1000)) return null;
+  return { address, ms };
+}
+
 /**
  * Limits of failed sign-ins per address and minute, counted in hot state (shared by every
  * server), one limit per name; past the allowance an address is refused for a while,
  * whatever it presents.
  */
 export function authFailureLimits(
-  hotState: Pick<HotState, 'rateLimiter'>,
+  hotState: Pick<HotState, 'rateLimiter' | 'broadcast'>,
   options: { perMinute: number; onError: (error: unknown) => void },
 ): (name: string) => AuthFailureLimit {
   return (name) =>
@@ -74,6 +114,7 @@ export function authFailureLimits(
         durationSec: 60,
         blockDurationSec: AUTH_FAILURE_BLOCK_SECONDS,
       }),
+      blocks: { broadcast: hotState.broadcast, topic: `blocked:${name}` },
       onError: options.onError,
     });
 }

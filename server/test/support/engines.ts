@@ -115,6 +115,23 @@ export const hotStateEngines: HotStateEngine[] = [
   },
 ];
 
+/** `count` hot states on one Redis prefix: that many instances of one deployment. */
+export async function openSharedRedisHotStates(count: number): Promise<Opened<HotState[]>> {
+  const url = required('REDIS_URL');
+  const prefix = `ipcola-test:${randomBytes(6).toString('hex')}:`;
+  const hots: HotState[] = [];
+  for (let i = 0; i < count; i++) {
+    hots.push(await openRedisHotState(url, quietLogger, { prefix }));
+  }
+  return {
+    value: hots,
+    async dispose() {
+      await Promise.all(hots.map((hot) => hot.close()));
+      await deleteRedisKeys(url, prefix);
+    },
+  };
+}
+
 /** A new, empty PostgreSQL database next to the one in baseUrl; drop() removes it. */
 export async function createScratchDatabase(
   baseUrl: string,
