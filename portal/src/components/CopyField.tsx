@@ -29,8 +29,9 @@ export function CopyField({
         <CopyButton value={value}>
           {({ copied, copy }) => (
             <Button
+              // Copied: filled in the primary colour, whose shade passes WCAG AA with white
+              // (theme.ts), hovered too; white on teal's shade 8 is 3.9:1.
               variant={copied ? 'filled' : 'light'}
-              color={copied ? 'teal' : 'indigo'}
               onClick={copy}
               aria-label={`${copied ? 'Copied' : 'Copy'} ${label}`}
               size="xs"

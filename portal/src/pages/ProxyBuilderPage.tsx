@@ -250,7 +250,7 @@ export default function ProxyBuilderPage() {
                 <Group>
                   <CopyButton value={text}>
                     {({ copied, copy }) => (
-                      <Button onClick={copy} color={copied ? 'teal' : 'indigo'}>
+                      <Button onClick={copy} variant={copied ? 'outline' : 'filled'}>
                         {copied ? 'Copied' : 'Copy all lines'}
                       </Button>
                     )}

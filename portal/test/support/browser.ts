@@ -56,6 +56,14 @@ interface AxeViolation {
  */
 export async function seriousAccessibilityViolations(page: Page): Promise<string[]> {
   await page.evaluate(`${await axeSource};0`);
+  // The page as a person reads it: once its colour transitions have ended (a button that
+  // turns "Copied" is otherwise judged on a colour halfway between two). Endless
+  // animations (loaders) are left running.
+  await page.evaluate(
+    `Promise.all(document.getAnimations()
+      .filter((a) => a.effect?.getTiming().iterations !== Infinity)
+      .map((a) => a.finished.catch(() => {})))`,
+  );
   // With a modal dialog open, the page behind it is dimmed and out of reach: the dialog is
   // what a person can read and use, so it is what is checked (the page is, without it).
   const violations = (await page.evaluate(
